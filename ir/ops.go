@@ -49,7 +49,7 @@ const (
 	GAPGrad          OpKind = "gap_grad"           // (dy [N,C]) {in_h, in_w} -> dx
 	LinearDx         OpKind = "linear_dx"          // (dy [N,K], w [K,C]) -> dx [N,C]
 	LinearDw         OpKind = "linear_dw"          // (dy [N,K], x [N,C]) -> dw [K,C]
-	SoftmaxCEGrad    OpKind = "softmaxce_grad"     // (dloss, logits, labels) -> dlogits
+	SoftmaxCEGrad    OpKind = "softmaxce_grad"     // (logits, labels) {scale} -> scale*(softmax(logits)-onehot(labels))/N
 	SGD              OpKind = "sgd"                // (w, g, mom, lr) {momentum, decay} -> (w', mom')
 )
 
@@ -137,7 +137,7 @@ func init() {
 	def(GAPGrad, 1, 1, inferGAPGrad, req("in_h", AttrInt), req("in_w", AttrInt))
 	def(LinearDx, 2, 2, inferLinearDx)
 	def(LinearDw, 2, 2, inferLinearDw)
-	def(SoftmaxCEGrad, 3, 3, inferSoftmaxCEGrad)
+	def(SoftmaxCEGrad, 2, 2, inferSoftmaxCEGrad, opt("scale", AttrFloat, 1.0))
 	def(SGD, 4, 4, inferSGD, opt("momentum", AttrFloat, 0.9), opt("decay", AttrFloat, 1e-4))
 }
 
@@ -656,13 +656,10 @@ func inferLinearDw(op *Op) ([]Type, error) {
 }
 
 func inferSoftmaxCEGrad(op *Op) ([]Type, error) {
-	if _, err := argF32(op, 0, 0); err != nil {
+	if err := checkLabels(op, 0, 1); err != nil {
 		return nil, err
 	}
-	if err := checkLabels(op, 1, 2); err != nil {
-		return nil, err
-	}
-	return one(op.Args[1].Type), nil
+	return one(op.Args[0].Type), nil
 }
 
 func inferSGD(op *Op) ([]Type, error) {
