@@ -1,0 +1,289 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/resnetc/resnetc/ir"
+	"github.com/resnetc/resnetc/ir/resnet"
+
+	_ "github.com/resnetc/resnetc/internal/golden"
+)
+
+// TestMain lets the test binary stand in for the resnetc binary, so exit
+// statuses and crashes are observed exactly as a user would see them.
+func TestMain(m *testing.M) {
+	if os.Getenv("RESNETC_TEST_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// resnetc runs the command in a child process and returns its stdout,
+// stderr and exit status.
+func resnetc(t *testing.T, args ...string) (stdout, stderr string, status int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "RESNETC_TEST_MAIN=1")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		status = ee.ExitCode()
+	default:
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), status
+}
+
+// runIn runs the command in-process.
+func runIn(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := run(args, &out, &errb)
+	return out.String(), err
+}
+
+func describeJSON(t *testing.T, args ...string) map[string]any {
+	t.Helper()
+	out, err := runIn(t, append([]string{"describe", "-json"}, args...)...)
+	if err != nil {
+		t.Fatalf("describe %v: %v", args, err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatalf("describe %v: output is not JSON: %v\n%s", args, err, out)
+	}
+	for _, k := range []string{"weights", "bn_params", "macs", "activation_bytes"} {
+		v, ok := m[k].(float64)
+		if !ok || v != math.Trunc(v) || v <= 0 {
+			t.Errorf("describe %v: field %q = %v, want a positive integer", args, k, m[k])
+		}
+	}
+	return m
+}
+
+// TestDescribeMatchesPaper checks the parameter counts the paper reports
+// (rounded to 0.1M).
+func TestDescribeMatchesPaper(t *testing.T) {
+	for _, c := range []struct {
+		preset   string
+		millions float64
+	}{
+		{"resnet-110", 1.7},
+		{"preact-resnet-110", 1.7},
+		{"resnet-164", 1.7},
+		{"preact-resnet-164", 1.7},
+		{"resnet-1001", 10.2},
+		{"preact-resnet-1001", 10.2},
+		{"resnet-1202", 19.4},
+	} {
+		m := describeJSON(t, "-preset", c.preset)
+		got := math.Round(m["weights"].(float64)/1e5) / 10
+		if got != c.millions {
+			t.Errorf("%s: %v weights = %.1fM, paper says %.1fM", c.preset, m["weights"], got, c.millions)
+		}
+	}
+}
+
+func TestDescribeDepthAndBatch(t *testing.T) {
+	a := describeJSON(t, "-preset", "preact-resnet-bottleneck", "-depth", "164")
+	b := describeJSON(t, "-preset", "preact-resnet-164")
+	if a["weights"] != b["weights"] || a["macs"] != b["macs"] {
+		t.Errorf("family at depth 164 = %v weights %v MACs; preact-resnet-164 = %v, %v", a["weights"], a["macs"], b["weights"], b["macs"])
+	}
+	c := describeJSON(t, "-preset", "preact-resnet-bottleneck", "-depth", "272")
+	if c["weights"].(float64) <= a["weights"].(float64) {
+		t.Errorf("depth 272 has %v weights, not more than depth 164's %v", c["weights"], a["weights"])
+	}
+	// Per-image figures do not depend on the batch size.
+	d := describeJSON(t, "-preset", "preact-resnet-164", "-batch", "8")
+	if d["macs"] != b["macs"] || d["activation_bytes"] != b["activation_bytes"] {
+		t.Errorf("batch 8 per-image figures %v, %v differ from batch 1's %v, %v", d["macs"], d["activation_bytes"], b["macs"], b["activation_bytes"])
+	}
+	out, err := runIn(t, "describe", "-preset", "resnet-110")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "1.7") {
+		t.Errorf("describe table does not show 1.7M weights:\n%s", out)
+	}
+}
+
+// TestBadInputs runs the real command on malformed files and flags: each
+// gives a one-line error that says where, a non-zero status, and no panic.
+func TestBadInputs(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, src string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := "resnet r {\n  input 32x32x3\n  classes 10\n  depth 20\n  stem conv3x3 16\n  unit basic\n  stages 16 32/2 64/2\n}\n"
+	files := []struct {
+		name, src, pos, msg string
+	}{
+		{"kind.arch", strings.Replace(good, "unit basic", "unit bottlenek", 1), ":6:8:", "bottlenek"},
+		{"brace.arch", strings.TrimSuffix(good, "}\n"), ":8:1:", "}"},
+		{"width.arch", strings.Replace(good, "stages 16", "stages -16", 1), ":7:10:", "-16"},
+		{"depth.arch", strings.Replace(good, "depth 20", "depth 21", 1), ":4:", "6n+2"},
+		{"bdepth.arch", strings.Replace(strings.Replace(good, "unit basic", "unit bottleneck", 1), "stages 16 32/2 64/2", "stages 64 128/2 256/2", 1), ":4:", "9n+2"},
+	}
+	for _, f := range files {
+		p := write(f.name, f.src)
+		stdout, stderr, status := resnetc(t, "describe", p)
+		if status == 0 {
+			t.Errorf("%s: exit status 0, want non-zero; stdout:\n%s", f.name, stdout)
+		}
+		msg := strings.TrimRight(stderr, "\n")
+		if strings.Contains(msg, "\n") || strings.Contains(msg, "panic") || strings.Contains(msg, "goroutine") {
+			t.Errorf("%s: error is not one line:\n%s", f.name, stderr)
+		}
+		if !strings.HasPrefix(msg, p+f.pos) || !strings.Contains(msg, f.msg) {
+			t.Errorf("%s: error %q, want prefix %q and %q in it", f.name, msg, p+f.pos, f.msg)
+		}
+	}
+
+	for _, args := range [][]string{
+		{"describe"},
+		{"describe", "-preset", "no-such-net"},
+		{"describe", "-preset", "resnet-20", filepath.Join(dir, "kind.arch")},
+		{"describe", "-preset", "resnet-20", "-depth", "21"},
+		{"describe", "-preset", "resnet-20", "-batch", "0"},
+		{"describe", "-preset", "resnet-20", "-bogus"},
+		{"describe", filepath.Join(dir, "missing.arch")},
+		{"dump", "-preset", "resnet-20", "-mode", "bogus"},
+		{"dump", "-preset", "resnet-20", "-after", "nosuchpass"},
+		{"frobnicate"},
+		{},
+	} {
+		_, stderr, status := resnetc(t, args...)
+		if status == 0 || stderr == "" || strings.Contains(stderr, "goroutine ") {
+			t.Errorf("resnetc %q: status %d, stderr %q; want a non-zero status and a message", args, status, stderr)
+		}
+	}
+}
+
+func TestPresetsCommand(t *testing.T) {
+	out, err := runIn(t, "presets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := resnet.Presets()
+	if len(ps) < 40 {
+		t.Errorf("only %d presets", len(ps))
+	}
+	for _, p := range ps {
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(p.Name) + `\s`).MatchString(out) {
+			t.Errorf("resnetc presets does not list %s", p.Name)
+		}
+	}
+}
+
+// TestShowRoundTrip checks that show prints DSL that parses to the same
+// architecture.
+func TestShowRoundTrip(t *testing.T) {
+	for _, name := range []string{"preact-resnet-164", "resnet-110-gate-neg6", "preact-resnet-200"} {
+		out, err := runIn(t, "show", "-preset", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := resnet.Parse("show.arch", []byte(out))
+		if err != nil {
+			t.Fatalf("show -preset %s: output does not parse: %v\n%s", name, err, out)
+		}
+		if a.Format() != out {
+			t.Errorf("show -preset %s: formatting the parsed output differs:\n%s\nvs\n%s", name, a.Format(), out)
+		}
+	}
+}
+
+// TestDump checks that dump prints IR that parses and verifies, in both
+// modes, and that -after lower stops before the passes.
+func TestDump(t *testing.T) {
+	for _, c := range []struct {
+		args     []string
+		mode     ir.Mode
+		wantKind ir.OpKind
+		noKind   ir.OpKind
+	}{
+		{[]string{"-mode", "infer"}, ir.Infer, ir.BNNorm, ir.BNStats},
+		{[]string{"-mode", "train"}, ir.Train, ir.SGD, ""},
+		{[]string{"-mode", "train", "-after", "lower"}, ir.Train, ir.BNStats, ir.SGD},
+	} {
+		args := append([]string{"dump", "-preset", "resnet-20", "-batch", "2"}, c.args...)
+		out, err := runIn(t, args...)
+		if err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		g, err := ir.Parse("dump.ir", []byte(out))
+		if err != nil {
+			t.Fatalf("%v: output does not parse: %v", args, err)
+		}
+		if err := ir.Verify(g); err != nil {
+			t.Fatalf("%v: output does not verify: %v", args, err)
+		}
+		if g.Mode != c.mode {
+			t.Errorf("%v: mode %v, want %v", args, g.Mode, c.mode)
+		}
+		has := map[ir.OpKind]bool{}
+		for _, op := range g.Ops {
+			has[op.Kind] = true
+		}
+		if !has[c.wantKind] {
+			t.Errorf("%v: no %s op", args, c.wantKind)
+		}
+		if c.noKind != "" && has[c.noKind] {
+			t.Errorf("%v: unexpected %s op", args, c.noKind)
+		}
+	}
+}
+
+// TestREADME checks that the README's DSL examples parse, that it names
+// every preset, and that its first command works.
+func TestREADME(t *testing.T) {
+	src, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(src)
+	blocks := regexp.MustCompile("(?s)```arch\n(.*?)```").FindAllStringSubmatch(readme, -1)
+	if len(blocks) < 4 {
+		t.Fatalf("README has %d arch examples, want at least 4", len(blocks))
+	}
+	for i, b := range blocks {
+		if _, err := resnet.Parse("README.md", []byte(b[1])); err != nil {
+			t.Errorf("README example %d does not parse: %v\n%s", i+1, err, b[1])
+		}
+	}
+	for _, p := range resnet.Presets() {
+		if !strings.Contains(readme, "`"+p.Name+"`") {
+			t.Errorf("README does not list preset %s", p.Name)
+		}
+	}
+	const main = "go run ./cmd/resnetc describe -preset preact-resnet-1001"
+	if !strings.Contains(readme, main) {
+		t.Fatalf("README's main command %q is missing", main)
+	}
+	if !strings.Contains(readme, "go test ./...") {
+		t.Fatalf("README names no test command")
+	}
+	m := describeJSON(t, "-preset", "preact-resnet-1001")
+	if got := math.Round(m["weights"].(float64)/1e5) / 10; got != 10.2 {
+		t.Errorf("preact-resnet-1001: %.1fM weights, README says 10.2M", got)
+	}
+}
