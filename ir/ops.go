@@ -285,6 +285,9 @@ func inferDecl(op *Op) ([]Type, error) {
 	if op.Kind != Input && t.DType != F32 {
 		return nil, fmt.Errorf("%s must be f32, is %v", op.Kind, t)
 	}
+	if op.Kind == Input {
+		return one(t), nil
+	}
 	switch init := op.Str("init"); init {
 	case "zeros", "ones", "const", "normal", "uniform":
 	default:
