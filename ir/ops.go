@@ -3,6 +3,7 @@ package ir
 import (
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // OpKind names an operation. The op table (Info) gives each kind its
@@ -55,6 +56,21 @@ const (
 
 // IsDecl reports whether k declares a tensor (input, param or state).
 func (k OpKind) IsDecl() bool { return k == Input || k == Param || k == State }
+
+// trainingOnly are the kinds an inference graph must not contain: they
+// compute batch statistics, random masks, gradients or weight updates.
+var trainingOnly = map[OpKind]bool{
+	BNStats: true, EMA: true, Dropout: true, SGD: true,
+	Conv2DDx: true, Conv2DDw: true, LinearDx: true, LinearDw: true,
+	ChanSum: true, SoftmaxCEGrad: true,
+}
+
+// TrainingOnly reports whether an op of kind k belongs only in a training
+// graph: batch statistics and their averages, dropout, gradients and the
+// optimizer.
+func (k OpKind) TrainingOnly() bool {
+	return trainingOnly[k] || strings.HasSuffix(string(k), "_grad")
+}
 
 // OpInfo describes an op kind.
 type OpInfo struct {
