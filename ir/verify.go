@@ -8,7 +8,6 @@ import (
 
 const maxVerifyErrors = 20
 
-
 // Verify checks the invariants every pass relies on and returns all
 // violations found (up to a limit) as an ErrorList. Each message names the
 // op by its index, kind and name, and values by their %N in the text form.
@@ -180,7 +179,6 @@ func (v *verifier) checkTypes(i int, op *Op) {
 		}
 	}
 }
-
 
 // checkOrder reports arguments produced at or after their use: as a cycle
 // when the graph has one through that use, else as a scheduling error.
