@@ -88,13 +88,23 @@ func TestDescribeMatchesPaper(t *testing.T) {
 		{"preact-resnet-164", 1.7},
 		{"resnet-1001", 10.2},
 		{"preact-resnet-1001", 10.2},
-		{"resnet-1202", 19.4},
 	} {
 		m := describeJSON(t, "-preset", c.preset)
 		got := math.Round(m["weights"].(float64)/1e5) / 10
 		if got != c.millions {
 			t.Errorf("%s: %v weights = %.1fM, paper says %.1fM", c.preset, m["weights"], got, c.millions)
 		}
+	}
+	// The 19.4M quoted for ResNet-1202 (from the original ResNet paper)
+	// counts BatchNorm's scales and shifts too; the conv and FC weights
+	// alone are 19.3M.
+	m := describeJSON(t, "-preset", "resnet-1202")
+	w, bn := m["weights"].(float64), m["bn_params"].(float64)
+	if got := math.Round(w/1e5) / 10; got != 19.3 {
+		t.Errorf("resnet-1202: %.1fM weights, want 19.3M", got)
+	}
+	if got := math.Round((w+bn)/1e5) / 10; got != 19.4 {
+		t.Errorf("resnet-1202: %.1fM weights and BN parameters, the paper says 19.4M", got)
 	}
 }
 
@@ -141,7 +151,7 @@ func TestBadInputs(t *testing.T) {
 		{"brace.arch", strings.TrimSuffix(good, "}\n"), ":8:1:", "}"},
 		{"width.arch", strings.Replace(good, "stages 16", "stages -16", 1), ":7:10:", "-16"},
 		{"depth.arch", strings.Replace(good, "depth 20", "depth 21", 1), ":4:", "6n+2"},
-		{"bdepth.arch", strings.Replace(strings.Replace(good, "unit basic", "unit bottleneck", 1), "stages 16 32/2 64/2", "stages 64 128/2 256/2", 1), ":4:", "9n+2"},
+		{"bdepth.arch", strings.Replace(strings.Replace(strings.Replace(good, "unit basic", "unit bottleneck", 1), "stages 16 32/2 64/2", "stages 64 128/2 256/2", 1), "depth 20", "depth 57", 1), ":4:", "9n+2"},
 	}
 	for _, f := range files {
 		p := write(f.name, f.src)

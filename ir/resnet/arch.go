@@ -153,10 +153,12 @@ func (g Grow) String() string {
 
 // Stem is the network's first layer: a KxK conv of the given width and
 // stride (pad K/2), optionally followed by a 3x3 stride-2 max pool (pad 1).
-// For the CIFAR stem (3x3/1, 16) under a pre-activation order, the stem is
-// the bare conv: the first unit activates it. Every other stem is
-// conv-BN-ReLU[-maxpool] and, under a pre-activation order, the first unit
-// then skips its own first activation (as the reference ImageNet code).
+// Without the pool (the CIFAR stem), the stem is conv-BN-ReLU under the
+// post-activation orders, the bare conv under full pre-activation and
+// conv-BN under ReLU-only pre-activation: the first unit supplies the rest.
+// With the pool (the ImageNet stem), it is always conv-BN-ReLU-maxpool and,
+// under a pre-activation order, the first unit skips its own first
+// activation (as the reference ImageNet code does).
 type Stem struct {
 	Kernel, Stride, Width int
 	MaxPool               bool
