@@ -1,0 +1,598 @@
+package passes
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+
+	"github.com/resnetc/resnetc/ir"
+)
+
+// SGDOptions are the hyperparameters of the update Autodiff appends:
+// m' = Momentum*m + g + Decay*w, w' = w - lr*m' (the sgd op).
+type SGDOptions struct {
+	Momentum float64 // in [0, 1)
+	Decay    float64 // L2 weight decay, >= 0
+}
+
+// DefaultSGD is the paper's recipe: momentum 0.9, weight decay 1e-4.
+var DefaultSGD = SGDOptions{Momentum: 0.9, Decay: 1e-4}
+
+// Autodiff turns a train-mode forward graph with an output "logits" into
+// one training step, so that a step is a single static graph the later
+// passes and the code generator see whole. It declares the inputs "labels"
+// (i32[N]) and "lr" (f32[]), appends the mean cross-entropy "loss" (a new
+// output; "logits" stays), the backward ops of every param, and for each
+// param a momentum state "<param>.momentum" and an sgd op "<param>.sgd"
+// with DefaultSGD, whose results update the param and its momentum. The
+// forward graph's own updates (running statistics) are kept.
+//
+// On error the graph is left as it was.
+func Autodiff(g *ir.Graph) error { return AutodiffWith(DefaultSGD)(g) }
+
+// AutodiffWith returns the Autodiff pass with other SGD hyperparameters.
+func AutodiffWith(o SGDOptions) func(*ir.Graph) error {
+	return func(g *ir.Graph) error {
+		if err := autodiff(g, o); err != nil {
+			return &Error{Pass: "autodiff", Err: err}
+		}
+		return nil
+	}
+}
+
+func autodiff(g *ir.Graph, o SGDOptions) (err error) {
+	if !(o.Momentum >= 0 && o.Momentum < 1) {
+		return fmt.Errorf("SGD momentum %v, want 0 <= momentum < 1", o.Momentum)
+	}
+	if !(o.Decay >= 0) || math.IsInf(o.Decay, 1) {
+		return fmt.Errorf("SGD decay %v, want a finite value >= 0", o.Decay)
+	}
+	if g == nil {
+		return errors.New("nil graph")
+	}
+	if g.Mode != ir.Train {
+		return fmt.Errorf("graph is in %s mode; the training step is built from a train-mode forward graph", g.Mode)
+	}
+	logits := g.Output("logits")
+	if logits == nil {
+		return errors.New(`graph has no output "logits"`)
+	}
+	if g.Output("loss") != nil {
+		return errors.New(`graph already has an output "loss" (autodiff has already run?)`)
+	}
+	for _, name := range []string{"labels", "lr"} {
+		if g.Lookup(name) != nil {
+			return fmt.Errorf("graph already declares %q (autodiff has already run?)", name)
+		}
+	}
+	if t := logits.Type; t.DType != ir.F32 || len(t.Shape) != 2 {
+		return fmt.Errorf(`output "logits" is %v, want f32[N,K]`, t)
+	}
+	params := g.Decls(ir.Param)
+	updated := map[*ir.Value]bool{}
+	for _, u := range g.Updates {
+		updated[u.Target] = true
+	}
+	for _, p := range params {
+		if updated[p.Result()] {
+			return fmt.Errorf("param %q already has an update", p.Name)
+		}
+		if name := p.Name + ".momentum"; g.Lookup(name) != nil {
+			return fmt.Errorf("graph already declares %q", name)
+		}
+	}
+
+	// Everything below only appends; undo it all on error.
+	nOps, nOut, nUpd := len(g.Ops), len(g.Outputs), len(g.Updates)
+	defer func() {
+		if err != nil {
+			g.Ops = slices.Delete(g.Ops, nOps, len(g.Ops))
+			g.Outputs = g.Outputs[:nOut]
+			g.Updates = g.Updates[:nUpd]
+		}
+	}()
+
+	labels := g.Decl(ir.Input, "labels", ir.Type{DType: ir.I32, Shape: ir.Shape{logits.Type.Shape[0]}}, nil)
+	lossOp, err := g.AddOp(ir.SoftmaxCE, "loss", nil, logits, labels)
+	if err != nil {
+		return err
+	}
+	loss := lossOp.Result()
+	ws := make([]*ir.Value, len(params))
+	for i, p := range params {
+		ws[i] = p.Result()
+	}
+	grads, err := Gradients(g, []*ir.Value{loss}, []*ir.Value{nil}, ws)
+	if err != nil {
+		return err
+	}
+	lr := g.Decl(ir.Input, "lr", ir.T32(), nil)
+	attrs := ir.Attrs{}
+	setNonDefault(attrs, ir.SGD, "momentum", o.Momentum)
+	setNonDefault(attrs, ir.SGD, "decay", o.Decay)
+	for i, p := range params {
+		w := ws[i]
+		mt := w.Type
+		mt.Shape = slices.Clone(mt.Shape)
+		m := g.Decl(ir.State, p.Name+".momentum", mt, nil)
+		sgd, err := g.AddOp(ir.SGD, p.Name+".sgd", attrs.Clone(), w, grads[i], m, lr)
+		if err != nil {
+			return err
+		}
+		g.AddUpdate(w, sgd.Results[0])
+		g.AddUpdate(m, sgd.Results[1])
+	}
+	g.AddOutput("loss", loss)
+	return nil
+}
+
+// setNonDefault sets attrs[name] = v unless v is the op table's default
+// for that attribute of kind, so printed graphs show only what differs.
+func setNonDefault(attrs ir.Attrs, kind ir.OpKind, name string, v float64) {
+	for _, s := range ir.Info(kind).Attrs {
+		if s.Name == name {
+			if d, ok := s.Default.(float64); ok && d == v {
+				return
+			}
+		}
+	}
+	attrs[name] = v
+}
+
+// Gradients appends to g the ops of the vector-Jacobian product of ys
+// with seeds dys, and returns the gradient of the sum of <dys[i], ys[i]>
+// with respect to each of xs. Reverse-mode differentiation is how a
+// training step gets every weight gradient in one backward sweep.
+//
+// ys, dys and xs must be values of g; dys[i] has ys[i]'s type, or is nil
+// to seed a softmaxce loss with 1 (its gradient op carries the constant).
+// Only ops on a path from xs to ys are differentiated. A value used several
+// times gets its contributions summed with add ops, in reverse schedule
+// order of its users, so the output is deterministic. Gradient ops are named
+// after the forward op ("s1.u1.conv1.dx", "s1.u1.conv1.dw"); sums after the
+// value ("s1.u1.relu1.dsum").
+//
+// It is an error if an x does not influence ys, if a gradient would have to
+// flow through an op that has none (ema, gradient ops, sgd), or if an
+// explicit seed reaches a softmaxce. On error g is left as it was.
+func Gradients(g *ir.Graph, ys, dys, xs []*ir.Value) ([]*ir.Value, error) {
+	n := len(g.Ops)
+	gx, err := gradients(g, ys, dys, xs)
+	if err != nil {
+		g.Ops = slices.Delete(g.Ops, n, len(g.Ops))
+		return nil, err
+	}
+	return gx, nil
+}
+
+// differ holds the state of one reverse sweep.
+type differ struct {
+	g     *ir.Graph
+	index map[*ir.Op]int
+	live  map[*ir.Value]bool      // depends on some x
+	grad  map[*ir.Value]*ir.Value // accumulated gradient
+	unit  map[*ir.Value]int       // number of nil (unit) seeds of a softmaxce loss
+	sums  map[*ir.Value]int       // add ops emitted so far per value, for names
+}
+
+func gradients(g *ir.Graph, ys, dys, xs []*ir.Value) ([]*ir.Value, error) {
+	if len(ys) != len(dys) {
+		return nil, fmt.Errorf("gradients: %d values but %d seeds", len(ys), len(dys))
+	}
+	d := &differ{
+		g:     g,
+		index: make(map[*ir.Op]int, len(g.Ops)),
+		live:  map[*ir.Value]bool{},
+		grad:  map[*ir.Value]*ir.Value{},
+		unit:  map[*ir.Value]int{},
+		sums:  map[*ir.Value]int{},
+	}
+	for i, op := range g.Ops {
+		if op == nil {
+			return nil, fmt.Errorf("gradients: op %d is nil", i)
+		}
+		d.index[op] = i
+	}
+	for i, x := range xs {
+		if err := d.member(x); err != nil {
+			return nil, fmt.Errorf("gradients: x[%d]: %v", i, err)
+		}
+		if x.Type.DType != ir.F32 {
+			return nil, fmt.Errorf("gradients: %s is %v, only f32 values have gradients", d.describe(x), x.Type)
+		}
+		d.live[x] = true
+	}
+	for i, y := range ys {
+		if err := d.member(y); err != nil {
+			return nil, fmt.Errorf("gradients: y[%d]: %v", i, err)
+		}
+		dy := dys[i]
+		if dy == nil {
+			if y.Def.Kind != ir.SoftmaxCE {
+				return nil, fmt.Errorf("gradients: a nil seed (1) is only supported for a softmaxce loss, not for %s", d.describe(y))
+			}
+			d.unit[y]++
+			continue
+		}
+		if err := d.member(dy); err != nil {
+			return nil, fmt.Errorf("gradients: seed of y[%d]: %v", i, err)
+		}
+		if !dy.Type.Equal(y.Type) {
+			return nil, fmt.Errorf("gradients: the seed of %s is %v, want %v", d.describe(y), dy.Type, y.Type)
+		}
+		if err := d.accumulate(y, dy); err != nil {
+			return nil, err
+		}
+	}
+
+	// Forward: which values depend on some x. A dropout mask does not
+	// depend on its input: it is fixed by the seed and the step.
+	ops := slices.Clone(g.Ops)
+	for _, op := range ops {
+		if op.Kind.IsDecl() || !slices.ContainsFunc(op.Args, func(a *ir.Value) bool { return d.live[a] }) {
+			continue
+		}
+		for i, r := range op.Results {
+			if op.Kind == ir.Dropout && i == 1 {
+				continue
+			}
+			d.live[r] = true
+		}
+	}
+
+	// Backward: every op with a gradient on a result and a live argument.
+	for i := len(ops) - 1; i >= 0; i-- {
+		op := ops[i]
+		if op.Kind.IsDecl() {
+			continue
+		}
+		if !slices.ContainsFunc(op.Results, func(r *ir.Value) bool { return d.grad[r] != nil || d.unit[r] > 0 }) {
+			continue
+		}
+		if !slices.ContainsFunc(op.Args, func(a *ir.Value) bool { return d.live[a] }) {
+			continue
+		}
+		// The rules index arguments and results as the op table says;
+		// check that first, so an unverified graph is an error.
+		types, err := ir.InferTypes(op)
+		if err == nil && len(types) != len(op.Results) {
+			err = fmt.Errorf("has %d results, want %d", len(op.Results), len(types))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("gradients: op %d is invalid: %v", i, err)
+		}
+		rule, ok := gradRules[op.Kind]
+		if !ok {
+			if why, ok := noGradient[op.Kind]; ok {
+				return nil, fmt.Errorf("gradients: %s: a gradient must flow through it, but %s", d.describeOp(op), why)
+			}
+			return nil, fmt.Errorf("gradients: %s: no gradient rule for %s", d.describeOp(op), op.Kind)
+		}
+		if err := rule(d, op); err != nil {
+			return nil, fmt.Errorf("gradients: %s: %w", d.describeOp(op), err)
+		}
+	}
+
+	gx := make([]*ir.Value, len(xs))
+	for i, x := range xs {
+		if d.unit[x] > 0 {
+			return nil, fmt.Errorf("gradients: %s is itself a seeded loss; its gradient is the constant 1", d.describe(x))
+		}
+		if d.grad[x] == nil {
+			return nil, fmt.Errorf("gradients: %s does not influence the differentiated values", d.describe(x))
+		}
+		gx[i] = d.grad[x]
+	}
+	return gx, nil
+}
+
+// member checks that v is a value of the graph.
+func (d *differ) member(v *ir.Value) error {
+	if v == nil {
+		return errors.New("nil value")
+	}
+	if v.Def == nil {
+		return errors.New("value has no defining op")
+	}
+	if _, ok := d.index[v.Def]; !ok || v.Index < 0 || v.Index >= len(v.Def.Results) || v.Def.Results[v.Index] != v {
+		return fmt.Errorf("%s is not a value of graph %q", v.Def, d.g.Name)
+	}
+	return nil
+}
+
+// describe names a value for errors: its op, and the op's position when
+// the op has no name.
+func (d *differ) describe(v *ir.Value) string {
+	s := d.describeOp(v.Def)
+	if len(v.Def.Results) > 1 {
+		s += fmt.Sprintf(" result %d", v.Index)
+	}
+	return s
+}
+
+// describeOp names an op for errors.
+func (d *differ) describeOp(op *ir.Op) string {
+	if op.Name == "" {
+		return fmt.Sprintf("%s (op %d)", op, d.index[op])
+	}
+	return op.String()
+}
+
+// accumulate adds c to the gradient of v.
+func (d *differ) accumulate(v, c *ir.Value) error {
+	if !c.Type.Equal(v.Type) {
+		return fmt.Errorf("gradient contribution %v for %s, want %v", c.Type, d.describe(v), v.Type)
+	}
+	prev := d.grad[v]
+	if prev == nil {
+		d.grad[v] = c
+		return nil
+	}
+	d.sums[v]++
+	name := ""
+	if base := v.Def.Name; base != "" {
+		if v.Index > 0 {
+			base += "#" + strconv.Itoa(v.Index)
+		}
+		name = base + ".dsum"
+		if k := d.sums[v]; k > 1 {
+			name += strconv.Itoa(k)
+		}
+	}
+	sum, err := d.g.AddOp(ir.Add, name, nil, prev, c)
+	if err != nil {
+		return err
+	}
+	d.grad[v] = sum.Result()
+	return nil
+}
+
+// emit appends one gradient op named after the forward op fwd.
+func (d *differ) emit(fwd *ir.Op, suffix string, kind ir.OpKind, attrs ir.Attrs, args ...*ir.Value) (*ir.Op, error) {
+	name := ""
+	if fwd.Name != "" {
+		name = fwd.Name + "." + suffix
+	}
+	return d.g.AddOp(kind, name, attrs, args...)
+}
+
+// emit1 is emit for single-result ops, contributing the result to the
+// gradient of fwd's argument i.
+func (d *differ) emit1(fwd *ir.Op, i int, suffix string, kind ir.OpKind, attrs ir.Attrs, args ...*ir.Value) error {
+	if !d.live[fwd.Args[i]] {
+		return nil
+	}
+	op, err := d.emit(fwd, suffix, kind, attrs, args...)
+	if err != nil {
+		return err
+	}
+	return d.accumulate(fwd.Args[i], op.Result())
+}
+
+// pass contributes dy itself to the gradient of fwd's argument i.
+func (d *differ) pass(fwd *ir.Op, i int, dy *ir.Value) error {
+	if !d.live[fwd.Args[i]] {
+		return nil
+	}
+	return d.accumulate(fwd.Args[i], dy)
+}
+
+// copyAttrs returns the named attributes that op sets explicitly, so a
+// gradient op repeats the forward op's geometry as written.
+func copyAttrs(op *ir.Op, names ...string) ir.Attrs {
+	a := ir.Attrs{}
+	for _, n := range names {
+		if v, ok := op.Attrs[n]; ok {
+			a[n] = v
+		}
+	}
+	return a
+}
+
+// gradRules maps each differentiable op kind to the function that emits
+// its gradient ops. A rule runs only for an op with a gradient on some
+// result (the dy of result 0 may still be nil for multi-result ops) and
+// at least one live argument; it contributes only to live arguments.
+var gradRules = map[ir.OpKind]func(*differ, *ir.Op) error{
+	ir.Conv2D:       (*differ).conv2D,
+	ir.BNStats:      (*differ).bnStats,
+	ir.BNNorm:       (*differ).bnNorm,
+	ir.ReLU:         (*differ).relu,
+	ir.Sigmoid:      (*differ).sigmoid,
+	ir.Add:          (*differ).add,
+	ir.Mul:          (*differ).mul,
+	ir.Scale:        (*differ).scale,
+	ir.Dropout:      (*differ).dropout,
+	ir.SubsamplePad: (*differ).subsamplePad,
+	ir.MaxPool:      (*differ).maxPool,
+	ir.GAP:          (*differ).gap,
+	ir.Linear:       (*differ).linear,
+	ir.SoftmaxCE:    (*differ).softmaxCE,
+}
+
+// noGradient lists the op kinds that are not differentiable, with the
+// reason given when a gradient would have to flow through one.
+var noGradient = map[ir.OpKind]string{
+	ir.EMA: "ema (a running-statistics update) is not differentiable",
+	ir.SGD: "sgd (the optimizer update) is not differentiable",
+
+	ir.Conv2DDx:         gradientOp,
+	ir.Conv2DDw:         gradientOp,
+	ir.ChanSum:          gradientOp,
+	ir.BNNormGrad:       gradientOp,
+	ir.BNStatsGrad:      gradientOp,
+	ir.ReLUGrad:         gradientOp,
+	ir.SigmoidGrad:      gradientOp,
+	ir.SubsamplePadGrad: gradientOp,
+	ir.MaxPoolGrad:      gradientOp,
+	ir.GAPGrad:          gradientOp,
+	ir.LinearDx:         gradientOp,
+	ir.LinearDw:         gradientOp,
+	ir.SoftmaxCEGrad:    gradientOp,
+	ir.Conv2DDwFused:    gradientOp,
+	ir.AffineReLUGrad:   gradientOp,
+	ir.BNAffineGrad:     gradientOp,
+	ir.MomentsGrad:      gradientOp,
+	ir.StatsGrad:        gradientOp,
+
+	ir.Conv2DFused: laterPass,
+	ir.BNFold:      laterPass,
+	ir.BNAffine:    laterPass,
+	ir.Moments:     laterPass,
+	ir.AffineReLU:  laterPass,
+	ir.Relayout:    laterPass,
+}
+
+const (
+	gradientOp = "gradient ops are not differentiated again"
+	laterPass  = "fused and layout ops come from passes that run after autodiff, which differentiates the plain forward graph"
+)
+
+// dy returns the gradient of fwd's only differentiable result, or nil.
+func (d *differ) dy(fwd *ir.Op) *ir.Value { return d.grad[fwd.Results[0]] }
+
+func (d *differ) conv2D(op *ir.Op) error {
+	dy, x, w := d.dy(op), op.Args[0], op.Args[1]
+	if d.live[x] {
+		a := copyAttrs(op, "stride", "pad")
+		a["in_h"], a["in_w"] = x.Type.Shape[2], x.Type.Shape[3]
+		if err := d.emit1(op, 0, "dx", ir.Conv2DDx, a, dy, w); err != nil {
+			return err
+		}
+	}
+	if d.live[w] {
+		k := w.Type.Shape[2]
+		if w.Type.Shape[3] != k {
+			return fmt.Errorf("kernel %dx%d is not square; conv2d_dw supports square kernels only", k, w.Type.Shape[3])
+		}
+		a := copyAttrs(op, "stride", "pad")
+		a["kernel"] = k
+		if err := d.emit1(op, 1, "dw", ir.Conv2DDw, a, dy, x); err != nil {
+			return err
+		}
+	}
+	if len(op.Args) == 3 {
+		return d.emit1(op, 2, "db", ir.ChanSum, nil, dy)
+	}
+	return nil
+}
+
+func (d *differ) bnStats(op *ir.Op) error {
+	x := op.Args[0]
+	mean, variance := op.Results[0], op.Results[1]
+	dmean, dvar := d.grad[mean], d.grad[variance]
+	// A statistic with no gradient contributes nothing: stand in a zero
+	// of the other's type (both are f32[C]) rather than a new op kind.
+	var err error
+	if dmean == nil {
+		dmean, err = d.zero(op, "stats.dmean", dvar)
+	} else if dvar == nil {
+		dvar, err = d.zero(op, "stats.dvar", dmean)
+	}
+	if err != nil {
+		return err
+	}
+	return d.emit1(op, 0, "stats.dx", ir.BNStatsGrad, nil, dmean, dvar, x, mean)
+}
+
+// zero returns scale(like){factor=0}, a zero of like's type.
+func (d *differ) zero(fwd *ir.Op, suffix string, like *ir.Value) (*ir.Value, error) {
+	op, err := d.emit(fwd, suffix, ir.Scale, ir.Attrs{"factor": 0.0}, like)
+	if err != nil {
+		return nil, err
+	}
+	return op.Result(), nil
+}
+
+func (d *differ) bnNorm(op *ir.Op) error {
+	x, mean, variance, gamma := op.Args[0], op.Args[1], op.Args[2], op.Args[3]
+	bg, err := d.emit(op, "grad", ir.BNNormGrad, copyAttrs(op, "eps"), d.dy(op), x, mean, variance, gamma)
+	if err != nil {
+		return err
+	}
+	// Results: dx, dmean, dvar, dgamma, dbeta, in argument order.
+	for i := range 5 {
+		if err := d.pass(op, i, bg.Results[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *differ) relu(op *ir.Op) error {
+	return d.emit1(op, 0, "dx", ir.ReLUGrad, nil, d.dy(op), op.Result())
+}
+
+func (d *differ) sigmoid(op *ir.Op) error {
+	return d.emit1(op, 0, "dx", ir.SigmoidGrad, nil, d.dy(op), op.Result())
+}
+
+func (d *differ) add(op *ir.Op) error {
+	dy := d.dy(op)
+	if err := d.pass(op, 0, dy); err != nil {
+		return err
+	}
+	return d.pass(op, 1, dy)
+}
+
+func (d *differ) mul(op *ir.Op) error {
+	dy, a, b := d.dy(op), op.Args[0], op.Args[1]
+	if err := d.emit1(op, 0, "da", ir.Mul, nil, dy, b); err != nil {
+		return err
+	}
+	return d.emit1(op, 1, "db", ir.Mul, nil, dy, a)
+}
+
+func (d *differ) scale(op *ir.Op) error {
+	return d.emit1(op, 0, "dx", ir.Scale, ir.Attrs{"factor": op.Float("factor")}, d.dy(op))
+}
+
+func (d *differ) dropout(op *ir.Op) error {
+	dy := d.dy(op)
+	if dy == nil { // only the mask, which is constant, has a gradient
+		return nil
+	}
+	return d.emit1(op, 0, "dx", ir.Mul, nil, dy, op.Results[1])
+}
+
+func (d *differ) subsamplePad(op *ir.Op) error {
+	x := op.Args[0]
+	a := copyAttrs(op, "stride")
+	a["channels"], a["in_h"], a["in_w"] = x.Type.Shape[1], x.Type.Shape[2], x.Type.Shape[3]
+	return d.emit1(op, 0, "dx", ir.SubsamplePadGrad, a, d.dy(op))
+}
+
+func (d *differ) maxPool(op *ir.Op) error {
+	return d.emit1(op, 0, "dx", ir.MaxPoolGrad, copyAttrs(op, "kernel", "stride", "pad"), d.dy(op), op.Args[0])
+}
+
+func (d *differ) gap(op *ir.Op) error {
+	x := op.Args[0]
+	a := ir.Attrs{"in_h": x.Type.Shape[2], "in_w": x.Type.Shape[3]}
+	return d.emit1(op, 0, "dx", ir.GAPGrad, a, d.dy(op))
+}
+
+func (d *differ) linear(op *ir.Op) error {
+	dy := d.dy(op)
+	if err := d.emit1(op, 0, "dx", ir.LinearDx, nil, dy, op.Args[1]); err != nil {
+		return err
+	}
+	if err := d.emit1(op, 1, "dw", ir.LinearDw, nil, dy, op.Args[0]); err != nil {
+		return err
+	}
+	return d.emit1(op, 2, "db", ir.ChanSum, nil, dy)
+}
+
+func (d *differ) softmaxCE(op *ir.Op) error {
+	loss := op.Result()
+	if d.grad[loss] != nil {
+		return errors.New("an explicit gradient reaches softmaxce; only a nil (unit) seed of the loss is supported")
+	}
+	a := ir.Attrs{}
+	if n := d.unit[loss]; n != 1 {
+		a["scale"] = float64(n)
+	}
+	return d.emit1(op, 0, "dx", ir.SoftmaxCEGrad, a, op.Args[0], op.Args[1])
+}

@@ -1,0 +1,162 @@
+package passes
+
+import (
+	"fmt"
+	"runtime/debug"
+	"slices"
+	"strings"
+
+	"github.com/resnetc/resnetc/ir"
+)
+
+// Pass is one step of the pipeline: a named graph transformation and the
+// graph modes it applies to. Passes are data so that the order can be
+// checked, listed, verified between steps and stopped at by name.
+type Pass struct {
+	Name  string
+	Fn    func(*ir.Graph) error
+	Modes []ir.Mode // the graph modes it runs on; it is skipped on the others
+	// Required passes cannot be disabled: without them the graph is not a
+	// complete step (an optional pass only makes it faster or smaller).
+	Required bool
+}
+
+// passes is the pipeline, in execution order.
+var passes = []Pass{
+	{Name: "autodiff", Fn: Autodiff, Modes: []ir.Mode{ir.Train}, Required: true},
+	// Planned, in this order:
+	//   fold-bn            FoldBatchNorm   infer         conv -> BN into one conv
+	//   fuse-bn-relu-conv  FuseBNReLUConv  infer, train  BN-ReLU prologues, statistics epilogues
+	//   layout             AssignLayout    infer, train  NCHW8c blocking
+	//   plan-memory        PlanMemory      infer, train  liveness, arena offsets, recomputation
+}
+
+// order lists ordering constraints between passes: before must run before
+// after. Both must be in the table (a test checks it), so a constraint is
+// added together with its second pass. Planned:
+//
+//	{"autodiff", "fuse-bn-relu-conv"}  in training, fusion rewrites the backward ops too
+//	{"fold-bn", "fuse-bn-relu-conv"}   fold inner BNs into their convs first; only the
+//	                                   residual-stream BN is left to become a prologue
+//	{"autodiff", "layout"}             the layout covers the backward's tensors
+//	{"fuse-bn-relu-conv", "layout"}    fused convs are what gets blocked
+//	{"layout", "plan-memory"}          buffer sizes and in-place reuse depend on the layout
+//	{"autodiff", "plan-memory"}        the plan covers the whole training step
+var order = []struct{ before, after string }{}
+
+// Passes returns the pipeline, in execution order.
+func Passes() []Pass { return slices.Clone(passes) }
+
+// RunOptions control Run.
+type RunOptions struct {
+	// VerifyEach runs ir.Verify before the first pass and after every
+	// pass that ran; a failure names the pass.
+	VerifyEach bool
+	// StopAfter, if not empty, stops the pipeline after the named pass
+	// (whether or not it applied to the graph's mode).
+	StopAfter string
+	// Disable names optional passes to skip.
+	Disable []string
+}
+
+// Error is an error from a pass: the pass's name and what went wrong.
+type Error struct {
+	Pass string
+	Err  error
+}
+
+func (e *Error) Error() string { return e.Pass + ": " + e.Err.Error() }
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Run runs the pipeline on g in place. A pass error, a panic inside a pass
+// and a verification failure after a pass are returned as an *Error naming
+// the pass; after one, g is in an unspecified state.
+func Run(g *ir.Graph, opts RunOptions) error { return run(g, passes, opts) }
+
+func run(g *ir.Graph, ps []Pass, opts RunOptions) error {
+	names := make([]string, len(ps))
+	for i, p := range ps {
+		names[i] = p.Name
+	}
+	known := func(n string) error {
+		if !slices.Contains(names, n) {
+			return fmt.Errorf("unknown pass %q (passes: %s)", n, strings.Join(names, ", "))
+		}
+		return nil
+	}
+	if opts.StopAfter != "" {
+		if err := known(opts.StopAfter); err != nil {
+			return err
+		}
+	}
+	for _, n := range opts.Disable {
+		if err := known(n); err != nil {
+			return err
+		}
+		if i := slices.Index(names, n); ps[i].Required {
+			return fmt.Errorf("pass %q is required and cannot be disabled", n)
+		}
+	}
+	if opts.VerifyEach {
+		if err := ir.Verify(g); err != nil {
+			return fmt.Errorf("graph does not verify before the first pass: %w", err)
+		}
+	}
+	for _, p := range ps {
+		if slices.Contains(p.Modes, g.Mode) && !slices.Contains(opts.Disable, p.Name) {
+			if err := runPass(g, p); err != nil {
+				return err
+			}
+			if opts.VerifyEach {
+				if err := ir.Verify(g); err != nil {
+					return &Error{Pass: p.Name, Err: fmt.Errorf("graph does not verify after the pass: %w", err)}
+				}
+			}
+		}
+		if p.Name == opts.StopAfter {
+			break
+		}
+	}
+	return nil
+}
+
+// runPass runs one pass, wrapping its error and recovering a panic, both
+// with the pass's name.
+func runPass(g *ir.Graph, p Pass) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &Error{Pass: p.Name, Err: fmt.Errorf("panic: %v\n%s", r, debug.Stack())}
+		}
+	}()
+	if err := p.Fn(g); err != nil {
+		if pe, ok := err.(*Error); ok && pe.Pass == p.Name {
+			return err
+		}
+		return &Error{Pass: p.Name, Err: err}
+	}
+	return nil
+}
+
+// checkOrder reports the first ordering constraint that ps violates or
+// that names a pass not in ps.
+func checkOrder(ps []Pass, order []struct{ before, after string }) error {
+	pos := map[string]int{}
+	for i, p := range ps {
+		pos[p.Name] = i
+	}
+	for _, c := range order {
+		i, ok := pos[c.before]
+		if !ok {
+			return fmt.Errorf("order constraint %s < %s: no pass %q", c.before, c.after, c.before)
+		}
+		j, ok := pos[c.after]
+		if !ok {
+			return fmt.Errorf("order constraint %s < %s: no pass %q", c.before, c.after, c.after)
+		}
+		if i >= j {
+			return fmt.Errorf("pass %q must run before %q", c.before, c.after)
+		}
+	}
+	return nil
+}
