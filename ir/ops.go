@@ -54,6 +54,50 @@ const (
 	SGD              OpKind = "sgd"                // (w, g, mom, lr) {momentum, decay} -> (w', mom')
 )
 
+// Fused and layout ops, introduced by the passes (BN folding, BN-ReLU-conv
+// fusion, layout). Optional arguments of conv2d_fused are present exactly
+// when the attribute that names them says so, in this order:
+// x, w, [b if bias], [scale, shift if prologue=affine_relu], [r if residual].
+const (
+	// Conv2DFused (x, w, [b], [scale, shift], [r]) {stride, pad, prologue, bias, residual, relu, stats}
+	// -> y [, sum, sumsq]: a = prologue(x) (none: x; relu: max(x,0);
+	// affine_relu: max(scale[c]*x+shift[c], 0)); z = conv(a, w) + b + r;
+	// y = relu ? max(z,0) : z; with stats, sum[c] and sumsq[c] are the
+	// per-channel sums of y and y*y (the next BatchNorm's statistics).
+	Conv2DFused OpKind = "conv2d_fused"
+	// BNFold (w, [b], mean, var, gamma, beta) {eps} -> (w', b'): a conv
+	// followed by inference BatchNorm as one conv. s = gamma/sqrt(var+eps);
+	// w'[o] = w[o]*s[o]; b' = (b-mean)*s + beta (b = 0 when absent).
+	BNFold OpKind = "bnfold"
+	// BNAffine (mean, var, gamma, beta) {eps} -> (scale, shift): BatchNorm as a
+	// per-channel affine map: scale = gamma/sqrt(var+eps), shift = beta - mean*scale.
+	BNAffine OpKind = "bnaffine"
+	// Moments (sum, sumsq) {count} -> (mean, var): batch statistics from the
+	// sums a conv epilogue accumulated; var is biased: sumsq/count - mean^2.
+	Moments OpKind = "moments"
+	// AffineReLU (x, scale, shift) -> max(scale[c]*x + shift[c], 0): a
+	// BatchNorm-ReLU pair materialized once for several readers.
+	AffineReLU OpKind = "affine_relu"
+	// Relayout (x) {layout} -> the same tensor stored in another layout.
+	Relayout OpKind = "relayout"
+
+	// Conv2DDwFused (dy, x, [scale, shift]) {stride, pad, kernel, prologue}
+	// -> dw: the weight gradient of conv2d_fused, recomputing prologue(x)
+	// on the fly instead of reading a stored activation.
+	Conv2DDwFused OpKind = "conv2d_dw_fused"
+	// AffineReLUGrad (da, x, scale, shift) -> (dx, dscale, dshift), with
+	// m = scale*x+shift > 0: dx = da*m*scale, dscale = Σ da*m*x, dshift = Σ da*m.
+	AffineReLUGrad OpKind = "affine_relu_grad"
+	// BNAffineGrad (dscale, dshift, mean, var, gamma) {eps} -> (dmean, dvar, dgamma, dbeta).
+	BNAffineGrad OpKind = "bnaffine_grad"
+	// MomentsGrad (dmean, dvar, mean) {count} -> (dsum, dsumsq):
+	// dsum = dmean/count - 2*mean*dvar/count, dsumsq = dvar/count.
+	MomentsGrad OpKind = "moments_grad"
+	// StatsGrad (dsum, dsumsq, y) -> dsum[c] + 2*y*dsumsq[c]: the gradient
+	// a stats epilogue sends back into the tensor it summed.
+	StatsGrad OpKind = "stats_grad"
+)
+
 // IsDecl reports whether k declares a tensor (input, param or state).
 func (k OpKind) IsDecl() bool { return k == Input || k == Param || k == State }
 
@@ -62,7 +106,7 @@ func (k OpKind) IsDecl() bool { return k == Input || k == Param || k == State }
 var trainingOnly = map[OpKind]bool{
 	BNStats: true, EMA: true, Dropout: true, SGD: true,
 	Conv2DDx: true, Conv2DDw: true, LinearDx: true, LinearDw: true,
-	ChanSum: true, SoftmaxCEGrad: true,
+	ChanSum: true, SoftmaxCEGrad: true, Moments: true, Conv2DDwFused: true,
 }
 
 // TrainingOnly reports whether an op of kind k belongs only in a training
@@ -81,6 +125,11 @@ type OpInfo struct {
 	// Infer returns the result types given an op whose arguments have the
 	// right count and whose attributes have the right types.
 	Infer func(op *Op) ([]Type, error)
+	// LayoutFree ops choose the layout of their results (the layout pass
+	// sets it): Infer returns the default layout and Verify compares only
+	// dtype and shape. Every other op's result layout is inferred from its
+	// arguments, and elementwise ops require their arguments to agree.
+	LayoutFree bool
 }
 
 var opTable = map[OpKind]*OpInfo{}
@@ -155,6 +204,25 @@ func init() {
 	def(LinearDw, 2, 2, inferLinearDw)
 	def(SoftmaxCEGrad, 2, 2, inferSoftmaxCEGrad, opt("scale", AttrFloat, 1.0))
 	def(SGD, 4, 4, inferSGD, opt("momentum", AttrFloat, 0.9), opt("decay", AttrFloat, 1e-4))
+
+	def(Conv2DFused, 2, 6, inferConv2DFused, strideAttr, padAttr, opt("prologue", AttrString, "none"),
+		opt("bias", AttrBool, false), opt("residual", AttrBool, false), opt("relu", AttrBool, false),
+		opt("stats", AttrBool, false))
+	def(BNFold, 5, 6, inferBNFold, epsAttr)
+	def(BNAffine, 4, 4, inferBNAffine, epsAttr)
+	def(Moments, 2, 2, inferMoments, req("count", AttrInt))
+	def(AffineReLU, 3, 3, inferAffineReLU)
+	def(Relayout, 1, 1, inferRelayout, req("layout", AttrString))
+	def(Conv2DDwFused, 2, 4, inferConv2DDwFused, strideAttr, padAttr, req("kernel", AttrInt),
+		opt("prologue", AttrString, "none"))
+	def(AffineReLUGrad, 4, 4, inferAffineReLUGrad)
+	def(BNAffineGrad, 5, 5, inferBNAffineGrad, epsAttr)
+	def(MomentsGrad, 3, 3, inferMomentsGrad, req("count", AttrInt))
+	def(StatsGrad, 3, 3, inferStatsGrad)
+
+	for _, k := range []OpKind{Conv2D, Conv2DFused, Conv2DDx, SubsamplePad, SubsamplePadGrad, MaxPool, MaxPoolGrad, GAPGrad} {
+		opTable[k].LayoutFree = true
+	}
 }
 
 // InferTypes checks op's arity and attributes against the op table and
@@ -344,7 +412,7 @@ func inferConv2D(op *Op) ([]Type, error) {
 	if err != nil {
 		return nil, err
 	}
-	return one(Type{DType: F32, Shape: Shape{x.Shape[0], w.Shape[0], ho, wo}, Layout: x.Layout}), nil
+	return one(T32(x.Shape[0], w.Shape[0], ho, wo)), nil
 }
 
 func inferBNStats(op *Op) ([]Type, error) {
@@ -421,7 +489,7 @@ func inferSubsamplePad(op *Op) ([]Type, error) {
 		return nil, fmt.Errorf("channels=%d is fewer than the input's %d", c, x.Shape[1])
 	}
 	sh := Shape{x.Shape[0], c, (x.Shape[2]-1)/s + 1, (x.Shape[3]-1)/s + 1}
-	return one(Type{DType: F32, Shape: sh, Layout: x.Layout}), nil
+	return one(T32(sh...)), nil
 }
 
 func inferMaxPool(op *Op) ([]Type, error) {
@@ -447,7 +515,7 @@ func inferMaxPool(op *Op) ([]Type, error) {
 	if err != nil {
 		return nil, err
 	}
-	return one(Type{DType: F32, Shape: Shape{x.Shape[0], x.Shape[1], ho, wo}, Layout: x.Layout}), nil
+	return one(T32(x.Shape[0], x.Shape[1], ho, wo)), nil
 }
 
 func inferGAP(op *Op) ([]Type, error) {
@@ -513,7 +581,7 @@ func inferConv2DDx(op *Op) ([]Type, error) {
 	if err := checkConvGeometry(op, x, w.Shape, dy.Shape); err != nil {
 		return nil, err
 	}
-	return one(Type{DType: F32, Shape: x, Layout: dy.Layout}), nil
+	return one(T32(x...)), nil
 }
 
 func inferConv2DDw(op *Op) ([]Type, error) {
@@ -611,7 +679,7 @@ func inferSubsamplePadGrad(op *Op) ([]Type, error) {
 	if (h-1)/s+1 != dy.Shape[2] || (w-1)/s+1 != dy.Shape[3] {
 		return nil, fmt.Errorf("input %dx%d subsampled by %d does not give the gradient's %dx%d", h, w, s, dy.Shape[2], dy.Shape[3])
 	}
-	return one(Type{DType: F32, Shape: Shape{dy.Shape[0], c, h, w}, Layout: dy.Layout}), nil
+	return one(T32(dy.Shape[0], c, h, w)), nil
 }
 
 func inferMaxPoolGrad(op *Op) ([]Type, error) {
@@ -638,7 +706,7 @@ func inferMaxPoolGrad(op *Op) ([]Type, error) {
 	if !dy.Shape.Equal(want) {
 		return nil, fmt.Errorf("gradient is %v, want f32%v for input %v", dy, want, x)
 	}
-	return one(x), nil
+	return one(T32(x.Shape...)), nil
 }
 
 func inferGAPGrad(op *Op) ([]Type, error) {
@@ -696,4 +764,262 @@ func inferSGD(op *Op) ([]Type, error) {
 		return nil, err
 	}
 	return []Type{w, w}, nil
+}
+
+var prologues = []string{"none", "relu", "affine_relu"}
+
+func checkPrologue(op *Op) (string, error) {
+	p := op.Str("prologue")
+	if !slices.Contains(prologues, p) {
+		return "", fmt.Errorf("prologue=%q, want none, relu or affine_relu", p)
+	}
+	return p, nil
+}
+
+func inferConv2DFused(op *Op) ([]Type, error) {
+	prologue, err := checkPrologue(op)
+	if err != nil {
+		return nil, err
+	}
+	bias, residual, stats := op.Bool("bias"), op.Bool("residual"), op.Bool("stats")
+	want := 2
+	for _, present := range []bool{bias, prologue == "affine_relu", prologue == "affine_relu", residual} {
+		if present {
+			want++
+		}
+	}
+	if len(op.Args) != want {
+		return nil, fmt.Errorf("has %d arguments, want %d for bias=%v, prologue=%s, residual=%v", len(op.Args), want, bias, prologue, residual)
+	}
+	x, err := argF32(op, 0, 4)
+	if err != nil {
+		return nil, err
+	}
+	w, err := argF32(op, 1, 4)
+	if err != nil {
+		return nil, err
+	}
+	if err := positive(op, "stride"); err != nil {
+		return nil, err
+	}
+	if err := nonNegative(op, "pad"); err != nil {
+		return nil, err
+	}
+	if x.Shape[1] != w.Shape[1] {
+		return nil, fmt.Errorf("input %v has %d channels but weight %v expects %d", x, x.Shape[1], w, w.Shape[1])
+	}
+	i := 2
+	if bias {
+		if err := vecOf(op, i, w.Shape[0]); err != nil {
+			return nil, err
+		}
+		i++
+	}
+	if prologue == "affine_relu" {
+		for k := 0; k < 2; k++ {
+			if err := vecOf(op, i, x.Shape[1]); err != nil {
+				return nil, err
+			}
+			i++
+		}
+	}
+	s, p := op.Int("stride"), op.Int("pad")
+	ho, err := convOut(x.Shape[2], w.Shape[2], s, p)
+	if err != nil {
+		return nil, err
+	}
+	wo, err := convOut(x.Shape[3], w.Shape[3], s, p)
+	if err != nil {
+		return nil, err
+	}
+	y := T32(x.Shape[0], w.Shape[0], ho, wo)
+	if residual {
+		r, err := argF32(op, i, 4)
+		if err != nil {
+			return nil, err
+		}
+		if !r.Shape.Equal(y.Shape) {
+			return nil, fmt.Errorf("residual %v does not match the output shape %v", r, y.Shape)
+		}
+	}
+	if stats {
+		c := T32(w.Shape[0])
+		return []Type{y, c, c}, nil
+	}
+	return one(y), nil
+}
+
+func inferBNFold(op *Op) ([]Type, error) {
+	w, err := argF32(op, 0, 2, 4)
+	if err != nil {
+		return nil, err
+	}
+	c := w.Shape[0]
+	for i := 1; i < len(op.Args); i++ {
+		if err := vecOf(op, i, c); err != nil {
+			return nil, err
+		}
+	}
+	return []Type{T32(w.Shape...), T32(c)}, nil
+}
+
+// perChannel checks that every argument is f32[C] for one C and returns C.
+func perChannel(op *Op, idx ...int) (int, error) {
+	t, err := argF32(op, idx[0], 1)
+	if err != nil {
+		return 0, err
+	}
+	for _, i := range idx[1:] {
+		if err := vecOf(op, i, t.Shape[0]); err != nil {
+			return 0, err
+		}
+	}
+	return t.Shape[0], nil
+}
+
+func inferBNAffine(op *Op) ([]Type, error) {
+	c, err := perChannel(op, 0, 1, 2, 3)
+	if err != nil {
+		return nil, err
+	}
+	return []Type{T32(c), T32(c)}, nil
+}
+
+func inferMoments(op *Op) ([]Type, error) {
+	c, err := perChannel(op, 0, 1)
+	if err != nil {
+		return nil, err
+	}
+	if err := positive(op, "count"); err != nil {
+		return nil, err
+	}
+	return []Type{T32(c), T32(c)}, nil
+}
+
+func inferAffineReLU(op *Op) ([]Type, error) {
+	x, err := argF32(op, 0, 2, 4)
+	if err != nil {
+		return nil, err
+	}
+	for i := 1; i < 3; i++ {
+		if err := vecOf(op, i, x.Shape[1]); err != nil {
+			return nil, err
+		}
+	}
+	return one(x), nil
+}
+
+func inferRelayout(op *Op) ([]Type, error) {
+	x, err := argF32(op, 0, 4)
+	if err != nil {
+		return nil, err
+	}
+	switch l := op.Str("layout"); l {
+	case "nchw":
+		x.Layout = NCHW
+	case "nchw8c":
+		if x.Shape[1]%8 != 0 {
+			return nil, fmt.Errorf("layout nchw8c needs a multiple of 8 channels, input %v has %d", x, x.Shape[1])
+		}
+		x.Layout = NCHW8c
+	default:
+		return nil, fmt.Errorf("layout=%q, want nchw or nchw8c", l)
+	}
+	return one(x), nil
+}
+
+func inferConv2DDwFused(op *Op) ([]Type, error) {
+	prologue, err := checkPrologue(op)
+	if err != nil {
+		return nil, err
+	}
+	want := 2
+	if prologue == "affine_relu" {
+		want = 4
+	}
+	if len(op.Args) != want {
+		return nil, fmt.Errorf("has %d arguments, want %d for prologue=%s", len(op.Args), want, prologue)
+	}
+	dy, err := argF32(op, 0, 4)
+	if err != nil {
+		return nil, err
+	}
+	x, err := argF32(op, 1, 4)
+	if err != nil {
+		return nil, err
+	}
+	if want == 4 {
+		if _, err := perChannel(op, 2, 3); err != nil {
+			return nil, err
+		}
+		if err := vecOf(op, 2, x.Shape[1]); err != nil {
+			return nil, err
+		}
+	}
+	if err := positive(op, "stride", "kernel"); err != nil {
+		return nil, err
+	}
+	if err := nonNegative(op, "pad"); err != nil {
+		return nil, err
+	}
+	if dy.Shape[0] != x.Shape[0] {
+		return nil, fmt.Errorf("gradient %v and input %v have different batch sizes", dy, x)
+	}
+	k := op.Int("kernel")
+	w := Shape{dy.Shape[1], x.Shape[1], k, k}
+	if err := checkConvGeometry(op, x.Shape, w, dy.Shape); err != nil {
+		return nil, err
+	}
+	return one(T32(w...)), nil
+}
+
+func inferAffineReLUGrad(op *Op) ([]Type, error) {
+	da, err := argF32(op, 0, 2, 4)
+	if err != nil {
+		return nil, err
+	}
+	if err := sameType(op, 0, 1); err != nil {
+		return nil, err
+	}
+	for i := 2; i < 4; i++ {
+		if err := vecOf(op, i, da.Shape[1]); err != nil {
+			return nil, err
+		}
+	}
+	c := T32(da.Shape[1])
+	return []Type{da, c, c}, nil
+}
+
+func inferBNAffineGrad(op *Op) ([]Type, error) {
+	c, err := perChannel(op, 0, 1, 2, 3, 4)
+	if err != nil {
+		return nil, err
+	}
+	v := T32(c)
+	return []Type{v, v, v, v}, nil
+}
+
+func inferMomentsGrad(op *Op) ([]Type, error) {
+	c, err := perChannel(op, 0, 1, 2)
+	if err != nil {
+		return nil, err
+	}
+	if err := positive(op, "count"); err != nil {
+		return nil, err
+	}
+	return []Type{T32(c), T32(c)}, nil
+}
+
+func inferStatsGrad(op *Op) ([]Type, error) {
+	y, err := argF32(op, 2, 2, 4)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := perChannel(op, 0, 1); err != nil {
+		return nil, err
+	}
+	if err := vecOf(op, 0, y.Shape[1]); err != nil {
+		return nil, err
+	}
+	return one(y), nil
 }

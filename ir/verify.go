@@ -173,8 +173,16 @@ func (v *verifier) checkTypes(i int, op *Op) {
 		v.opErr(i, "shape mismatch: has %d results, the op table infers %d", len(op.Results), len(types))
 		return
 	}
+	layoutFree := Info(op.Kind).LayoutFree
 	for j, t := range types {
-		if r := op.Results[j]; !r.Type.Equal(t) {
+		r := op.Results[j]
+		if layoutFree && len(r.Type.Shape) == 4 {
+			t.Layout = r.Type.Layout // chosen by the layout pass
+		}
+		if l := r.Type.Layout; l == NCHW8c && (len(r.Type.Shape) != 4 || r.Type.Shape[1]%8 != 0) {
+			v.opErr(i, "result %d (%s) is %v: layout nchw8c needs rank 4 and a multiple of 8 channels", j, v.ref(r), r.Type)
+		}
+		if !r.Type.Equal(t) {
 			v.opErr(i, "shape mismatch: result %d (%s) is %v, the op table infers %v", j, v.ref(r), r.Type, t)
 		}
 	}
