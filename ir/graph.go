@@ -88,10 +88,7 @@ func New(name string, mode Mode) *Graph { return &Graph{Name: name, Mode: mode} 
 // returns it. It returns an error (naming the op) when the arguments or
 // attributes are invalid for the kind.
 func (g *Graph) AddOp(kind OpKind, name string, attrs Attrs, args ...*Value) (*Op, error) {
-	op := &Op{Kind: kind, Name: name, Args: args, Attrs: attrs}
-	if op.Attrs == nil {
-		op.Attrs = Attrs{}
-	}
+	op := &Op{Kind: kind, Name: name, Args: args, Attrs: attrs.Clone()}
 	types, err := InferTypes(op)
 	if err != nil {
 		return nil, err
@@ -119,10 +116,7 @@ func (g *Graph) Decl(kind OpKind, name string, t Type, attrs Attrs) *Value {
 	if !kind.IsDecl() {
 		panic(fmt.Sprintf("BUG: Decl of %s", kind))
 	}
-	if attrs == nil {
-		attrs = Attrs{}
-	}
-	op := &Op{Kind: kind, Name: name, Attrs: attrs}
+	op := &Op{Kind: kind, Name: name, Attrs: attrs.Clone()}
 	op.Results = []*Value{{Type: t, Def: op}}
 	g.Ops = append(g.Ops, op)
 	return op.Results[0]

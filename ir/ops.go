@@ -266,6 +266,16 @@ func InferTypes(op *Op) ([]Type, error) {
 	return types, nil
 }
 
+// expectedType returns the type a result of op must have when the op
+// table infers t and the result is declared as got: t itself, except that
+// a layout-free op's rank-4 result keeps the layout a pass chose for it.
+func expectedType(op *Op, t, got Type) Type {
+	if info := Info(op.Kind); info != nil && info.LayoutFree && len(got.Shape) == 4 {
+		t.Layout = got.Layout
+	}
+	return t
+}
+
 func attrSpec(info *OpInfo, name string) *AttrSpec {
 	for i := range info.Attrs {
 		if info.Attrs[i].Name == name {

@@ -767,7 +767,7 @@ func (p *parser) checkTypes(po *parsedOp) {
 		return
 	}
 	for i, t := range types {
-		if r := op.Results[i]; !r.Type.Equal(t) {
+		if r := op.Results[i]; !r.Type.Equal(expectedType(op, t, r.Type)) {
 			p.errs.add(po.typePos[i], "%s: result %d is written %v, but the op table infers %v", op, i, r.Type, t)
 		}
 	}

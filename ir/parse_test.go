@@ -36,8 +36,11 @@ func coverTrain() *ir.Graph {
 
 	conv := g.MustOp(ir.Conv2D, "stem.conv", ir.Attrs{"pad": 1}, x, w, b).Result()
 	g.MustOp(ir.Conv2D, "", ir.Attrs{"stride": 2, "pad": 1}, x, w)
-	blocked := g.MustOp(ir.Conv2D, "blocked", nil, x8, w8).Result()
-	g.MustOp(ir.ReLU, "blocked.relu", nil, blocked)
+	// conv2d is layout-free: the layout pass chooses its result's layout.
+	blockedOp := g.MustOp(ir.Conv2D, "blocked", nil, x8, w8)
+	blockedOp.Results[0].Type.Layout = ir.NCHW8c
+	blocked := blockedOp.Result()
+	blockedRelu := g.MustOp(ir.ReLU, "blocked.relu", nil, blocked).Result()
 	st := g.MustOp(ir.BNStats, "bn", nil, conv)
 	mean, vr := st.Results[0], st.Results[1]
 	bn := g.MustOp(ir.BNNorm, "bn", ir.Attrs{"eps": 1e-5}, conv, mean, vr, gamma, beta).Result()
@@ -69,9 +72,38 @@ func coverTrain() *ir.Graph {
 	db := g.MustOp(ir.ChanSum, "stem.conv.db", nil, dconv).Result()
 	sgd := g.MustOp(ir.SGD, "stem.conv.sgd", ir.Attrs{"momentum": 0.9, "decay": 1e-4}, w, dw, mom, lr)
 
+	// A fused, blocked pre-activation conv and its backward: statistics
+	// from a conv epilogue, BatchNorm as scale and shift, recomputed
+	// prologue in the weight gradient.
+	f1 := g.MustOp(ir.Conv2DFused, "f1", ir.Attrs{"prologue": "none", "bias": false, "stats": true}, x8, w8)
+	f1.Results[0].Type.Layout = ir.NCHW8c
+	fy, fsum, fsumsq := f1.Results[0], f1.Results[1], f1.Results[2]
+	fm := g.MustOp(ir.Moments, "f2.bn.moments", ir.Attrs{"count": 32}, fsum, fsumsq)
+	fmean, fvar := fm.Results[0], fm.Results[1]
+	fa := g.MustOp(ir.BNAffine, "f2.bn", nil, fmean, fvar, gamma, beta)
+	fscale, fshift := fa.Results[0], fa.Results[1]
+	f2 := g.MustOp(ir.Conv2DFused, "f2", ir.Attrs{"prologue": "affine_relu", "residual": true, "relu": true, "stats": true},
+		fy, w8, fscale, fshift, blockedRelu)
+	f2.Results[0].Type.Layout = ir.NCHW8c
+	fy2 := f2.Results[0]
+	fdy := g.MustOp(ir.StatsGrad, "f2.stats.grad", nil, f2.Results[1], f2.Results[2], fy2).Result()
+	fdz := g.MustOp(ir.ReLUGrad, "f2.relu.grad", nil, fdy, fy2).Result()
+	g.MustOp(ir.Conv2DDwFused, "f2.dw", ir.Attrs{"kernel": 1, "prologue": "affine_relu"}, fdz, fy, fscale, fshift)
+	g.MustOp(ir.Conv2DDwFused, "f1.dw", ir.Attrs{"kernel": 1, "stride": 1, "pad": 0, "prologue": "relu"}, fdz, x8)
+	fdaOp := g.MustOp(ir.Conv2DDx, "f2.dx", ir.Attrs{"in_h": 4, "in_w": 4}, fdz, w8)
+	fdaOp.Results[0].Type.Layout = ir.NCHW8c
+	far := g.MustOp(ir.AffineReLUGrad, "f2.prologue.grad", nil, fdaOp.Result(), fy, fscale, fshift)
+	fbg := g.MustOp(ir.BNAffineGrad, "f2.bn.grad", ir.Attrs{"eps": 1e-3}, far.Results[1], far.Results[2], fmean, fvar, gamma)
+	fmg := g.MustOp(ir.MomentsGrad, "f2.bn.moments.grad", ir.Attrs{"count": 32}, fbg.Results[0], fbg.Results[1], fmean)
+	fdx := g.MustOp(ir.Add, "f1.dy", nil, far.Results[0],
+		g.MustOp(ir.StatsGrad, "f1.stats.grad", nil, fmg.Results[0], fmg.Results[1], fy).Result()).Result()
+	fdxPlain := g.MustOp(ir.Relayout, "f1.dy.nchw", ir.Attrs{"layout": "nchw"}, fdx).Result()
+
 	g.AddOutput("loss", loss)
 	g.AddOutput("dx", dx)
 	g.AddOutput("logits ‹10›", logits)
+	g.AddOutput("f1.dy", fdxPlain)
+	g.AddUpdate(beta, fbg.Results[3])
 	g.AddUpdate(w, sgd.Results[0])
 	g.AddUpdate(mom, sgd.Results[1])
 	g.AddUpdate(rmean, emaMean)
@@ -108,6 +140,30 @@ func coverInfer() *ir.Graph {
 	loss := g.MustOp(ir.SoftmaxCE, "loss", nil, logits, labels).Result()
 	g.AddOutput("logits", logits)
 	g.AddOutput("loss", loss)
+
+	// A folded, fused, blocked unit: BatchNorm folded into a conv's
+	// weights, or applied as a prologue, on NCHW8c tensors.
+	xb := g.Decl(ir.Input, "xb", ir.T32(2, 8, 4, 4), nil)
+	wb := g.Decl(ir.Param, "u.conv1.weight", ir.T32(8, 8, 3, 3), ir.Attrs{"init": "normal", "std": 0.17})
+	w1 := g.Decl(ir.Param, "u.proj.weight", ir.T32(8, 8, 1, 1), nil)
+	b1 := g.Decl(ir.Param, "u.proj.bias", ir.T32(8), nil)
+	ub := make([]*ir.Value, 4)
+	for i, n := range []string{"mean", "var", "gamma", "beta"} {
+		ub[i] = g.Decl(ir.State, "u.bn."+n, ir.T32(8), nil)
+	}
+	blocked := g.MustOp(ir.Relayout, "u.in", ir.Attrs{"layout": "nchw8c"}, xb).Result()
+	fold := g.MustOp(ir.BNFold, "u.conv1.fold", nil, append([]*ir.Value{wb}, ub...)...)
+	foldB := g.MustOp(ir.BNFold, "u.proj.fold", ir.Attrs{"eps": 1e-3}, append([]*ir.Value{w1, b1}, ub...)...)
+	aff := g.MustOp(ir.BNAffine, "u.bn", ir.Attrs{"eps": 2e-5}, ub...)
+	act := g.MustOp(ir.AffineReLU, "u.act", nil, blocked, aff.Results[0], aff.Results[1]).Result()
+	conv1 := g.MustOp(ir.Conv2DFused, "u.conv1",
+		ir.Attrs{"stride": 1, "pad": 1, "prologue": "affine_relu", "bias": true, "residual": true, "relu": true, "stats": false},
+		blocked, fold.Results[0], fold.Results[1], aff.Results[0], aff.Results[1], act)
+	conv1.Results[0].Type.Layout = ir.NCHW8c
+	conv2 := g.MustOp(ir.Conv2DFused, "u.proj", ir.Attrs{"stride": 2, "prologue": "relu", "bias": true, "stats": true},
+		conv1.Result(), foldB.Results[0], foldB.Results[1])
+	conv2.Results[0].Type.Layout = ir.NCHW8c
+	g.AddOutput("u", g.MustOp(ir.Relayout, "u.out", ir.Attrs{"layout": "nchw"}, conv2.Results[0]).Result())
 	return g
 }
 

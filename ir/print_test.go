@@ -19,7 +19,14 @@ func TestPrint(t *testing.T) {
 	g := ir.New("tiny \"net\"", ir.Train)
 	x := g.Decl(ir.Input, "x", ir.Type{DType: ir.F32, Shape: ir.Shape{1, 8, 3, 3}, Layout: ir.NCHW8c}, nil)
 	w := g.Decl(ir.Param, "w", ir.T32(8, 8, 3, 3), ir.Attrs{"std": 0.5, "init": "normal"})
-	c := g.MustOp(ir.Conv2D, "conv", ir.Attrs{"pad": 1, "stride": 2}, x, w).Result()
+	// conv2d is layout-free: its result takes the layout a pass sets, not
+	// its input's.
+	conv := g.MustOp(ir.Conv2D, "conv", ir.Attrs{"pad": 1, "stride": 2}, x, w)
+	if l := conv.Result().Type.Layout; l != ir.NCHW {
+		t.Fatalf("conv2d over an nchw8c input infers layout %v, want the default", l)
+	}
+	conv.Result().Type.Layout = ir.NCHW8c
+	c := conv.Result()
 	st := g.MustOp(ir.BNStats, "", nil, c)
 	m := g.Decl(ir.State, "mean", ir.T32(8), nil)
 	e := g.MustOp(ir.EMA, "ema", ir.Attrs{"momentum": 0.25, "scale": 1}, m, st.Results[0]).Result()

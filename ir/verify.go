@@ -173,12 +173,9 @@ func (v *verifier) checkTypes(i int, op *Op) {
 		v.opErr(i, "shape mismatch: has %d results, the op table infers %d", len(op.Results), len(types))
 		return
 	}
-	layoutFree := Info(op.Kind).LayoutFree
 	for j, t := range types {
 		r := op.Results[j]
-		if layoutFree && len(r.Type.Shape) == 4 {
-			t.Layout = r.Type.Layout // chosen by the layout pass
-		}
+		t = expectedType(op, t, r.Type)
 		if l := r.Type.Layout; l == NCHW8c && (len(r.Type.Shape) != 4 || r.Type.Shape[1]%8 != 0) {
 			v.opErr(i, "result %d (%s) is %v: layout nchw8c needs rank 4 and a multiple of 8 channels", j, v.ref(r), r.Type)
 		}

@@ -38,6 +38,29 @@ func inferBase() *ir.Graph {
 	return g
 }
 
+// layoutBase is a small valid training graph on blocked tensors, as the
+// layout pass leaves them. Its ops, by index:
+//
+//	0 input "x" (nchw)   1 input "x8" (nchw8c)   2 param "w"   3 input "scale"
+//	4 input "shift"   5 conv2d "c" (nchw input, nchw8c result)   6 add "a"
+//	7 conv2d_fused "f" (prologue affine_relu)   8 conv2d_dw_fused "dw"
+func layoutBase() *ir.Graph {
+	g := ir.New("layout", ir.Train)
+	x := g.Decl(ir.Input, "x", ir.T32(2, 8, 4, 4), nil)
+	x8 := g.Decl(ir.Input, "x8", ir.Type{DType: ir.F32, Shape: ir.Shape{2, 8, 4, 4}, Layout: ir.NCHW8c}, nil)
+	w := g.Decl(ir.Param, "w", ir.T32(8, 8, 3, 3), ir.Attrs{"init": "normal", "std": 0.1})
+	scale := g.Decl(ir.Input, "scale", ir.T32(8), nil)
+	shift := g.Decl(ir.Input, "shift", ir.T32(8), nil)
+	c := g.MustOp(ir.Conv2D, "c", ir.Attrs{"pad": 1}, x, w)
+	c.Results[0].Type.Layout = ir.NCHW8c
+	a := g.MustOp(ir.Add, "a", nil, c.Result(), x8).Result()
+	f := g.MustOp(ir.Conv2DFused, "f", ir.Attrs{"pad": 1, "prologue": "affine_relu", "relu": true}, x8, w, scale, shift)
+	f.Results[0].Type.Layout = ir.NCHW8c
+	g.MustOp(ir.Conv2DDwFused, "dw", ir.Attrs{"pad": 1, "kernel": 3, "prologue": "affine_relu"}, a, x8, scale, shift)
+	g.AddOutput("y", f.Result())
+	return g
+}
+
 func opNamed(g *ir.Graph, name string) *ir.Op {
 	for _, op := range g.Ops {
 		if op != nil && op.Name == name {
@@ -280,6 +303,68 @@ var verifyCases = []struct {
 		},
 	},
 	{
+		name:   "elementwise layouts differ",
+		base:   layoutBase,
+		mutate: func(g *ir.Graph) { opNamed(g, "a").Args[1] = opNamed(g, "x").Results[0] },
+		want:   []string{`op 6 add "a": argument 0 is f32[2,8,4,4]@nchw8c but argument 1 is f32[2,8,4,4]; they must match`},
+	},
+	{
+		name: "nchw8c with 12 channels",
+		base: layoutBase,
+		mutate: func(g *ir.Graph) {
+			g.Decl(ir.Input, "x12", ir.Type{DType: ir.F32, Shape: ir.Shape{2, 12, 4, 4}, Layout: ir.NCHW8c}, nil)
+		},
+		want: []string{`op 9 input "x12": result 0 (%9) is f32[2,12,4,4]@nchw8c: layout nchw8c needs rank 4 and a multiple of 8 channels`},
+	},
+	{
+		name:   "layout-free result nchw8c with 4 channels",
+		mutate: func(g *ir.Graph) { opNamed(g, "c").Results[0].Type.Layout = ir.NCHW8c },
+		want:   []string{`op 2 conv2d "c": result 0 (%2) is f32[2,4,4,4]@nchw8c: layout nchw8c needs rank 4 and a multiple of 8 channels`},
+	},
+	{
+		name: "nchw8c of rank 2",
+		mutate: func(g *ir.Graph) {
+			g.Decl(ir.Input, "v", ir.Type{DType: ir.F32, Shape: ir.Shape{2, 8}, Layout: ir.NCHW8c}, nil)
+		},
+		want: []string{`op 8 input "v": result 0 (%9) is f32[2,8]@nchw8c: layout nchw8c needs rank 4 and a multiple of 8 channels`},
+	},
+	{
+		name:   "conv2d_fused bias flag without a bias",
+		base:   layoutBase,
+		mutate: func(g *ir.Graph) { opNamed(g, "f").Attrs["bias"] = true },
+		want:   []string{`op 7 conv2d_fused "f": has 4 arguments, want 5 for bias=true, prologue=affine_relu, residual=false`},
+	},
+	{
+		name:   "conv2d_fused residual flag without a residual",
+		base:   layoutBase,
+		mutate: func(g *ir.Graph) { opNamed(g, "f").Attrs["residual"] = true },
+		want:   []string{`op 7 conv2d_fused "f": has 4 arguments, want 5 for bias=false, prologue=affine_relu, residual=true`},
+	},
+	{
+		name:   "conv2d_fused scale and shift without their prologue",
+		base:   layoutBase,
+		mutate: func(g *ir.Graph) { opNamed(g, "f").Attrs["prologue"] = "relu" },
+		want:   []string{`op 7 conv2d_fused "f": has 4 arguments, want 2 for bias=false, prologue=relu, residual=false`},
+	},
+	{
+		name:   "conv2d_fused unknown prologue",
+		base:   layoutBase,
+		mutate: func(g *ir.Graph) { opNamed(g, "f").Attrs["prologue"] = "bn_relu" },
+		want:   []string{`op 7 conv2d_fused "f": prologue="bn_relu", want none, relu or affine_relu`},
+	},
+	{
+		name:   "conv2d_dw_fused arguments for its prologue",
+		base:   layoutBase,
+		mutate: func(g *ir.Graph) { delete(opNamed(g, "dw").Attrs, "prologue") },
+		want:   []string{`op 8 conv2d_dw_fused "dw": has 4 arguments, want 2 for prologue=none`},
+	},
+	{
+		name:   "fused gradient in inference graph",
+		base:   layoutBase,
+		mutate: func(g *ir.Graph) { g.Mode = ir.Infer },
+		want:   []string{`op 8 conv2d_dw_fused "dw": training-only op in an inference graph`},
+	},
+	{
 		name:   "mode",
 		mutate: func(g *ir.Graph) { g.Mode = 0 },
 		want:   []string{`graph "base": mode is mode(0), want infer or train`},
@@ -325,10 +410,17 @@ func TestVerifyErrors(t *testing.T) {
 }
 
 func TestVerifyValid(t *testing.T) {
+	// A conv2d whose input is nchw and whose result is nchw8c: the layout
+	// pass picks a layout-free op's result layout.
+	lb := layoutBase()
+	if c := opNamed(lb, "c"); c.Args[0].Type.Layout != ir.NCHW || c.Result().Type.Layout != ir.NCHW8c {
+		t.Fatalf("conv2d \"c\" maps %v to %v, want nchw to nchw8c", c.Args[0].Type, c.Result().Type)
+	}
 	graphs := map[string]*ir.Graph{
-		"base":  verifyBase(),
-		"infer": inferBase(),
-		"empty": ir.New("", ir.Train),
+		"layout": lb,
+		"base":   verifyBase(),
+		"infer":  inferBase(),
+		"empty":  ir.New("", ir.Train),
 	}
 	// A parsed graph that uses a value from several ops and outputs the
 	// same value under two names.

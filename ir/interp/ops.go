@@ -44,6 +44,18 @@ var kernels = map[ir.OpKind]kernel{
 	ir.SoftmaxCE:        softmaxCE,
 	ir.SoftmaxCEGrad:    softmaxCEGrad,
 	ir.SGD:              sgd,
+
+	ir.Conv2DFused:    conv2dFused,
+	ir.BNFold:         bnFold,
+	ir.BNAffine:       bnAffine,
+	ir.Moments:        moments,
+	ir.AffineReLU:     affineReLU,
+	ir.Relayout:       relayout,
+	ir.Conv2DDwFused:  conv2dDwFused,
+	ir.AffineReLUGrad: affineReLUGrad,
+	ir.BNAffineGrad:   bnAffineGrad,
+	ir.MomentsGrad:    momentsGrad,
+	ir.StatsGrad:      statsGrad,
 }
 
 // elementwise sets out[i] = f(a[0][i], a[1][i]) (the second argument is 0

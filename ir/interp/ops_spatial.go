@@ -18,8 +18,17 @@ func at4(c4, h4, w4, n, c, h, w int) int { return ((n*c4+c)*h4+h)*w4 + w }
 //
 // with x zero outside its bounds; w is [Cout, Cin, Kh, Kw].
 func conv2d(op *ir.Op, a, out []*Tensor, _ Options) error {
-	x, w, y := a[0], a[1], out[0]
-	s, p := op.Int("stride"), op.Int("pad")
+	var b []float64
+	if len(a) == 3 {
+		b = a[2].Data
+	}
+	convolve(a[0], a[1], b, op.Int("stride"), op.Int("pad"), out[0])
+	return nil
+}
+
+// convolve writes conv2d of x by w with stride s and padding p into y,
+// adding b[o] to output channel o when b is not nil.
+func convolve(x, w *Tensor, b []float64, s, p int, y *Tensor) {
 	_, C, H, W := dims4(x.Shape)
 	_, _, KH, KW := dims4(w.Shape)
 	N, K, HO, WO := dims4(y.Shape)
@@ -43,15 +52,14 @@ func conv2d(op *ir.Op, a, out []*Tensor, _ Options) error {
 							}
 						}
 					}
-					if len(a) == 3 {
-						sum += a[2].Data[o]
+					if b != nil {
+						sum += b[o]
 					}
 					y.Data[at4(K, HO, WO, n, o, i, j)] = sum
 				}
 			}
 		}
 	}
-	return nil
 }
 
 // conv2dDx(dy, w) {stride s, pad p, in_h, in_w} is the gradient of conv2d
@@ -106,8 +114,13 @@ func conv2dDx(op *ir.Op, a, out []*Tensor, _ Options) error {
 //
 //	dw[o,c,ki,kj] = Σ_{n,i,j} dy[n,o,i,j] * x[n,c,i*s+ki-p,j*s+kj-p]
 func conv2dDw(op *ir.Op, a, out []*Tensor, _ Options) error {
-	dy, x, dw := a[0], a[1], out[0]
-	s, p := op.Int("stride"), op.Int("pad")
+	convolveDw(a[0], a[1], op.Int("stride"), op.Int("pad"), out[0])
+	return nil
+}
+
+// convolveDw writes the weight gradient of a conv with stride s and
+// padding p, given its output gradient dy and its input x, into dw.
+func convolveDw(dy, x *Tensor, s, p int, dw *Tensor) {
 	N, K, HO, WO := dims4(dy.Shape)
 	_, C, H, W := dims4(x.Shape)
 	_, _, KH, KW := dims4(dw.Shape)
@@ -136,7 +149,6 @@ func conv2dDw(op *ir.Op, a, out []*Tensor, _ Options) error {
 			}
 		}
 	}
-	return nil
 }
 
 // poolArg returns the flat index in x of the maximum of the pooling window
