@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/resnetc/resnetc/ir"
@@ -82,6 +84,9 @@ func runDump(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := checkPassName(*after); err != nil {
+		return err
+	}
 	arch, err := af.load("dump", pos)
 	if err != nil {
 		return err
@@ -98,4 +103,16 @@ func runDump(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return ir.Fprint(stdout, g)
+}
+
+// checkPassName accepts "", "lower" and the name of a pipeline pass.
+func checkPassName(name string) error {
+	names := []string{"lower"}
+	for _, p := range passes.Passes() {
+		names = append(names, p.Name)
+	}
+	if name == "" || slices.Contains(names, name) {
+		return nil
+	}
+	return usageError{fmt.Errorf("-after %q: unknown pass (want one of %s)", name, strings.Join(names, ", "))}
 }
