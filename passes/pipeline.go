@@ -23,26 +23,23 @@ type Pass struct {
 
 // passes is the pipeline, in execution order.
 var passes = []Pass{
+	{Name: "fold-bn", Fn: FoldBatchNorm, Modes: []ir.Mode{ir.Infer}},
 	{Name: "autodiff", Fn: Autodiff, Modes: []ir.Mode{ir.Train}, Required: true},
-	// Planned, in this order:
-	//   fold-bn            FoldBatchNorm   infer         conv -> BN into one conv
-	//   fuse-bn-relu-conv  FuseBNReLUConv  infer, train  BN-ReLU prologues, statistics epilogues
-	//   layout             AssignLayout    infer, train  NCHW8c blocking
-	//   plan-memory        PlanMemory      infer, train  liveness, arena offsets, recomputation
+	{Name: "layout", Fn: Layout, Modes: []ir.Mode{ir.Infer, ir.Train}},
+	// Planned: fuse-bn-relu-conv (FuseBNReLUConv, infer and train) between
+	// fold-bn and autodiff.
 }
 
 // order lists ordering constraints between passes: before must run before
 // after. Both must be in the table (a test checks it), so a constraint is
-// added together with its second pass. Planned:
-//
-//	{"autodiff", "fuse-bn-relu-conv"}  in training, fusion rewrites the backward ops too
-//	{"fold-bn", "fuse-bn-relu-conv"}   fold inner BNs into their convs first; only the
-//	                                   residual-stream BN is left to become a prologue
-//	{"autodiff", "layout"}             the layout covers the backward's tensors
-//	{"fuse-bn-relu-conv", "layout"}    fused convs are what gets blocked
-//	{"layout", "plan-memory"}          buffer sizes and in-place reuse depend on the layout
-//	{"autodiff", "plan-memory"}        the plan covers the whole training step
-var order = []struct{ before, after string }{}
+// added together with its second pass.
+var order = []struct{ before, after string }{
+	// Blocking applies to every tensor of the step, the backward's too.
+	{"autodiff", "layout"},
+	// Folding matches plain conv -> bnnorm pairs; it works on blocked
+	// graphs too, but folding first keeps the layout pass's input small.
+	{"fold-bn", "layout"},
+}
 
 // Passes returns the pipeline, in execution order.
 func Passes() []Pass { return slices.Clone(passes) }

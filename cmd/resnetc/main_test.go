@@ -231,7 +231,7 @@ func TestDump(t *testing.T) {
 		wantKind ir.OpKind
 		noKind   ir.OpKind
 	}{
-		{[]string{"-mode", "infer"}, ir.Infer, ir.BNNorm, ir.BNStats},
+		{[]string{"-mode", "infer"}, ir.Infer, ir.BNFold, ir.BNNorm},
 		{[]string{"-mode", "train"}, ir.Train, ir.SGD, ""},
 		{[]string{"-mode", "train", "-after", "lower"}, ir.Train, ir.BNStats, ir.SGD},
 	} {
