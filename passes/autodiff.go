@@ -29,6 +29,10 @@ var DefaultSGD = SGDOptions{Momentum: 0.9, Decay: 1e-4}
 // with DefaultSGD, whose results update the param and its momentum. The
 // forward graph's own updates (running statistics) are kept.
 //
+// The forward graph may be plain or already fused by FuseBNReLUConv: the
+// fused ops have gradient rules of their own, which recompute a conv's
+// normalized and rectified input from the pre-BN tensor it reads.
+//
 // On error the graph is left as it was.
 func Autodiff(g *ir.Graph) error { return AutodiffWith(DefaultSGD)(g) }
 
@@ -155,7 +159,7 @@ func setNonDefault(attrs ir.Attrs, kind ir.OpKind, name string, v float64) {
 // value ("s1.u1.relu1.dsum").
 //
 // It is an error if an x does not influence ys, if a gradient would have to
-// flow through an op that has none (ema, gradient ops, sgd), or if an
+// flow through an op that has none (ema, gradient ops, sgd, bnfold), or if an
 // explicit seed reaches a softmaxce. On error g is left as it was.
 func Gradients(g *ir.Graph, ys, dys, xs []*ir.Value) ([]*ir.Value, error) {
 	n := len(g.Ops)
@@ -410,6 +414,12 @@ var gradRules = map[ir.OpKind]func(*differ, *ir.Op) error{
 	ir.GAP:          (*differ).gap,
 	ir.Linear:       (*differ).linear,
 	ir.SoftmaxCE:    (*differ).softmaxCE,
+
+	ir.Conv2DFused: (*differ).conv2DFused,
+	ir.BNAffine:    (*differ).bnAffine,
+	ir.Moments:     (*differ).moments,
+	ir.AffineReLU:  (*differ).affineReLU,
+	ir.Relayout:    (*differ).relayout,
 }
 
 // noGradient lists the op kinds that are not differentiable, with the
@@ -437,18 +447,10 @@ var noGradient = map[ir.OpKind]string{
 	ir.MomentsGrad:      gradientOp,
 	ir.StatsGrad:        gradientOp,
 
-	ir.Conv2DFused: laterPass,
-	ir.BNFold:      laterPass,
-	ir.BNAffine:    laterPass,
-	ir.Moments:     laterPass,
-	ir.AffineReLU:  laterPass,
-	ir.Relayout:    laterPass,
+	ir.BNFold: "bnfold (BatchNorm folded into conv weights) belongs to inference graphs, which are not trained",
 }
 
-const (
-	gradientOp = "gradient ops are not differentiated again"
-	laterPass  = "fused and layout ops come from passes that run after autodiff, which differentiates the plain forward graph"
-)
+const gradientOp = "gradient ops are not differentiated again"
 
 // dy returns the gradient of fwd's only differentiable result, or nil.
 func (d *differ) dy(fwd *ir.Op) *ir.Value { return d.grad[fwd.Results[0]] }
@@ -595,4 +597,205 @@ func (d *differ) softmaxCE(op *ir.Op) error {
 		a["scale"] = float64(n)
 	}
 	return d.emit1(op, 0, "dx", ir.SoftmaxCEGrad, a, op.Args[0], op.Args[1])
+}
+
+// The fused ops of FuseBNReLUConv, which runs on the forward graph before
+// autodiff, and the layout pass's relayout.
+
+// conv2DFused differentiates y = relu?(conv(prologue(x), w) + b + r), with
+// sum = Σ y and sumsq = Σ y² when it has statistics:
+//
+//	dy' = dy + stats_grad(dsum, dsumsq, y)   (with statistics)
+//	dz  = relu_grad(dy', y)                  (relu epilogue; y > 0 ⇔ z > 0)
+//	dr  = dz,  db = chansum(dz)
+//	dw  = conv2d_dw_fused(dz, x, [scale, shift]){prologue}
+//	da  = conv2d_dx(dz, w)
+//	dx  = da (none), relu_grad(da, x) (relu: x > 0 ⇔ relu(x) > 0),
+//	      or dx, dscale, dshift = affine_relu_grad(da, x, scale, shift)
+//
+// The weight gradient recomputes the prologue from x, the stored pre-BN
+// tensor, so no normalized or rectified activation is kept for it. Without
+// a prologue it is the plain conv2d_dw.
+func (d *differ) conv2DFused(op *ir.Op) error {
+	x, w, y := op.Args[0], op.Args[1], op.Results[0]
+	prologue := op.Str("prologue")
+	bias, scale, shift, residual := -1, -1, -1, -1
+	i := 2
+	if op.Bool("bias") {
+		bias, i = i, i+1
+	}
+	if prologue == "affine_relu" {
+		scale, shift, i = i, i+1, i+2
+	}
+	if op.Bool("residual") {
+		residual = i
+	}
+
+	dy := d.grad[y]
+	if op.Bool("stats") && (d.grad[op.Results[1]] != nil || d.grad[op.Results[2]] != nil) {
+		dsum, dsumsq := d.grad[op.Results[1]], d.grad[op.Results[2]]
+		var err error
+		if dsum == nil {
+			dsum, err = d.zero(op, "stats.dsum", dsumsq)
+		} else if dsumsq == nil {
+			dsumsq, err = d.zero(op, "stats.dsumsq", dsum)
+		}
+		if err != nil {
+			return err
+		}
+		sg, err := d.emit(op, "stats.dy", ir.StatsGrad, nil, dsum, dsumsq, y)
+		if err != nil {
+			return err
+		}
+		if dy == nil {
+			dy = sg.Result()
+		} else {
+			sum, err := d.emit(op, "dy", ir.Add, nil, dy, sg.Result())
+			if err != nil {
+				return err
+			}
+			dy = sum.Result()
+		}
+	}
+	if dy == nil {
+		panic(fmt.Sprintf("BUG: the gradient rule of %s ran with no gradient on any result", op))
+	}
+	dz := dy
+	if op.Bool("relu") {
+		rg, err := d.emit(op, "dz", ir.ReLUGrad, nil, dy, y)
+		if err != nil {
+			return err
+		}
+		dz = rg.Result()
+	}
+	if residual >= 0 {
+		if err := d.pass(op, residual, dz); err != nil {
+			return err
+		}
+	}
+	if bias >= 0 {
+		if err := d.emit1(op, bias, "db", ir.ChanSum, nil, dz); err != nil {
+			return err
+		}
+	}
+	if d.live[w] {
+		k := w.Type.Shape[2]
+		if w.Type.Shape[3] != k {
+			return fmt.Errorf("kernel %dx%d is not square; the weight gradient supports square kernels only", k, w.Type.Shape[3])
+		}
+		a := copyAttrs(op, "stride", "pad")
+		a["kernel"] = k
+		var err error
+		if prologue == "none" {
+			err = d.emit1(op, 1, "dw", ir.Conv2DDw, a, dz, x)
+		} else {
+			a["prologue"] = prologue
+			args := []*ir.Value{dz, x}
+			if scale >= 0 {
+				args = append(args, op.Args[scale], op.Args[shift])
+			}
+			err = d.emit1(op, 1, "dw", ir.Conv2DDwFused, a, args...)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if !d.live[x] && (scale < 0 || !d.live[op.Args[scale]] && !d.live[op.Args[shift]]) {
+		return nil
+	}
+	a := copyAttrs(op, "stride", "pad")
+	a["in_h"], a["in_w"] = x.Type.Shape[2], x.Type.Shape[3]
+	if prologue == "none" {
+		return d.emit1(op, 0, "dx", ir.Conv2DDx, a, dz, w)
+	}
+	da, err := d.emit(op, "da", ir.Conv2DDx, a, dz, w)
+	if err != nil {
+		return err
+	}
+	if prologue == "relu" {
+		return d.emit1(op, 0, "dx", ir.ReLUGrad, nil, da.Result(), x)
+	}
+	pg, err := d.emit(op, "prologue.grad", ir.AffineReLUGrad, nil, da.Result(), x, op.Args[scale], op.Args[shift])
+	if err != nil {
+		return err
+	}
+	for j, arg := range []int{0, scale, shift} {
+		if err := d.pass(op, arg, pg.Results[j]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pair returns the gradients of op's two results, with a zero (named by
+// suffix0 or suffix1) standing in for a missing one; both are f32[C].
+func (d *differ) pair(op *ir.Op, suffix0, suffix1 string) (*ir.Value, *ir.Value, error) {
+	g0, g1 := d.grad[op.Results[0]], d.grad[op.Results[1]]
+	var err error
+	if g0 == nil {
+		g0, err = d.zero(op, suffix0, g1)
+	} else if g1 == nil {
+		g1, err = d.zero(op, suffix1, g0)
+	}
+	return g0, g1, err
+}
+
+// bnAffine differentiates scale, shift = bnaffine(mean, var, gamma, beta).
+func (d *differ) bnAffine(op *ir.Op) error {
+	dscale, dshift, err := d.pair(op, "affine.dscale", "affine.dshift")
+	if err != nil {
+		return err
+	}
+	a := op.Args
+	bg, err := d.emit(op, "affine.grad", ir.BNAffineGrad, copyAttrs(op, "eps"), dscale, dshift, a[0], a[1], a[2])
+	if err != nil {
+		return err
+	}
+	// Results: dmean, dvar, dgamma, dbeta, in argument order.
+	for i := range 4 {
+		if err := d.pass(op, i, bg.Results[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// moments differentiates mean, var = moments(sum, sumsq).
+func (d *differ) moments(op *ir.Op) error {
+	dmean, dvar, err := d.pair(op, "moments.dmean", "moments.dvar")
+	if err != nil {
+		return err
+	}
+	mg, err := d.emit(op, "moments.grad", ir.MomentsGrad, copyAttrs(op, "count"), dmean, dvar, op.Results[0])
+	if err != nil {
+		return err
+	}
+	for i := range 2 {
+		if err := d.pass(op, i, mg.Results[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// affineReLU differentiates max(scale*x + shift, 0), recomputing the mask
+// from x.
+func (d *differ) affineReLU(op *ir.Op) error {
+	a := op.Args
+	ag, err := d.emit(op, "grad", ir.AffineReLUGrad, nil, d.dy(op), a[0], a[1], a[2])
+	if err != nil {
+		return err
+	}
+	for i := range 3 {
+		if err := d.pass(op, i, ag.Results[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// relayout sends the gradient back in the argument's layout.
+func (d *differ) relayout(op *ir.Op) error {
+	a := ir.Attrs{"layout": op.Args[0].Type.Layout.String()}
+	return d.emit1(op, 0, "dx", ir.Relayout, a, d.dy(op))
 }

@@ -185,6 +185,67 @@ var opCases = []opCase{
 		b.feeds["labels"] = interp.Labels(11, 3, 4)
 		return []*ir.Value{b.op(ir.SoftmaxCE, nil, logits, labels).Result()}
 	}},
+
+	// The fused ops of FuseBNReLUConv and the layout pass's relayout.
+	{"conv2d_fused/bias-residual-relu", ir.Conv2DFused, false, func(b *opBuilder) []*ir.Value {
+		a := ir.Attrs{"pad": 1, "bias": true, "residual": true, "relu": true}
+		return b.op(ir.Conv2DFused, a, b.x("x", 2, 3, 4, 4), b.x("w", 3, 3, 3, 3), b.x("b", 3), b.x("r", 2, 3, 4, 4)).Results
+	}},
+	{"conv2d_fused/relu-prologue-stride2-stats", ir.Conv2DFused, false, func(b *opBuilder) []*ir.Value {
+		a := ir.Attrs{"pad": 1, "stride": 2, "prologue": "relu", "stats": true}
+		return b.op(ir.Conv2DFused, a, b.x("x", 2, 2, 5, 5), b.x("w", 3, 2, 3, 3)).Results
+	}},
+	{"conv2d_fused/affine-relu-prologue-everything", ir.Conv2DFused, false, func(b *opBuilder) []*ir.Value {
+		a := ir.Attrs{"pad": 1, "prologue": "affine_relu", "bias": true, "residual": true, "relu": true, "stats": true}
+		x, w, bias := b.x("x", 2, 3, 4, 4), b.x("w", 2, 3, 3, 3), b.x("b", 2)
+		return b.op(ir.Conv2DFused, a, x, w, bias, b.x("scale", 3), b.x("shift", 3), b.x("r", 2, 2, 4, 4)).Results
+	}},
+	{"conv2d_fused/1x1-affine-relu-prologue-stride2", ir.Conv2DFused, false, func(b *opBuilder) []*ir.Value {
+		a := ir.Attrs{"stride": 2, "prologue": "affine_relu"}
+		return b.op(ir.Conv2DFused, a, b.x("x", 2, 3, 4, 4), b.x("w", 4, 3, 1, 1), b.x("scale", 3), b.x("shift", 3)).Results
+	}},
+	{"conv2d_fused/stats-only", ir.Conv2DFused, false, func(b *opBuilder) []*ir.Value {
+		// Only the sums have gradients: the output's comes from stats_grad alone.
+		op := b.op(ir.Conv2DFused, ir.Attrs{"pad": 1, "stats": true}, b.x("x", 2, 2, 3, 3), b.x("w", 2, 2, 3, 3))
+		return op.Results[1:]
+	}},
+	{"conv2d_fused/sumsq-only", ir.Conv2DFused, false, func(b *opBuilder) []*ir.Value {
+		op := b.op(ir.Conv2DFused, ir.Attrs{"relu": true, "stats": true}, b.x("x", 2, 2, 3, 3), b.x("w", 3, 2, 1, 1))
+		return op.Results[2:]
+	}},
+	{"bnaffine", ir.BNAffine, false, func(b *opBuilder) []*ir.Value {
+		mean, vr := b.x("mean", 3), b.param("var", 0.5, 2, 3)
+		return b.op(ir.BNAffine, ir.Attrs{"eps": 1e-3}, mean, vr, b.x("gamma", 3), b.x("beta", 3)).Results
+	}},
+	{"bnaffine/scale-only", ir.BNAffine, false, func(b *opBuilder) []*ir.Value {
+		mean, vr := b.x("mean", 3), b.param("var", 0.5, 2, 3)
+		return b.op(ir.BNAffine, nil, mean, vr, b.x("gamma", 3), b.x("beta", 3)).Results[:1]
+	}},
+	{"moments", ir.Moments, false, func(b *opBuilder) []*ir.Value {
+		return b.op(ir.Moments, ir.Attrs{"count": 6}, b.x("sum", 3), b.param("sumsq", 1, 3, 3)).Results
+	}},
+	{"moments/var-only", ir.Moments, false, func(b *opBuilder) []*ir.Value {
+		return b.op(ir.Moments, ir.Attrs{"count": 4}, b.x("sum", 3), b.param("sumsq", 1, 3, 3)).Results[1:]
+	}},
+	{"moments/stats-epilogue-bnaffine", ir.Moments, false, func(b *opBuilder) []*ir.Value {
+		// The training chain the fusion builds: conv sums, moments,
+		// bnaffine, and the next conv's prologue reading the pre-BN tensor.
+		conv := b.op(ir.Conv2DFused, ir.Attrs{"pad": 1, "stats": true}, b.x("x", 2, 2, 3, 3), b.x("w", 2, 2, 3, 3))
+		m := b.op(ir.Moments, ir.Attrs{"count": 18}, conv.Results[1], conv.Results[2])
+		aff := b.op(ir.BNAffine, nil, m.Results[0], m.Results[1], b.x("gamma", 2), b.x("beta", 2))
+		a := ir.Attrs{"pad": 1, "prologue": "affine_relu"}
+		return b.op(ir.Conv2DFused, a, conv.Results[0], b.x("w2", 2, 2, 3, 3), aff.Results[0], aff.Results[1]).Results
+	}},
+	{"affine_relu", ir.AffineReLU, false, func(b *opBuilder) []*ir.Value {
+		return []*ir.Value{b.op(ir.AffineReLU, nil, b.x("x", 2, 3, 2, 2), b.x("scale", 3), b.x("shift", 3)).Result()}
+	}},
+	{"affine_relu/rank2", ir.AffineReLU, false, func(b *opBuilder) []*ir.Value {
+		return []*ir.Value{b.op(ir.AffineReLU, nil, b.x("x", 4, 3), b.x("scale", 3), b.x("shift", 3)).Result()}
+	}},
+	{"relayout", ir.Relayout, false, func(b *opBuilder) []*ir.Value {
+		y := b.op(ir.Relayout, ir.Attrs{"layout": "nchw8c"}, b.x("x", 1, 8, 2, 2))
+		return []*ir.Value{b.op(ir.Scale, ir.Attrs{"factor": 2.0}, y.Result()).Result()}
+	}},
 }
 
 // TestGradCheckOps checks the gradient rule of every differentiable op
@@ -279,14 +340,14 @@ func dot(a, b []float64) float64 {
 // the op table belong to the backward pass or the optimizer.
 func isGradientKind(k ir.OpKind) bool {
 	s := string(k)
-	return k == ir.SGD || k == ir.ChanSum ||
+	return k == ir.SGD || k == ir.ChanSum || k == ir.Conv2DDwFused ||
 		strings.HasSuffix(s, "_grad") || strings.HasSuffix(s, "_dx") || strings.HasSuffix(s, "_dw")
 }
 
 // TestGradCheckOpsCoverAllKinds checks that TestGradCheckOps tests every
 // forward op kind of the op table but those autodiff declares not
-// differentiable (ema, and the fused and layout ops of later passes), and
-// every kind that has a gradient rule.
+// differentiable (ema, and bnfold of inference graphs), and every kind that
+// has a gradient rule.
 func TestGradCheckOpsCoverAllKinds(t *testing.T) {
 	tested := map[ir.OpKind]bool{}
 	for _, c := range opCases {

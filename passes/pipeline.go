@@ -24,18 +24,25 @@ type Pass struct {
 // passes is the pipeline, in execution order.
 var passes = []Pass{
 	{Name: "fold-bn", Fn: FoldBatchNorm, Modes: []ir.Mode{ir.Infer}},
+	{Name: "fuse-bn-relu-conv", Fn: FuseBNReLUConv, Modes: []ir.Mode{ir.Infer, ir.Train}},
 	{Name: "autodiff", Fn: Autodiff, Modes: []ir.Mode{ir.Train}, Required: true},
 	{Name: "layout", Fn: Layout, Modes: []ir.Mode{ir.Infer, ir.Train}},
-	// Planned: fuse-bn-relu-conv (FuseBNReLUConv, infer and train) between
-	// fold-bn and autodiff.
 }
 
 // order lists ordering constraints between passes: before must run before
 // after. Both must be in the table (a test checks it), so a constraint is
 // added together with its second pass.
 var order = []struct{ before, after string }{
+	// Inner BNs fold into their convs first, so only the residual-stream
+	// BN is left to become a prologue.
+	{"fold-bn", "fuse-bn-relu-conv"},
+	// In training, fusion rewrites the forward graph; autodiff then knows
+	// the fused ops' gradients, so the backward recomputes activations
+	// from the stored pre-BN tensors.
+	{"fuse-bn-relu-conv", "autodiff"},
 	// Blocking applies to every tensor of the step, the backward's too.
 	{"autodiff", "layout"},
+	{"fuse-bn-relu-conv", "layout"},
 	// Folding matches plain conv -> bnnorm pairs; it works on blocked
 	// graphs too, but folding first keeps the layout pass's input small.
 	{"fold-bn", "layout"},

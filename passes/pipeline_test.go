@@ -106,7 +106,7 @@ func TestRun(t *testing.T) {
 	g = lowerTiny(t, ir.Train)
 	before := ir.Print(g)
 	err := Run(g, RunOptions{StopAfter: "fold"})
-	if want := `unknown pass "fold" (passes: fold-bn, autodiff`; err == nil || !strings.HasPrefix(err.Error(), want) {
+	if want := `unknown pass "fold" (passes: fold-bn, fuse-bn-relu-conv, autodiff`; err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("StopAfter fold: error %v, want prefix %q", err, want)
 	}
 	if ir.Print(g) != before {
