@@ -1,0 +1,30 @@
+// Package kernels builds resnetc's AVX2+FMA kernels with avo and writes
+// their pure-Go twins with jennifer.
+//
+// A kernel is specialized per shape: every size, stride, loop bound and
+// fusion flag is a constant of the generated code, so one Conv3x3 value
+// describes one generated function. The builders take an explicit
+// *build.Context (the avo program being built) or *jen.File (the Go file
+// being written), so one generator can put many kernels into one package.
+//
+// Layout conventions, shared with the compiler's layout pass:
+//
+//   - activations are blocked NCHW8c: [N, C, H, W] is stored as
+//     [N][C/8][H][W][8] float32, eight channels being one YMM register;
+//   - 3x3 conv weights are packed OIhw8i8o: [Cout/8][Cin/8][3][3][8 ci][8 co],
+//     so that the eight output channels of one (ci, kh, kw) tap are one
+//     vector load (PackConv3x3Weights in the generated package packs them
+//     from plain [Cout][Cin][3][3]);
+//   - per-channel vectors (bias, scale, shift) are plain [C] float32;
+//   - BatchNorm statistics are written per image as partial sums,
+//     stats[n][0][c] = Σ y and stats[n][1][c] = Σ y², which ReduceStats adds
+//     in image order in float64, so the result does not depend on how the
+//     images were split over goroutines.
+//
+// A generated kernel package holds, besides the assembly (BuildAsm,
+// BuildPeak) and its stubs, the Go written by EmitGo (the dispatch:
+// assembly when the build has it, the CPU has AVX2 and FMA and
+// RESNETC_PUREGO is not 1; each kernel's exported function and twin) and
+// a copy of the shape-generic Go of package gosrc (SupportSource): the
+// twins' shared body, the layout and packing helpers, ReduceStats.
+package kernels
