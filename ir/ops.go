@@ -390,39 +390,48 @@ func inferDecl(op *Op) ([]Type, error) {
 	return one(t), nil
 }
 
-func inferConv2D(op *Op) ([]Type, error) {
-	x, err := argF32(op, 0, 4)
-	if err != nil {
-		return nil, err
+// convTypes checks the input and weight of a conv2d or conv2d_fused (args
+// 0 and 1), its stride and pad, and returns them with the output type.
+func convTypes(op *Op) (x, w, y Type, err error) {
+	if x, err = argF32(op, 0, 4); err != nil {
+		return
 	}
-	w, err := argF32(op, 1, 4)
-	if err != nil {
-		return nil, err
+	if w, err = argF32(op, 1, 4); err != nil {
+		return
 	}
-	if err := positive(op, "stride"); err != nil {
-		return nil, err
+	if err = positive(op, "stride"); err != nil {
+		return
 	}
-	if err := nonNegative(op, "pad"); err != nil {
-		return nil, err
+	if err = nonNegative(op, "pad"); err != nil {
+		return
 	}
 	if x.Shape[1] != w.Shape[1] {
-		return nil, fmt.Errorf("input %v has %d channels but weight %v expects %d", x, x.Shape[1], w, w.Shape[1])
+		err = fmt.Errorf("input %v has %d channels but weight %v expects %d", x, x.Shape[1], w, w.Shape[1])
+		return
+	}
+	s, p := op.Int("stride"), op.Int("pad")
+	ho, err := convOut(x.Shape[2], w.Shape[2], s, p)
+	if err != nil {
+		return
+	}
+	wo, err := convOut(x.Shape[3], w.Shape[3], s, p)
+	if err != nil {
+		return
+	}
+	return x, w, T32(x.Shape[0], w.Shape[0], ho, wo), nil
+}
+
+func inferConv2D(op *Op) ([]Type, error) {
+	_, w, y, err := convTypes(op)
+	if err != nil {
+		return nil, err
 	}
 	if len(op.Args) == 3 {
 		if err := vecOf(op, 2, w.Shape[0]); err != nil {
 			return nil, err
 		}
 	}
-	s, p := op.Int("stride"), op.Int("pad")
-	ho, err := convOut(x.Shape[2], w.Shape[2], s, p)
-	if err != nil {
-		return nil, err
-	}
-	wo, err := convOut(x.Shape[3], w.Shape[3], s, p)
-	if err != nil {
-		return nil, err
-	}
-	return one(T32(x.Shape[0], w.Shape[0], ho, wo)), nil
+	return one(y), nil
 }
 
 func inferBNStats(op *Op) ([]Type, error) {
@@ -801,22 +810,9 @@ func inferConv2DFused(op *Op) ([]Type, error) {
 	if len(op.Args) != want {
 		return nil, fmt.Errorf("has %d arguments, want %d for bias=%v, prologue=%s, residual=%v", len(op.Args), want, bias, prologue, residual)
 	}
-	x, err := argF32(op, 0, 4)
+	x, w, y, err := convTypes(op)
 	if err != nil {
 		return nil, err
-	}
-	w, err := argF32(op, 1, 4)
-	if err != nil {
-		return nil, err
-	}
-	if err := positive(op, "stride"); err != nil {
-		return nil, err
-	}
-	if err := nonNegative(op, "pad"); err != nil {
-		return nil, err
-	}
-	if x.Shape[1] != w.Shape[1] {
-		return nil, fmt.Errorf("input %v has %d channels but weight %v expects %d", x, x.Shape[1], w, w.Shape[1])
 	}
 	i := 2
 	if bias {
@@ -833,16 +829,6 @@ func inferConv2DFused(op *Op) ([]Type, error) {
 			i++
 		}
 	}
-	s, p := op.Int("stride"), op.Int("pad")
-	ho, err := convOut(x.Shape[2], w.Shape[2], s, p)
-	if err != nil {
-		return nil, err
-	}
-	wo, err := convOut(x.Shape[3], w.Shape[3], s, p)
-	if err != nil {
-		return nil, err
-	}
-	y := T32(x.Shape[0], w.Shape[0], ho, wo)
 	if residual {
 		r, err := argF32(op, i, 4)
 		if err != nil {
