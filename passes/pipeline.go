@@ -14,7 +14,7 @@ import (
 // checked, listed, verified between steps and stopped at by name.
 type Pass struct {
 	Name  string
-	Fn    func(*ir.Graph) error
+	Fn    func(*ir.Graph, *Context) error
 	Modes []ir.Mode // the graph modes it runs on; it is skipped on the others
 	// Required passes cannot be disabled: without them the graph is not a
 	// complete step (an optional pass only makes it faster or smaller).
@@ -23,10 +23,36 @@ type Pass struct {
 
 // passes is the pipeline, in execution order.
 var passes = []Pass{
-	{Name: "fold-bn", Fn: FoldBatchNorm, Modes: []ir.Mode{ir.Infer}},
-	{Name: "fuse-bn-relu-conv", Fn: FuseBNReLUConv, Modes: []ir.Mode{ir.Infer, ir.Train}},
-	{Name: "autodiff", Fn: Autodiff, Modes: []ir.Mode{ir.Train}, Required: true},
-	{Name: "layout", Fn: Layout, Modes: []ir.Mode{ir.Infer, ir.Train}},
+	{Name: "fold-bn", Fn: graphOnly(FoldBatchNorm), Modes: []ir.Mode{ir.Infer}},
+	{Name: "fuse-bn-relu-conv", Fn: graphOnly(FuseBNReLUConv), Modes: []ir.Mode{ir.Infer, ir.Train}},
+	{Name: "autodiff", Fn: graphOnly(Autodiff), Modes: []ir.Mode{ir.Train}, Required: true},
+	{Name: "layout", Fn: graphOnly(Layout), Modes: []ir.Mode{ir.Infer, ir.Train}},
+	{Name: "remat", Fn: rematPass, Modes: []ir.Mode{ir.Train}},
+}
+
+// Context carries what a pass needs beyond the graph (the options of the
+// run) and what it reports back.
+type Context struct {
+	// Budget is the arena budget in bytes for the remat pass; 0 asks for
+	// no rematerialization.
+	Budget int64
+	// Remat is the remat pass's report, when it ran.
+	Remat *RematReport
+}
+
+// graphOnly adapts a pass that needs only the graph.
+func graphOnly(f func(*ir.Graph) error) func(*ir.Graph, *Context) error {
+	return func(g *ir.Graph, _ *Context) error { return f(g) }
+}
+
+// rematPass rematerializes to the run's budget, if one was given.
+func rematPass(g *ir.Graph, c *Context) error {
+	rep, err := Rematerialize(g, c.Budget)
+	if err != nil {
+		return err
+	}
+	c.Remat = rep
+	return nil
 }
 
 // order lists ordering constraints between passes: before must run before
@@ -46,6 +72,10 @@ var order = []struct{ before, after string }{
 	// Folding matches plain conv -> bnnorm pairs; it works on blocked
 	// graphs too, but folding first keeps the layout pass's input small.
 	{"fold-bn", "layout"},
+	// Rematerialization plans the arena of the final graph: the step's
+	// ops, in their final layout, are what it recomputes and measures.
+	{"autodiff", "remat"},
+	{"layout", "remat"},
 }
 
 // Passes returns the pipeline, in execution order.
@@ -61,6 +91,10 @@ type RunOptions struct {
 	StopAfter string
 	// Disable names optional passes to skip.
 	Disable []string
+	// Budget is the arena budget in bytes of a training step: the remat
+	// pass recomputes forward values in the backward pass until the
+	// memory plan fits it. 0 (the default) recomputes nothing.
+	Budget int64
 }
 
 // Error is an error from a pass: the pass's name and what went wrong.
@@ -73,12 +107,19 @@ func (e *Error) Error() string { return e.Pass + ": " + e.Err.Error() }
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Run runs the pipeline on g in place. A pass error, a panic inside a pass
-// and a verification failure after a pass are returned as an *Error naming
-// the pass; after one, g is in an unspecified state.
-func Run(g *ir.Graph, opts RunOptions) error { return run(g, passes, opts) }
+// Run runs the pipeline on g in place and returns what the passes
+// reported. A pass error, a panic inside a pass and a verification failure
+// after a pass are returned as an *Error naming the pass; after one, g is
+// in an unspecified state.
+func Run(g *ir.Graph, opts RunOptions) (*Context, error) {
+	c := &Context{Budget: opts.Budget}
+	return c, run(g, passes, opts, c)
+}
 
-func run(g *ir.Graph, ps []Pass, opts RunOptions) error {
+func run(g *ir.Graph, ps []Pass, opts RunOptions, c *Context) error {
+	if opts.Budget < 0 {
+		return fmt.Errorf("budget %d bytes is negative", opts.Budget)
+	}
 	names := make([]string, len(ps))
 	for i, p := range ps {
 		names[i] = p.Name
@@ -109,7 +150,7 @@ func run(g *ir.Graph, ps []Pass, opts RunOptions) error {
 	}
 	for _, p := range ps {
 		if slices.Contains(p.Modes, g.Mode) && !slices.Contains(opts.Disable, p.Name) {
-			if err := runPass(g, p); err != nil {
+			if err := runPass(g, p, c); err != nil {
 				return err
 			}
 			if opts.VerifyEach {
@@ -127,13 +168,13 @@ func run(g *ir.Graph, ps []Pass, opts RunOptions) error {
 
 // runPass runs one pass, wrapping its error and recovering a panic, both
 // with the pass's name.
-func runPass(g *ir.Graph, p Pass) (err error) {
+func runPass(g *ir.Graph, p Pass, c *Context) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = &Error{Pass: p.Name, Err: fmt.Errorf("panic: %v\n%s", r, debug.Stack())}
 		}
 	}()
-	if err := p.Fn(g); err != nil {
+	if err := p.Fn(g, c); err != nil {
 		if pe, ok := err.(*Error); ok && pe.Pass == p.Name {
 			return err
 		}

@@ -80,7 +80,7 @@ func errString(err error) string {
 // checked.
 func TestRun(t *testing.T) {
 	g := lowerTiny(t, ir.Train)
-	if err := Run(g, RunOptions{VerifyEach: true}); err != nil {
+	if _, err := Run(g, RunOptions{VerifyEach: true}); err != nil {
 		t.Fatal(err)
 	}
 	if g.Output("loss") == nil || len(g.Decls(ir.Param)) == 0 {
@@ -88,7 +88,7 @@ func TestRun(t *testing.T) {
 	}
 
 	g = lowerTiny(t, ir.Infer)
-	if err := Run(g, RunOptions{VerifyEach: true}); err != nil {
+	if _, err := Run(g, RunOptions{VerifyEach: true}); err != nil {
 		t.Fatal(err)
 	}
 	if numOpsOfKind(g, ir.BNFold) == 0 {
@@ -98,21 +98,46 @@ func TestRun(t *testing.T) {
 		t.Errorf("Run on an infer graph added a training step")
 	}
 
+	// With a budget, the remat pass recomputes until the plan fits it.
 	g = lowerTiny(t, ir.Train)
-	if err := Run(g, RunOptions{StopAfter: "autodiff"}); err != nil || g.Output("loss") == nil {
+	if _, err := Run(g.Clone(), RunOptions{Budget: -1}); err == nil || err.Error() != "budget -1 bytes is negative" {
+		t.Errorf("negative budget: error %v", err)
+	}
+	full := g.Clone()
+	if _, err := Run(full, RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := PlanMemory(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	budget := tightestArena(t, full)
+	c, err := Run(g, RunOptions{VerifyEach: true, Budget: budget})
+	if err != nil {
+		t.Fatalf("budget %d (no budget: %d): %v", budget, p.ArenaBytes, err)
+	}
+	if c.Remat == nil || c.Remat.OpsCloned == 0 || c.Remat.ArenaBytes > budget {
+		t.Errorf("budget %d (no budget: %d): remat report %+v", budget, p.ArenaBytes, c.Remat)
+	}
+	if q, err := PlanMemory(g); err != nil || q.ArenaBytes > budget {
+		t.Errorf("budget %d: planned arena after the pipeline %v, error %v", budget, q.ArenaBytes, err)
+	}
+
+	g = lowerTiny(t, ir.Train)
+	if _, err := Run(g, RunOptions{StopAfter: "autodiff"}); err != nil || g.Output("loss") == nil {
 		t.Errorf("StopAfter autodiff: error %v, loss output %v", err, g.Output("loss"))
 	}
 
 	g = lowerTiny(t, ir.Train)
 	before := ir.Print(g)
-	err := Run(g, RunOptions{StopAfter: "fold"})
+	_, err = Run(g, RunOptions{StopAfter: "fold"})
 	if want := `unknown pass "fold" (passes: fold-bn, fuse-bn-relu-conv, autodiff`; err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("StopAfter fold: error %v, want prefix %q", err, want)
 	}
 	if ir.Print(g) != before {
 		t.Errorf("StopAfter with an unknown name changed the graph")
 	}
-	if err := Run(g, RunOptions{Disable: []string{"autodiff"}}); err == nil || !strings.Contains(err.Error(), `pass "autodiff" is required`) {
+	if _, err := Run(g, RunOptions{Disable: []string{"autodiff"}}); err == nil || !strings.Contains(err.Error(), `pass "autodiff" is required`) {
 		t.Errorf("disabling autodiff: error %v, want one saying it is required", err)
 	}
 }
@@ -122,7 +147,7 @@ func TestRun(t *testing.T) {
 func TestRunWrapsErrors(t *testing.T) {
 	g := linearGraph(ir.Train)
 	g.Outputs[0].Name = "scores"
-	err := Run(g, RunOptions{VerifyEach: true})
+	_, err := Run(g, RunOptions{VerifyEach: true})
 	if err == nil || err.Error() != `autodiff: graph has no output "logits"` {
 		t.Fatalf("error %v, want exactly %q", err, `autodiff: graph has no output "logits"`)
 	}
@@ -136,7 +161,7 @@ func TestRunWrapsErrors(t *testing.T) {
 type recorder struct{ ran []string }
 
 func (r *recorder) pass(name string, modes []ir.Mode, fn func(*ir.Graph) error) Pass {
-	return Pass{Name: name, Modes: modes, Fn: func(g *ir.Graph) error {
+	return Pass{Name: name, Modes: modes, Fn: func(g *ir.Graph, _ *Context) error {
 		r.ran = append(r.ran, name)
 		if fn != nil {
 			return fn(g)
@@ -201,7 +226,7 @@ func TestRunSynthetic(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			r := &recorder{}
 			g := linearGraph(ir.Train)
-			err := run(g, c.passes(r), c.opts)
+			err := run(g, c.passes(r), c.opts, &Context{})
 			switch {
 			case c.wantErr == "" && err != nil:
 				t.Errorf("error %v", err)
@@ -218,7 +243,7 @@ func TestRunSynthetic(t *testing.T) {
 	r := &recorder{}
 	g := linearGraph(ir.Train)
 	breakIt(g)
-	err := run(g, []Pass{r.pass("a", both, nil)}, RunOptions{VerifyEach: true})
+	err := run(g, []Pass{r.pass("a", both, nil)}, RunOptions{VerifyEach: true}, &Context{})
 	if err == nil || !strings.HasPrefix(err.Error(), "graph does not verify before the first pass") || len(r.ran) != 0 {
 		t.Errorf("invalid input: error %v, ran %v", err, r.ran)
 	}

@@ -407,19 +407,19 @@ func (p *MemPlan) WriteReport(w io.Writer) error {
 		ratio = float64(p.ArenaBytes) / float64(p.LowerBoundBytes)
 	}
 	rows := [][2]string{
-		{"arena", sizeString(p.ArenaBytes)},
-		{"lower bound", fmt.Sprintf("%s (arena/lower bound %.3f)", sizeString(p.LowerBoundBytes), ratio)},
-		{"naive", fmt.Sprintf("%s (every result in its own buffer until its last use)", sizeString(p.NaiveBytes))},
+		{"arena", SizeString(p.ArenaBytes)},
+		{"lower bound", fmt.Sprintf("%s (arena/lower bound %.3f)", SizeString(p.LowerBoundBytes), ratio)},
+		{"naive", fmt.Sprintf("%s (every result in its own buffer until its last use)", SizeString(p.NaiveBytes))},
 		{"peak", "at " + p.peakName()},
 		{"in place", fmt.Sprintf("%d results take an argument's buffer, %d updates are computed into state", s.InPlace, s.InState)},
 		{"state", fmt.Sprintf("%s: weights %s, momentum %s, running statistics %s",
-			sizeString(p.StateBytes), sizeString(p.ParamBytes), sizeString(p.MomentumBytes), sizeString(p.RunningBytes))},
+			SizeString(p.StateBytes), SizeString(p.ParamBytes), SizeString(p.MomentumBytes), SizeString(p.RunningBytes))},
 	}
 	if p.OtherStateBytes > 0 {
-		rows[len(rows)-1][1] += ", other " + sizeString(p.OtherStateBytes)
+		rows[len(rows)-1][1] += ", other " + SizeString(p.OtherStateBytes)
 	}
 	if p.BackwardStart < len(p.Graph.Ops) {
-		rows = append(rows, [2]string{"stored", fmt.Sprintf("%s kept from the forward pass for the backward pass", sizeString(s.StoredBytes))})
+		rows = append(rows, [2]string{"stored", fmt.Sprintf("%s kept from the forward pass for the backward pass", SizeString(s.StoredBytes))})
 	}
 	writeRows(&b, rows)
 	if len(p.Stored) > 0 {
@@ -466,11 +466,11 @@ func storedRuns(groups []StoredGroup) []storedRun {
 			j++
 		}
 		if j-i == 1 {
-			runs = append(runs, storedRun{groups[i].Name, sizeString(groups[i].Bytes)})
+			runs = append(runs, storedRun{groups[i].Name, SizeString(groups[i].Bytes)})
 		} else {
 			runs = append(runs, storedRun{
 				groups[i].Name + ".." + groups[j-1].Name,
-				fmt.Sprintf("%s each (%d units, %s)", sizeString(groups[i].Bytes), j-i, sizeString(groups[i].Bytes*int64(j-i))),
+				fmt.Sprintf("%s each (%d units, %s)", SizeString(groups[i].Bytes), j-i, SizeString(groups[i].Bytes*int64(j-i))),
 			})
 		}
 		i = j
@@ -487,8 +487,8 @@ func stageOf(unit string) (string, bool) {
 	return st, true
 }
 
-// sizeString formats a byte count exactly and in binary units.
-func sizeString(n int64) string {
+// SizeString formats a byte count exactly and in binary units.
+func SizeString(n int64) string {
 	exact := groupDigits(n) + " B"
 	units := []string{"KiB", "MiB", "GiB", "TiB"}
 	f, u := float64(n), ""

@@ -895,8 +895,8 @@ func TestSizeString(t *testing.T) {
 		1024:    "1.0 KiB (1,024 B)",
 		3 << 29: "1.5 GiB (1,610,612,736 B)",
 	} {
-		if got := sizeString(n); got != want {
-			t.Errorf("sizeString(%d) = %q, want %q", n, got, want)
+		if got := SizeString(n); got != want {
+			t.Errorf("SizeString(%d) = %q, want %q", n, got, want)
 		}
 	}
 }

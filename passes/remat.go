@@ -83,14 +83,14 @@ func (r *RematReport) write(b *strings.Builder) {
 		b.WriteString("rematerialization: none (no budget)\n")
 		return
 	case r.OpsCloned == 0:
-		fmt.Fprintf(b, "rematerialization: none needed: the arena fits the budget of %s\n", sizeString(r.Budget))
+		fmt.Fprintf(b, "rematerialization: none needed: the arena fits the budget of %s\n", SizeString(r.Budget))
 		return
 	}
-	fmt.Fprintf(b, "rematerialization to a budget of %s (%d units):\n", sizeString(r.Budget), r.Units)
+	fmt.Fprintf(b, "rematerialization to a budget of %s (%d units):\n", SizeString(r.Budget), r.Units)
 	var rows [][2]string
 	if c := r.Cheap; c.Units > 0 {
 		rows = append(rows, [2]string{"  cheap", fmt.Sprintf("%d units recompute elementwise and BatchNorm outputs from stored tensors: %d ops, %s not stored",
-			c.Units, c.OpsCloned, sizeString(c.StoredBytes))})
+			c.Units, c.OpsCloned, SizeString(c.StoredBytes))})
 	}
 	if len(r.Segments) > 0 {
 		var names []string
@@ -107,7 +107,7 @@ func (r *RematReport) write(b *strings.Builder) {
 			[2]string{"  stride", fmt.Sprintf("a checkpoint every %d units", r.Stride)},
 			[2]string{"  recomputed", fmt.Sprintf("%d segments: %s", len(r.Segments), strings.Join(names, ", "))},
 			[2]string{"  checkpoints", strings.Join(r.Checkpoints, ", ")},
-			[2]string{"  not stored", sizeString(stored)},
+			[2]string{"  not stored", SizeString(stored)},
 		)
 	}
 	rows = append(rows,
@@ -364,7 +364,7 @@ type BudgetError struct {
 func (e *BudgetError) Error() string {
 	if e.Segments == 0 && e.CheapUnits == 0 {
 		return fmt.Sprintf("budget of %s cannot be met: the arena needs %s (lower bound %s) and the graph has no residual unit (ops named sX.uY.) whose forward values the backward part reads",
-			sizeString(e.Budget), sizeString(e.MinArena), sizeString(e.MinLowerBound))
+			SizeString(e.Budget), SizeString(e.MinArena), SizeString(e.MinLowerBound))
 	}
 	var how []string
 	if e.Segments > 0 {
@@ -377,7 +377,7 @@ func (e *BudgetError) Error() string {
 		how = append(how, fmt.Sprintf("the cheap ops of %d units", e.CheapUnits))
 	}
 	return fmt.Sprintf("budget of %s cannot be met: the smallest arena is %s (lower bound %s), recomputing %s; without recomputation the arena needs at least %s",
-		sizeString(e.Budget), sizeString(e.MinArena), sizeString(e.MinLowerBound), strings.Join(how, " and "), sizeString(e.NoRematLowerBound))
+		SizeString(e.Budget), SizeString(e.MinArena), SizeString(e.MinLowerBound), strings.Join(how, " and "), SizeString(e.NoRematLowerBound))
 }
 
 // remat is the analysis of one Rematerialize call.

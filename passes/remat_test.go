@@ -387,8 +387,8 @@ func TestRematerializeDeep(t *testing.T) {
 				t.Errorf("an arena below its lower bound: %+v, %+v", p0.Summary(), p.Summary())
 			}
 			t.Logf("%s batch 128: %d ops; naive %s; no budget: arena %s, lower bound %s; 2 GiB budget: arena %s, lower bound %s, stride %d, %d of %d units recomputed, %d ops cloned, extra FLOPs %.2f%%; PlanMemory %v, Rematerialize %v",
-				name, len(g.Ops), sizeString(p0.NaiveBytes), sizeString(p0.ArenaBytes), sizeString(p0.LowerBoundBytes),
-				sizeString(p.ArenaBytes), sizeString(p.LowerBoundBytes), rep.Stride, rematUnits(rep), rep.Units, rep.OpsCloned,
+				name, len(g.Ops), SizeString(p0.NaiveBytes), SizeString(p0.ArenaBytes), SizeString(p0.LowerBoundBytes),
+				SizeString(p.ArenaBytes), SizeString(p.LowerBoundBytes), rep.Stride, rematUnits(rep), rep.Units, rep.OpsCloned,
 				rep.ExtraFLOPsPercent(), planTime, rematTime)
 		})
 	}

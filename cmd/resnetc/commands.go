@@ -96,7 +96,7 @@ func runDump(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *after != "lower" {
-		if err := passes.Run(g, passes.RunOptions{VerifyEach: true, StopAfter: *after}); err != nil {
+		if _, err := passes.Run(g, passes.RunOptions{VerifyEach: true, StopAfter: *after}); err != nil {
 			return err
 		}
 	} else if err := ir.Verify(g); err != nil {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -178,6 +179,11 @@ func TestBadInputs(t *testing.T) {
 		{"describe", filepath.Join(dir, "missing.arch")},
 		{"dump", "-preset", "resnet-20", "-mode", "bogus"},
 		{"dump", "-preset", "resnet-20", "-after", "nosuchpass"},
+		{"plan", "-preset", "resnet-20", "-budget", "lots"},
+		{"plan", "-preset", "resnet-20", "-budget", "-1GiB"},
+		{"plan", "-preset", "resnet-20", "-budget", "0"},
+		{"plan", "-preset", "resnet-20", "-budget", "1KiB"},
+		{"plan", "-preset", "resnet-20", "-budget", "1GiB", "-mode", "infer"},
 		{"frobnicate"},
 		{},
 	} {
@@ -295,5 +301,90 @@ func TestREADME(t *testing.T) {
 	m := describeJSON(t, "-preset", "preact-resnet-1001")
 	if got := math.Round(m["weights"].(float64)/1e5) / 10; got != 10.2 {
 		t.Errorf("preact-resnet-1001: %.1fM weights, README says 10.2M", got)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+	}{
+		{"2GiB", 2 << 30}, {"2gib", 2 << 30}, {"2G", 2 << 30}, {"1.5GiB", 3 << 29}, {"500MB", 500e6},
+		{"4096", 4096}, {"4096B", 4096}, {"2 GiB", 2 << 30}, {"1KB", 1000}, {"1K", 1024}, {"3TiB", 3 << 40},
+	} {
+		if got, err := parseSize(c.in); err != nil || got != c.want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", c.in, got, err, c.want)
+		}
+	}
+	for _, in := range []string{"", "GiB", "lots", "-1", "1.5", "NaN", "Inf", "1e30GiB", "2 GiBs", "0x10"} {
+		if got, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) = %d, want an error", in, got)
+		}
+	}
+}
+
+// TestPlan checks the plan command's JSON figures against each other and
+// against a budget: the arena and the naive figure are at least the lower
+// bound, recomputation fits the budget at a stated cost, and fusion
+// saves memory.
+func TestPlan(t *testing.T) {
+	plan := func(args ...string) map[string]float64 {
+		t.Helper()
+		out, err := runIn(t, append([]string{"plan", "-preset", "preact-resnet-20", "-batch", "16", "-json"}, args...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(out), &m); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		f := map[string]float64{}
+		for k, v := range m {
+			if x, ok := v.(float64); ok {
+				f[k] = x
+			}
+		}
+		for _, k := range []string{"arena_bytes", "state_bytes", "naive_bytes", "lower_bound_bytes"} {
+			if f[k] <= 0 || f[k] != math.Trunc(f[k]) {
+				t.Errorf("%s = %v, want a positive integer", k, m[k])
+			}
+		}
+		if _, ok := m["extra_flops_percent"].(float64); !ok {
+			t.Errorf("extra_flops_percent = %v, want a number", m["extra_flops_percent"])
+		}
+		// Naive is the peak of live bytes without in-place sharing, so
+		// the lower bound (with sharing) is below it and below the arena.
+		if f["lower_bound_bytes"] > f["arena_bytes"] || f["lower_bound_bytes"] > f["naive_bytes"] {
+			t.Errorf("lower bound %v, arena %v, naive %v: want the lower bound below both", f["lower_bound_bytes"], f["arena_bytes"], f["naive_bytes"])
+		}
+		return f
+	}
+	full := plan()
+	if full["extra_flops_percent"] != 0 || full["ops_cloned"] != 0 {
+		t.Errorf("no budget: %v%% extra FLOPs, %v ops cloned; want none", full["extra_flops_percent"], full["ops_cloned"])
+	}
+	if full["unfused_naive_bytes"] <= full["naive_bytes"] {
+		t.Errorf("unfused naive %v <= fused naive %v", full["unfused_naive_bytes"], full["naive_bytes"])
+	}
+	// About three quarters of the full arena needs recomputation.
+	budget := int64(full["arena_bytes"]) * 3 / 4
+	tight := plan("-budget", strconv.FormatInt(budget, 10))
+	if tight["arena_bytes"] > float64(budget) || tight["extra_flops_percent"] <= 0 || tight["ops_cloned"] <= 0 {
+		t.Errorf("budget %d: arena %v, %v%% extra FLOPs, %v ops cloned", budget, tight["arena_bytes"], tight["extra_flops_percent"], tight["ops_cloned"])
+	}
+	if tight["no_remat_arena_bytes"] != full["arena_bytes"] || tight["state_bytes"] != full["state_bytes"] {
+		t.Errorf("budget %d: no-recomputation arena %v, state %v; want %v and %v as without a budget",
+			budget, tight["no_remat_arena_bytes"], tight["state_bytes"], full["arena_bytes"], full["state_bytes"])
+	}
+
+	out, err := runIn(t, "plan", "-preset", "preact-resnet-20", "-batch", "16", "-budget", strconv.FormatInt(budget, 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"arena ", "lower bound ", "naive ", "state ", "stored for the backward pass:", "s1.u1 ",
+		"rematerialization to a budget of", "recomputed ", "extra FLOPs ", "no recomputation ", "no fusion "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
 	}
 }

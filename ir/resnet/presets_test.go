@@ -41,6 +41,8 @@ var (
 var presetWants = []presetWant{
 	{"resnet-20", 20, false, 10, Basic, Original, identity, GrowA, rep(3, 3)},
 	{"resnet-56", 56, false, 10, Basic, Original, identity, GrowA, rep(9, 3)},
+	{"preact-resnet-20", 20, false, 10, Basic, FullPreact, identity, GrowA, rep(3, 3)},
+	{"preact-resnet-56", 56, false, 10, Basic, FullPreact, identity, GrowA, rep(9, 3)},
 	{"resnet-110", 110, false, 10, Basic, Original, identity, GrowA, n3x18},
 	{"resnet-1202", 1202, false, 10, Basic, Original, identity, GrowA, rep(200, 3)},
 	{"preact-resnet-110", 110, false, 10, Basic, FullPreact, identity, GrowA, n3x18},
