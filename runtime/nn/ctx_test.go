@@ -1,0 +1,101 @@
+package nn
+
+import (
+	"sync/atomic"
+	"testing"
+
+	_ "github.com/resnetc/resnetc/internal/golden"
+)
+
+type countTask struct {
+	hits  []atomic.Int32
+	owner []int32
+}
+
+func (t *countTask) Run(w, lo, hi int) {
+	for i := lo; i < hi; i++ {
+		t.hits[i].Add(1)
+		t.owner[i] = int32(w)
+	}
+}
+
+// TestParallel checks that every index is run exactly once, by the
+// worker Chunk assigns it to, for thread counts above and below n.
+func TestParallel(t *testing.T) {
+	for _, threads := range []int{1, 2, 3, 8} {
+		c, err := NewCtx(threads, 4, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []int{0, 1, 2, 7, 100} {
+			task := &countTask{hits: make([]atomic.Int32, n), owner: make([]int32, n)}
+			c.Parallel(task, n)
+			for w := 0; w < threads; w++ {
+				lo, hi := Chunk(n, threads, w)
+				for i := lo; i < hi; i++ {
+					if task.hits[i].Load() != 1 || task.owner[i] != int32(w) {
+						t.Errorf("threads %d, n %d: index %d run %d times, by worker %d; want once by %d", threads, n, i, task.hits[i].Load(), task.owner[i], w)
+					}
+				}
+			}
+		}
+		if len(c.Scratch(threads-1)) != 4 || len(c.Wide(0)) != 2 {
+			t.Errorf("scratch sizes %d, %d", len(c.Scratch(threads-1)), len(c.Wide(0)))
+		}
+		task := &countTask{hits: make([]atomic.Int32, 64), owner: make([]int32, 64)}
+		if a := testing.AllocsPerRun(20, func() { c.Parallel(task, 64) }); a != 0 {
+			t.Errorf("threads %d: Parallel allocates %v times per call", threads, a)
+		}
+		c.Close()
+		c.Close()
+	}
+	if _, err := NewCtx(0, 0, 0); err == nil {
+		t.Error("NewCtx(0 threads): no error")
+	}
+}
+
+// TestActIndex checks At against Channel and that the blocked index is a
+// permutation of the plain one.
+func TestActIndex(t *testing.T) {
+	for _, a := range []Act{{2, 16, 3, 5, true}, {2, 3, 4, 4, false}, {3, 8, 1, 1, true}} {
+		seen := make([]bool, a.Len())
+		for n := 0; n < a.N; n++ {
+			for c := 0; c < a.C; c++ {
+				for h := 0; h < a.H; h++ {
+					for w := 0; w < a.W; w++ {
+						i := a.At(n, c, h, w)
+						if i < 0 || i >= a.Len() || seen[i] {
+							t.Fatalf("%+v: At(%d,%d,%d,%d) = %d, out of range or repeated", a, n, c, h, w, i)
+						}
+						seen[i] = true
+						if got := a.Channel(i); got != c {
+							t.Errorf("%+v: Channel(%d) = %d, want %d", a, i, got, c)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestLocal checks that local makes a value once per key and Ctx and
+// that looking it up again allocates nothing.
+func TestLocal(t *testing.T) {
+	c, err := NewCtx(2, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	made := 0
+	mk := func() any { made++; return new(countTask) }
+	a := c.local("k", mk)
+	if b := c.local("k", mk); a != b || made != 1 {
+		t.Errorf("second lookup made a new value (made %d)", made)
+	}
+	if c.local("other", mk) == a || made != 2 {
+		t.Errorf("another key shares the value (made %d)", made)
+	}
+	if n := testing.AllocsPerRun(50, func() { _ = c.local("k", mk).(*countTask) }); n != 0 {
+		t.Errorf("lookup allocates %v times", n)
+	}
+}
