@@ -97,9 +97,10 @@ func act(v *ir.Value) jen.Code {
 	default:
 		panic(fmt.Sprintf("BUG: codegen: act of a rank-%d value", len(s)))
 	}
-	d := jen.Dict{jen.Id("N"): jen.Lit(n), jen.Id("C"): jen.Lit(c), jen.Id("H"): jen.Lit(h), jen.Id("W"): jen.Lit(w)}
+	kv := func(k string, v int) jen.Code { return jen.Id(k).Op(":").Lit(v) }
+	fields := []jen.Code{kv("N", n), kv("C", c), kv("H", h), kv("W", w)}
 	if v.Type.Layout == ir.NCHW8c {
-		d[jen.Id("Blocked")] = jen.True()
+		fields = append(fields, jen.Id("Blocked").Op(":").True())
 	}
-	return jen.Qual(nnPkg, "Act").Values(d)
+	return jen.Qual(nnPkg, "Act").Values(fields...)
 }

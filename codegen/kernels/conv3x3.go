@@ -69,23 +69,7 @@ func (c Conv3x3) Validate() error {
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("conv3x3 %s: "+format, append([]any{c.Name()}, args...)...))
 	}
-	for _, d := range []struct {
-		name string
-		v    int
-	}{{"N", c.N}, {"H", c.H}, {"W", c.W}, {"Cin", c.Cin}, {"Cout", c.Cout}} {
-		if d.v < 1 || d.v > maxDim {
-			bad("%s=%d, want 1..%d", d.name, d.v, maxDim)
-		}
-	}
-	if c.Cin%8 != 0 {
-		bad("Cin=%d is not a multiple of 8 (NCHW8c)", c.Cin)
-	}
-	if c.Cout%8 != 0 {
-		bad("Cout=%d is not a multiple of 8 (NCHW8c)", c.Cout)
-	}
-	if c.Stride != 1 && c.Stride != 2 {
-		bad("stride %d, want 1 or 2", c.Stride)
-	}
+	checkDims(bad, c.N, c.Cin, c.Cout, c.H, c.W, c.Stride)
 	if c.Prologue < PrologueNone || c.Prologue > PrologueAffineReLU {
 		bad("unknown prologue %d", int(c.Prologue))
 	}
@@ -97,21 +81,52 @@ func (c Conv3x3) Validate() error {
 	if len(errs) == 0 {
 		// Per-image offsets, weight offsets and the scratch are 32-bit
 		// immediates and displacements in the assembly.
-		for _, b := range []struct {
-			what  string
-			bytes int64
-		}{
+		checkBytes(bad, []sizedPart{
 			{"one image of input", int64(c.Cin) * int64(c.H) * int64(c.W) * 4},
 			{"one image of output", int64(c.Cout) * int64(c.OutH()) * int64(c.OutW()) * 4},
 			{"the weights", int64(c.Cout) * int64(c.Cin) * 9 * 4},
 			{"the scratch", int64(c.Cin) * int64(c.H+2) * int64(c.W+2) * 4},
-		} {
-			if b.bytes >= 1<<31 {
-				bad("%s takes %d bytes, want less than 2 GiB", b.what, b.bytes)
-			}
-		}
+		})
 	}
 	return errors.Join(errs...)
+}
+
+// checkDims reports, through bad, what is wrong with the dimensions and
+// stride of a 3x3 conv: x [n, cin, h, w] to y [n, cout, ...].
+func checkDims(bad func(format string, args ...any), n, cin, cout, h, w, stride int) {
+	for _, d := range []struct {
+		name string
+		v    int
+	}{{"N", n}, {"H", h}, {"W", w}, {"Cin", cin}, {"Cout", cout}} {
+		if d.v < 1 || d.v > maxDim {
+			bad("%s=%d, want 1..%d", d.name, d.v, maxDim)
+		}
+	}
+	if cin%8 != 0 {
+		bad("Cin=%d is not a multiple of 8 (NCHW8c)", cin)
+	}
+	if cout%8 != 0 {
+		bad("Cout=%d is not a multiple of 8 (NCHW8c)", cout)
+	}
+	if stride != 1 && stride != 2 {
+		bad("stride %d, want 1 or 2", stride)
+	}
+}
+
+// sizedPart is a buffer of a kernel whose size in bytes must fit the
+// 32-bit offsets of the assembly.
+type sizedPart struct {
+	what  string
+	bytes int64
+}
+
+// checkBytes reports, through bad, every part of 2 GiB or more.
+func checkBytes(bad func(format string, args ...any), parts []sizedPart) {
+	for _, b := range parts {
+		if b.bytes >= 1<<31 {
+			bad("%s takes %d bytes, want less than 2 GiB", b.what, b.bytes)
+		}
+	}
 }
 
 // OutH is the output height: (H+2-3)/Stride + 1.
@@ -269,8 +284,12 @@ func (c Conv3x3) Plan() Plan {
 	if c.Validate() != nil {
 		return Plan{}
 	}
-	cob, wo := c.Cout/8, c.OutW()
-	steps := float64(c.Cin * 9)
+	return planTiles(c.Cout/8, c.OutW(), c.Cin*9)
+}
+
+// planTiles is Plan for an output of cob channel blocks and rows of wo
+// pixels, each tile taking steps tile steps (input channels times taps).
+func planTiles(cob, wo, steps int) Plan {
 	best, bestCost := Plan{}, 0.0
 	for nb := 1; nb <= 4 && nb <= cob; nb++ {
 		var p Plan
@@ -284,7 +303,7 @@ func (c Conv3x3) Plan() Plan {
 		for _, g := range p.Groups {
 			for _, r := range g.Row {
 				t := Tile{g.Blocks, r.Pixels}
-				cost += float64(g.Count*r.Count) * (steps*stepCycles(t) + tileOverhead)
+				cost += float64(g.Count*r.Count) * (float64(steps)*stepCycles(t) + tileOverhead)
 			}
 		}
 		if best.Groups == nil || cost < bestCost-1e-9 {

@@ -41,17 +41,23 @@ func (c Conv3x3) BuildAsm(ctx *build.Context) error {
 	ctx.SignatureExpr(Conv3x3Signature)
 	ctx.Pragma("noescape")
 	ctx.Doc(fmt.Sprintf("%s is the AVX2+FMA kernel of %s (tiles: %s).", c.asmName(), c.Name(), c.Plan()))
-	b := &convAsm{ctx: ctx, c: c, plan: c.Plan()}
+	b := &convAsm{ctx: ctx, c: c, plan: c.Plan(), sig: Conv3x3Signature}
+	b.tiles = b.tilesPerImage()
 	b.function()
 	return nil
 }
 
-// convAsm holds the state of one kernel being built.
+// convAsm holds the state of one kernel being built. The backward
+// kernels reuse it: c is then the conv whose input the kernel copies into
+// its scratch (dy for backward-data, x for backward-weights).
 type convAsm struct {
 	ctx    *build.Context
 	c      Conv3x3
 	plan   Plan
 	labels int
+	sig    string            // the Go signature, for messages
+	names  map[string]string // parameter names of sig that differ from Conv3x3Signature's
+	tiles  int               // tiles (or passes) per image, over which prefetchNext spreads the next input
 
 	// Stack slots.
 	nLoc, gcntLoc, gofsLoc, statsLoc, rdeltaLoc, pfLoc operand.Mem
@@ -78,12 +84,19 @@ func (b *convAsm) label(what string) string {
 func (b *convAsm) addr(c gotypes.Component) operand.Mem {
 	r, err := c.Resolve()
 	if err != nil {
-		panic("BUG: kernels: parameter of " + Conv3x3Signature + ": " + err.Error())
+		panic("BUG: kernels: parameter of " + b.sig + ": " + err.Error())
 	}
 	return r.Addr
 }
 
-func (b *convAsm) base(param string) operand.Mem { return b.addr(b.ctx.Param(param).Base()) }
+// base returns the memory operand of a slice parameter's base pointer,
+// named as in Conv3x3Signature.
+func (b *convAsm) base(param string) operand.Mem {
+	if n, ok := b.names[param]; ok {
+		param = n
+	}
+	return b.addr(b.ctx.Param(param).Base())
+}
 
 func imm(v int) operand.Constant {
 	if v < 0 || v > 1<<31-1 {
@@ -94,15 +107,11 @@ func imm(v int) operand.Constant {
 
 func mem(base reg.Register, disp int) operand.Mem { return operand.Mem{Base: base, Disp: disp} }
 
+// function emits the body of a forward kernel (a stride-1 backward-data
+// kernel is one, over dy).
 func (b *convAsm) function() {
 	ctx, c := b.ctx, b.c
-	b.nLoc = ctx.AllocLocal(8)
-	b.gcntLoc = ctx.AllocLocal(8)
-	b.gofsLoc = ctx.AllocLocal(8)
-	b.statsLoc = ctx.AllocLocal(8)
-	b.rdeltaLoc = ctx.AllocLocal(8)
-	b.pfLoc = ctx.AllocLocal(8)
-
+	b.allocLocals()
 	b.zeroBorder()
 	if c.Residual {
 		t := ctx.GP64()
@@ -110,7 +119,30 @@ func (b *convAsm) function() {
 		ctx.SUBQ(b.base("y"), t)
 		ctx.MOVQ(t, b.rdeltaLoc)
 	}
+	b.images(func(n reg.GPVirtual) {
+		if c.Stats {
+			b.zeroStats(n)
+		}
+		b.conv(n)
+	})
+}
 
+// allocLocals reserves the stack slots every kernel uses.
+func (b *convAsm) allocLocals() {
+	ctx := b.ctx
+	b.nLoc = ctx.AllocLocal(8)
+	b.gcntLoc = ctx.AllocLocal(8)
+	b.gofsLoc = ctx.AllocLocal(8)
+	b.statsLoc = ctx.AllocLocal(8)
+	b.rdeltaLoc = ctx.AllocLocal(8)
+	b.pfLoc = ctx.AllocLocal(8)
+}
+
+// images emits the loop over images [n0, n1): for each image it writes
+// the prologue of its input into the scratch, points pfLoc at the next
+// image's input, runs body, and finally returns.
+func (b *convAsm) images(body func(n reg.GPVirtual)) {
+	ctx, c := b.ctx, b.c
 	n := ctx.GP64()
 	ctx.Load(ctx.Param("n0"), n)
 	ctx.MOVQ(n, b.nLoc)
@@ -127,10 +159,7 @@ func (b *convAsm) function() {
 	ctx.IMUL3Q(imm(c.Cin*c.H*c.W*4), pf, pf)
 	ctx.ADDQ(b.base("x"), pf)
 	ctx.MOVQ(pf, b.pfLoc)
-	if c.Stats {
-		b.zeroStats(n)
-	}
-	b.conv(n)
+	body(n)
 	ctx.INCQ(b.nLoc)
 	ctx.JMP(operand.LabelRef(loop))
 	ctx.Label(done)
@@ -341,7 +370,10 @@ func (b *convAsm) tilesPerImage() int {
 // fault, so running past the end of x is harmless.
 func (b *convAsm) prefetchNext() {
 	ctx, c := b.ctx, b.c
-	lines := (c.Cin*c.H*c.W*4/64 + b.tilesPerImage() - 1) / b.tilesPerImage()
+	if b.tiles < 1 {
+		panic("BUG: kernels: prefetchNext without a tile count")
+	}
+	lines := (c.Cin*c.H*c.W*4/64 + b.tiles - 1) / b.tiles
 	p := ctx.GP64()
 	ctx.MOVQ(b.pfLoc, p)
 	for i := range lines {

@@ -21,10 +21,20 @@
 //     in image order in float64, so the result does not depend on how the
 //     images were split over goroutines.
 //
+// The backward kernels of the 3x3 conv follow the same scheme:
+// Conv3x3Dx (conv2d_dx) reads weights packed by PackConv3x3DxWeights,
+// [Cin/8][Cout/8][3][3][8 co][8 ci] of the kernel rotated by 180°, so that
+// it is a forward conv of dy; Conv3x3Dw (conv2d_dw and conv2d_dw_fused)
+// adds a range of images into a per-goroutine partial laid out
+// [Cout/8][Cin/8][3][3][8 co][8 ci], which SumConv3x3Dw adds up in a
+// fixed order into the OIhw8i8o layout of the weights.
+//
 // A generated kernel package holds, besides the assembly (BuildAsm,
 // BuildPeak) and its stubs, the Go written by EmitGo (the dispatch:
 // assembly when the build has it, the CPU has AVX2 and FMA and
 // RESNETC_PUREGO is not 1; each kernel's exported function and twin) and
 // a copy of the shape-generic Go of package gosrc (SupportSource): the
-// twins' shared body, the layout and packing helpers, ReduceStats.
+// twins' shared body, the layout and packing helpers, ReduceStats. With
+// backward kernels it also holds what EmitBwdGo and EmitBwdAsmAbsent
+// write and SupportBwdSource.
 package kernels

@@ -198,3 +198,43 @@ var (
 	conv3x3N3C16K16H7W7S1InAffineReluBiasResStatsU2AVX2     Conv3x3Func
 	conv3x3N3C16K16H7W7S1InAffineReluBiasResStatsU8AVX2     Conv3x3Func
 )
+
+// The backward kernels' assembly, nil in this build.
+var (
+	conv3x3DxN128C16K16H32W32S1AVX2             Conv3x3DxFunc
+	conv3x3DxN128C32K32H16W16S1AVX2             Conv3x3DxFunc
+	conv3x3DxN128C64K64H8W8S1AVX2               Conv3x3DxFunc
+	conv3x3DxN128C16K32H32W32S2AVX2             Conv3x3DxFunc
+	conv3x3DxN128C32K64H16W16S2AVX2             Conv3x3DxFunc
+	conv3x3DxN1C8K8H5W9S1AVX2                   Conv3x3DxFunc
+	conv3x3DxN2C40K16H7W7S1AVX2                 Conv3x3DxFunc
+	conv3x3DxN1C24K40H1W1S1AVX2                 Conv3x3DxFunc
+	conv3x3DxN1C16K24H4W20S1AVX2                Conv3x3DxFunc
+	conv3x3DxN3C40K16H7W7S2AVX2                 Conv3x3DxFunc
+	conv3x3DxN2C24K32H6W5S2AVX2                 Conv3x3DxFunc
+	conv3x3DxN1C32K8H8W26S2AVX2                 Conv3x3DxFunc
+	conv3x3DxN1C16K8H1W2S2AVX2                  Conv3x3DxFunc
+	conv3x3DxN1C8K16H3W1S2AVX2                  Conv3x3DxFunc
+	conv3x3DwN128C16K16H32W32S1AVX2             Conv3x3DwFunc
+	conv3x3DwN128C16K16H32W32S1InAffineReluAVX2 Conv3x3DwFunc
+	conv3x3DwN128C32K32H16W16S1AVX2             Conv3x3DwFunc
+	conv3x3DwN128C32K32H16W16S1InAffineReluAVX2 Conv3x3DwFunc
+	conv3x3DwN128C64K64H8W8S1AVX2               Conv3x3DwFunc
+	conv3x3DwN128C64K64H8W8S1InAffineReluAVX2   Conv3x3DwFunc
+	conv3x3DwN128C16K32H32W32S2AVX2             Conv3x3DwFunc
+	conv3x3DwN128C16K32H32W32S2InAffineReluAVX2 Conv3x3DwFunc
+	conv3x3DwN128C32K64H16W16S2AVX2             Conv3x3DwFunc
+	conv3x3DwN128C32K64H16W16S2InAffineReluAVX2 Conv3x3DwFunc
+	conv3x3DwN1C8K8H5W9S1AVX2                   Conv3x3DwFunc
+	conv3x3DwN1C8K8H5W9S1InReluAVX2             Conv3x3DwFunc
+	conv3x3DwN1C8K8H5W9S1InAffineReluAVX2       Conv3x3DwFunc
+	conv3x3DwN3C16K40H7W7S2AVX2                 Conv3x3DwFunc
+	conv3x3DwN3C16K40H7W7S2InReluAVX2           Conv3x3DwFunc
+	conv3x3DwN3C16K40H7W7S2InAffineReluAVX2     Conv3x3DwFunc
+	conv3x3DwN2C40K24H6W5S2InReluAVX2           Conv3x3DwFunc
+	conv3x3DwN1C24K8H1W1S1AVX2                  Conv3x3DwFunc
+	conv3x3DwN1C8K16H2W1S2InAffineReluAVX2      Conv3x3DwFunc
+	conv3x3DwN2C32K16H3W12S1InAffineReluAVX2    Conv3x3DwFunc
+	conv3x3DwN1C8K32H4W14S1AVX2                 Conv3x3DwFunc
+	conv3x3DwN1C16K8H6W22S2AVX2                 Conv3x3DwFunc
+)

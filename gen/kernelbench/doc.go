@@ -2,7 +2,9 @@
 // so that they can be tested and benchmarked before a network uses them:
 // the peak FMA loop every kernel benchmark is measured against, and 3x3
 // convolutions (conv2d_fused with padding 1) specialized per shape and
-// fusion, in AVX2+FMA assembly with pure-Go twins.
+// fusion, with their backward-data (conv2d_dx) and backward-weights
+// (conv2d_dw, conv2d_dw_fused) kernels, in AVX2+FMA assembly with pure-Go
+// twins.
 //
 // Activations are NCHW8c ([N][C/8][H][W][8] float32), conv weights
 // OIhw8i8o ([Cout/8][Cin/8][3][3][8 ci][8 co], see PackConv3x3Weights),
@@ -10,7 +12,10 @@
 // calling goroutine with the scratch it is given (ScratchLen floats), so
 // callers split a batch over goroutines, each with its own scratch. With
 // stats, each image's Σy and Σy² per channel land in stats[n][0] and
-// stats[n][1]; ReduceStats adds them in a fixed order.
+// stats[n][1]; ReduceStats adds them in a fixed order. Backward-data
+// kernels take weights packed by PackConv3x3DxWeights and overwrite dx;
+// backward-weights kernels add into a partial per goroutine, which
+// SumConv3x3Dw adds up in a fixed order.
 //
 // The assembly runs on amd64 builds without the purego tag when the CPU
 // has AVX2 and FMA, unless RESNETC_PUREGO=1; everywhere else the twins

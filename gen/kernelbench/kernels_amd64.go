@@ -941,3 +941,183 @@ func conv3x3N3C16K16H7W7S1InAffineReluBiasResStatsU2AVX2(x []float32, w []float3
 //
 //go:noescape
 func conv3x3N3C16K16H7W7S1InAffineReluBiasResStatsU8AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DxN128C16K16H32W32S1AVX2 is the AVX2+FMA kernel of Conv3x3DxN128C16K16H32W32S1 (tiles: 1x2 blocks: row 2x6+4x5).
+//
+//go:noescape
+func conv3x3DxN128C16K16H32W32S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DxN128C32K32H16W16S1AVX2 is the AVX2+FMA kernel of Conv3x3DxN128C32K32H16W16S1 (tiles: 2x2 blocks: row 1x6+2x5).
+//
+//go:noescape
+func conv3x3DxN128C32K32H16W16S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DxN128C64K64H8W8S1AVX2 is the AVX2+FMA kernel of Conv3x3DxN128C64K64H8W8S1 (tiles: 2x3 blocks: row 2x4; 1x2 blocks: row 2x4).
+//
+//go:noescape
+func conv3x3DxN128C64K64H8W8S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DxN128C16K32H32W32S2AVX2 is the AVX2+FMA kernel of Conv3x3DxN128C16K32H32W32S2 (tiles: phase 00 1x2 blocks: row 1x6+2x5 | phase 01 1x2 blocks: row 1x6+2x5 | phase 10 1x2 blocks: row 1x6+2x5 | phase 11 1x2 blocks: row 1x6+2x5).
+//
+//go:noescape
+func conv3x3DxN128C16K32H32W32S2AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DxN128C32K64H16W16S2AVX2 is the AVX2+FMA kernel of Conv3x3DxN128C32K64H16W16S2 (tiles: phase 00 1x3 blocks: row 2x4; 1x1 blocks: row 1x8 | phase 01 1x3 blocks: row 2x4; 1x1 blocks: row 1x8 | phase 10 1x3 blocks: row 2x4; 1x1 blocks: row 1x8 | phase 11 1x3 blocks: row 2x4; 1x1 blocks: row 1x8).
+//
+//go:noescape
+func conv3x3DxN128C32K64H16W16S2AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DxN1C8K8H5W9S1AVX2 is the AVX2+FMA kernel of Conv3x3DxN1C8K8H5W9S1 (tiles: 1x1 blocks: row 1x9).
+//
+//go:noescape
+func conv3x3DxN1C8K8H5W9S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DxN2C40K16H7W7S1AVX2 is the AVX2+FMA kernel of Conv3x3DxN2C40K16H7W7S1 (tiles: 1x3 blocks: row 1x4+1x3; 1x2 blocks: row 1x4+1x3).
+//
+//go:noescape
+func conv3x3DxN2C40K16H7W7S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DxN1C24K40H1W1S1AVX2 is the AVX2+FMA kernel of Conv3x3DxN1C24K40H1W1S1 (tiles: 1x3 blocks: row 1x1).
+//
+//go:noescape
+func conv3x3DxN1C24K40H1W1S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DxN1C16K24H4W20S1AVX2 is the AVX2+FMA kernel of Conv3x3DxN1C16K24H4W20S1 (tiles: 1x2 blocks: row 4x5).
+//
+//go:noescape
+func conv3x3DxN1C16K24H4W20S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DxN3C40K16H7W7S2AVX2 is the AVX2+FMA kernel of Conv3x3DxN3C40K16H7W7S2 (tiles: phase 00 1x3 blocks: row 1x4; 1x2 blocks: row 1x4 | phase 01 1x3 blocks: row 1x3; 1x2 blocks: row 1x3 | phase 10 1x3 blocks: row 1x4; 1x2 blocks: row 1x4 | phase 11 1x3 blocks: row 1x3; 1x2 blocks: row 1x3).
+//
+//go:noescape
+func conv3x3DxN3C40K16H7W7S2AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DxN2C24K32H6W5S2AVX2 is the AVX2+FMA kernel of Conv3x3DxN2C24K32H6W5S2 (tiles: phase 00 1x3 blocks: row 1x3 | phase 01 1x3 blocks: row 1x2 | phase 10 1x3 blocks: row 1x3 | phase 11 1x3 blocks: row 1x2).
+//
+//go:noescape
+func conv3x3DxN2C24K32H6W5S2AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DxN1C32K8H8W26S2AVX2 is the AVX2+FMA kernel of Conv3x3DxN1C32K8H8W26S2 (tiles: phase 00 4x1 blocks: row 1x13 | phase 01 4x1 blocks: row 1x13 | phase 10 4x1 blocks: row 1x13 | phase 11 1x3 blocks: row 1x4+3x3; 1x1 blocks: row 1x13).
+//
+//go:noescape
+func conv3x3DxN1C32K8H8W26S2AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DxN1C16K8H1W2S2AVX2 is the AVX2+FMA kernel of Conv3x3DxN1C16K8H1W2S2 (tiles: phase 00 1x2 blocks: row 1x1 | phase 01 1x2 blocks: row 1x1).
+//
+//go:noescape
+func conv3x3DxN1C16K8H1W2S2AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DxN1C8K16H3W1S2AVX2 is the AVX2+FMA kernel of Conv3x3DxN1C8K16H3W1S2 (tiles: phase 00 1x1 blocks: row 1x1 | phase 10 1x1 blocks: row 1x1).
+//
+//go:noescape
+func conv3x3DxN1C8K16H3W1S2AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DwN128C16K16H32W32S1AVX2 is the AVX2+FMA kernel of Conv3x3DwN128C16K16H32W32S1.
+//
+//go:noescape
+func conv3x3DwN128C16K16H32W32S1AVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DwN128C16K16H32W32S1InAffineReluAVX2 is the AVX2+FMA kernel of Conv3x3DwN128C16K16H32W32S1InAffineRelu.
+//
+//go:noescape
+func conv3x3DwN128C16K16H32W32S1InAffineReluAVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DwN128C32K32H16W16S1AVX2 is the AVX2+FMA kernel of Conv3x3DwN128C32K32H16W16S1.
+//
+//go:noescape
+func conv3x3DwN128C32K32H16W16S1AVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DwN128C32K32H16W16S1InAffineReluAVX2 is the AVX2+FMA kernel of Conv3x3DwN128C32K32H16W16S1InAffineRelu.
+//
+//go:noescape
+func conv3x3DwN128C32K32H16W16S1InAffineReluAVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DwN128C64K64H8W8S1AVX2 is the AVX2+FMA kernel of Conv3x3DwN128C64K64H8W8S1.
+//
+//go:noescape
+func conv3x3DwN128C64K64H8W8S1AVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DwN128C64K64H8W8S1InAffineReluAVX2 is the AVX2+FMA kernel of Conv3x3DwN128C64K64H8W8S1InAffineRelu.
+//
+//go:noescape
+func conv3x3DwN128C64K64H8W8S1InAffineReluAVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DwN128C16K32H32W32S2AVX2 is the AVX2+FMA kernel of Conv3x3DwN128C16K32H32W32S2.
+//
+//go:noescape
+func conv3x3DwN128C16K32H32W32S2AVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DwN128C16K32H32W32S2InAffineReluAVX2 is the AVX2+FMA kernel of Conv3x3DwN128C16K32H32W32S2InAffineRelu.
+//
+//go:noescape
+func conv3x3DwN128C16K32H32W32S2InAffineReluAVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DwN128C32K64H16W16S2AVX2 is the AVX2+FMA kernel of Conv3x3DwN128C32K64H16W16S2.
+//
+//go:noescape
+func conv3x3DwN128C32K64H16W16S2AVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DwN128C32K64H16W16S2InAffineReluAVX2 is the AVX2+FMA kernel of Conv3x3DwN128C32K64H16W16S2InAffineRelu.
+//
+//go:noescape
+func conv3x3DwN128C32K64H16W16S2InAffineReluAVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DwN1C8K8H5W9S1AVX2 is the AVX2+FMA kernel of Conv3x3DwN1C8K8H5W9S1.
+//
+//go:noescape
+func conv3x3DwN1C8K8H5W9S1AVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DwN1C8K8H5W9S1InReluAVX2 is the AVX2+FMA kernel of Conv3x3DwN1C8K8H5W9S1InRelu.
+//
+//go:noescape
+func conv3x3DwN1C8K8H5W9S1InReluAVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DwN1C8K8H5W9S1InAffineReluAVX2 is the AVX2+FMA kernel of Conv3x3DwN1C8K8H5W9S1InAffineRelu.
+//
+//go:noescape
+func conv3x3DwN1C8K8H5W9S1InAffineReluAVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DwN3C16K40H7W7S2AVX2 is the AVX2+FMA kernel of Conv3x3DwN3C16K40H7W7S2.
+//
+//go:noescape
+func conv3x3DwN3C16K40H7W7S2AVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DwN3C16K40H7W7S2InReluAVX2 is the AVX2+FMA kernel of Conv3x3DwN3C16K40H7W7S2InRelu.
+//
+//go:noescape
+func conv3x3DwN3C16K40H7W7S2InReluAVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DwN3C16K40H7W7S2InAffineReluAVX2 is the AVX2+FMA kernel of Conv3x3DwN3C16K40H7W7S2InAffineRelu.
+//
+//go:noescape
+func conv3x3DwN3C16K40H7W7S2InAffineReluAVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DwN2C40K24H6W5S2InReluAVX2 is the AVX2+FMA kernel of Conv3x3DwN2C40K24H6W5S2InRelu.
+//
+//go:noescape
+func conv3x3DwN2C40K24H6W5S2InReluAVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DwN1C24K8H1W1S1AVX2 is the AVX2+FMA kernel of Conv3x3DwN1C24K8H1W1S1.
+//
+//go:noescape
+func conv3x3DwN1C24K8H1W1S1AVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DwN1C8K16H2W1S2InAffineReluAVX2 is the AVX2+FMA kernel of Conv3x3DwN1C8K16H2W1S2InAffineRelu.
+//
+//go:noescape
+func conv3x3DwN1C8K16H2W1S2InAffineReluAVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DwN2C32K16H3W12S1InAffineReluAVX2 is the AVX2+FMA kernel of Conv3x3DwN2C32K16H3W12S1InAffineRelu.
+//
+//go:noescape
+func conv3x3DwN2C32K16H3W12S1InAffineReluAVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DwN1C8K32H4W14S1AVX2 is the AVX2+FMA kernel of Conv3x3DwN1C8K32H4W14S1.
+//
+//go:noescape
+func conv3x3DwN1C8K32H4W14S1AVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DwN1C16K8H6W22S2AVX2 is the AVX2+FMA kernel of Conv3x3DwN1C16K8H6W22S2.
+//
+//go:noescape
+func conv3x3DwN1C16K8H6W22S2AVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)

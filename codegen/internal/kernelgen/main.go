@@ -1,8 +1,8 @@
 // Command kernelgen writes the kernel benchmark package gen/kernelbench:
-// the peak FMA loop and a set of shape-specialized 3x3 conv kernels (the
-// ResNet stage shapes at batch 128, and small shapes with every odd edge
-// and every fusion for the tests), in AVX2+FMA assembly with their pure-Go
-// twins.
+// the peak FMA loop and a set of shape-specialized 3x3 conv kernels,
+// forward, backward-data and backward-weights (the ResNet stage shapes at
+// batch 128, and small shapes with every odd edge and every fusion for the
+// tests), in AVX2+FMA assembly with their pure-Go twins.
 //
 // Usage, from the package directory (see its gen.go):
 //
@@ -61,16 +61,33 @@ func run() error {
 	return nil
 }
 
-// render returns the generated files of package pkg holding convs, by
-// file name.
-func render(pkg string, convs []kernels.Conv3x3) (map[string][]byte, error) {
+// kernelSet is the kernels of one generated package.
+type kernelSet struct {
+	convs []kernels.Conv3x3
+	dxs   []kernels.Conv3x3Dx
+	dws   []kernels.Conv3x3Dw
+}
+
+// render returns the generated files of package pkg holding set, by file
+// name.
+func render(pkg string, set kernelSet) (map[string][]byte, error) {
 	files := map[string][]byte{}
 
 	ctx := build.NewContext()
 	ctx.ConstraintExpr("amd64,!purego") // kernels.AsmConstraint in +build syntax
 	kernels.BuildPeak(ctx)
-	for _, c := range convs {
+	for _, c := range set.convs {
 		if err := c.BuildAsm(ctx); err != nil {
+			return nil, err
+		}
+	}
+	for _, d := range set.dxs {
+		if err := d.BuildAsm(ctx); err != nil {
+			return nil, err
+		}
+	}
+	for _, d := range set.dws {
+		if err := d.BuildAsm(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -92,15 +109,23 @@ func render(pkg string, convs []kernels.Conv3x3) (map[string][]byte, error) {
 	if files["support.go"], err = kernels.SupportSource(pkg); err != nil {
 		return nil, err
 	}
+	if files["support_bwd.go"], err = kernels.SupportBwdSource(pkg); err != nil {
+		return nil, err
+	}
 	kf := kernels.NewFile(pkg, "")
-	if err := kernels.EmitGo(kf, convs); err != nil {
+	if err := kernels.EmitGo(kf, set.convs); err != nil {
+		return nil, err
+	}
+	bf := kernels.NewFile(pkg, "")
+	if err := kernels.EmitBwdGo(bf, set.dxs, set.dws); err != nil {
 		return nil, err
 	}
 	present := kernels.NewFile(pkg, kernels.AsmConstraint)
 	kernels.EmitAsmPresent(present)
 	absent := kernels.NewFile(pkg, kernels.NoAsmConstraint)
-	kernels.EmitAsmAbsent(absent, convs)
-	for name, jf := range map[string]*jen.File{"kernels.go": kf, "asm_amd64.go": present, "asm_other.go": absent} {
+	kernels.EmitAsmAbsent(absent, set.convs)
+	kernels.EmitBwdAsmAbsent(absent, set.dxs, set.dws)
+	for name, jf := range map[string]*jen.File{"kernels.go": kf, "kernels_bwd.go": bf, "asm_amd64.go": present, "asm_other.go": absent} {
 		var buf bytes.Buffer
 		if err := jf.Render(&buf); err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)

@@ -88,7 +88,7 @@ func TestBenchSet(t *testing.T) {
 	}
 	var sizes, strides2, batches = map[[2]int]bool{}, map[[2]int]bool{}, map[int]bool{}
 	stages := 0
-	for _, c := range set {
+	for _, c := range set.convs {
 		if err := c.Validate(); err != nil {
 			t.Error(err)
 		}
@@ -132,4 +132,82 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// TestBwdSet checks the backward kernels against the test plan: the five
+// stage shapes at batch 128 (backward-weights plain and with the BN-ReLU
+// prologue), and small shapes with 1 to 5 channel blocks on either side,
+// stride 2 on every size parity and on sizes of 1, every prologue, and
+// for backward-weights every remainder of the pixel loop's chunk.
+func TestBwdSet(t *testing.T) {
+	set := benchSet()
+	type edges struct {
+		in, out, parities, prologues map[int]bool
+		stages                       int
+	}
+	tally := func(e *edges, n, cin, cout, h, w, stride int, p kernels.Prologue) {
+		if n == BenchBatch {
+			e.stages++
+			return
+		}
+		e.in[cin/8], e.out[cout/8], e.prologues[int(p)] = true, true, true
+		if stride == 2 {
+			e.parities[h%2*2+w%2] = true
+			if h == 1 || w == 1 {
+				e.parities[-1] = true
+			}
+		}
+	}
+	check := func(what string, e *edges, stages int) {
+		t.Helper()
+		if e.stages != stages {
+			t.Errorf("%s: %d batch-%d kernels, want %d", what, e.stages, BenchBatch, stages)
+		}
+		for b := 1; b <= 5; b++ {
+			if !e.in[b] || !e.out[b] {
+				t.Errorf("%s: no kernel with %d input or output channel blocks", what, b)
+			}
+		}
+		for _, p := range []int{-1, 0, 1, 3} {
+			if !e.parities[p] {
+				t.Errorf("%s: stride 2 lacks the size parity %d (-1: a size of 1)", what, p)
+			}
+		}
+	}
+	newEdges := func() *edges {
+		return &edges{in: map[int]bool{}, out: map[int]bool{}, parities: map[int]bool{}, prologues: map[int]bool{}}
+	}
+	dx := newEdges()
+	for _, d := range set.dxs {
+		if err := d.Validate(); err != nil {
+			t.Error(err)
+		}
+		tally(dx, d.N, d.Cin, d.Cout, d.H, d.W, d.Stride, 0)
+	}
+	check("dx", dx, 5)
+	dw := newEdges()
+	rems := map[int]bool{}
+	for _, d := range set.dws {
+		if err := d.Validate(); err != nil {
+			t.Error(err)
+		}
+		tally(dw, d.N, d.Cin, d.Cout, d.H, d.W, d.Stride, d.Prologue)
+		if d.N != BenchBatch {
+			rems[d.OutW()%6] = true
+			if d.OutW() >= 12 {
+				rems[-1] = true
+			}
+		}
+	}
+	check("dw", dw, 10)
+	for _, p := range kernels.Prologues {
+		if !dw.prologues[int(p)] {
+			t.Errorf("dw: no small kernel with prologue %s", p)
+		}
+	}
+	for r := -1; r < 6; r++ {
+		if !rems[r] {
+			t.Errorf("dw: no small kernel whose row leaves %d pixels after the chunks of 6 (-1: two chunks)", r)
+		}
+	}
 }

@@ -8,8 +8,90 @@ const BenchBatch = 128
 
 // benchSet is the package's kernels: the benchmark shapes first, then the
 // test shapes.
-func benchSet() []kernels.Conv3x3 {
-	return append(stageShapes(), testShapes()...)
+func benchSet() kernelSet {
+	return kernelSet{
+		convs: append(stageShapes(), testShapes()...),
+		dxs:   append(dxStageShapes(), dxTestShapes()...),
+		dws:   append(dwStageShapes(), dwTestShapes()...),
+	}
+}
+
+// stages are the 3x3 convs of ResNet-164/1001 (16, 32 and 64 channels at
+// 32x32, 16x16 and 8x8) and the stride-2 first convs of the stages of the
+// basic-unit nets, at batch BenchBatch.
+var stages = []kernels.Conv3x3{
+	{N: BenchBatch, Cin: 16, Cout: 16, H: 32, W: 32, Stride: 1},
+	{N: BenchBatch, Cin: 32, Cout: 32, H: 16, W: 16, Stride: 1},
+	{N: BenchBatch, Cin: 64, Cout: 64, H: 8, W: 8, Stride: 1},
+	{N: BenchBatch, Cin: 16, Cout: 32, H: 32, W: 32, Stride: 2},
+	{N: BenchBatch, Cin: 32, Cout: 64, H: 16, W: 16, Stride: 2},
+}
+
+// dxStageShapes are the backward-data kernels of the stage convs.
+func dxStageShapes() []kernels.Conv3x3Dx {
+	var ds []kernels.Conv3x3Dx
+	for _, c := range stages {
+		ds = append(ds, kernels.Conv3x3Dx{N: c.N, Cin: c.Cin, Cout: c.Cout, H: c.H, W: c.W, Stride: c.Stride})
+	}
+	return ds
+}
+
+// dxTestShapes are small backward-data kernels covering the edges: 1 to 5
+// channel blocks on either side (so tile groups with a remainder), widths
+// that split into uneven tiles, stride 2 on odd and even sizes (phases of
+// different sizes) and on sizes of 1 (empty phases).
+func dxTestShapes() []kernels.Conv3x3Dx {
+	return []kernels.Conv3x3Dx{
+		{N: 1, Cin: 8, Cout: 8, H: 5, W: 9, Stride: 1},
+		{N: 2, Cin: 40, Cout: 16, H: 7, W: 7, Stride: 1},
+		{N: 1, Cin: 24, Cout: 40, H: 1, W: 1, Stride: 1},
+		{N: 1, Cin: 16, Cout: 24, H: 4, W: 20, Stride: 1},
+		{N: 3, Cin: 40, Cout: 16, H: 7, W: 7, Stride: 2},
+		{N: 2, Cin: 24, Cout: 32, H: 6, W: 5, Stride: 2},
+		{N: 1, Cin: 32, Cout: 8, H: 8, W: 26, Stride: 2},
+		{N: 1, Cin: 16, Cout: 8, H: 1, W: 2, Stride: 2},
+		{N: 1, Cin: 8, Cout: 16, H: 3, W: 1, Stride: 2},
+	}
+}
+
+// dwStageShapes are the backward-weights kernels of the stage convs, each
+// plain (conv2d_dw) and recomputing the BN-ReLU prologue (conv2d_dw_fused
+// in the training graph).
+func dwStageShapes() []kernels.Conv3x3Dw {
+	var ds []kernels.Conv3x3Dw
+	for _, c := range stages {
+		d := kernels.Conv3x3Dw{N: c.N, Cin: c.Cin, Cout: c.Cout, H: c.H, W: c.W, Stride: c.Stride}
+		fused := d
+		fused.Prologue = kernels.PrologueAffineReLU
+		ds = append(ds, d, fused)
+	}
+	return ds
+}
+
+// dwTestShapes are small backward-weights kernels covering the edges:
+// every prologue on two shapes, 1 to 5 channel blocks, rows shorter than,
+// equal to and longer than the pixel loop's chunk with every remainder,
+// stride 2 on odd and even sizes, and sizes of 1.
+func dwTestShapes() []kernels.Conv3x3Dw {
+	var ds []kernels.Conv3x3Dw
+	for _, base := range []kernels.Conv3x3Dw{
+		{N: 1, Cin: 8, Cout: 8, H: 5, W: 9, Stride: 1},
+		{N: 3, Cin: 16, Cout: 40, H: 7, W: 7, Stride: 2},
+	} {
+		for _, p := range kernels.Prologues {
+			d := base
+			d.Prologue = p
+			ds = append(ds, d)
+		}
+	}
+	return append(ds,
+		kernels.Conv3x3Dw{N: 2, Cin: 40, Cout: 24, H: 6, W: 5, Stride: 2, Prologue: kernels.PrologueReLU},
+		kernels.Conv3x3Dw{N: 1, Cin: 24, Cout: 8, H: 1, W: 1, Stride: 1},
+		kernels.Conv3x3Dw{N: 1, Cin: 8, Cout: 16, H: 2, W: 1, Stride: 2, Prologue: kernels.PrologueAffineReLU},
+		kernels.Conv3x3Dw{N: 2, Cin: 32, Cout: 16, H: 3, W: 12, Stride: 1, Prologue: kernels.PrologueAffineReLU},
+		kernels.Conv3x3Dw{N: 1, Cin: 8, Cout: 32, H: 4, W: 14, Stride: 1},
+		kernels.Conv3x3Dw{N: 1, Cin: 16, Cout: 8, H: 6, W: 22, Stride: 2},
+	)
 }
 
 // stageShapes are the 3x3 convs of ResNet-164/1001 (16, 32 and 64
