@@ -6,6 +6,7 @@
 //	resnetc show     (-preset NAME | FILE)  print an architecture as canonical DSL
 //	resnetc describe (-preset NAME | FILE) [-depth N] [-batch N] [-json]
 //	resnetc dump     (-preset NAME | FILE) [-depth N] [-batch N] [-mode infer|train] [-after PASS]
+//	resnetc compile  (-preset NAME | FILE) [-depth N] [-batch N] [-budget SIZE] -o DIR [-pkg NAME]
 //	resnetc plan     (-preset NAME | FILE) [-depth N] [-batch N] [-mode train|infer] [-budget SIZE] [-json]
 //
 // Run "resnetc help" for the flags of each command.
@@ -46,6 +47,7 @@ func init() {
 		{"show", "print an architecture as canonical DSL text", runShow},
 		{"describe", "per-stage table, parameters, MACs and activation memory", runDescribe},
 		{"dump", "print the IR after lowering and the compiler passes", runDump},
+		{"compile", "write the Go package that trains and runs a network", runCompile},
 		{"plan", "memory plan of a step: arena, state, stored tensors, recomputation", runPlan},
 		{"help", "show this help", runHelp},
 	}

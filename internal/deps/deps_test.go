@@ -62,7 +62,7 @@ func TestImportPolicy(t *testing.T) {
 		rel = filepath.ToSlash(rel)
 		if d.IsDir() {
 			base := d.Name()
-			if rel != "." && (strings.HasPrefix(base, ".") || base == "testdata") {
+			if rel != "." && (strings.HasPrefix(base, ".") || strings.HasPrefix(base, "_") || base == "testdata") {
 				return filepath.SkipDir
 			}
 			return nil

@@ -10,17 +10,11 @@
 package main
 
 import (
-	"bytes"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
-
-	"github.com/dave/jennifer/jen"
-	"github.com/mmcloughlin/avo/build"
-	"github.com/mmcloughlin/avo/pass"
-	"github.com/mmcloughlin/avo/printer"
 
 	"github.com/resnetc/resnetc/codegen/kernels"
 )
@@ -62,75 +56,10 @@ func run() error {
 }
 
 // kernelSet is the kernels of one generated package.
-type kernelSet struct {
-	convs []kernels.Conv3x3
-	dxs   []kernels.Conv3x3Dx
-	dws   []kernels.Conv3x3Dw
-}
+type kernelSet = kernels.Set
 
 // render returns the generated files of package pkg holding set, by file
 // name.
 func render(pkg string, set kernelSet) (map[string][]byte, error) {
-	files := map[string][]byte{}
-
-	ctx := build.NewContext()
-	ctx.ConstraintExpr("amd64,!purego") // kernels.AsmConstraint in +build syntax
-	kernels.BuildPeak(ctx)
-	for _, c := range set.convs {
-		if err := c.BuildAsm(ctx); err != nil {
-			return nil, err
-		}
-	}
-	for _, d := range set.dxs {
-		if err := d.BuildAsm(ctx); err != nil {
-			return nil, err
-		}
-	}
-	for _, d := range set.dws {
-		if err := d.BuildAsm(ctx); err != nil {
-			return nil, err
-		}
-	}
-	f, err := ctx.Result()
-	if err != nil {
-		return nil, err
-	}
-	if err := pass.Compile.Execute(f); err != nil {
-		return nil, err
-	}
-	cfg := printer.Config{Name: "resnetc", Pkg: pkg}
-	if files["kernels_amd64.s"], err = printer.NewGoAsm(cfg).Print(f); err != nil {
-		return nil, err
-	}
-	if files["kernels_amd64.go"], err = printer.NewStubs(cfg).Print(f); err != nil {
-		return nil, err
-	}
-
-	if files["support.go"], err = kernels.SupportSource(pkg); err != nil {
-		return nil, err
-	}
-	if files["support_bwd.go"], err = kernels.SupportBwdSource(pkg); err != nil {
-		return nil, err
-	}
-	kf := kernels.NewFile(pkg, "")
-	if err := kernels.EmitGo(kf, set.convs); err != nil {
-		return nil, err
-	}
-	bf := kernels.NewFile(pkg, "")
-	if err := kernels.EmitBwdGo(bf, set.dxs, set.dws); err != nil {
-		return nil, err
-	}
-	present := kernels.NewFile(pkg, kernels.AsmConstraint)
-	kernels.EmitAsmPresent(present)
-	absent := kernels.NewFile(pkg, kernels.NoAsmConstraint)
-	kernels.EmitAsmAbsent(absent, set.convs)
-	kernels.EmitBwdAsmAbsent(absent, set.dxs, set.dws)
-	for name, jf := range map[string]*jen.File{"kernels.go": kf, "kernels_bwd.go": bf, "asm_amd64.go": present, "asm_other.go": absent} {
-		var buf bytes.Buffer
-		if err := jf.Render(&buf); err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		files[name] = buf.Bytes()
-	}
-	return files, nil
+	return set.Render(pkg)
 }

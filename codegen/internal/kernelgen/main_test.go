@@ -88,7 +88,7 @@ func TestBenchSet(t *testing.T) {
 	}
 	var sizes, strides2, batches = map[[2]int]bool{}, map[[2]int]bool{}, map[int]bool{}
 	stages := 0
-	for _, c := range set.convs {
+	for _, c := range set.Convs {
 		if err := c.Validate(); err != nil {
 			t.Error(err)
 		}
@@ -178,7 +178,7 @@ func TestBwdSet(t *testing.T) {
 		return &edges{in: map[int]bool{}, out: map[int]bool{}, parities: map[int]bool{}, prologues: map[int]bool{}}
 	}
 	dx := newEdges()
-	for _, d := range set.dxs {
+	for _, d := range set.Dxs {
 		if err := d.Validate(); err != nil {
 			t.Error(err)
 		}
@@ -187,7 +187,7 @@ func TestBwdSet(t *testing.T) {
 	check("dx", dx, 5)
 	dw := newEdges()
 	rems := map[int]bool{}
-	for _, d := range set.dws {
+	for _, d := range set.Dws {
 		if err := d.Validate(); err != nil {
 			t.Error(err)
 		}

@@ -10,9 +10,9 @@ const BenchBatch = 128
 // test shapes.
 func benchSet() kernelSet {
 	return kernelSet{
-		convs: append(stageShapes(), testShapes()...),
-		dxs:   append(dxStageShapes(), dxTestShapes()...),
-		dws:   append(dwStageShapes(), dwTestShapes()...),
+		Convs: append(stageShapes(), testShapes()...),
+		Dxs:   append(dxStageShapes(), dxTestShapes()...),
+		Dws:   append(dwStageShapes(), dwTestShapes()...),
 	}
 }
 

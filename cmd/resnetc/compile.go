@@ -1,0 +1,73 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"unicode"
+
+	"github.com/resnetc/resnetc/codegen"
+)
+
+func runCompile(args []string, stdout, stderr io.Writer) error {
+	var af archFlags
+	fs := newFlagSet("compile", "(-preset NAME | FILE) [-depth N] [-batch N] [-budget SIZE] -o DIR [-pkg NAME]", stderr)
+	af.register(fs, 128)
+	out := fs.String("o", "", "write the package into `DIR` (created if needed)")
+	pkg := fs.String("pkg", "", "Go package `NAME` (default: the directory's name without punctuation)")
+	budgetFlag := fs.String("budget", "", "arena budget `SIZE` of the training step, such as 2GiB (default: no budget)")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if *out == "" {
+		return usageError{fmt.Errorf("resnetc compile: -o DIR is required")}
+	}
+	var budget int64
+	if *budgetFlag != "" {
+		if budget, err = parseSize(*budgetFlag); err != nil || budget == 0 {
+			if err == nil {
+				err = fmt.Errorf("want a positive size")
+			}
+			return usageError{fmt.Errorf("-budget %q: %w", *budgetFlag, err)}
+		}
+	}
+	arch, err := af.load("compile", pos)
+	if err != nil {
+		return err
+	}
+	name := *pkg
+	if name == "" {
+		abs, err := filepath.Abs(*out)
+		if err != nil {
+			return err
+		}
+		name = packageName(filepath.Base(abs))
+	}
+	p, err := codegen.Compile(arch, codegen.Options{Package: name, Batch: af.batch, Budget: budget})
+	if err != nil {
+		return err
+	}
+	if err := p.WriteDir(*out); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote package %s (%s, batch %d) to %s: %d files\n", name, arch.Name, af.batch, *out, len(p.Files))
+	return nil
+}
+
+// packageName derives a Go package name from a directory name: lower
+// case letters and digits only ("preact-resnet-20" -> "preactresnet20").
+func packageName(dir string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(dir) {
+		if r < unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsDigit(r)) {
+			b.WriteRune(r)
+		}
+	}
+	s := b.String()
+	if s == "" || unicode.IsDigit(rune(s[0])) {
+		s = "net" + s
+	}
+	return s
+}

@@ -1,0 +1,285 @@
+package codegen
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/dave/jennifer/jen"
+
+	"github.com/resnetc/resnetc/codegen/kernels"
+	"github.com/resnetc/resnetc/ir"
+)
+
+// driversSource is the Go that runs the specialized kernels of a
+// generated package over the model's workers: each kernel computes a
+// range of images single-threaded, so a driver splits the batch with
+// nn.Ctx.Parallel, packs the weights into the kernel's layout first, and
+// reduces what the workers computed (per-image BatchNorm sums, per-worker
+// weight gradients) in a fixed order, so that results do not depend on
+// the split. The task structs live in the Model: a step allocates
+// nothing.
+const driversSource = `package PKG
+
+import "fmt"
+
+// kernelBuffers are the buffers the specialized kernels share.
+type kernelBuffers struct {
+	packed  []float32   // weights in the kernel's layout
+	stats   []float32   // per-image sums of the stats epilogue
+	dwParts [][]float32 // each worker's partial weight gradient
+	dwView  [][]float32 // dwParts cut to one kernel's length
+	conv    convTask
+	dx      dxTask
+	dw      dwTask
+}
+
+func newKernelBuffers(threads int) kernelBuffers {
+	b := kernelBuffers{
+		packed:  AlignedFloats(packedLen),
+		stats:   AlignedFloats(statsLen),
+		dwParts: make([][]float32, threads),
+		dwView:  make([][]float32, threads),
+	}
+	for w := range b.dwParts {
+		b.dwParts[w] = AlignedFloats(dwPartLen)
+	}
+	return b
+}
+
+// check panics on an error of the support code: generated code passes
+// it constant, compiler-checked shapes, so an error is a bug.
+func check(err error) {
+	if err != nil {
+		panic(fmt.Sprintf("BUG: %v", err))
+	}
+}
+
+type convTask struct {
+	fn                                         Conv3x3Func
+	x, w, bias, scale, shift, res, y, stats    []float32
+	scratch                                    int
+	m                                          *Model
+}
+
+func (t *convTask) Run(w, lo, hi int) {
+	t.fn(t.x, t.w, t.bias, t.scale, t.shift, t.res, t.y, t.stats, t.m.ctx.Scratch(w)[:t.scratch], lo, hi)
+}
+
+// conv3x3 runs a specialized 3x3 convolution of n images, cin to cout
+// channels, and, when sum is not nil, reduces its per-image statistics
+// into sum and sumsq.
+func (m *Model) conv3x3(fn Conv3x3Func, scratch, n, cin, cout int, x, w, bias, scale, shift, res, y, sum, sumsq []float32) {
+	t := &m.k.conv
+	t.w = m.k.packed[:cout*cin*9]
+	check(PackConv3x3Weights(t.w, w, cout, cin))
+	t.fn, t.x, t.bias, t.scale, t.shift, t.res, t.y, t.scratch, t.m = fn, x, bias, scale, shift, res, y, scratch, m
+	t.stats = nil
+	if sum != nil {
+		t.stats = m.k.stats[:n*2*cout]
+	}
+	m.ctx.Parallel(t, n)
+	if sum != nil {
+		check(ReduceStats(t.stats, n, cout, sum, sumsq))
+	}
+}
+
+type dxTask struct {
+	fn            Conv3x3DxFunc
+	dy, w, dx     []float32
+	scratch       int
+	m             *Model
+}
+
+func (t *dxTask) Run(w, lo, hi int) {
+	t.fn(t.dy, t.w, t.dx, t.m.ctx.Scratch(w)[:t.scratch], lo, hi)
+}
+
+// conv3x3Dx runs a specialized 3x3 backward-data convolution.
+func (m *Model) conv3x3Dx(fn Conv3x3DxFunc, scratch, n, cin, cout int, dx, dy, w []float32) {
+	t := &m.k.dx
+	t.w = m.k.packed[:cout*cin*9]
+	check(PackConv3x3DxWeights(t.w, w, cout, cin))
+	t.fn, t.dy, t.dx, t.scratch, t.m = fn, dy, dx, scratch, m
+	m.ctx.Parallel(t, n)
+}
+
+type dwTask struct {
+	fn                   Conv3x3DwFunc
+	x, dy, scale, shift  []float32
+	scratch              int
+	m                    *Model
+}
+
+func (t *dwTask) Run(w, lo, hi int) {
+	t.fn(t.x, t.dy, t.scale, t.shift, t.m.k.dwView[w], t.m.ctx.Scratch(w)[:t.scratch], lo, hi)
+}
+
+// conv3x3Dw runs a specialized 3x3 backward-weights convolution: each
+// worker sums its images into its own partial, and the partials are
+// added in worker order.
+func (m *Model) conv3x3Dw(fn Conv3x3DwFunc, scratch, n, cin, cout int, dw, dy, x, scale, shift []float32) {
+	size := cout * cin * 9
+	for w := range m.k.dwView {
+		m.k.dwView[w] = m.k.dwParts[w][:size]
+		clear(m.k.dwView[w])
+	}
+	t := &m.k.dw
+	t.fn, t.x, t.dy, t.scale, t.shift, t.scratch, t.m = fn, x, dy, scale, shift, scratch, m
+	m.ctx.Parallel(t, n)
+	packed := m.k.packed[:size]
+	check(SumConv3x3Dw(packed, m.k.dwView, cout, cin))
+	check(UnpackConv3x3Weights(dw, packed, cout, cin))
+}
+`
+
+// kernelPlan collects the specialized kernels a package's ops use and
+// the sizes of the buffers their drivers need.
+type kernelPlan struct {
+	set                            kernels.Set
+	seen                           map[string]bool
+	packedLen, statsLen, dwPartLen int
+	scratchLen                     int
+}
+
+func newKernelPlan() *kernelPlan { return &kernelPlan{seen: map[string]bool{}} }
+
+// is3x3 reports whether op's weight w is a 3x3 kernel from cin to cout
+// channels with pad 1, stride 1 or 2, and whether every activation of
+// the op is blocked.
+func is3x3(op *ir.Op, w *ir.Value, acts ...*ir.Value) (cout, cin, stride int, ok bool) {
+	s := w.Type.Shape
+	if len(s) != 4 || s[2] != 3 || s[3] != 3 || s[0]%8 != 0 || s[1]%8 != 0 {
+		return 0, 0, 0, false
+	}
+	if op.Int("pad") != 1 || (op.Int("stride") != 1 && op.Int("stride") != 2) {
+		return 0, 0, 0, false
+	}
+	for _, a := range acts {
+		if a.Type.Layout != ir.NCHW8c {
+			return 0, 0, 0, false
+		}
+	}
+	return s[0], s[1], op.Int("stride"), true
+}
+
+// special writes the call of a specialized kernel for c.Op, or returns
+// nil when none applies.
+func (k *kernelPlan) special(c *OpCall) jen.Code {
+	op := c.Op
+	nilf := jen.Nil()
+	switch op.Kind {
+	case ir.Conv2D, ir.Conv2DFused:
+		x, w, y := op.Args[0], op.Args[1], op.Results[0]
+		acts := []*ir.Value{x, y}
+		var bias, scale, shift, res jen.Code = nilf, nilf, nilf, nilf
+		kc := kernels.Conv3x3{}
+		i := 2
+		if op.Kind == ir.Conv2D {
+			if len(op.Args) == 3 {
+				bias, kc.Bias = c.Args[2], true
+			}
+		} else {
+			if op.Bool("bias") {
+				bias, kc.Bias = c.Args[i], true
+				i++
+			}
+			switch op.Str("prologue") {
+			case "relu":
+				kc.Prologue = kernels.PrologueReLU
+			case "affine_relu":
+				kc.Prologue = kernels.PrologueAffineReLU
+				scale, shift = c.Args[i], c.Args[i+1]
+				i += 2
+			}
+			if op.Bool("residual") {
+				res, kc.Residual = c.Args[i], true
+				acts = append(acts, op.Args[i])
+			}
+			kc.ReLU, kc.Stats = op.Bool("relu"), op.Bool("stats")
+		}
+		cout, cin, stride, ok := is3x3(op, w, acts...)
+		if !ok {
+			return nil
+		}
+		xs := x.Type.Shape
+		kc.N, kc.Cin, kc.Cout, kc.H, kc.W, kc.Stride = xs[0], cin, cout, xs[2], xs[3], stride
+		if kc.Validate() != nil {
+			return nil
+		}
+		var sum, sumsq jen.Code = nilf, nilf
+		if kc.Stats {
+			sum, sumsq = c.Results[1], c.Results[2]
+			k.statsLen = max(k.statsLen, kc.N*2*cout)
+		}
+		if !k.seen[kc.Name()] {
+			k.seen[kc.Name()] = true
+			k.set.Convs = append(k.set.Convs, kc)
+		}
+		k.packedLen = max(k.packedLen, cout*cin*9)
+		k.scratchLen = max(k.scratchLen, kc.ScratchLen())
+		return jen.Id("m").Dot("conv3x3").Call(jen.Id(kc.Name()), jen.Lit(kc.ScratchLen()), jen.Lit(kc.N), jen.Lit(cin), jen.Lit(cout),
+			c.Args[0], c.Args[1], bias, scale, shift, res, c.Results[0], sum, sumsq)
+	case ir.Conv2DDx:
+		dy, w, dx := op.Args[0], op.Args[1], op.Results[0]
+		cout, cin, stride, ok := is3x3(op, w, dy, dx)
+		if !ok {
+			return nil
+		}
+		xs := dx.Type.Shape
+		kd := kernels.Conv3x3Dx{N: xs[0], Cin: cin, Cout: cout, H: xs[2], W: xs[3], Stride: stride}
+		if kd.Validate() != nil {
+			return nil
+		}
+		if !k.seen[kd.Name()] {
+			k.seen[kd.Name()] = true
+			k.set.Dxs = append(k.set.Dxs, kd)
+		}
+		k.packedLen = max(k.packedLen, cout*cin*9)
+		k.scratchLen = max(k.scratchLen, kd.ScratchLen())
+		return jen.Id("m").Dot("conv3x3Dx").Call(jen.Id(kd.Name()), jen.Lit(kd.ScratchLen()), jen.Lit(kd.N), jen.Lit(cin), jen.Lit(cout),
+			c.Results[0], c.Args[0], c.Args[1])
+	case ir.Conv2DDw, ir.Conv2DDwFused:
+		dy, x, dw := op.Args[0], op.Args[1], op.Results[0]
+		if op.Int("kernel") != 3 {
+			return nil
+		}
+		cout, cin, stride, ok := is3x3(op, dw, dy, x)
+		if !ok {
+			return nil
+		}
+		xs := x.Type.Shape
+		kw := kernels.Conv3x3Dw{N: xs[0], Cin: cin, Cout: cout, H: xs[2], W: xs[3], Stride: stride}
+		var scale, shift jen.Code = nilf, nilf
+		if op.Kind == ir.Conv2DDwFused {
+			switch op.Str("prologue") {
+			case "relu":
+				kw.Prologue = kernels.PrologueReLU
+			case "affine_relu":
+				kw.Prologue = kernels.PrologueAffineReLU
+				scale, shift = c.Args[2], c.Args[3]
+			}
+		}
+		if kw.Validate() != nil {
+			return nil
+		}
+		if !k.seen[kw.Name()] {
+			k.seen[kw.Name()] = true
+			k.set.Dws = append(k.set.Dws, kw)
+		}
+		k.packedLen = max(k.packedLen, cout*cin*9)
+		k.dwPartLen = max(k.dwPartLen, cout*cin*9)
+		k.scratchLen = max(k.scratchLen, kw.ScratchLen())
+		return jen.Id("m").Dot("conv3x3Dw").Call(jen.Id(kw.Name()), jen.Lit(kw.ScratchLen()), jen.Lit(kw.N), jen.Lit(cin), jen.Lit(cout),
+			c.Results[0], c.Args[0], c.Args[1], scale, shift)
+	}
+	return nil
+}
+
+// driverFile returns the drivers' source for package pkg, with the
+// buffer sizes of k.
+func (k *kernelPlan) driverFile(pkg string) []byte {
+	src := strings.Replace(driversSource, "package PKG", header+"\n\npackage "+pkg, 1)
+	src += fmt.Sprintf("\n// Sizes of the kernels' buffers, in float32s.\nconst (\n\tpackedLen = %d\n\tstatsLen = %d\n\tdwPartLen = %d\n)\n",
+		max(k.packedLen, 1), max(k.statsLen, 1), max(k.dwPartLen, 1))
+	return []byte(src)
+}

@@ -1,0 +1,436 @@
+package codegen
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"text/template"
+
+	"github.com/resnetc/resnetc/ir"
+	"github.com/resnetc/resnetc/ir/interp"
+	"github.com/resnetc/resnetc/ir/resnet"
+	"github.com/resnetc/resnetc/passes"
+)
+
+// e2eTol is the tolerance of generated results against the interpreter
+// (in float32 mode), max-norm relative per tensor.
+const e2eTol = 1e-4
+
+// e2eNets are tiny networks covering every unit kind with every
+// activation order, and every shortcut kind and both ways to grow (A,
+// projection) among them: two stages on 6x6 images, one unit each.
+func e2eNets(t *testing.T) []*resnet.Arch {
+	kinds := []struct {
+		name, stages string
+		depth        int
+	}{{"basic", "8 16/2", 6}, {"1-layer", "8 16/2", 4}, {"bottleneck", "32 64/2", 8}}
+	orders := []string{"original", "bn-after-add", "relu-before-add", "relu-only-preact", "full-preact"}
+	shortcuts := []string{"identity", "scale(0.5, 1)", "gate(-1)", "shortcut-gate(0.5)", "conv1x1", "dropout(0.3)"}
+	var nets []*resnet.Arch
+	i := 0
+	for _, k := range kinds {
+		for _, o := range orders {
+			grow := "A"
+			if i%2 == 1 || k.name == "bottleneck" {
+				grow = "projection"
+			}
+			src := fmt.Sprintf("resnet tiny%d {\n input 6x6x3\n classes 3\n depth %d\n stem conv3x3 8\n unit %s order=%s shortcut=%s grow=%s\n stages %s\n}\n",
+				i, k.depth, k.name, o, shortcuts[i%len(shortcuts)], grow, k.stages)
+			a, err := resnet.Parse(fmt.Sprintf("tiny%d.arch", i), []byte(src))
+			if err != nil {
+				t.Fatalf("%s\n%v", src, err)
+			}
+			nets = append(nets, a)
+			i++
+		}
+	}
+	return nets
+}
+
+// e2eInput is what the driver reads.
+type e2eInput struct {
+	X       []float32
+	Labels  []int32
+	LR      float32
+	Seed    uint64
+	Steps   int
+	Threads int
+}
+
+// e2eResult is what the driver writes for one network.
+type e2eResult struct {
+	Err         string
+	InferBefore []float32
+	Steps       []e2eStep
+	InferAfter  []float32
+	Tensors     map[string][]float32 // after the last step
+}
+
+type e2eStep struct {
+	Loss    float32
+	Logits  []float32
+	Tensors map[string][]float32
+}
+
+var driverTemplate = template.Must(template.New("driver").Parse(`package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+{{range .}}
+	{{.Pkg}} "{{.Path}}"{{end}}
+)
+
+type model interface {
+	TrainStep(x []float32, labels []int32, lr float32) (float32, error)
+	Infer(x []float32) ([]float32, error)
+	Tensor(name string) []float32
+	Logits() []float32
+	Close()
+}
+
+type step struct {
+	Loss    float32
+	Logits  []float32
+	Tensors map[string][]float32
+}
+
+type result struct {
+	Err         string
+	InferBefore []float32
+	Steps       []step
+	InferAfter  []float32
+}
+
+type input struct {
+	X       []float32
+	Labels  []int32
+	LR      float32
+	Seed    uint64
+	Steps   int
+	Threads int
+}
+
+func tensors(m model, names []string) map[string][]float32 {
+	out := map[string][]float32{}
+	for _, n := range names {
+		out[n] = append([]float32(nil), m.Tensor(n)...)
+	}
+	return out
+}
+
+func drive(m model, err error, names []string, in input) (r result) {
+	if err != nil {
+		return result{Err: err.Error()}
+	}
+	defer m.Close()
+	logits, err := m.Infer(in.X)
+	if err != nil {
+		return result{Err: err.Error()}
+	}
+	r.InferBefore = append([]float32(nil), logits...)
+	for k := 0; k < in.Steps; k++ {
+		loss, err := m.TrainStep(in.X, in.Labels, in.LR)
+		if err != nil {
+			return result{Err: err.Error()}
+		}
+		r.Steps = append(r.Steps, step{Loss: loss, Logits: append([]float32(nil), m.Logits()...), Tensors: tensors(m, names)})
+	}
+	logits, err = m.Infer(in.X)
+	if err != nil {
+		return result{Err: err.Error()}
+	}
+	r.InferAfter = append([]float32(nil), logits...)
+	return r
+}
+
+func main() {
+	var in input
+	data, err := os.ReadFile(os.Args[1])
+	if err == nil {
+		err = json.Unmarshal(data, &in)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var out []result
+{{range .}}	{
+		m, err := {{.Pkg}}.New(in.Threads, in.Seed)
+		out = append(out, drive(m, err, {{.Pkg}}.TensorNames(), in))
+	}
+{{end}}	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+`))
+
+// TestGeneratedMatchesInterpreter compiles the e2eNets into packages,
+// runs them (Infer, three TrainSteps, Infer) in a driver program, with
+// the assembly and with -tags purego, on 1 and 2 threads, and compares
+// every result with the reference interpreter running the unfused
+// graphs (lowering and autodiff only): the logits, the loss, the logits
+// of every step and every param and state tensor after every step (the
+// momentum after the first step from zero momentum is the gradient plus
+// weight decay, so every gradient is compared), within e2eTol.
+func TestGeneratedMatchesInterpreter(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles and runs generated packages")
+	}
+	nets := e2eNets(t)
+	dir, err := os.MkdirTemp(".", "_e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	type pkgRef struct{ Pkg, Path string }
+	var refs []pkgRef
+	for i, a := range nets {
+		name := fmt.Sprintf("net%d", i)
+		p, err := Compile(a, Options{Package: name, Batch: 2})
+		if err != nil {
+			t.Fatalf("%s: %v", a.Name, err)
+		}
+		if err := p.WriteDir(filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+		refs = append(refs, pkgRef{name, "github.com/resnetc/resnetc/codegen/" + filepath.Base(dir) + "/" + name})
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "driver"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var src bytes.Buffer
+	if err := driverTemplate.Execute(&src, refs); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "driver", "main.go"), src.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	r := newRand(1)
+	in := e2eInput{LR: 0.1, Seed: 7, Steps: 3}
+	for range 2 * 6 * 6 * 3 {
+		in.X = append(in.X, float32(r.normal()))
+	}
+	in.Labels = []int32{2, 0}
+
+	want := make([]*e2eResult, len(nets))
+	for i, a := range nets {
+		want[i] = interpRun(t, a, in)
+	}
+
+	for _, tags := range []string{"", "purego"} {
+		bin := filepath.Join(dir, "bin-"+tags)
+		args := []string{"build", "-o", bin}
+		if tags != "" {
+			args = append(args, "-tags", tags)
+		}
+		cmd := exec.Command("go", append(args, "./"+filepath.Join(dir, "driver"))...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", tags, err, out)
+		}
+		for _, threads := range []int{1, 2} {
+			t.Run(fmt.Sprintf("tags=%s/threads=%d", tags, threads), func(t *testing.T) {
+				in := in
+				in.Threads = threads
+				data, _ := json.Marshal(in)
+				inPath := filepath.Join(dir, fmt.Sprintf("in%s%d.json", tags, threads))
+				if err := os.WriteFile(inPath, data, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				out, err := exec.Command(bin, inPath).Output()
+				if err != nil {
+					t.Fatalf("driver: %v", err)
+				}
+				var got []e2eResult
+				if err := json.Unmarshal(out, &got); err != nil {
+					t.Fatal(err)
+				}
+				for i, a := range nets {
+					compareE2E(t, a, in.LR, &got[i], want[i])
+				}
+			})
+		}
+	}
+}
+
+// interpRun computes what a generated package must: the interpreter on
+// the lowered graphs (autodiff on the training one, no other pass).
+func interpRun(t *testing.T, a *resnet.Arch, in e2eInput) *e2eResult {
+	t.Helper()
+	gi, err := resnet.Lower(a, 2, ir.Infer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gt, err := resnet.Lower(a, 2, ir.Train)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := passes.Autodiff(gt); err != nil {
+		t.Fatal(err)
+	}
+	feeds := interp.Init(gt, in.Seed)
+	x := &interp.Tensor{Shape: ir.Shape{2, 3, 6, 6}}
+	for _, v := range in.X {
+		x.Data = append(x.Data, float64(v))
+	}
+	labels := &interp.Tensor{Shape: ir.Shape{2}}
+	for _, v := range in.Labels {
+		labels.Data = append(labels.Data, float64(v))
+	}
+	lr := &interp.Tensor{Shape: ir.Shape{}, Data: []float64{float64(in.LR)}}
+	opt := interp.Options{Float32: true}
+	infer := func() []float32 {
+		f := map[string]*interp.Tensor{"x": x}
+		for k, v := range feeds {
+			f[k] = v
+		}
+		res, err := interp.Run(gi, f, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f32(res.Outputs["logits"])
+	}
+	want := &e2eResult{InferBefore: infer()}
+	for k := 0; k < in.Steps; k++ {
+		f := map[string]*interp.Tensor{"x": x, "labels": labels, "lr": lr}
+		for n, v := range feeds {
+			f[n] = v
+		}
+		opt.Step = int64(k)
+		res, err := interp.Run(gt, f, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for n, v := range res.Updates {
+			feeds[n] = v
+		}
+		s := e2eStep{Loss: f32(res.Outputs["loss"])[0], Logits: f32(res.Outputs["logits"]), Tensors: map[string][]float32{}}
+		for n, v := range feeds {
+			s.Tensors[n] = f32(v)
+		}
+		want.Steps = append(want.Steps, s)
+	}
+	opt.Step = 0
+	want.InferAfter = infer()
+	return want
+}
+
+func f32(t *interp.Tensor) []float32 {
+	out := make([]float32, len(t.Data))
+	for i, v := range t.Data {
+		out[i] = float32(v)
+	}
+	return out
+}
+
+// relErr is the max-norm relative difference of got from want, relative
+// to want's largest magnitude (or floor, if larger).
+func relErr(got, want []float32, floor float64) float64 {
+	if len(got) != len(want) {
+		return math.Inf(1)
+	}
+	var d, m float64
+	for i := range want {
+		d = max(d, math.Abs(float64(got[i])-float64(want[i])))
+		m = max(m, math.Abs(float64(want[i])))
+	}
+	if math.IsNaN(d) {
+		return math.Inf(1)
+	}
+	return d / max(m, floor)
+}
+
+func compareE2E(t *testing.T, a *resnet.Arch, lr float32, got, want *e2eResult) {
+	t.Helper()
+	name := a.Name + " (" + strings.TrimSpace(strings.SplitN(a.Format(), "unit", 2)[1][:60]) + ")"
+	if got.Err != "" {
+		t.Errorf("%s: %s", name, got.Err)
+		return
+	}
+	check := func(what string, g, w []float32, floor float64) {
+		if e := relErr(g, w, max(floor, 1e-6)); !(e <= e2eTol) {
+			t.Errorf("%s: %s differs by %.3g (relative), tolerance %g\ngot  %v\nwant %v", name, what, e, e2eTol, trim(g), trim(w))
+		}
+	}
+	check("Infer logits before training", got.InferBefore, want.InferBefore, 0)
+	if len(got.Steps) != len(want.Steps) {
+		t.Fatalf("%s: %d steps, want %d", name, len(got.Steps), len(want.Steps))
+	}
+	for k := range want.Steps {
+		g, w := got.Steps[k], want.Steps[k]
+		check(fmt.Sprintf("step %d loss", k+1), []float32{g.Loss}, []float32{w.Loss}, 0)
+		check(fmt.Sprintf("step %d logits", k+1), g.Logits, w.Logits, 0)
+		// Some gradients are zero in exact arithmetic (the shift of a BN
+		// whose output is normalized again) and are rounding noise in
+		// both, with no scale of their own: momentum tensors are compared
+		// relative to the largest momentum element of the step when that
+		// is larger than their own, and weights to the largest update of
+		// the step likewise.
+		var gradMax, stepMax float64
+		for n, wt := range w.Tensors {
+			if strings.HasSuffix(n, ".momentum") {
+				gradMax = max(gradMax, maxAbs(wt))
+			}
+		}
+		stepMax = gradMax * float64(lr)
+		for n, wt := range w.Tensors {
+			if len(g.Tensors) != len(w.Tensors) {
+				t.Errorf("%s: step %d: %d tensors, the interpreter has %d", name, k+1, len(g.Tensors), len(w.Tensors))
+			}
+			gt, ok := g.Tensors[n]
+			if !ok {
+				t.Errorf("%s: step %d: no tensor %q", name, k+1, n)
+				continue
+			}
+			floor := stepMax
+			if strings.HasSuffix(n, ".momentum") {
+				floor = gradMax
+			}
+			check(fmt.Sprintf("step %d %s", k+1, n), gt, wt, floor)
+		}
+	}
+	check("Infer logits after training", got.InferAfter, want.InferAfter, 0)
+}
+
+func maxAbs(v []float32) float64 {
+	m := 0.0
+	for _, x := range v {
+		m = max(m, math.Abs(float64(x)))
+	}
+	return m
+}
+
+func trim(v []float32) []float32 {
+	if len(v) > 8 {
+		return v[:8]
+	}
+	return v
+}
+
+// rng is a small deterministic generator for test data.
+type rng struct{ s uint64 }
+
+func newRand(seed uint64) *rng { return &rng{seed*0x9E3779B97F4A7C15 + 1} }
+
+func (r *rng) next() uint64 {
+	r.s += 0x9E3779B97F4A7C15
+	z := r.s
+	z = (z ^ z>>30) * 0xBF58476D1CE4E5B9
+	z = (z ^ z>>27) * 0x94D049BB133111EB
+	return z ^ z>>31
+}
+
+func (r *rng) normal() float64 {
+	u1 := 1 - float64(r.next()>>11)/(1<<53)
+	u2 := float64(r.next()>>11) / (1 << 53)
+	return math.Sqrt(-2*math.Log(u1)) * math.Cos(2*math.Pi*u2)
+}

@@ -1,0 +1,89 @@
+package kernels
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/dave/jennifer/jen"
+	"github.com/mmcloughlin/avo/build"
+	"github.com/mmcloughlin/avo/pass"
+	"github.com/mmcloughlin/avo/printer"
+)
+
+// Set is the kernels of one generated package.
+type Set struct {
+	Convs []Conv3x3
+	Dxs   []Conv3x3Dx
+	Dws   []Conv3x3Dw
+}
+
+// Render returns the files of package pkg that hold the set, by name:
+// the assembly (kernels_amd64.s) and its stubs (kernels_amd64.go), the
+// Go dispatch and twins (kernels.go, kernels_bwd.go), the shape-generic
+// support code (support.go, support_bwd.go) and the files that say
+// whether the build has the assembly (asm_amd64.go, asm_other.go). The
+// FMA peak loop is always included.
+func (s Set) Render(pkg string) (map[string][]byte, error) {
+	files := map[string][]byte{}
+
+	ctx := build.NewContext()
+	ctx.ConstraintExpr("amd64,!purego") // AsmConstraint in +build syntax
+	BuildPeak(ctx)
+	for _, c := range s.Convs {
+		if err := c.BuildAsm(ctx); err != nil {
+			return nil, err
+		}
+	}
+	for _, d := range s.Dxs {
+		if err := d.BuildAsm(ctx); err != nil {
+			return nil, err
+		}
+	}
+	for _, d := range s.Dws {
+		if err := d.BuildAsm(ctx); err != nil {
+			return nil, err
+		}
+	}
+	f, err := ctx.Result()
+	if err != nil {
+		return nil, err
+	}
+	if err := pass.Compile.Execute(f); err != nil {
+		return nil, err
+	}
+	cfg := printer.Config{Name: "resnetc", Pkg: pkg}
+	if files["kernels_amd64.s"], err = printer.NewGoAsm(cfg).Print(f); err != nil {
+		return nil, err
+	}
+	if files["kernels_amd64.go"], err = printer.NewStubs(cfg).Print(f); err != nil {
+		return nil, err
+	}
+
+	if files["support.go"], err = SupportSource(pkg); err != nil {
+		return nil, err
+	}
+	if files["support_bwd.go"], err = SupportBwdSource(pkg); err != nil {
+		return nil, err
+	}
+	kf := NewFile(pkg, "")
+	if err := EmitGo(kf, s.Convs); err != nil {
+		return nil, err
+	}
+	bf := NewFile(pkg, "")
+	if err := EmitBwdGo(bf, s.Dxs, s.Dws); err != nil {
+		return nil, err
+	}
+	present := NewFile(pkg, AsmConstraint)
+	EmitAsmPresent(present)
+	absent := NewFile(pkg, NoAsmConstraint)
+	EmitAsmAbsent(absent, s.Convs)
+	EmitBwdAsmAbsent(absent, s.Dxs, s.Dws)
+	for name, jf := range map[string]*jen.File{"kernels.go": kf, "kernels_bwd.go": bf, "asm_amd64.go": present, "asm_other.go": absent} {
+		var buf bytes.Buffer
+		if err := jf.Render(&buf); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		files[name] = buf.Bytes()
+	}
+	return files, nil
+}
