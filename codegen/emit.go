@@ -25,6 +25,7 @@ type emitter struct {
 	k     *kernelPlan
 
 	arenaLen, scratchLen, wideLen int
+	macs                          int64 // per image, forward
 }
 
 // stepCode is one compiled graph as the package runs it.
@@ -48,6 +49,11 @@ func newEmitter(arch *resnet.Arch, opts Options, gt *ir.Graph, pt *passes.MemPla
 		return nil, err
 	}
 	e := &emitter{arch: arch, opts: opts, decls: decls, k: newKernelPlan()}
+	st, err := resnet.Describe(arch, 1)
+	if err != nil {
+		return nil, err
+	}
+	e.macs = st.MACs
 	for _, s := range []struct {
 		name string
 		g    *ir.Graph
@@ -143,6 +149,7 @@ func (e *emitter) files() (map[string][]byte, error) {
 		return nil, err
 	}
 	out["drivers.go"] = e.k.driverFile(e.opts.Package)
+	out["model_test.go"] = testFile(e.opts.Package)
 	kfiles, err := e.k.set.Render(e.opts.Package)
 	if err != nil {
 		return nil, err
@@ -208,6 +215,12 @@ func (e *emitter) emitModel(f *jen.File) {
 		jen.Id("Classes").Op("=").Lit(a.Classes),
 		jen.Comment("ImageLen is the number of float32s of one image."),
 		jen.Id("ImageLen").Op("=").Id("Height").Op("*").Id("Width").Op("*").Id("Channels"),
+		jen.Comment("TrainFLOPs and InferFLOPs are the model FLOPs of a step on a batch: twice the"),
+		jen.Comment("multiply-accumulates of the convolutions and the classifier, three times"),
+		jen.Comment("over for training (forward, backward-data, backward-weights), as"),
+		jen.Comment("frameworks count them; recomputation is not counted."),
+		jen.Id("TrainFLOPs").Op("=").Lit(float64(6*e.macs*int64(e.opts.Batch))),
+		jen.Id("InferFLOPs").Op("=").Lit(float64(2*e.macs*int64(e.opts.Batch))),
 	)
 	f.Line()
 	f.Comment("Storage sizes, in float32s.")

@@ -1,0 +1,291 @@
+package codegen
+
+import "strings"
+
+// testSource is the test file of every generated package: properties of
+// the step that hold for any network (no allocation in a step, bitwise
+// determinism, errors for bad batches, each kernel equal to its pure-Go
+// twin on the package's own shapes) and the whole-step benchmarks.
+// Correctness against the reference interpreter is tested by the
+// compiler's own tests, which generate small networks of every kind.
+const testSource = `package PKG
+
+import (
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// heavy is whether a training step takes long enough (a second or more)
+// that the tests that run steps are left out of the default test run: set
+// RESNETC_HEAVY_TESTS=1 to run them.
+var heavy = TrainFLOPs > 50e9 && os.Getenv("RESNETC_HEAVY_TESTS") != "1"
+
+// batch returns a random batch of images and labels.
+func batch(seed uint64) ([]float32, []int32) {
+	r := rand.New(rand.NewPCG(seed, 1))
+	x := make([]float32, Batch*ImageLen)
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	labels := make([]int32, Batch)
+	for i := range labels {
+		labels[i] = int32(r.IntN(Classes))
+	}
+	return x, labels
+}
+
+func newModel(t testing.TB, threads int, seed uint64) *Model {
+	t.Helper()
+	m, err := New(threads, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	return m
+}
+
+// TestStepAllocs checks that TrainStep and Infer allocate nothing.
+func TestStepAllocs(t *testing.T) {
+	if heavy {
+		t.Skip("a step takes long; set RESNETC_HEAVY_TESTS=1")
+	}
+	m := newModel(t, 2, 1)
+	x, labels := batch(1)
+	if n := testing.AllocsPerRun(1, func() {
+		if _, err := m.TrainStep(x, labels, 0.01); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("TrainStep allocates %v times", n)
+	}
+	if n := testing.AllocsPerRun(1, func() {
+		if _, err := m.Infer(x); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("Infer allocates %v times", n)
+	}
+}
+
+// TestDeterministic checks that two models with the same seed and thread
+// count compute bitwise the same weights, momentum, statistics and
+// logits, and that the loss is finite and the weights change.
+func TestDeterministic(t *testing.T) {
+	if heavy {
+		t.Skip("several steps take long; set RESNETC_HEAVY_TESTS=1")
+	}
+	run := func() (*Model, []float32) {
+		m := newModel(t, 2, 3)
+		var losses []float32
+		for s := range 2 {
+			x, labels := batch(uint64(s))
+			loss, err := m.TrainStep(x, labels, 0.1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			losses = append(losses, loss)
+		}
+		return m, losses
+	}
+	a, la := run()
+	b, lb := run()
+	if d := cmp.Diff(la, lb); d != "" {
+		t.Errorf("losses differ (-first +second):\n%s", d)
+	}
+	for _, n := range TensorNames() {
+		if d := cmp.Diff(a.Tensor(n), b.Tensor(n)); d != "" {
+			t.Errorf("%s differs between two runs (-first +second):\n%s", n, d)
+		}
+	}
+	if d := cmp.Diff(a.Logits(), b.Logits()); d != "" {
+		t.Errorf("logits differ (-first +second):\n%s", d)
+	}
+	fresh := newModel(t, 1, 3)
+	if cmp.Equal(fresh.Tensor(TensorNames()[0]), a.Tensor(TensorNames()[0])) {
+		t.Errorf("training did not change %s", TensorNames()[0])
+	}
+	for _, l := range la {
+		if !(l > 0 && l < 100) {
+			t.Errorf("loss %v", l)
+		}
+	}
+}
+
+// TestBadBatch checks the errors for a batch of the wrong size and for
+// labels out of range.
+func TestBadBatch(t *testing.T) {
+	m := newModel(t, 1, 1)
+	x, labels := batch(1)
+	for _, c := range []struct {
+		x      []float32
+		labels []int32
+		want   string
+	}{
+		{x[:len(x)-1], labels, "batch of"},
+		{x, labels[:len(labels)-1], "labels, want"},
+		{x, append(append([]int32(nil), labels[:len(labels)-1]...), Classes), "is not a class"},
+		{x, append(append([]int32(nil), labels[:len(labels)-1]...), -1), "is not a class"},
+	} {
+		if _, err := m.TrainStep(c.x, c.labels, 0.1); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("TrainStep: error %v, want one containing %q", err, c.want)
+		}
+	}
+	if _, err := m.Infer(x[1:]); err == nil || !strings.Contains(err.Error(), "batch of") {
+		t.Errorf("Infer: error %v", err)
+	}
+	if m.Tensor("no.such.tensor") != nil {
+		t.Errorf("Tensor of an unknown name is not nil")
+	}
+}
+
+func randFloats(r *rand.Rand, n int) []float32 {
+	v := AlignedFloats(n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return v
+}
+
+// near reports the largest difference of a and b relative to b's
+// largest magnitude.
+func near(a, b []float32) float64 {
+	var d, m float64
+	for i := range b {
+		d = max(d, float64(abs(a[i]-b[i])))
+		m = max(m, float64(abs(b[i])))
+	}
+	return d / max(m, 1e-30)
+}
+
+func abs(x float32) float32 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// TestKernelsMatchTwins runs each specialized kernel of the package on
+// its first two images, with the assembly and with the pure-Go twin, and
+// compares the results.
+func TestKernelsMatchTwins(t *testing.T) {
+	if !UsesAsm() {
+		t.Skip("this build runs the twins only")
+	}
+	const tol = 1e-5
+	for i := range Conv3x3Kernels {
+		k := &Conv3x3Kernels[i]
+		s := &k.Conv3x3Shape
+		r := rand.New(rand.NewPCG(uint64(i), 7))
+		x, w, res := randFloats(r, s.XLen()), randFloats(r, s.WLen()), randFloats(r, s.YLen())
+		bias, scale, shift := randFloats(r, s.Cout), randFloats(r, s.Cin), randFloats(r, s.Cin)
+		y1, y2 := AlignedFloats(s.YLen()), AlignedFloats(s.YLen())
+		st1, st2 := AlignedFloats(s.StatsLen()), AlignedFloats(s.StatsLen())
+		n := min(2, s.N)
+		k.Asm(x, w, bias, scale, shift, res, y1, st1, AlignedFloats(s.ScratchLen()), 0, n)
+		k.Go(x, w, bias, scale, shift, res, y2, st2, AlignedFloats(s.ScratchLen()), 0, n)
+		if e := near(y1, y2); !(e <= tol) {
+			t.Errorf("%s: output differs from the twin by %.3g", s.Name, e)
+		}
+		if e := near(st1, st2); !(e <= tol) {
+			t.Errorf("%s: statistics differ from the twin by %.3g", s.Name, e)
+		}
+	}
+	for i := range Conv3x3DxKernels {
+		k := &Conv3x3DxKernels[i]
+		s := &k.Conv3x3DxShape
+		r := rand.New(rand.NewPCG(uint64(i), 8))
+		dy, w := randFloats(r, s.DyLen()), randFloats(r, s.WLen())
+		dx1, dx2 := AlignedFloats(s.DxLen()), AlignedFloats(s.DxLen())
+		n := min(2, s.N)
+		k.Asm(dy, w, dx1, AlignedFloats(s.ScratchLen()), 0, n)
+		k.Go(dy, w, dx2, AlignedFloats(s.ScratchLen()), 0, n)
+		if e := near(dx1, dx2); !(e <= tol) {
+			t.Errorf("%s: dx differs from the twin by %.3g", s.Name, e)
+		}
+	}
+	for i := range Conv3x3DwKernels {
+		k := &Conv3x3DwKernels[i]
+		s := &k.Conv3x3DwShape
+		r := rand.New(rand.NewPCG(uint64(i), 9))
+		x, dy := randFloats(r, s.XLen()), randFloats(r, s.DyLen())
+		scale, shift := randFloats(r, s.Cin), randFloats(r, s.Cin)
+		dw1, dw2 := AlignedFloats(s.DwLen()), AlignedFloats(s.DwLen())
+		n := min(2, s.N)
+		k.Asm(x, dy, scale, shift, dw1, AlignedFloats(s.ScratchLen()), 0, n)
+		k.Go(x, dy, scale, shift, dw2, AlignedFloats(s.ScratchLen()), 0, n)
+		if e := near(dw1, dw2); !(e <= tol) {
+			t.Errorf("%s: dw differs from the twin by %.3g", s.Name, e)
+		}
+	}
+}
+
+// allCorePeak measures the FMA peak of threads cores in GFLOP/s, with
+// the package's peak loop on threads goroutines.
+func allCorePeak(threads int) float64 {
+	const iters = 1 << 20
+	best := 0.0
+	for range 5 {
+		start := time.Now()
+		var wg sync.WaitGroup
+		for range threads {
+			wg.Go(func() { PeakFMA(iters, 0, 0) })
+		}
+		wg.Wait()
+		if s := time.Since(start).Seconds(); s > 0 {
+			best = max(best, float64(threads)*iters*PeakFLOPsPerIter/s/1e9)
+		}
+	}
+	return best
+}
+
+// BenchmarkTrainStep reports images/s, GFLOP/s (model FLOPs: six times
+// the forward multiply-accumulates, as frameworks count a training step)
+// and the fraction of the FMA peak of GOMAXPROCS cores measured in the
+// same run.
+func BenchmarkTrainStep(b *testing.B) {
+	threads := runtime.GOMAXPROCS(0)
+	peak := allCorePeak(threads)
+	m := newModel(b, threads, 1)
+	x, labels := batch(1)
+	for b.Loop() {
+		if _, err := m.TrainStep(x, labels, 0.01); err != nil {
+			b.Fatal(err)
+		}
+	}
+	report(b, TrainFLOPs, peak)
+}
+
+// BenchmarkInfer reports the same for inference.
+func BenchmarkInfer(b *testing.B) {
+	threads := runtime.GOMAXPROCS(0)
+	peak := allCorePeak(threads)
+	m := newModel(b, threads, 1)
+	x, _ := batch(1)
+	for b.Loop() {
+		if _, err := m.Infer(x); err != nil {
+			b.Fatal(err)
+		}
+	}
+	report(b, InferFLOPs, peak)
+}
+
+func report(b *testing.B, flops, peak float64) {
+	s := b.Elapsed().Seconds() / float64(b.N)
+	b.ReportMetric(Batch/s, "images/s")
+	b.ReportMetric(flops/s/1e9, "GFLOP/s")
+	b.ReportMetric(flops/s/1e9/peak, "frac_peak")
+	b.ReportMetric(peak, "peak_GFLOP/s")
+}
+`
+
+// testFile returns the test source for package pkg.
+func testFile(pkg string) []byte {
+	return []byte(strings.Replace(testSource, "package PKG", header+"\n\npackage "+pkg, 1))
+}
