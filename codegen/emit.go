@@ -150,6 +150,7 @@ func (e *emitter) files() (map[string][]byte, error) {
 	}
 	out["drivers.go"] = e.k.driverFile(e.opts.Package)
 	out["model_test.go"] = testFile(e.opts.Package)
+	out["weightsio.go"] = weightsIOFile(e.opts.Package)
 	kfiles, err := e.k.set.Render(e.opts.Package)
 	if err != nil {
 		return nil, err
@@ -205,6 +206,8 @@ func (e *emitter) emitModel(f *jen.File) {
 	f.Const().Defs(
 		jen.Comment("Name is the network's name in the architecture it was compiled from."),
 		jen.Id("Name").Op("=").Lit(a.Name),
+		jen.Comment("Arch is the architecture, in the DSL."),
+		jen.Id("Arch").Op("=").Lit(a.Format()),
 		jen.Comment("Batch is the number of images of one step."),
 		jen.Id("Batch").Op("=").Lit(e.opts.Batch),
 		jen.Comment("Height, Width and Channels are the shape of one input image (NCHW)."),

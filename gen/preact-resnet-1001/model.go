@@ -16,6 +16,8 @@ import (
 const (
 	// Name is the network's name in the architecture it was compiled from.
 	Name = "preact-resnet-1001"
+	// Arch is the architecture, in the DSL.
+	Arch = "resnet preact-resnet-1001 {\n    input   32x32x3\n    classes 10\n    depth   1001     # 9n+2: 111 bottleneck units per stage\n    stem    conv3x3 16\n    unit    bottleneck order=full-preact shortcut=identity grow=projection\n    stages  64 128/2 256/2\n    bn      eps=1e-5 momentum=0.1\n}\n"
 	// Batch is the number of images of one step.
 	Batch = 128
 	// Height, Width and Channels are the shape of one input image (NCHW).

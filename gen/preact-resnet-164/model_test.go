@@ -5,6 +5,7 @@ package preactresnet164
 import (
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -134,6 +135,60 @@ func TestBadBatch(t *testing.T) {
 	}
 	if m.Tensor("no.such.tensor") != nil {
 		t.Errorf("Tensor of an unknown name is not nil")
+	}
+}
+
+// TestSaveLoad checks that Load restores exactly what Save wrote, the
+// step count included, and that a truncated file, a file of another
+// network and a file with a tensor of the wrong shape are errors that
+// leave the model unchanged.
+func TestSaveLoad(t *testing.T) {
+	dir := t.TempDir()
+	a := newModel(t, 1, 5)
+	a.SetStep(42)
+	path := filepath.Join(dir, "a.safetensors")
+	if err := a.Save(path, map[string]string{"note": "x"}); err != nil {
+		t.Fatal(err)
+	}
+	b := newModel(t, 1, 6)
+	meta, err := b.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta["note"] != "x" || meta[MetaNetwork] != Name || b.Step() != 42 {
+		t.Errorf("metadata %v, step %d", meta, b.Step())
+	}
+	for _, n := range TensorNames() {
+		if d := cmp.Diff(a.Tensor(n), b.Tensor(n)); d != "" {
+			t.Fatalf("%s differs after Load (-saved +loaded):\n%s", n, d)
+		}
+	}
+	if err := a.Save(path, map[string]string{MetaStep: "1"}); err == nil {
+		t.Errorf("Save with a reserved metadata key: no error")
+	}
+
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newModel(t, 1, 7)
+	want := append([]float32(nil), c.Tensor(TensorNames()[0])...)
+	bad := map[string][]byte{
+		"truncated": data[:len(data)-4],
+		"corrupted": append([]byte("{\"x\""), data[4:]...),
+		"other":     []byte(strings.Replace(string(data), Name, Name+"x", 1)),
+	}
+	for name, content := range bad {
+		p := filepath.Join(dir, name+".safetensors")
+		if err := os.WriteFile(p, content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Load(p); err == nil {
+			t.Errorf("%s: Load gave no error", name)
+		}
+		if !cmp.Equal(want, c.Tensor(TensorNames()[0])) || c.Step() != 0 {
+			t.Errorf("%s: the failed Load changed the model", name)
+		}
 	}
 }
 
