@@ -25,6 +25,9 @@ type Options struct {
 	// Budget is the arena budget in bytes of a training step (see
 	// passes.RunOptions.Budget); 0 recomputes nothing.
 	Budget int64
+	// SGD are the update's hyperparameters, compiled into the training
+	// step; nil means passes.DefaultSGD (momentum 0.9, weight decay 1e-4).
+	SGD *passes.SGDOptions
 }
 
 // Package is a generated Go package: file names and their contents.
@@ -53,7 +56,7 @@ func Compile(arch *resnet.Arch, opts Options) (*Package, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		if _, err := passes.Run(g, passes.RunOptions{Budget: budget}); err != nil {
+		if _, err := passes.Run(g, passes.RunOptions{Budget: budget, SGD: opts.SGD}); err != nil {
 			return nil, nil, err
 		}
 		p, err := passes.PlanMemory(g)

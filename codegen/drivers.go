@@ -55,10 +55,10 @@ func check(err error) {
 }
 
 type convTask struct {
-	fn                                         Conv3x3Func
-	x, w, bias, scale, shift, res, y, stats    []float32
-	scratch                                    int
-	m                                          *Model
+	fn                                      func(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int)
+	x, w, bias, scale, shift, res, y, stats []float32
+	scratch                                 int
+	m                                       *Model
 }
 
 func (t *convTask) Run(w, lo, hi int) {
@@ -69,10 +69,22 @@ func (t *convTask) Run(w, lo, hi int) {
 // channels, and, when sum is not nil, reduces its per-image statistics
 // into sum and sumsq.
 func (m *Model) conv3x3(fn Conv3x3Func, scratch, n, cin, cout int, x, w, bias, scale, shift, res, y, sum, sumsq []float32) {
+	packed := m.k.packed[:cout*cin*9]
+	check(PackConv3x3Weights(packed, w, cout, cin))
+	m.conv(fn, scratch, n, cout, packed, x, bias, scale, shift, res, y, sum, sumsq)
+}
+
+// conv1x1 runs a specialized 1x1 convolution likewise.
+func (m *Model) conv1x1(fn Conv1x1Func, scratch, n, cin, cout int, x, w, bias, scale, shift, res, y, sum, sumsq []float32) {
+	packed := m.k.packed[:cout*cin]
+	check(PackConv1x1Weights(packed, w, cout, cin))
+	m.conv(fn, scratch, n, cout, packed, x, bias, scale, shift, res, y, sum, sumsq)
+}
+
+// conv runs a forward kernel over the workers with packed weights.
+func (m *Model) conv(fn func(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int), scratch, n, cout int, packed, x, bias, scale, shift, res, y, sum, sumsq []float32) {
 	t := &m.k.conv
-	t.w = m.k.packed[:cout*cin*9]
-	check(PackConv3x3Weights(t.w, w, cout, cin))
-	t.fn, t.x, t.bias, t.scale, t.shift, t.res, t.y, t.scratch, t.m = fn, x, bias, scale, shift, res, y, scratch, m
+	t.fn, t.x, t.w, t.bias, t.scale, t.shift, t.res, t.y, t.scratch, t.m = fn, x, packed, bias, scale, shift, res, y, scratch, m
 	t.stats = nil
 	if sum != nil {
 		t.stats = m.k.stats[:n*2*cout]
@@ -84,7 +96,7 @@ func (m *Model) conv3x3(fn Conv3x3Func, scratch, n, cin, cout int, x, w, bias, s
 }
 
 type dxTask struct {
-	fn            Conv3x3DxFunc
+	fn            func(dy, w, dx, scratch []float32, n0, n1 int)
 	dy, w, dx     []float32
 	scratch       int
 	m             *Model
@@ -103,14 +115,29 @@ func (m *Model) conv3x3Dx(fn Conv3x3DxFunc, scratch, n, cin, cout int, dx, dy, w
 	m.ctx.Parallel(t, n)
 }
 
+// conv1x1Dx runs a specialized 1x1 backward-data convolution; it takes
+// the forward's packed weights.
+func (m *Model) conv1x1Dx(fn Conv1x1DxFunc, scratch, n, cin, cout int, dx, dy, w []float32) {
+	t := &m.k.dx
+	t.w = m.k.packed[:cout*cin]
+	check(PackConv1x1Weights(t.w, w, cout, cin))
+	t.fn, t.dy, t.dx, t.scratch, t.m = fn, dy, dx, scratch, m
+	m.ctx.Parallel(t, n)
+}
+
 type dwTask struct {
 	fn                   Conv3x3DwFunc
+	fn1                  Conv1x1DwFunc
 	x, dy, scale, shift  []float32
 	scratch              int
 	m                    *Model
 }
 
 func (t *dwTask) Run(w, lo, hi int) {
+	if t.fn1 != nil {
+		t.fn1(t.dy, t.x, t.scale, t.shift, t.m.k.dwView[w], t.m.ctx.Scratch(w)[:t.scratch], lo, hi)
+		return
+	}
 	t.fn(t.x, t.dy, t.scale, t.shift, t.m.k.dwView[w], t.m.ctx.Scratch(w)[:t.scratch], lo, hi)
 }
 
@@ -124,11 +151,34 @@ func (m *Model) conv3x3Dw(fn Conv3x3DwFunc, scratch, n, cin, cout int, dw, dy, x
 		clear(m.k.dwView[w])
 	}
 	t := &m.k.dw
-	t.fn, t.x, t.dy, t.scale, t.shift, t.scratch, t.m = fn, x, dy, scale, shift, scratch, m
+	t.fn, t.fn1, t.x, t.dy, t.scale, t.shift, t.scratch, t.m = fn, nil, x, dy, scale, shift, scratch, m
 	m.ctx.Parallel(t, n)
 	packed := m.k.packed[:size]
 	check(SumConv3x3Dw(packed, m.k.dwView, cout, cin))
 	check(UnpackConv3x3Weights(dw, packed, cout, cin))
+}
+
+// conv1x1Dw runs a specialized 1x1 backward-weights convolution: the
+// workers' partials, packed like the forward's weights, are added in
+// worker order in float64.
+func (m *Model) conv1x1Dw(fn Conv1x1DwFunc, scratch, n, cin, cout int, dw, dy, x, scale, shift []float32) {
+	size := cout * cin
+	for w := range m.k.dwView {
+		m.k.dwView[w] = m.k.dwParts[w][:size]
+		clear(m.k.dwView[w])
+	}
+	t := &m.k.dw
+	t.fn, t.fn1, t.x, t.dy, t.scale, t.shift, t.scratch, t.m = nil, fn, x, dy, scale, shift, scratch, m
+	m.ctx.Parallel(t, n)
+	packed := m.k.packed[:size]
+	for i := range packed {
+		var s float64
+		for _, p := range m.k.dwView {
+			s += float64(p[i])
+		}
+		packed[i] = float32(s)
+	}
+	check(UnpackConv1x1Weights(dw, packed, cout, cin))
 }
 `
 
@@ -142,6 +192,35 @@ type kernelPlan struct {
 }
 
 func newKernelPlan() *kernelPlan { return &kernelPlan{seen: map[string]bool{}} }
+
+// is1x1 reports whether op's weight w is a 1x1 kernel from cin to cout
+// channels with pad 0, stride 1 or 2, and whether every activation of
+// the op is blocked.
+func is1x1(op *ir.Op, w *ir.Value, acts ...*ir.Value) (cout, cin, stride int, ok bool) {
+	s := w.Type.Shape
+	if len(s) != 4 || s[2] != 1 || s[3] != 1 || s[0]%8 != 0 || s[1]%8 != 0 {
+		return 0, 0, 0, false
+	}
+	if op.Int("pad") != 0 || (op.Int("stride") != 1 && op.Int("stride") != 2) {
+		return 0, 0, 0, false
+	}
+	for _, a := range acts {
+		if a.Type.Layout != ir.NCHW8c {
+			return 0, 0, 0, false
+		}
+	}
+	return s[0], s[1], op.Int("stride"), true
+}
+
+// add1x1 records a 1x1 kernel and its buffers.
+func (k *kernelPlan) add1x1(c kernels.Conv1x1) {
+	if !k.seen[c.Name()] {
+		k.seen[c.Name()] = true
+		k.set.Conv1x1s = append(k.set.Conv1x1s, c)
+	}
+	k.packedLen = max(k.packedLen, c.Cout*c.Cin)
+	k.scratchLen = max(k.scratchLen, c.ScratchLen())
+}
 
 // is3x3 reports whether op's weight w is a 3x3 kernel from cin to cout
 // channels with pad 1, stride 1 or 2, and whether every activation of
@@ -197,18 +276,33 @@ func (k *kernelPlan) special(c *OpCall) jen.Code {
 			}
 			kc.ReLU, kc.Stats = op.Bool("relu"), op.Bool("stats")
 		}
+		var sum, sumsq jen.Code = nilf, nilf
+		if kc.Stats {
+			sum, sumsq = c.Results[1], c.Results[2]
+		}
+		xs := x.Type.Shape
+		if cout, cin, stride, ok := is1x1(op, w, acts...); ok {
+			k1 := kernels.Conv1x1{Op: kernels.Conv1x1Fwd, N: xs[0], Cin: cin, Cout: cout, H: xs[2], W: xs[3], Stride: stride,
+				Prologue: kc.Prologue, Bias: kc.Bias, Residual: kc.Residual, ReLU: kc.ReLU, Stats: kc.Stats}
+			if k1.Validate() != nil {
+				return nil
+			}
+			k.add1x1(k1)
+			if kc.Stats {
+				k.statsLen = max(k.statsLen, k1.N*2*cout)
+			}
+			return jen.Id("m").Dot("conv1x1").Call(jen.Id(k1.Name()), jen.Lit(k1.ScratchLen()), jen.Lit(k1.N), jen.Lit(cin), jen.Lit(cout),
+				c.Args[0], c.Args[1], bias, scale, shift, res, c.Results[0], sum, sumsq)
+		}
 		cout, cin, stride, ok := is3x3(op, w, acts...)
 		if !ok {
 			return nil
 		}
-		xs := x.Type.Shape
 		kc.N, kc.Cin, kc.Cout, kc.H, kc.W, kc.Stride = xs[0], cin, cout, xs[2], xs[3], stride
 		if kc.Validate() != nil {
 			return nil
 		}
-		var sum, sumsq jen.Code = nilf, nilf
 		if kc.Stats {
-			sum, sumsq = c.Results[1], c.Results[2]
 			k.statsLen = max(k.statsLen, kc.N*2*cout)
 		}
 		if !k.seen[kc.Name()] {
@@ -221,6 +315,16 @@ func (k *kernelPlan) special(c *OpCall) jen.Code {
 			c.Args[0], c.Args[1], bias, scale, shift, res, c.Results[0], sum, sumsq)
 	case ir.Conv2DDx:
 		dy, w, dx := op.Args[0], op.Args[1], op.Results[0]
+		if cout, cin, stride, ok := is1x1(op, w, dy, dx); ok {
+			xs := dx.Type.Shape
+			k1 := kernels.Conv1x1{Op: kernels.Conv1x1Dx, N: xs[0], Cin: cin, Cout: cout, H: xs[2], W: xs[3], Stride: stride}
+			if k1.Validate() != nil {
+				return nil
+			}
+			k.add1x1(k1)
+			return jen.Id("m").Dot("conv1x1Dx").Call(jen.Id(k1.Name()), jen.Lit(k1.ScratchLen()), jen.Lit(k1.N), jen.Lit(cin), jen.Lit(cout),
+				c.Results[0], c.Args[0], c.Args[1])
+		}
 		cout, cin, stride, ok := is3x3(op, w, dy, dx)
 		if !ok {
 			return nil
@@ -240,6 +344,32 @@ func (k *kernelPlan) special(c *OpCall) jen.Code {
 			c.Results[0], c.Args[0], c.Args[1])
 	case ir.Conv2DDw, ir.Conv2DDwFused:
 		dy, x, dw := op.Args[0], op.Args[1], op.Results[0]
+		var scale, shift jen.Code = nilf, nilf
+		prologue := kernels.PrologueNone
+		if op.Kind == ir.Conv2DDwFused {
+			switch op.Str("prologue") {
+			case "relu":
+				prologue = kernels.PrologueReLU
+			case "affine_relu":
+				prologue = kernels.PrologueAffineReLU
+				scale, shift = c.Args[2], c.Args[3]
+			}
+		}
+		if op.Int("kernel") == 1 {
+			cout, cin, stride, ok := is1x1(op, dw, dy, x)
+			if !ok {
+				return nil
+			}
+			xs := x.Type.Shape
+			k1 := kernels.Conv1x1{Op: kernels.Conv1x1Dw, N: xs[0], Cin: cin, Cout: cout, H: xs[2], W: xs[3], Stride: stride, Prologue: prologue}
+			if k1.Validate() != nil {
+				return nil
+			}
+			k.add1x1(k1)
+			k.dwPartLen = max(k.dwPartLen, cout*cin)
+			return jen.Id("m").Dot("conv1x1Dw").Call(jen.Id(k1.Name()), jen.Lit(k1.ScratchLen()), jen.Lit(k1.N), jen.Lit(cin), jen.Lit(cout),
+				c.Results[0], c.Args[0], c.Args[1], scale, shift)
+		}
 		if op.Int("kernel") != 3 {
 			return nil
 		}
@@ -248,17 +378,7 @@ func (k *kernelPlan) special(c *OpCall) jen.Code {
 			return nil
 		}
 		xs := x.Type.Shape
-		kw := kernels.Conv3x3Dw{N: xs[0], Cin: cin, Cout: cout, H: xs[2], W: xs[3], Stride: stride}
-		var scale, shift jen.Code = nilf, nilf
-		if op.Kind == ir.Conv2DDwFused {
-			switch op.Str("prologue") {
-			case "relu":
-				kw.Prologue = kernels.PrologueReLU
-			case "affine_relu":
-				kw.Prologue = kernels.PrologueAffineReLU
-				scale, shift = c.Args[2], c.Args[3]
-			}
-		}
+		kw := kernels.Conv3x3Dw{N: xs[0], Cin: cin, Cout: cout, H: xs[2], W: xs[3], Stride: stride, Prologue: prologue}
 		if kw.Validate() != nil {
 			return nil
 		}

@@ -26,6 +26,7 @@ type emitter struct {
 
 	arenaLen, scratchLen, wideLen int
 	macs                          int64 // per image, forward
+	sgd                           passes.SGDOptions
 }
 
 // stepCode is one compiled graph as the package runs it.
@@ -54,6 +55,10 @@ func newEmitter(arch *resnet.Arch, opts Options, gt *ir.Graph, pt *passes.MemPla
 		return nil, err
 	}
 	e.macs = st.MACs
+	e.sgd = passes.DefaultSGD
+	if opts.SGD != nil {
+		e.sgd = *opts.SGD
+	}
 	for _, s := range []struct {
 		name string
 		g    *ir.Graph
@@ -224,6 +229,9 @@ func (e *emitter) emitModel(f *jen.File) {
 		jen.Comment("frameworks count them; recomputation is not counted."),
 		jen.Id("TrainFLOPs").Op("=").Lit(float64(6*e.macs*int64(e.opts.Batch))),
 		jen.Id("InferFLOPs").Op("=").Lit(float64(2*e.macs*int64(e.opts.Batch))),
+		jen.Comment("Momentum and WeightDecay are the SGD hyperparameters compiled into TrainStep."),
+		jen.Id("Momentum").Op("=").Lit(e.sgd.Momentum),
+		jen.Id("WeightDecay").Op("=").Lit(e.sgd.Decay),
 	)
 	f.Line()
 	f.Comment("Storage sizes, in float32s.")

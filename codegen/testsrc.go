@@ -281,6 +281,59 @@ func TestKernelsMatchTwins(t *testing.T) {
 	}
 }
 
+// TestKernels1x1MatchTwins does the same for the 1x1 kernels.
+func TestKernels1x1MatchTwins(t *testing.T) {
+	if !UsesAsm() {
+		t.Skip("this build runs the twins only")
+	}
+	const tol = 1e-5
+	for i := range Conv1x1Kernels {
+		k := &Conv1x1Kernels[i]
+		s := &k.Conv1x1Shape
+		r := rand.New(rand.NewPCG(uint64(i), 10))
+		x, w, res := randFloats(r, s.XLen()), randFloats(r, s.WLen()), randFloats(r, s.YLen())
+		bias, scale, shift := randFloats(r, s.Cout), randFloats(r, s.Cin), randFloats(r, s.Cin)
+		y1, y2 := AlignedFloats(s.YLen()), AlignedFloats(s.YLen())
+		st1, st2 := AlignedFloats(s.StatsLen()), AlignedFloats(s.StatsLen())
+		n := min(2, s.N)
+		k.Asm(x, w, bias, scale, shift, res, y1, st1, AlignedFloats(s.ScratchLen()), 0, n)
+		k.Go(x, w, bias, scale, shift, res, y2, st2, AlignedFloats(s.ScratchLen()), 0, n)
+		if e := near(y1, y2); !(e <= tol) {
+			t.Errorf("%s: output differs from the twin by %.3g", s.Name, e)
+		}
+		if e := near(st1, st2); !(e <= tol) {
+			t.Errorf("%s: statistics differ from the twin by %.3g", s.Name, e)
+		}
+	}
+	for i := range Conv1x1DxKernels {
+		k := &Conv1x1DxKernels[i]
+		s := &k.Conv1x1Shape
+		r := rand.New(rand.NewPCG(uint64(i), 11))
+		dy, w := randFloats(r, s.YLen()), randFloats(r, s.WLen())
+		dx1, dx2 := AlignedFloats(s.XLen()), AlignedFloats(s.XLen())
+		n := min(2, s.N)
+		k.Asm(dy, w, dx1, AlignedFloats(s.ScratchLen()), 0, n)
+		k.Go(dy, w, dx2, AlignedFloats(s.ScratchLen()), 0, n)
+		if e := near(dx1, dx2); !(e <= tol) {
+			t.Errorf("%s: dx differs from the twin by %.3g", s.Name, e)
+		}
+	}
+	for i := range Conv1x1DwKernels {
+		k := &Conv1x1DwKernels[i]
+		s := &k.Conv1x1Shape
+		r := rand.New(rand.NewPCG(uint64(i), 12))
+		x, dy := randFloats(r, s.XLen()), randFloats(r, s.YLen())
+		scale, shift := randFloats(r, s.Cin), randFloats(r, s.Cin)
+		dw1, dw2 := AlignedFloats(s.WLen()), AlignedFloats(s.WLen())
+		n := min(2, s.N)
+		k.Asm(dy, x, scale, shift, dw1, AlignedFloats(s.ScratchLen()), 0, n)
+		k.Go(dy, x, scale, shift, dw2, AlignedFloats(s.ScratchLen()), 0, n)
+		if e := near(dw1, dw2); !(e <= tol) {
+			t.Errorf("%s: dw differs from the twin by %.3g", s.Name, e)
+		}
+	}
+}
+
 // allCorePeak measures the FMA peak of threads cores in GFLOP/s, with
 // the package's peak loop on threads goroutines.
 func allCorePeak(threads int) float64 {

@@ -25,7 +25,7 @@ type Pass struct {
 var passes = []Pass{
 	{Name: "fold-bn", Fn: graphOnly(FoldBatchNorm), Modes: []ir.Mode{ir.Infer}},
 	{Name: "fuse-bn-relu-conv", Fn: graphOnly(FuseBNReLUConv), Modes: []ir.Mode{ir.Infer, ir.Train}},
-	{Name: "autodiff", Fn: graphOnly(Autodiff), Modes: []ir.Mode{ir.Train}, Required: true},
+	{Name: "autodiff", Fn: autodiffPass, Modes: []ir.Mode{ir.Train}, Required: true},
 	{Name: "layout", Fn: graphOnly(Layout), Modes: []ir.Mode{ir.Infer, ir.Train}},
 	{Name: "remat", Fn: rematPass, Modes: []ir.Mode{ir.Train}},
 }
@@ -38,6 +38,17 @@ type Context struct {
 	Budget int64
 	// Remat is the remat pass's report, when it ran.
 	Remat *RematReport
+	// SGD are the update's hyperparameters; nil means DefaultSGD.
+	SGD *SGDOptions
+}
+
+// autodiffPass builds the training step with the run's SGD options.
+func autodiffPass(g *ir.Graph, c *Context) error {
+	o := DefaultSGD
+	if c.SGD != nil {
+		o = *c.SGD
+	}
+	return AutodiffWith(o)(g)
 }
 
 // graphOnly adapts a pass that needs only the graph.
@@ -95,6 +106,9 @@ type RunOptions struct {
 	// pass recomputes forward values in the backward pass until the
 	// memory plan fits it. 0 (the default) recomputes nothing.
 	Budget int64
+	// SGD are the hyperparameters of the update autodiff appends; nil
+	// means DefaultSGD, the paper's.
+	SGD *SGDOptions
 }
 
 // Error is an error from a pass: the pass's name and what went wrong.
@@ -112,7 +126,7 @@ func (e *Error) Unwrap() error { return e.Err }
 // after a pass are returned as an *Error naming the pass; after one, g is
 // in an unspecified state.
 func Run(g *ir.Graph, opts RunOptions) (*Context, error) {
-	c := &Context{Budget: opts.Budget}
+	c := &Context{Budget: opts.Budget, SGD: opts.SGD}
 	return c, run(g, passes, opts, c)
 }
 

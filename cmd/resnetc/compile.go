@@ -8,6 +8,7 @@ import (
 	"unicode"
 
 	"github.com/resnetc/resnetc/codegen"
+	"github.com/resnetc/resnetc/passes"
 )
 
 func runCompile(args []string, stdout, stderr io.Writer) error {
@@ -17,6 +18,8 @@ func runCompile(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("o", "", "write the package into `DIR` (created if needed)")
 	pkg := fs.String("pkg", "", "Go package `NAME` (default: the directory's name without punctuation)")
 	budgetFlag := fs.String("budget", "", "arena budget `SIZE` of the training step, such as 2GiB (default: no budget)")
+	momentum := fs.Float64("momentum", passes.DefaultSGD.Momentum, "SGD momentum compiled into the training step")
+	decay := fs.Float64("weight-decay", passes.DefaultSGD.Decay, "L2 weight decay compiled into the training step")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -45,7 +48,8 @@ func runCompile(args []string, stdout, stderr io.Writer) error {
 		}
 		name = packageName(filepath.Base(abs))
 	}
-	p, err := codegen.Compile(arch, codegen.Options{Package: name, Batch: af.batch, Budget: budget})
+	sgd := passes.SGDOptions{Momentum: *momentum, Decay: *decay}
+	p, err := codegen.Compile(arch, codegen.Options{Package: name, Batch: af.batch, Budget: budget, SGD: &sgd})
 	if err != nil {
 		return err
 	}

@@ -12,15 +12,16 @@ import (
 
 // Set is the kernels of one generated package.
 type Set struct {
-	Convs []Conv3x3
-	Dxs   []Conv3x3Dx
-	Dws   []Conv3x3Dw
+	Convs    []Conv3x3
+	Dxs      []Conv3x3Dx
+	Dws      []Conv3x3Dw
+	Conv1x1s []Conv1x1 // forward, backward-data and backward-weights
 }
 
 // Render returns the files of package pkg that hold the set, by name:
 // the assembly (kernels_amd64.s) and its stubs (kernels_amd64.go), the
-// Go dispatch and twins (kernels.go, kernels_bwd.go), the shape-generic
-// support code (support.go, support_bwd.go) and the files that say
+// Go dispatch and twins (kernels.go, kernels_bwd.go, kernels_1x1.go), the shape-generic
+// support code (support.go, support_bwd.go, support_1x1.go) and the files that say
 // whether the build has the assembly (asm_amd64.go, asm_other.go). The
 // FMA peak loop is always included.
 func (s Set) Render(pkg string) (map[string][]byte, error) {
@@ -41,6 +42,11 @@ func (s Set) Render(pkg string) (map[string][]byte, error) {
 	}
 	for _, d := range s.Dws {
 		if err := d.BuildAsm(ctx); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range s.Conv1x1s {
+		if err := c.BuildAsm(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -65,6 +71,9 @@ func (s Set) Render(pkg string) (map[string][]byte, error) {
 	if files["support_bwd.go"], err = SupportBwdSource(pkg); err != nil {
 		return nil, err
 	}
+	if files["support_1x1.go"], err = Conv1x1SupportSource(pkg); err != nil {
+		return nil, err
+	}
 	kf := NewFile(pkg, "")
 	if err := EmitGo(kf, s.Convs); err != nil {
 		return nil, err
@@ -73,12 +82,17 @@ func (s Set) Render(pkg string) (map[string][]byte, error) {
 	if err := EmitBwdGo(bf, s.Dxs, s.Dws); err != nil {
 		return nil, err
 	}
+	gf := NewFile(pkg, "")
+	if err := EmitConv1x1Go(gf, s.Conv1x1s); err != nil {
+		return nil, err
+	}
 	present := NewFile(pkg, AsmConstraint)
 	EmitAsmPresent(present)
 	absent := NewFile(pkg, NoAsmConstraint)
 	EmitAsmAbsent(absent, s.Convs)
 	EmitBwdAsmAbsent(absent, s.Dxs, s.Dws)
-	for name, jf := range map[string]*jen.File{"kernels.go": kf, "kernels_bwd.go": bf, "asm_amd64.go": present, "asm_other.go": absent} {
+	EmitConv1x1AsmAbsent(absent, s.Conv1x1s)
+	for name, jf := range map[string]*jen.File{"kernels.go": kf, "kernels_bwd.go": bf, "kernels_1x1.go": gf, "asm_amd64.go": present, "asm_other.go": absent} {
 		var buf bytes.Buffer
 		if err := jf.Render(&buf); err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)

@@ -27,3 +27,59 @@ var (
 	conv3x3DwN128C32K32H16W16S1InAffineReluAVX2 Conv3x3DwFunc
 	conv3x3DwN128C16K16H32W32S1InAffineReluAVX2 Conv3x3DwFunc
 )
+
+// The 1x1 assembly kernels' names, nil in this build.
+var (
+	conv1x1N128C16K16H32W32S1StatsAVX2                 Conv1x1Func
+	conv1x1N128C16K64H32W32S1InAffineReluAVX2          Conv1x1Func
+	conv1x1N128C16K64H32W32S1ResStatsAVX2              Conv1x1Func
+	conv1x1N128C64K16H32W32S1InAffineReluStatsAVX2     Conv1x1Func
+	conv1x1N128C16K64H32W32S1InAffineReluResStatsAVX2  Conv1x1Func
+	conv1x1N128C64K32H32W32S2StatsAVX2                 Conv1x1Func
+	conv1x1N128C32K128H16W16S1InAffineReluAVX2         Conv1x1Func
+	conv1x1N128C64K128H32W32S2ResStatsAVX2             Conv1x1Func
+	conv1x1N128C128K32H16W16S1InAffineReluStatsAVX2    Conv1x1Func
+	conv1x1N128C32K128H16W16S1InAffineReluResStatsAVX2 Conv1x1Func
+	conv1x1N128C128K64H16W16S2StatsAVX2                Conv1x1Func
+	conv1x1N128C64K256H8W8S1InAffineReluAVX2           Conv1x1Func
+	conv1x1N128C128K256H16W16S2ResStatsAVX2            Conv1x1Func
+	conv1x1N128C256K64H8W8S1InAffineReluStatsAVX2      Conv1x1Func
+	conv1x1N128C64K256H8W8S1InAffineReluResStatsAVX2   Conv1x1Func
+	conv1x1DwN128C64K256H8W8S1InAffineReluAVX2         Conv1x1DwFunc
+	conv1x1DxN128C64K256H8W8S1AVX2                     Conv1x1DxFunc
+	conv1x1DwN128C256K64H8W8S1InAffineReluAVX2         Conv1x1DwFunc
+	conv1x1DxN128C256K64H8W8S1AVX2                     Conv1x1DxFunc
+	conv1x1DwN128C128K256H16W16S2AVX2                  Conv1x1DwFunc
+	conv1x1DxN128C128K256H16W16S2AVX2                  Conv1x1DxFunc
+	conv1x1DwN128C128K64H16W16S2AVX2                   Conv1x1DwFunc
+	conv1x1DxN128C128K64H16W16S2AVX2                   Conv1x1DxFunc
+	conv1x1DwN128C32K128H16W16S1InAffineReluAVX2       Conv1x1DwFunc
+	conv1x1DxN128C32K128H16W16S1AVX2                   Conv1x1DxFunc
+	conv1x1DwN128C128K32H16W16S1InAffineReluAVX2       Conv1x1DwFunc
+	conv1x1DxN128C128K32H16W16S1AVX2                   Conv1x1DxFunc
+	conv1x1DwN128C64K128H32W32S2AVX2                   Conv1x1DwFunc
+	conv1x1DxN128C64K128H32W32S2AVX2                   Conv1x1DxFunc
+	conv1x1DwN128C64K32H32W32S2AVX2                    Conv1x1DwFunc
+	conv1x1DxN128C64K32H32W32S2AVX2                    Conv1x1DxFunc
+	conv1x1DwN128C16K64H32W32S1InAffineReluAVX2        Conv1x1DwFunc
+	conv1x1DxN128C16K64H32W32S1AVX2                    Conv1x1DxFunc
+	conv1x1DwN128C64K16H32W32S1InAffineReluAVX2        Conv1x1DwFunc
+	conv1x1DxN128C64K16H32W32S1AVX2                    Conv1x1DxFunc
+	conv1x1DwN128C16K64H32W32S1AVX2                    Conv1x1DwFunc
+	conv1x1DwN128C16K16H32W32S1AVX2                    Conv1x1DwFunc
+	conv1x1DxN128C16K16H32W32S1AVX2                    Conv1x1DxFunc
+	conv1x1N128C16K16H32W32S1BiasReluAVX2              Conv1x1Func
+	conv1x1N128C16K64H32W32S1AVX2                      Conv1x1Func
+	conv1x1N128C16K64H32W32S1ResAVX2                   Conv1x1Func
+	conv1x1N128C64K16H32W32S1InAffineReluBiasReluAVX2  Conv1x1Func
+	conv1x1N128C64K32H32W32S2BiasReluAVX2              Conv1x1Func
+	conv1x1N128C32K128H16W16S1AVX2                     Conv1x1Func
+	conv1x1N128C64K128H32W32S2ResAVX2                  Conv1x1Func
+	conv1x1N128C128K32H16W16S1InAffineReluBiasReluAVX2 Conv1x1Func
+	conv1x1N128C32K128H16W16S1ResAVX2                  Conv1x1Func
+	conv1x1N128C128K64H16W16S2BiasReluAVX2             Conv1x1Func
+	conv1x1N128C64K256H8W8S1AVX2                       Conv1x1Func
+	conv1x1N128C128K256H16W16S2ResAVX2                 Conv1x1Func
+	conv1x1N128C256K64H8W8S1InAffineReluBiasReluAVX2   Conv1x1Func
+	conv1x1N128C64K256H8W8S1ResAVX2                    Conv1x1Func
+)

@@ -34,6 +34,9 @@ const (
 	// frameworks count them; recomputation is not counted.
 	TrainFLOPs = 1.142668787712e+12
 	InferFLOPs = 3.80889595904e+11
+	// Momentum and WeightDecay are the SGD hyperparameters compiled into TrainStep.
+	Momentum    = 0.9
+	WeightDecay = 0.0001
 )
 
 // Storage sizes, in float32s.

@@ -172,7 +172,7 @@ func (m *Model) trainS1Forward(t *[48]int) {
 	// relu1: affine_relu
 	nn.AffineReLU(m.ctx, a[t[13]:t[13]+2097152], a[t[12]:t[12]+2097152], a[t[6]:t[6]+16], a[t[7]:t[7]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// conv1: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[15]:t[15]+2097152], a[t[16]:t[16]+16], a[t[17]:t[17]+16], a[t[13]:t[13]+2097152], p[t[14]:t[14]+256], nil, nil, nil, nil, nn.ConvParams{X: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Stats: true})
+	m.conv1x1(Conv1x1N128C16K16H32W32S1Stats, 0, 128, 16, 16, a[t[13]:t[13]+2097152], p[t[14]:t[14]+256], nil, nil, nil, nil, a[t[15]:t[15]+2097152], a[t[16]:t[16]+16], a[t[17]:t[17]+16])
 	// bn2: moments
 	nn.Moments(m.ctx, a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[16]:t[16]+16], a[t[17]:t[17]+16], 16, 131072)
 	// bn2: bnaffine
@@ -192,9 +192,9 @@ func (m *Model) trainS1Forward(t *[48]int) {
 	// bn3: ema
 	nn.EMA(m.ctx, s[t[41]:t[41]+16], s[t[40]:t[40]+16], a[t[33]:t[33]+16], 16, 0.1, 1.0000076294527394)
 	// conv3: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[43]:t[43]+8388608], nil, nil, a[t[29]:t[29]+2097152], p[t[42]:t[42]+1024], nil, a[t[36]:t[36]+16], a[t[37]:t[37]+16], nil, nn.ConvParams{X: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU})
+	m.conv1x1(Conv1x1N128C16K64H32W32S1InAffineRelu, 16384, 128, 16, 64, a[t[29]:t[29]+2097152], p[t[42]:t[42]+1024], nil, a[t[36]:t[36]+16], a[t[37]:t[37]+16], nil, a[t[43]:t[43]+8388608], nil, nil)
 	// shortcut.conv: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[45]:t[45]+8388608], a[t[46]:t[46]+64], a[t[47]:t[47]+64], a[t[13]:t[13]+2097152], p[t[44]:t[44]+1024], nil, nil, nil, a[t[43]:t[43]+8388608], nn.ConvParams{X: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Residual: true, Stats: true})
+	m.conv1x1(Conv1x1N128C16K64H32W32S1ResStats, 0, 128, 16, 64, a[t[13]:t[13]+2097152], p[t[44]:t[44]+1024], nil, nil, nil, a[t[43]:t[43]+8388608], a[t[45]:t[45]+8388608], a[t[46]:t[46]+64], a[t[47]:t[47]+64])
 }
 
 // trainS1Forward2 runs the forward ops of 110 blocks like s1.u2; t is a row of trainS1Forward2Rows.
@@ -209,7 +209,7 @@ func (m *Model) trainS1Forward2(t *[45]int) {
 	// bn1: ema
 	nn.EMA(m.ctx, s[t[11]:t[11]+64], s[t[10]:t[10]+64], a[t[3]:t[3]+64], 64, 0.1, 1.0000076294527394)
 	// conv1: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[14]:t[14]+2097152], a[t[15]:t[15]+16], a[t[16]:t[16]+16], a[t[12]:t[12]+8388608], p[t[13]:t[13]+1024], nil, a[t[6]:t[6]+64], a[t[7]:t[7]+64], nil, nn.ConvParams{X: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU, Stats: true})
+	m.conv1x1(Conv1x1N128C64K16H32W32S1InAffineReluStats, 65536, 128, 64, 16, a[t[12]:t[12]+8388608], p[t[13]:t[13]+1024], nil, a[t[6]:t[6]+64], a[t[7]:t[7]+64], nil, a[t[14]:t[14]+2097152], a[t[15]:t[15]+16], a[t[16]:t[16]+16])
 	// bn2: moments
 	nn.Moments(m.ctx, a[t[17]:t[17]+16], a[t[18]:t[18]+16], a[t[15]:t[15]+16], a[t[16]:t[16]+16], 16, 131072)
 	// bn2: bnaffine
@@ -229,7 +229,7 @@ func (m *Model) trainS1Forward2(t *[45]int) {
 	// bn3: ema
 	nn.EMA(m.ctx, s[t[40]:t[40]+16], s[t[39]:t[39]+16], a[t[32]:t[32]+16], 16, 0.1, 1.0000076294527394)
 	// conv3: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[42]:t[42]+8388608], a[t[43]:t[43]+64], a[t[44]:t[44]+64], a[t[28]:t[28]+2097152], p[t[41]:t[41]+1024], nil, a[t[35]:t[35]+16], a[t[36]:t[36]+16], a[t[12]:t[12]+8388608], nn.ConvParams{X: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU, Residual: true, Stats: true})
+	m.conv1x1(Conv1x1N128C16K64H32W32S1InAffineReluResStats, 16384, 128, 16, 64, a[t[28]:t[28]+2097152], p[t[41]:t[41]+1024], nil, a[t[35]:t[35]+16], a[t[36]:t[36]+16], a[t[12]:t[12]+8388608], a[t[42]:t[42]+8388608], a[t[43]:t[43]+64], a[t[44]:t[44]+64])
 }
 
 // trainS2Forward runs the forward ops of s2.u1; t is a row of trainS2ForwardRows.
@@ -246,7 +246,7 @@ func (m *Model) trainS2Forward(t *[48]int) {
 	// relu1: affine_relu
 	nn.AffineReLU(m.ctx, a[t[13]:t[13]+8388608], a[t[12]:t[12]+8388608], a[t[6]:t[6]+64], a[t[7]:t[7]+64], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
 	// conv1: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[15]:t[15]+1048576], a[t[16]:t[16]+32], a[t[17]:t[17]+32], a[t[13]:t[13]+8388608], p[t[14]:t[14]+2048], nil, nil, nil, nil, nn.ConvParams{X: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, KH: 1, KW: 1, Stride: 2, Pad: 0, Stats: true})
+	m.conv1x1(Conv1x1N128C64K32H32W32S2Stats, 16384, 128, 64, 32, a[t[13]:t[13]+8388608], p[t[14]:t[14]+2048], nil, nil, nil, nil, a[t[15]:t[15]+1048576], a[t[16]:t[16]+32], a[t[17]:t[17]+32])
 	// bn2: moments
 	nn.Moments(m.ctx, a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[16]:t[16]+32], a[t[17]:t[17]+32], 32, 32768)
 	// bn2: bnaffine
@@ -266,9 +266,9 @@ func (m *Model) trainS2Forward(t *[48]int) {
 	// bn3: ema
 	nn.EMA(m.ctx, s[t[41]:t[41]+32], s[t[40]:t[40]+32], a[t[33]:t[33]+32], 32, 0.1, 1.000030518509476)
 	// conv3: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[43]:t[43]+4194304], nil, nil, a[t[29]:t[29]+1048576], p[t[42]:t[42]+4096], nil, a[t[36]:t[36]+32], a[t[37]:t[37]+32], nil, nn.ConvParams{X: nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, Y: nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU})
+	m.conv1x1(Conv1x1N128C32K128H16W16S1InAffineRelu, 8192, 128, 32, 128, a[t[29]:t[29]+1048576], p[t[42]:t[42]+4096], nil, a[t[36]:t[36]+32], a[t[37]:t[37]+32], nil, a[t[43]:t[43]+4194304], nil, nil)
 	// shortcut.conv: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[45]:t[45]+4194304], a[t[46]:t[46]+128], a[t[47]:t[47]+128], a[t[13]:t[13]+8388608], p[t[44]:t[44]+8192], nil, nil, nil, a[t[43]:t[43]+4194304], nn.ConvParams{X: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true}, KH: 1, KW: 1, Stride: 2, Pad: 0, Residual: true, Stats: true})
+	m.conv1x1(Conv1x1N128C64K128H32W32S2ResStats, 16384, 128, 64, 128, a[t[13]:t[13]+8388608], p[t[44]:t[44]+8192], nil, nil, nil, a[t[43]:t[43]+4194304], a[t[45]:t[45]+4194304], a[t[46]:t[46]+128], a[t[47]:t[47]+128])
 }
 
 // trainS2Forward2 runs the forward ops of 110 blocks like s2.u2; t is a row of trainS2Forward2Rows.
@@ -283,7 +283,7 @@ func (m *Model) trainS2Forward2(t *[45]int) {
 	// bn1: ema
 	nn.EMA(m.ctx, s[t[11]:t[11]+128], s[t[10]:t[10]+128], a[t[3]:t[3]+128], 128, 0.1, 1.000030518509476)
 	// conv1: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[14]:t[14]+1048576], a[t[15]:t[15]+32], a[t[16]:t[16]+32], a[t[12]:t[12]+4194304], p[t[13]:t[13]+4096], nil, a[t[6]:t[6]+128], a[t[7]:t[7]+128], nil, nn.ConvParams{X: nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true}, Y: nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU, Stats: true})
+	m.conv1x1(Conv1x1N128C128K32H16W16S1InAffineReluStats, 32768, 128, 128, 32, a[t[12]:t[12]+4194304], p[t[13]:t[13]+4096], nil, a[t[6]:t[6]+128], a[t[7]:t[7]+128], nil, a[t[14]:t[14]+1048576], a[t[15]:t[15]+32], a[t[16]:t[16]+32])
 	// bn2: moments
 	nn.Moments(m.ctx, a[t[17]:t[17]+32], a[t[18]:t[18]+32], a[t[15]:t[15]+32], a[t[16]:t[16]+32], 32, 32768)
 	// bn2: bnaffine
@@ -303,7 +303,7 @@ func (m *Model) trainS2Forward2(t *[45]int) {
 	// bn3: ema
 	nn.EMA(m.ctx, s[t[40]:t[40]+32], s[t[39]:t[39]+32], a[t[32]:t[32]+32], 32, 0.1, 1.000030518509476)
 	// conv3: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[42]:t[42]+4194304], a[t[43]:t[43]+128], a[t[44]:t[44]+128], a[t[28]:t[28]+1048576], p[t[41]:t[41]+4096], nil, a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[12]:t[12]+4194304], nn.ConvParams{X: nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, Y: nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU, Residual: true, Stats: true})
+	m.conv1x1(Conv1x1N128C32K128H16W16S1InAffineReluResStats, 8192, 128, 32, 128, a[t[28]:t[28]+1048576], p[t[41]:t[41]+4096], nil, a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[12]:t[12]+4194304], a[t[42]:t[42]+4194304], a[t[43]:t[43]+128], a[t[44]:t[44]+128])
 }
 
 // trainS3Forward runs the forward ops of s3.u1; t is a row of trainS3ForwardRows.
@@ -320,7 +320,7 @@ func (m *Model) trainS3Forward(t *[48]int) {
 	// relu1: affine_relu
 	nn.AffineReLU(m.ctx, a[t[13]:t[13]+4194304], a[t[12]:t[12]+4194304], a[t[6]:t[6]+128], a[t[7]:t[7]+128], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
 	// conv1: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[15]:t[15]+524288], a[t[16]:t[16]+64], a[t[17]:t[17]+64], a[t[13]:t[13]+4194304], p[t[14]:t[14]+8192], nil, nil, nil, nil, nn.ConvParams{X: nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true}, Y: nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true}, KH: 1, KW: 1, Stride: 2, Pad: 0, Stats: true})
+	m.conv1x1(Conv1x1N128C128K64H16W16S2Stats, 8192, 128, 128, 64, a[t[13]:t[13]+4194304], p[t[14]:t[14]+8192], nil, nil, nil, nil, a[t[15]:t[15]+524288], a[t[16]:t[16]+64], a[t[17]:t[17]+64])
 	// bn2: moments
 	nn.Moments(m.ctx, a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[16]:t[16]+64], a[t[17]:t[17]+64], 64, 8192)
 	// bn2: bnaffine
@@ -340,9 +340,9 @@ func (m *Model) trainS3Forward(t *[48]int) {
 	// bn3: ema
 	nn.EMA(m.ctx, s[t[41]:t[41]+64], s[t[40]:t[40]+64], a[t[33]:t[33]+64], 64, 0.1, 1.0001220852154804)
 	// conv3: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[43]:t[43]+2097152], nil, nil, a[t[29]:t[29]+524288], p[t[42]:t[42]+16384], nil, a[t[36]:t[36]+64], a[t[37]:t[37]+64], nil, nn.ConvParams{X: nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true}, Y: nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU})
+	m.conv1x1(Conv1x1N128C64K256H8W8S1InAffineRelu, 4096, 128, 64, 256, a[t[29]:t[29]+524288], p[t[42]:t[42]+16384], nil, a[t[36]:t[36]+64], a[t[37]:t[37]+64], nil, a[t[43]:t[43]+2097152], nil, nil)
 	// shortcut.conv: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[45]:t[45]+2097152], a[t[46]:t[46]+256], a[t[47]:t[47]+256], a[t[13]:t[13]+4194304], p[t[44]:t[44]+32768], nil, nil, nil, a[t[43]:t[43]+2097152], nn.ConvParams{X: nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true}, Y: nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true}, KH: 1, KW: 1, Stride: 2, Pad: 0, Residual: true, Stats: true})
+	m.conv1x1(Conv1x1N128C128K256H16W16S2ResStats, 8192, 128, 128, 256, a[t[13]:t[13]+4194304], p[t[44]:t[44]+32768], nil, nil, nil, a[t[43]:t[43]+2097152], a[t[45]:t[45]+2097152], a[t[46]:t[46]+256], a[t[47]:t[47]+256])
 }
 
 // trainS3Forward2 runs the forward ops of 110 blocks like s3.u2; t is a row of trainS3Forward2Rows.
@@ -357,7 +357,7 @@ func (m *Model) trainS3Forward2(t *[45]int) {
 	// bn1: ema
 	nn.EMA(m.ctx, s[t[11]:t[11]+256], s[t[10]:t[10]+256], a[t[3]:t[3]+256], 256, 0.1, 1.0001220852154804)
 	// conv1: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[14]:t[14]+524288], a[t[15]:t[15]+64], a[t[16]:t[16]+64], a[t[12]:t[12]+2097152], p[t[13]:t[13]+16384], nil, a[t[6]:t[6]+256], a[t[7]:t[7]+256], nil, nn.ConvParams{X: nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true}, Y: nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU, Stats: true})
+	m.conv1x1(Conv1x1N128C256K64H8W8S1InAffineReluStats, 16384, 128, 256, 64, a[t[12]:t[12]+2097152], p[t[13]:t[13]+16384], nil, a[t[6]:t[6]+256], a[t[7]:t[7]+256], nil, a[t[14]:t[14]+524288], a[t[15]:t[15]+64], a[t[16]:t[16]+64])
 	// bn2: moments
 	nn.Moments(m.ctx, a[t[17]:t[17]+64], a[t[18]:t[18]+64], a[t[15]:t[15]+64], a[t[16]:t[16]+64], 64, 8192)
 	// bn2: bnaffine
@@ -377,7 +377,7 @@ func (m *Model) trainS3Forward2(t *[45]int) {
 	// bn3: ema
 	nn.EMA(m.ctx, s[t[40]:t[40]+64], s[t[39]:t[39]+64], a[t[32]:t[32]+64], 64, 0.1, 1.0001220852154804)
 	// conv3: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[42]:t[42]+2097152], a[t[43]:t[43]+256], a[t[44]:t[44]+256], a[t[28]:t[28]+524288], p[t[41]:t[41]+16384], nil, a[t[35]:t[35]+64], a[t[36]:t[36]+64], a[t[12]:t[12]+2097152], nn.ConvParams{X: nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true}, Y: nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU, Residual: true, Stats: true})
+	m.conv1x1(Conv1x1N128C64K256H8W8S1InAffineReluResStats, 4096, 128, 64, 256, a[t[28]:t[28]+524288], p[t[41]:t[41]+16384], nil, a[t[35]:t[35]+64], a[t[36]:t[36]+64], a[t[12]:t[12]+2097152], a[t[42]:t[42]+2097152], a[t[43]:t[43]+256], a[t[44]:t[44]+256])
 }
 
 // trainHeadForward runs the forward ops of head; t is a row of trainHeadForwardRows.
@@ -440,9 +440,9 @@ func (m *Model) trainS3Backward(t *[55]int) {
 	// conv3.dy: add
 	nn.Add(m.ctx, a[t[5]:t[5]+2097152], a[t[4]:t[4]+2097152], a[t[3]:t[3]+2097152], nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true})
 	// conv3.dw: conv2d_dw_fused
-	nn.Conv2DDwFused(m.ctx, a[t[9]:t[9]+16384], a[t[5]:t[5]+2097152], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nn.ConvParams{X: nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true}, Y: nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU})
+	m.conv1x1Dw(Conv1x1DwN128C64K256H8W8S1InAffineRelu, 4096, 128, 64, 256, a[t[9]:t[9]+16384], a[t[5]:t[5]+2097152], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64])
 	// conv3.da: conv2d_dx
-	nn.Conv2DDx(m.ctx, a[t[11]:t[11]+524288], a[t[5]:t[5]+2097152], p[t[10]:t[10]+16384], nn.ConvParams{X: nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true}, Y: nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0})
+	m.conv1x1Dx(Conv1x1DxN128C64K256H8W8S1, 16384, 128, 64, 256, a[t[11]:t[11]+524288], a[t[5]:t[5]+2097152], p[t[10]:t[10]+16384])
 	// conv3.prologue.grad: affine_relu_grad
 	nn.AffineReLUGrad(m.ctx, a[t[12]:t[12]+524288], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[11]:t[11]+524288], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
 	// bn3.affine.grad: bnaffine_grad
@@ -468,9 +468,9 @@ func (m *Model) trainS3Backward(t *[55]int) {
 	// conv1.dy: add
 	nn.Add(m.ctx, a[t[45]:t[45]+524288], a[t[32]:t[32]+524288], a[t[44]:t[44]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
 	// conv1.dw: conv2d_dw_fused
-	nn.Conv2DDwFused(m.ctx, a[t[49]:t[49]+16384], a[t[45]:t[45]+524288], a[t[46]:t[46]+2097152], a[t[47]:t[47]+256], a[t[48]:t[48]+256], nn.ConvParams{X: nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true}, Y: nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU})
+	m.conv1x1Dw(Conv1x1DwN128C256K64H8W8S1InAffineRelu, 16384, 128, 256, 64, a[t[49]:t[49]+16384], a[t[45]:t[45]+524288], a[t[46]:t[46]+2097152], a[t[47]:t[47]+256], a[t[48]:t[48]+256])
 	// conv1.da: conv2d_dx
-	nn.Conv2DDx(m.ctx, a[t[51]:t[51]+2097152], a[t[45]:t[45]+524288], p[t[50]:t[50]+16384], nn.ConvParams{X: nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true}, Y: nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0})
+	m.conv1x1Dx(Conv1x1DxN128C256K64H8W8S1, 16384, 128, 256, 64, a[t[51]:t[51]+2097152], a[t[45]:t[45]+524288], p[t[50]:t[50]+16384])
 	// conv1.prologue.grad: affine_relu_grad
 	nn.AffineReLUGrad(m.ctx, a[t[52]:t[52]+2097152], a[t[53]:t[53]+256], a[t[54]:t[54]+256], a[t[51]:t[51]+2097152], a[t[46]:t[46]+2097152], a[t[47]:t[47]+256], a[t[48]:t[48]+256], nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true})
 }
@@ -511,13 +511,13 @@ func (m *Model) trainS3Recompute(t *[4]int) {
 func (m *Model) trainS3Backward5(t *[64]int) {
 	a, p := m.arena, m.params
 	// shortcut.conv.dw: conv2d_dw
-	nn.Conv2DDw(m.ctx, a[t[2]:t[2]+32768], a[t[0]:t[0]+2097152], a[t[1]:t[1]+4194304], nn.ConvParams{X: nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true}, Y: nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true}, KH: 1, KW: 1, Stride: 2, Pad: 0})
+	m.conv1x1Dw(Conv1x1DwN128C128K256H16W16S2, 8192, 128, 128, 256, a[t[2]:t[2]+32768], a[t[0]:t[0]+2097152], a[t[1]:t[1]+4194304], nil, nil)
 	// shortcut.conv.dx: conv2d_dx
-	nn.Conv2DDx(m.ctx, a[t[4]:t[4]+4194304], a[t[0]:t[0]+2097152], p[t[3]:t[3]+32768], nn.ConvParams{X: nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true}, Y: nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true}, KH: 1, KW: 1, Stride: 2, Pad: 0})
+	m.conv1x1Dx(Conv1x1DxN128C128K256H16W16S2, 32768, 128, 128, 256, a[t[4]:t[4]+4194304], a[t[0]:t[0]+2097152], p[t[3]:t[3]+32768])
 	// conv3.dw: conv2d_dw_fused
-	nn.Conv2DDwFused(m.ctx, a[t[8]:t[8]+16384], a[t[0]:t[0]+2097152], a[t[5]:t[5]+524288], a[t[6]:t[6]+64], a[t[7]:t[7]+64], nn.ConvParams{X: nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true}, Y: nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU})
+	m.conv1x1Dw(Conv1x1DwN128C64K256H8W8S1InAffineRelu, 4096, 128, 64, 256, a[t[8]:t[8]+16384], a[t[0]:t[0]+2097152], a[t[5]:t[5]+524288], a[t[6]:t[6]+64], a[t[7]:t[7]+64])
 	// conv3.da: conv2d_dx
-	nn.Conv2DDx(m.ctx, a[t[10]:t[10]+524288], a[t[0]:t[0]+2097152], p[t[9]:t[9]+16384], nn.ConvParams{X: nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true}, Y: nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0})
+	m.conv1x1Dx(Conv1x1DxN128C64K256H8W8S1, 16384, 128, 64, 256, a[t[10]:t[10]+524288], a[t[0]:t[0]+2097152], p[t[9]:t[9]+16384])
 	// conv3.prologue.grad: affine_relu_grad
 	nn.AffineReLUGrad(m.ctx, a[t[11]:t[11]+524288], a[t[12]:t[12]+64], a[t[13]:t[13]+64], a[t[10]:t[10]+524288], a[t[5]:t[5]+524288], a[t[6]:t[6]+64], a[t[7]:t[7]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
 	// bn3.affine.grad: bnaffine_grad
@@ -543,9 +543,9 @@ func (m *Model) trainS3Backward5(t *[64]int) {
 	// conv1.dy: add
 	nn.Add(m.ctx, a[t[44]:t[44]+524288], a[t[31]:t[31]+524288], a[t[43]:t[43]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
 	// conv1.dw: conv2d_dw
-	nn.Conv2DDw(m.ctx, a[t[45]:t[45]+8192], a[t[44]:t[44]+524288], a[t[1]:t[1]+4194304], nn.ConvParams{X: nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true}, Y: nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true}, KH: 1, KW: 1, Stride: 2, Pad: 0})
+	m.conv1x1Dw(Conv1x1DwN128C128K64H16W16S2, 8192, 128, 128, 64, a[t[45]:t[45]+8192], a[t[44]:t[44]+524288], a[t[1]:t[1]+4194304], nil, nil)
 	// conv1.dx: conv2d_dx
-	nn.Conv2DDx(m.ctx, a[t[47]:t[47]+4194304], a[t[44]:t[44]+524288], p[t[46]:t[46]+8192], nn.ConvParams{X: nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true}, Y: nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true}, KH: 1, KW: 1, Stride: 2, Pad: 0})
+	m.conv1x1Dx(Conv1x1DxN128C128K64H16W16S2, 8192, 128, 128, 64, a[t[47]:t[47]+4194304], a[t[44]:t[44]+524288], p[t[46]:t[46]+8192])
 	// relu1.dsum: add
 	nn.Add(m.ctx, a[t[48]:t[48]+4194304], a[t[4]:t[4]+4194304], a[t[47]:t[47]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
 	// relu1.grad: affine_relu_grad
@@ -564,9 +564,9 @@ func (m *Model) trainS2Backward(t *[55]int) {
 	// conv3.dy: add
 	nn.Add(m.ctx, a[t[5]:t[5]+4194304], a[t[4]:t[4]+4194304], a[t[3]:t[3]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
 	// conv3.dw: conv2d_dw_fused
-	nn.Conv2DDwFused(m.ctx, a[t[9]:t[9]+4096], a[t[5]:t[5]+4194304], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nn.ConvParams{X: nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, Y: nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU})
+	m.conv1x1Dw(Conv1x1DwN128C32K128H16W16S1InAffineRelu, 8192, 128, 32, 128, a[t[9]:t[9]+4096], a[t[5]:t[5]+4194304], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32])
 	// conv3.da: conv2d_dx
-	nn.Conv2DDx(m.ctx, a[t[11]:t[11]+1048576], a[t[5]:t[5]+4194304], p[t[10]:t[10]+4096], nn.ConvParams{X: nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, Y: nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0})
+	m.conv1x1Dx(Conv1x1DxN128C32K128H16W16S1, 4096, 128, 32, 128, a[t[11]:t[11]+1048576], a[t[5]:t[5]+4194304], p[t[10]:t[10]+4096])
 	// conv3.prologue.grad: affine_relu_grad
 	nn.AffineReLUGrad(m.ctx, a[t[12]:t[12]+1048576], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[11]:t[11]+1048576], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// bn3.affine.grad: bnaffine_grad
@@ -592,9 +592,9 @@ func (m *Model) trainS2Backward(t *[55]int) {
 	// conv1.dy: add
 	nn.Add(m.ctx, a[t[45]:t[45]+1048576], a[t[32]:t[32]+1048576], a[t[44]:t[44]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// conv1.dw: conv2d_dw_fused
-	nn.Conv2DDwFused(m.ctx, a[t[49]:t[49]+4096], a[t[45]:t[45]+1048576], a[t[46]:t[46]+4194304], a[t[47]:t[47]+128], a[t[48]:t[48]+128], nn.ConvParams{X: nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true}, Y: nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU})
+	m.conv1x1Dw(Conv1x1DwN128C128K32H16W16S1InAffineRelu, 32768, 128, 128, 32, a[t[49]:t[49]+4096], a[t[45]:t[45]+1048576], a[t[46]:t[46]+4194304], a[t[47]:t[47]+128], a[t[48]:t[48]+128])
 	// conv1.da: conv2d_dx
-	nn.Conv2DDx(m.ctx, a[t[51]:t[51]+4194304], a[t[45]:t[45]+1048576], p[t[50]:t[50]+4096], nn.ConvParams{X: nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true}, Y: nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0})
+	m.conv1x1Dx(Conv1x1DxN128C128K32H16W16S1, 4096, 128, 128, 32, a[t[51]:t[51]+4194304], a[t[45]:t[45]+1048576], p[t[50]:t[50]+4096])
 	// conv1.prologue.grad: affine_relu_grad
 	nn.AffineReLUGrad(m.ctx, a[t[52]:t[52]+4194304], a[t[53]:t[53]+128], a[t[54]:t[54]+128], a[t[51]:t[51]+4194304], a[t[46]:t[46]+4194304], a[t[47]:t[47]+128], a[t[48]:t[48]+128], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
 }
@@ -628,18 +628,18 @@ func (m *Model) trainS2Backward4(t *[6]int) {
 func (m *Model) trainS2Recompute(t *[19]int) {
 	a, p := m.arena, m.params
 	// conv1.remat: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[4]:t[4]+1048576], a[t[5]:t[5]+32], a[t[6]:t[6]+32], a[t[0]:t[0]+4194304], p[t[1]:t[1]+4096], nil, a[t[2]:t[2]+128], a[t[3]:t[3]+128], nil, nn.ConvParams{X: nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true}, Y: nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU, Stats: true})
+	m.conv1x1(Conv1x1N128C128K32H16W16S1InAffineReluStats, 32768, 128, 128, 32, a[t[0]:t[0]+4194304], p[t[1]:t[1]+4096], nil, a[t[2]:t[2]+128], a[t[3]:t[3]+128], nil, a[t[4]:t[4]+1048576], a[t[5]:t[5]+32], a[t[6]:t[6]+32])
 	// conv2.remat: conv2d_fused
 	m.conv3x3(Conv3x3N128C32K32H16W16S1InAffineReluStats, 10368, 128, 32, 32, a[t[4]:t[4]+1048576], p[t[7]:t[7]+9216], nil, a[t[8]:t[8]+32], a[t[9]:t[9]+32], nil, a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32])
 	// conv3.remat: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[16]:t[16]+4194304], a[t[17]:t[17]+128], a[t[18]:t[18]+128], a[t[10]:t[10]+1048576], p[t[13]:t[13]+4096], nil, a[t[14]:t[14]+32], a[t[15]:t[15]+32], a[t[0]:t[0]+4194304], nn.ConvParams{X: nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, Y: nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU, Residual: true, Stats: true})
+	m.conv1x1(Conv1x1N128C32K128H16W16S1InAffineReluResStats, 8192, 128, 32, 128, a[t[10]:t[10]+1048576], p[t[13]:t[13]+4096], nil, a[t[14]:t[14]+32], a[t[15]:t[15]+32], a[t[0]:t[0]+4194304], a[t[16]:t[16]+4194304], a[t[17]:t[17]+128], a[t[18]:t[18]+128])
 }
 
 // trainS2Recompute2 runs the recompute ops of 3 blocks like s2.u89; t is a row of trainS2Recompute2Rows.
 func (m *Model) trainS2Recompute2(t *[13]int) {
 	a, p := m.arena, m.params
 	// conv1.remat: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[4]:t[4]+1048576], a[t[5]:t[5]+32], a[t[6]:t[6]+32], a[t[0]:t[0]+4194304], p[t[1]:t[1]+4096], nil, a[t[2]:t[2]+128], a[t[3]:t[3]+128], nil, nn.ConvParams{X: nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true}, Y: nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU, Stats: true})
+	m.conv1x1(Conv1x1N128C128K32H16W16S1InAffineReluStats, 32768, 128, 128, 32, a[t[0]:t[0]+4194304], p[t[1]:t[1]+4096], nil, a[t[2]:t[2]+128], a[t[3]:t[3]+128], nil, a[t[4]:t[4]+1048576], a[t[5]:t[5]+32], a[t[6]:t[6]+32])
 	// conv2.remat: conv2d_fused
 	m.conv3x3(Conv3x3N128C32K32H16W16S1InAffineReluStats, 10368, 128, 32, 32, a[t[4]:t[4]+1048576], p[t[7]:t[7]+9216], nil, a[t[8]:t[8]+32], a[t[9]:t[9]+32], nil, a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32])
 }
@@ -648,9 +648,9 @@ func (m *Model) trainS2Recompute2(t *[13]int) {
 func (m *Model) trainS2Backward5(t *[50]int) {
 	a, p := m.arena, m.params
 	// conv3.dw: conv2d_dw_fused
-	nn.Conv2DDwFused(m.ctx, a[t[4]:t[4]+4096], a[t[0]:t[0]+4194304], a[t[1]:t[1]+1048576], a[t[2]:t[2]+32], a[t[3]:t[3]+32], nn.ConvParams{X: nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, Y: nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU})
+	m.conv1x1Dw(Conv1x1DwN128C32K128H16W16S1InAffineRelu, 8192, 128, 32, 128, a[t[4]:t[4]+4096], a[t[0]:t[0]+4194304], a[t[1]:t[1]+1048576], a[t[2]:t[2]+32], a[t[3]:t[3]+32])
 	// conv3.da: conv2d_dx
-	nn.Conv2DDx(m.ctx, a[t[6]:t[6]+1048576], a[t[0]:t[0]+4194304], p[t[5]:t[5]+4096], nn.ConvParams{X: nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, Y: nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0})
+	m.conv1x1Dx(Conv1x1DxN128C32K128H16W16S1, 4096, 128, 32, 128, a[t[6]:t[6]+1048576], a[t[0]:t[0]+4194304], p[t[5]:t[5]+4096])
 	// conv3.prologue.grad: affine_relu_grad
 	nn.AffineReLUGrad(m.ctx, a[t[7]:t[7]+1048576], a[t[8]:t[8]+32], a[t[9]:t[9]+32], a[t[6]:t[6]+1048576], a[t[1]:t[1]+1048576], a[t[2]:t[2]+32], a[t[3]:t[3]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// bn3.affine.grad: bnaffine_grad
@@ -676,9 +676,9 @@ func (m *Model) trainS2Backward5(t *[50]int) {
 	// conv1.dy: add
 	nn.Add(m.ctx, a[t[40]:t[40]+1048576], a[t[27]:t[27]+1048576], a[t[39]:t[39]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// conv1.dw: conv2d_dw_fused
-	nn.Conv2DDwFused(m.ctx, a[t[44]:t[44]+4096], a[t[40]:t[40]+1048576], a[t[41]:t[41]+4194304], a[t[42]:t[42]+128], a[t[43]:t[43]+128], nn.ConvParams{X: nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true}, Y: nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU})
+	m.conv1x1Dw(Conv1x1DwN128C128K32H16W16S1InAffineRelu, 32768, 128, 128, 32, a[t[44]:t[44]+4096], a[t[40]:t[40]+1048576], a[t[41]:t[41]+4194304], a[t[42]:t[42]+128], a[t[43]:t[43]+128])
 	// conv1.da: conv2d_dx
-	nn.Conv2DDx(m.ctx, a[t[46]:t[46]+4194304], a[t[40]:t[40]+1048576], p[t[45]:t[45]+4096], nn.ConvParams{X: nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true}, Y: nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0})
+	m.conv1x1Dx(Conv1x1DxN128C128K32H16W16S1, 4096, 128, 128, 32, a[t[46]:t[46]+4194304], a[t[40]:t[40]+1048576], p[t[45]:t[45]+4096])
 	// conv1.prologue.grad: affine_relu_grad
 	nn.AffineReLUGrad(m.ctx, a[t[47]:t[47]+4194304], a[t[48]:t[48]+128], a[t[49]:t[49]+128], a[t[46]:t[46]+4194304], a[t[41]:t[41]+4194304], a[t[42]:t[42]+128], a[t[43]:t[43]+128], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
 }
@@ -687,11 +687,11 @@ func (m *Model) trainS2Backward5(t *[50]int) {
 func (m *Model) trainS1Recompute(t *[19]int) {
 	a, p := m.arena, m.params
 	// conv1.remat: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[4]:t[4]+2097152], a[t[5]:t[5]+16], a[t[6]:t[6]+16], a[t[0]:t[0]+8388608], p[t[1]:t[1]+1024], nil, a[t[2]:t[2]+64], a[t[3]:t[3]+64], nil, nn.ConvParams{X: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU, Stats: true})
+	m.conv1x1(Conv1x1N128C64K16H32W32S1InAffineReluStats, 65536, 128, 64, 16, a[t[0]:t[0]+8388608], p[t[1]:t[1]+1024], nil, a[t[2]:t[2]+64], a[t[3]:t[3]+64], nil, a[t[4]:t[4]+2097152], a[t[5]:t[5]+16], a[t[6]:t[6]+16])
 	// conv2.remat: conv2d_fused
 	m.conv3x3(Conv3x3N128C16K16H32W32S1InAffineReluStats, 18496, 128, 16, 16, a[t[4]:t[4]+2097152], p[t[7]:t[7]+2304], nil, a[t[8]:t[8]+16], a[t[9]:t[9]+16], nil, a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16])
 	// conv3.remat: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[16]:t[16]+8388608], a[t[17]:t[17]+64], a[t[18]:t[18]+64], a[t[10]:t[10]+2097152], p[t[13]:t[13]+1024], nil, a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[0]:t[0]+8388608], nn.ConvParams{X: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU, Residual: true, Stats: true})
+	m.conv1x1(Conv1x1N128C16K64H32W32S1InAffineReluResStats, 16384, 128, 16, 64, a[t[10]:t[10]+2097152], p[t[13]:t[13]+1024], nil, a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[0]:t[0]+8388608], a[t[16]:t[16]+8388608], a[t[17]:t[17]+64], a[t[18]:t[18]+64])
 }
 
 // trainS2Recompute3 runs the recompute ops of s2.u1; t is a row of trainS2Recompute3Rows.
@@ -700,13 +700,13 @@ func (m *Model) trainS2Recompute3(t *[22]int) {
 	// relu1.remat: affine_relu
 	nn.AffineReLU(m.ctx, a[t[3]:t[3]+8388608], a[t[0]:t[0]+8388608], a[t[1]:t[1]+64], a[t[2]:t[2]+64], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
 	// conv1.remat: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[5]:t[5]+1048576], a[t[6]:t[6]+32], a[t[7]:t[7]+32], a[t[3]:t[3]+8388608], p[t[4]:t[4]+2048], nil, nil, nil, nil, nn.ConvParams{X: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, KH: 1, KW: 1, Stride: 2, Pad: 0, Stats: true})
+	m.conv1x1(Conv1x1N128C64K32H32W32S2Stats, 16384, 128, 64, 32, a[t[3]:t[3]+8388608], p[t[4]:t[4]+2048], nil, nil, nil, nil, a[t[5]:t[5]+1048576], a[t[6]:t[6]+32], a[t[7]:t[7]+32])
 	// conv2.remat: conv2d_fused
 	m.conv3x3(Conv3x3N128C32K32H16W16S1InAffineReluStats, 10368, 128, 32, 32, a[t[5]:t[5]+1048576], p[t[8]:t[8]+9216], nil, a[t[9]:t[9]+32], a[t[10]:t[10]+32], nil, a[t[11]:t[11]+1048576], a[t[12]:t[12]+32], a[t[13]:t[13]+32])
 	// conv3.remat: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[17]:t[17]+4194304], nil, nil, a[t[11]:t[11]+1048576], p[t[14]:t[14]+4096], nil, a[t[15]:t[15]+32], a[t[16]:t[16]+32], nil, nn.ConvParams{X: nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, Y: nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU})
+	m.conv1x1(Conv1x1N128C32K128H16W16S1InAffineRelu, 8192, 128, 32, 128, a[t[11]:t[11]+1048576], p[t[14]:t[14]+4096], nil, a[t[15]:t[15]+32], a[t[16]:t[16]+32], nil, a[t[17]:t[17]+4194304], nil, nil)
 	// shortcut.conv.remat: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[19]:t[19]+4194304], a[t[20]:t[20]+128], a[t[21]:t[21]+128], a[t[3]:t[3]+8388608], p[t[18]:t[18]+8192], nil, nil, nil, a[t[17]:t[17]+4194304], nn.ConvParams{X: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true}, KH: 1, KW: 1, Stride: 2, Pad: 0, Residual: true, Stats: true})
+	m.conv1x1(Conv1x1N128C64K128H32W32S2ResStats, 16384, 128, 64, 128, a[t[3]:t[3]+8388608], p[t[18]:t[18]+8192], nil, nil, nil, a[t[17]:t[17]+4194304], a[t[19]:t[19]+4194304], a[t[20]:t[20]+128], a[t[21]:t[21]+128])
 }
 
 // trainS2Backward6 runs the backward ops of s2.u1; t is a row of trainS2Backward6Rows.
@@ -717,13 +717,13 @@ func (m *Model) trainS2Backward6(t *[69]int) {
 	// shortcut.conv.dy: add
 	nn.Add(m.ctx, a[t[5]:t[5]+4194304], a[t[4]:t[4]+4194304], a[t[3]:t[3]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
 	// shortcut.conv.dw: conv2d_dw
-	nn.Conv2DDw(m.ctx, a[t[7]:t[7]+8192], a[t[5]:t[5]+4194304], a[t[6]:t[6]+8388608], nn.ConvParams{X: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true}, KH: 1, KW: 1, Stride: 2, Pad: 0})
+	m.conv1x1Dw(Conv1x1DwN128C64K128H32W32S2, 16384, 128, 64, 128, a[t[7]:t[7]+8192], a[t[5]:t[5]+4194304], a[t[6]:t[6]+8388608], nil, nil)
 	// shortcut.conv.dx: conv2d_dx
-	nn.Conv2DDx(m.ctx, a[t[9]:t[9]+8388608], a[t[5]:t[5]+4194304], p[t[8]:t[8]+8192], nn.ConvParams{X: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true}, KH: 1, KW: 1, Stride: 2, Pad: 0})
+	m.conv1x1Dx(Conv1x1DxN128C64K128H32W32S2, 8192, 128, 64, 128, a[t[9]:t[9]+8388608], a[t[5]:t[5]+4194304], p[t[8]:t[8]+8192])
 	// conv3.dw: conv2d_dw_fused
-	nn.Conv2DDwFused(m.ctx, a[t[13]:t[13]+4096], a[t[5]:t[5]+4194304], a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32], nn.ConvParams{X: nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, Y: nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU})
+	m.conv1x1Dw(Conv1x1DwN128C32K128H16W16S1InAffineRelu, 8192, 128, 32, 128, a[t[13]:t[13]+4096], a[t[5]:t[5]+4194304], a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32])
 	// conv3.da: conv2d_dx
-	nn.Conv2DDx(m.ctx, a[t[15]:t[15]+1048576], a[t[5]:t[5]+4194304], p[t[14]:t[14]+4096], nn.ConvParams{X: nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, Y: nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0})
+	m.conv1x1Dx(Conv1x1DxN128C32K128H16W16S1, 4096, 128, 32, 128, a[t[15]:t[15]+1048576], a[t[5]:t[5]+4194304], p[t[14]:t[14]+4096])
 	// conv3.prologue.grad: affine_relu_grad
 	nn.AffineReLUGrad(m.ctx, a[t[16]:t[16]+1048576], a[t[17]:t[17]+32], a[t[18]:t[18]+32], a[t[15]:t[15]+1048576], a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// bn3.affine.grad: bnaffine_grad
@@ -749,9 +749,9 @@ func (m *Model) trainS2Backward6(t *[69]int) {
 	// conv1.dy: add
 	nn.Add(m.ctx, a[t[49]:t[49]+1048576], a[t[36]:t[36]+1048576], a[t[48]:t[48]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// conv1.dw: conv2d_dw
-	nn.Conv2DDw(m.ctx, a[t[50]:t[50]+2048], a[t[49]:t[49]+1048576], a[t[6]:t[6]+8388608], nn.ConvParams{X: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, KH: 1, KW: 1, Stride: 2, Pad: 0})
+	m.conv1x1Dw(Conv1x1DwN128C64K32H32W32S2, 16384, 128, 64, 32, a[t[50]:t[50]+2048], a[t[49]:t[49]+1048576], a[t[6]:t[6]+8388608], nil, nil)
 	// conv1.dx: conv2d_dx
-	nn.Conv2DDx(m.ctx, a[t[52]:t[52]+8388608], a[t[49]:t[49]+1048576], p[t[51]:t[51]+2048], nn.ConvParams{X: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, KH: 1, KW: 1, Stride: 2, Pad: 0})
+	m.conv1x1Dx(Conv1x1DxN128C64K32H32W32S2, 2048, 128, 64, 32, a[t[52]:t[52]+8388608], a[t[49]:t[49]+1048576], p[t[51]:t[51]+2048])
 	// relu1.dsum: add
 	nn.Add(m.ctx, a[t[53]:t[53]+8388608], a[t[9]:t[9]+8388608], a[t[52]:t[52]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
 	// relu1.grad: affine_relu_grad
@@ -770,9 +770,9 @@ func (m *Model) trainS1Backward(t *[55]int) {
 	// conv3.dy: add
 	nn.Add(m.ctx, a[t[5]:t[5]+8388608], a[t[4]:t[4]+8388608], a[t[3]:t[3]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
 	// conv3.dw: conv2d_dw_fused
-	nn.Conv2DDwFused(m.ctx, a[t[9]:t[9]+1024], a[t[5]:t[5]+8388608], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nn.ConvParams{X: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU})
+	m.conv1x1Dw(Conv1x1DwN128C16K64H32W32S1InAffineRelu, 16384, 128, 16, 64, a[t[9]:t[9]+1024], a[t[5]:t[5]+8388608], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16])
 	// conv3.da: conv2d_dx
-	nn.Conv2DDx(m.ctx, a[t[11]:t[11]+2097152], a[t[5]:t[5]+8388608], p[t[10]:t[10]+1024], nn.ConvParams{X: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0})
+	m.conv1x1Dx(Conv1x1DxN128C16K64H32W32S1, 1024, 128, 16, 64, a[t[11]:t[11]+2097152], a[t[5]:t[5]+8388608], p[t[10]:t[10]+1024])
 	// conv3.prologue.grad: affine_relu_grad
 	nn.AffineReLUGrad(m.ctx, a[t[12]:t[12]+2097152], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[11]:t[11]+2097152], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// bn3.affine.grad: bnaffine_grad
@@ -798,9 +798,9 @@ func (m *Model) trainS1Backward(t *[55]int) {
 	// conv1.dy: add
 	nn.Add(m.ctx, a[t[45]:t[45]+2097152], a[t[32]:t[32]+2097152], a[t[44]:t[44]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// conv1.dw: conv2d_dw_fused
-	nn.Conv2DDwFused(m.ctx, a[t[49]:t[49]+1024], a[t[45]:t[45]+2097152], a[t[46]:t[46]+8388608], a[t[47]:t[47]+64], a[t[48]:t[48]+64], nn.ConvParams{X: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU})
+	m.conv1x1Dw(Conv1x1DwN128C64K16H32W32S1InAffineRelu, 65536, 128, 64, 16, a[t[49]:t[49]+1024], a[t[45]:t[45]+2097152], a[t[46]:t[46]+8388608], a[t[47]:t[47]+64], a[t[48]:t[48]+64])
 	// conv1.da: conv2d_dx
-	nn.Conv2DDx(m.ctx, a[t[51]:t[51]+8388608], a[t[45]:t[45]+2097152], p[t[50]:t[50]+1024], nn.ConvParams{X: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0})
+	m.conv1x1Dx(Conv1x1DxN128C64K16H32W32S1, 1024, 128, 64, 16, a[t[51]:t[51]+8388608], a[t[45]:t[45]+2097152], p[t[50]:t[50]+1024])
 	// conv1.prologue.grad: affine_relu_grad
 	nn.AffineReLUGrad(m.ctx, a[t[52]:t[52]+8388608], a[t[53]:t[53]+64], a[t[54]:t[54]+64], a[t[51]:t[51]+8388608], a[t[46]:t[46]+8388608], a[t[47]:t[47]+64], a[t[48]:t[48]+64], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
 }
@@ -834,7 +834,7 @@ func (m *Model) trainS1Backward4(t *[6]int) {
 func (m *Model) trainS1Recompute2(t *[13]int) {
 	a, p := m.arena, m.params
 	// conv1.remat: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[4]:t[4]+2097152], a[t[5]:t[5]+16], a[t[6]:t[6]+16], a[t[0]:t[0]+8388608], p[t[1]:t[1]+1024], nil, a[t[2]:t[2]+64], a[t[3]:t[3]+64], nil, nn.ConvParams{X: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU, Stats: true})
+	m.conv1x1(Conv1x1N128C64K16H32W32S1InAffineReluStats, 65536, 128, 64, 16, a[t[0]:t[0]+8388608], p[t[1]:t[1]+1024], nil, a[t[2]:t[2]+64], a[t[3]:t[3]+64], nil, a[t[4]:t[4]+2097152], a[t[5]:t[5]+16], a[t[6]:t[6]+16])
 	// conv2.remat: conv2d_fused
 	m.conv3x3(Conv3x3N128C16K16H32W32S1InAffineReluStats, 18496, 128, 16, 16, a[t[4]:t[4]+2097152], p[t[7]:t[7]+2304], nil, a[t[8]:t[8]+16], a[t[9]:t[9]+16], nil, a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16])
 }
@@ -843,9 +843,9 @@ func (m *Model) trainS1Recompute2(t *[13]int) {
 func (m *Model) trainS1Backward5(t *[50]int) {
 	a, p := m.arena, m.params
 	// conv3.dw: conv2d_dw_fused
-	nn.Conv2DDwFused(m.ctx, a[t[4]:t[4]+1024], a[t[0]:t[0]+8388608], a[t[1]:t[1]+2097152], a[t[2]:t[2]+16], a[t[3]:t[3]+16], nn.ConvParams{X: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU})
+	m.conv1x1Dw(Conv1x1DwN128C16K64H32W32S1InAffineRelu, 16384, 128, 16, 64, a[t[4]:t[4]+1024], a[t[0]:t[0]+8388608], a[t[1]:t[1]+2097152], a[t[2]:t[2]+16], a[t[3]:t[3]+16])
 	// conv3.da: conv2d_dx
-	nn.Conv2DDx(m.ctx, a[t[6]:t[6]+2097152], a[t[0]:t[0]+8388608], p[t[5]:t[5]+1024], nn.ConvParams{X: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0})
+	m.conv1x1Dx(Conv1x1DxN128C16K64H32W32S1, 1024, 128, 16, 64, a[t[6]:t[6]+2097152], a[t[0]:t[0]+8388608], p[t[5]:t[5]+1024])
 	// conv3.prologue.grad: affine_relu_grad
 	nn.AffineReLUGrad(m.ctx, a[t[7]:t[7]+2097152], a[t[8]:t[8]+16], a[t[9]:t[9]+16], a[t[6]:t[6]+2097152], a[t[1]:t[1]+2097152], a[t[2]:t[2]+16], a[t[3]:t[3]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// bn3.affine.grad: bnaffine_grad
@@ -871,9 +871,9 @@ func (m *Model) trainS1Backward5(t *[50]int) {
 	// conv1.dy: add
 	nn.Add(m.ctx, a[t[40]:t[40]+2097152], a[t[27]:t[27]+2097152], a[t[39]:t[39]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// conv1.dw: conv2d_dw_fused
-	nn.Conv2DDwFused(m.ctx, a[t[44]:t[44]+1024], a[t[40]:t[40]+2097152], a[t[41]:t[41]+8388608], a[t[42]:t[42]+64], a[t[43]:t[43]+64], nn.ConvParams{X: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU})
+	m.conv1x1Dw(Conv1x1DwN128C64K16H32W32S1InAffineRelu, 65536, 128, 64, 16, a[t[44]:t[44]+1024], a[t[40]:t[40]+2097152], a[t[41]:t[41]+8388608], a[t[42]:t[42]+64], a[t[43]:t[43]+64])
 	// conv1.da: conv2d_dx
-	nn.Conv2DDx(m.ctx, a[t[46]:t[46]+8388608], a[t[40]:t[40]+2097152], p[t[45]:t[45]+1024], nn.ConvParams{X: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0})
+	m.conv1x1Dx(Conv1x1DxN128C64K16H32W32S1, 1024, 128, 64, 16, a[t[46]:t[46]+8388608], a[t[40]:t[40]+2097152], p[t[45]:t[45]+1024])
 	// conv1.prologue.grad: affine_relu_grad
 	nn.AffineReLUGrad(m.ctx, a[t[47]:t[47]+8388608], a[t[48]:t[48]+64], a[t[49]:t[49]+64], a[t[46]:t[46]+8388608], a[t[41]:t[41]+8388608], a[t[42]:t[42]+64], a[t[43]:t[43]+64], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
 }
@@ -884,13 +884,13 @@ func (m *Model) trainS1Recompute3(t *[22]int) {
 	// relu1.remat: affine_relu
 	nn.AffineReLU(m.ctx, a[t[3]:t[3]+2097152], a[t[0]:t[0]+2097152], a[t[1]:t[1]+16], a[t[2]:t[2]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// conv1.remat: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[5]:t[5]+2097152], a[t[6]:t[6]+16], a[t[7]:t[7]+16], a[t[3]:t[3]+2097152], p[t[4]:t[4]+256], nil, nil, nil, nil, nn.ConvParams{X: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Stats: true})
+	m.conv1x1(Conv1x1N128C16K16H32W32S1Stats, 0, 128, 16, 16, a[t[3]:t[3]+2097152], p[t[4]:t[4]+256], nil, nil, nil, nil, a[t[5]:t[5]+2097152], a[t[6]:t[6]+16], a[t[7]:t[7]+16])
 	// conv2.remat: conv2d_fused
 	m.conv3x3(Conv3x3N128C16K16H32W32S1InAffineReluStats, 18496, 128, 16, 16, a[t[5]:t[5]+2097152], p[t[8]:t[8]+2304], nil, a[t[9]:t[9]+16], a[t[10]:t[10]+16], nil, a[t[11]:t[11]+2097152], a[t[12]:t[12]+16], a[t[13]:t[13]+16])
 	// conv3.remat: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[17]:t[17]+8388608], nil, nil, a[t[11]:t[11]+2097152], p[t[14]:t[14]+1024], nil, a[t[15]:t[15]+16], a[t[16]:t[16]+16], nil, nn.ConvParams{X: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU})
+	m.conv1x1(Conv1x1N128C16K64H32W32S1InAffineRelu, 16384, 128, 16, 64, a[t[11]:t[11]+2097152], p[t[14]:t[14]+1024], nil, a[t[15]:t[15]+16], a[t[16]:t[16]+16], nil, a[t[17]:t[17]+8388608], nil, nil)
 	// shortcut.conv.remat: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[19]:t[19]+8388608], a[t[20]:t[20]+64], a[t[21]:t[21]+64], a[t[3]:t[3]+2097152], p[t[18]:t[18]+1024], nil, nil, nil, a[t[17]:t[17]+8388608], nn.ConvParams{X: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Residual: true, Stats: true})
+	m.conv1x1(Conv1x1N128C16K64H32W32S1ResStats, 0, 128, 16, 64, a[t[3]:t[3]+2097152], p[t[18]:t[18]+1024], nil, nil, nil, a[t[17]:t[17]+8388608], a[t[19]:t[19]+8388608], a[t[20]:t[20]+64], a[t[21]:t[21]+64])
 }
 
 // trainS1Backward6 runs the backward ops of s1.u1; t is a row of trainS1Backward6Rows.
@@ -901,13 +901,13 @@ func (m *Model) trainS1Backward6(t *[69]int) {
 	// shortcut.conv.dy: add
 	nn.Add(m.ctx, a[t[5]:t[5]+8388608], a[t[4]:t[4]+8388608], a[t[3]:t[3]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
 	// shortcut.conv.dw: conv2d_dw
-	nn.Conv2DDw(m.ctx, a[t[7]:t[7]+1024], a[t[5]:t[5]+8388608], a[t[6]:t[6]+2097152], nn.ConvParams{X: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0})
+	m.conv1x1Dw(Conv1x1DwN128C16K64H32W32S1, 0, 128, 16, 64, a[t[7]:t[7]+1024], a[t[5]:t[5]+8388608], a[t[6]:t[6]+2097152], nil, nil)
 	// shortcut.conv.dx: conv2d_dx
-	nn.Conv2DDx(m.ctx, a[t[9]:t[9]+2097152], a[t[5]:t[5]+8388608], p[t[8]:t[8]+1024], nn.ConvParams{X: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0})
+	m.conv1x1Dx(Conv1x1DxN128C16K64H32W32S1, 1024, 128, 16, 64, a[t[9]:t[9]+2097152], a[t[5]:t[5]+8388608], p[t[8]:t[8]+1024])
 	// conv3.dw: conv2d_dw_fused
-	nn.Conv2DDwFused(m.ctx, a[t[13]:t[13]+1024], a[t[5]:t[5]+8388608], a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16], nn.ConvParams{X: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0, Prologue: nn.PrologueAffineReLU})
+	m.conv1x1Dw(Conv1x1DwN128C16K64H32W32S1InAffineRelu, 16384, 128, 16, 64, a[t[13]:t[13]+1024], a[t[5]:t[5]+8388608], a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16])
 	// conv3.da: conv2d_dx
-	nn.Conv2DDx(m.ctx, a[t[15]:t[15]+2097152], a[t[5]:t[5]+8388608], p[t[14]:t[14]+1024], nn.ConvParams{X: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0})
+	m.conv1x1Dx(Conv1x1DxN128C16K64H32W32S1, 1024, 128, 16, 64, a[t[15]:t[15]+2097152], a[t[5]:t[5]+8388608], p[t[14]:t[14]+1024])
 	// conv3.prologue.grad: affine_relu_grad
 	nn.AffineReLUGrad(m.ctx, a[t[16]:t[16]+2097152], a[t[17]:t[17]+16], a[t[18]:t[18]+16], a[t[15]:t[15]+2097152], a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// bn3.affine.grad: bnaffine_grad
@@ -933,9 +933,9 @@ func (m *Model) trainS1Backward6(t *[69]int) {
 	// conv1.dy: add
 	nn.Add(m.ctx, a[t[49]:t[49]+2097152], a[t[36]:t[36]+2097152], a[t[48]:t[48]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// conv1.dw: conv2d_dw
-	nn.Conv2DDw(m.ctx, a[t[50]:t[50]+256], a[t[49]:t[49]+2097152], a[t[6]:t[6]+2097152], nn.ConvParams{X: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0})
+	m.conv1x1Dw(Conv1x1DwN128C16K16H32W32S1, 0, 128, 16, 16, a[t[50]:t[50]+256], a[t[49]:t[49]+2097152], a[t[6]:t[6]+2097152], nil, nil)
 	// conv1.dx: conv2d_dx
-	nn.Conv2DDx(m.ctx, a[t[52]:t[52]+2097152], a[t[49]:t[49]+2097152], p[t[51]:t[51]+256], nn.ConvParams{X: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, Y: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, KH: 1, KW: 1, Stride: 1, Pad: 0})
+	m.conv1x1Dx(Conv1x1DxN128C16K16H32W32S1, 256, 128, 16, 16, a[t[52]:t[52]+2097152], a[t[49]:t[49]+2097152], p[t[51]:t[51]+256])
 	// relu1.dsum: add
 	nn.Add(m.ctx, a[t[53]:t[53]+2097152], a[t[9]:t[9]+2097152], a[t[52]:t[52]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// relu1.grad: affine_relu_grad

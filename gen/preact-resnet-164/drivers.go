@@ -37,7 +37,7 @@ func check(err error) {
 }
 
 type convTask struct {
-	fn                                      Conv3x3Func
+	fn                                      func(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int)
 	x, w, bias, scale, shift, res, y, stats []float32
 	scratch                                 int
 	m                                       *Model
@@ -51,10 +51,22 @@ func (t *convTask) Run(w, lo, hi int) {
 // channels, and, when sum is not nil, reduces its per-image statistics
 // into sum and sumsq.
 func (m *Model) conv3x3(fn Conv3x3Func, scratch, n, cin, cout int, x, w, bias, scale, shift, res, y, sum, sumsq []float32) {
+	packed := m.k.packed[:cout*cin*9]
+	check(PackConv3x3Weights(packed, w, cout, cin))
+	m.conv(fn, scratch, n, cout, packed, x, bias, scale, shift, res, y, sum, sumsq)
+}
+
+// conv1x1 runs a specialized 1x1 convolution likewise.
+func (m *Model) conv1x1(fn Conv1x1Func, scratch, n, cin, cout int, x, w, bias, scale, shift, res, y, sum, sumsq []float32) {
+	packed := m.k.packed[:cout*cin]
+	check(PackConv1x1Weights(packed, w, cout, cin))
+	m.conv(fn, scratch, n, cout, packed, x, bias, scale, shift, res, y, sum, sumsq)
+}
+
+// conv runs a forward kernel over the workers with packed weights.
+func (m *Model) conv(fn func(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int), scratch, n, cout int, packed, x, bias, scale, shift, res, y, sum, sumsq []float32) {
 	t := &m.k.conv
-	t.w = m.k.packed[:cout*cin*9]
-	check(PackConv3x3Weights(t.w, w, cout, cin))
-	t.fn, t.x, t.bias, t.scale, t.shift, t.res, t.y, t.scratch, t.m = fn, x, bias, scale, shift, res, y, scratch, m
+	t.fn, t.x, t.w, t.bias, t.scale, t.shift, t.res, t.y, t.scratch, t.m = fn, x, packed, bias, scale, shift, res, y, scratch, m
 	t.stats = nil
 	if sum != nil {
 		t.stats = m.k.stats[:n*2*cout]
@@ -66,7 +78,7 @@ func (m *Model) conv3x3(fn Conv3x3Func, scratch, n, cin, cout int, x, w, bias, s
 }
 
 type dxTask struct {
-	fn        Conv3x3DxFunc
+	fn        func(dy, w, dx, scratch []float32, n0, n1 int)
 	dy, w, dx []float32
 	scratch   int
 	m         *Model
@@ -85,14 +97,29 @@ func (m *Model) conv3x3Dx(fn Conv3x3DxFunc, scratch, n, cin, cout int, dx, dy, w
 	m.ctx.Parallel(t, n)
 }
 
+// conv1x1Dx runs a specialized 1x1 backward-data convolution; it takes
+// the forward's packed weights.
+func (m *Model) conv1x1Dx(fn Conv1x1DxFunc, scratch, n, cin, cout int, dx, dy, w []float32) {
+	t := &m.k.dx
+	t.w = m.k.packed[:cout*cin]
+	check(PackConv1x1Weights(t.w, w, cout, cin))
+	t.fn, t.dy, t.dx, t.scratch, t.m = fn, dy, dx, scratch, m
+	m.ctx.Parallel(t, n)
+}
+
 type dwTask struct {
 	fn                  Conv3x3DwFunc
+	fn1                 Conv1x1DwFunc
 	x, dy, scale, shift []float32
 	scratch             int
 	m                   *Model
 }
 
 func (t *dwTask) Run(w, lo, hi int) {
+	if t.fn1 != nil {
+		t.fn1(t.dy, t.x, t.scale, t.shift, t.m.k.dwView[w], t.m.ctx.Scratch(w)[:t.scratch], lo, hi)
+		return
+	}
 	t.fn(t.x, t.dy, t.scale, t.shift, t.m.k.dwView[w], t.m.ctx.Scratch(w)[:t.scratch], lo, hi)
 }
 
@@ -106,16 +133,39 @@ func (m *Model) conv3x3Dw(fn Conv3x3DwFunc, scratch, n, cin, cout int, dw, dy, x
 		clear(m.k.dwView[w])
 	}
 	t := &m.k.dw
-	t.fn, t.x, t.dy, t.scale, t.shift, t.scratch, t.m = fn, x, dy, scale, shift, scratch, m
+	t.fn, t.fn1, t.x, t.dy, t.scale, t.shift, t.scratch, t.m = fn, nil, x, dy, scale, shift, scratch, m
 	m.ctx.Parallel(t, n)
 	packed := m.k.packed[:size]
 	check(SumConv3x3Dw(packed, m.k.dwView, cout, cin))
 	check(UnpackConv3x3Weights(dw, packed, cout, cin))
 }
 
+// conv1x1Dw runs a specialized 1x1 backward-weights convolution: the
+// workers' partials, packed like the forward's weights, are added in
+// worker order in float64.
+func (m *Model) conv1x1Dw(fn Conv1x1DwFunc, scratch, n, cin, cout int, dw, dy, x, scale, shift []float32) {
+	size := cout * cin
+	for w := range m.k.dwView {
+		m.k.dwView[w] = m.k.dwParts[w][:size]
+		clear(m.k.dwView[w])
+	}
+	t := &m.k.dw
+	t.fn, t.fn1, t.x, t.dy, t.scale, t.shift, t.scratch, t.m = nil, fn, x, dy, scale, shift, scratch, m
+	m.ctx.Parallel(t, n)
+	packed := m.k.packed[:size]
+	for i := range packed {
+		var s float64
+		for _, p := range m.k.dwView {
+			s += float64(p[i])
+		}
+		packed[i] = float32(s)
+	}
+	check(UnpackConv1x1Weights(dw, packed, cout, cin))
+}
+
 // Sizes of the kernels' buffers, in float32s.
 const (
 	packedLen = 36864
-	statsLen  = 16384
+	statsLen  = 65536
 	dwPartLen = 36864
 )

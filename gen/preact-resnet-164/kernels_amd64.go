@@ -66,3 +66,263 @@ func conv3x3DwN128C32K32H16W16S1InAffineReluAVX2(x []float32, dy []float32, scal
 //
 //go:noescape
 func conv3x3DwN128C16K16H32W32S1InAffineReluAVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C16K16H32W32S1StatsAVX2 is the AVX2+FMA kernel of Conv1x1N128C16K16H32W32S1Stats (tiles: 1x2 blocks: 169x6+2x5).
+//
+//go:noescape
+func conv1x1N128C16K16H32W32S1StatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C16K64H32W32S1InAffineReluAVX2 is the AVX2+FMA kernel of Conv1x1N128C16K64H32W32S1InAffineRelu (tiles: 2x3 blocks: 256x4; 1x2 blocks: 169x6+2x5).
+//
+//go:noescape
+func conv1x1N128C16K64H32W32S1InAffineReluAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C16K64H32W32S1ResStatsAVX2 is the AVX2+FMA kernel of Conv1x1N128C16K64H32W32S1ResStats (tiles: 2x3 blocks: 256x4; 1x2 blocks: 169x6+2x5).
+//
+//go:noescape
+func conv1x1N128C16K64H32W32S1ResStatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C64K16H32W32S1InAffineReluStatsAVX2 is the AVX2+FMA kernel of Conv1x1N128C64K16H32W32S1InAffineReluStats (tiles: 1x2 blocks: 169x6+2x5).
+//
+//go:noescape
+func conv1x1N128C64K16H32W32S1InAffineReluStatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C16K64H32W32S1InAffineReluResStatsAVX2 is the AVX2+FMA kernel of Conv1x1N128C16K64H32W32S1InAffineReluResStats (tiles: 2x3 blocks: 256x4; 1x2 blocks: 169x6+2x5).
+//
+//go:noescape
+func conv1x1N128C16K64H32W32S1InAffineReluResStatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C64K32H32W32S2StatsAVX2 is the AVX2+FMA kernel of Conv1x1N128C64K32H32W32S2Stats (tiles: 2x2 blocks: 41x6+2x5).
+//
+//go:noescape
+func conv1x1N128C64K32H32W32S2StatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C32K128H16W16S1InAffineReluAVX2 is the AVX2+FMA kernel of Conv1x1N128C32K128H16W16S1InAffineRelu (tiles: 8x2 blocks: 41x6+2x5).
+//
+//go:noescape
+func conv1x1N128C32K128H16W16S1InAffineReluAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C64K128H32W32S2ResStatsAVX2 is the AVX2+FMA kernel of Conv1x1N128C64K128H32W32S2ResStats (tiles: 8x2 blocks: 41x6+2x5).
+//
+//go:noescape
+func conv1x1N128C64K128H32W32S2ResStatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C128K32H16W16S1InAffineReluStatsAVX2 is the AVX2+FMA kernel of Conv1x1N128C128K32H16W16S1InAffineReluStats (tiles: 2x2 blocks: 41x6+2x5).
+//
+//go:noescape
+func conv1x1N128C128K32H16W16S1InAffineReluStatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C32K128H16W16S1InAffineReluResStatsAVX2 is the AVX2+FMA kernel of Conv1x1N128C32K128H16W16S1InAffineReluResStats (tiles: 8x2 blocks: 41x6+2x5).
+//
+//go:noescape
+func conv1x1N128C32K128H16W16S1InAffineReluResStatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C128K64H16W16S2StatsAVX2 is the AVX2+FMA kernel of Conv1x1N128C128K64H16W16S2Stats (tiles: 2x3 blocks: 16x4; 1x2 blocks: 9x6+2x5).
+//
+//go:noescape
+func conv1x1N128C128K64H16W16S2StatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C64K256H8W8S1InAffineReluAVX2 is the AVX2+FMA kernel of Conv1x1N128C64K256H8W8S1InAffineRelu (tiles: 10x3 blocks: 16x4; 1x2 blocks: 9x6+2x5).
+//
+//go:noescape
+func conv1x1N128C64K256H8W8S1InAffineReluAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C128K256H16W16S2ResStatsAVX2 is the AVX2+FMA kernel of Conv1x1N128C128K256H16W16S2ResStats (tiles: 10x3 blocks: 16x4; 1x2 blocks: 9x6+2x5).
+//
+//go:noescape
+func conv1x1N128C128K256H16W16S2ResStatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C256K64H8W8S1InAffineReluStatsAVX2 is the AVX2+FMA kernel of Conv1x1N128C256K64H8W8S1InAffineReluStats (tiles: 2x3 blocks: 16x4; 1x2 blocks: 9x6+2x5).
+//
+//go:noescape
+func conv1x1N128C256K64H8W8S1InAffineReluStatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C64K256H8W8S1InAffineReluResStatsAVX2 is the AVX2+FMA kernel of Conv1x1N128C64K256H8W8S1InAffineReluResStats (tiles: 10x3 blocks: 16x4; 1x2 blocks: 9x6+2x5).
+//
+//go:noescape
+func conv1x1N128C64K256H8W8S1InAffineReluResStatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1DwN128C64K256H8W8S1InAffineReluAVX2 is the AVX2+FMA kernel of Conv1x1DwN128C64K256H8W8S1InAffineRelu (tiles: 10x3 blocks: 16x4; 1x2 blocks: 16x4).
+//
+//go:noescape
+func conv1x1DwN128C64K256H8W8S1InAffineReluAVX2(dy []float32, x []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1DxN128C64K256H8W8S1AVX2 is the AVX2+FMA kernel of Conv1x1DxN128C64K256H8W8S1 (tiles: 2x3 blocks: 16x4; 1x2 blocks: 9x6+2x5).
+//
+//go:noescape
+func conv1x1DxN128C64K256H8W8S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1DwN128C256K64H8W8S1InAffineReluAVX2 is the AVX2+FMA kernel of Conv1x1DwN128C256K64H8W8S1InAffineRelu (tiles: 2x3 blocks: 64x4; 1x2 blocks: 64x4).
+//
+//go:noescape
+func conv1x1DwN128C256K64H8W8S1InAffineReluAVX2(dy []float32, x []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1DxN128C256K64H8W8S1AVX2 is the AVX2+FMA kernel of Conv1x1DxN128C256K64H8W8S1 (tiles: 10x3 blocks: 16x4; 1x2 blocks: 9x6+2x5).
+//
+//go:noescape
+func conv1x1DxN128C256K64H8W8S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1DwN128C128K256H16W16S2AVX2 is the AVX2+FMA kernel of Conv1x1DwN128C128K256H16W16S2 (tiles: 10x3 blocks: 32x4; 1x2 blocks: 32x4).
+//
+//go:noescape
+func conv1x1DwN128C128K256H16W16S2AVX2(dy []float32, x []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1DxN128C128K256H16W16S2AVX2 is the AVX2+FMA kernel of Conv1x1DxN128C128K256H16W16S2 (tiles: 8 rows of 5x3 blocks: 2x4; 1x1 blocks: 1x8).
+//
+//go:noescape
+func conv1x1DxN128C128K256H16W16S2AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1DwN128C128K64H16W16S2AVX2 is the AVX2+FMA kernel of Conv1x1DwN128C128K64H16W16S2 (tiles: 2x3 blocks: 32x4; 1x2 blocks: 32x4).
+//
+//go:noescape
+func conv1x1DwN128C128K64H16W16S2AVX2(dy []float32, x []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1DxN128C128K64H16W16S2AVX2 is the AVX2+FMA kernel of Conv1x1DxN128C128K64H16W16S2 (tiles: 8 rows of 5x3 blocks: 2x4; 1x1 blocks: 1x8).
+//
+//go:noescape
+func conv1x1DxN128C128K64H16W16S2AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1DwN128C32K128H16W16S1InAffineReluAVX2 is the AVX2+FMA kernel of Conv1x1DwN128C32K128H16W16S1InAffineRelu (tiles: 5x3 blocks: 8x4; 1x1 blocks: 4x8 over chunks of 128 pixels).
+//
+//go:noescape
+func conv1x1DwN128C32K128H16W16S1InAffineReluAVX2(dy []float32, x []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1DxN128C32K128H16W16S1AVX2 is the AVX2+FMA kernel of Conv1x1DxN128C32K128H16W16S1 (tiles: 2x2 blocks: 41x6+2x5).
+//
+//go:noescape
+func conv1x1DxN128C32K128H16W16S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1DwN128C128K32H16W16S1InAffineReluAVX2 is the AVX2+FMA kernel of Conv1x1DwN128C128K32H16W16S1InAffineRelu (tiles: 1x3 blocks: 32x4; 1x1 blocks: 16x8 over chunks of 128 pixels).
+//
+//go:noescape
+func conv1x1DwN128C128K32H16W16S1InAffineReluAVX2(dy []float32, x []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1DxN128C128K32H16W16S1AVX2 is the AVX2+FMA kernel of Conv1x1DxN128C128K32H16W16S1 (tiles: 8x2 blocks: 41x6+2x5).
+//
+//go:noescape
+func conv1x1DxN128C128K32H16W16S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1DwN128C64K128H32W32S2AVX2 is the AVX2+FMA kernel of Conv1x1DwN128C64K128H32W32S2 (tiles: 5x3 blocks: 16x4; 1x1 blocks: 8x8 over chunks of 128 pixels).
+//
+//go:noescape
+func conv1x1DwN128C64K128H32W32S2AVX2(dy []float32, x []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1DxN128C64K128H32W32S2AVX2 is the AVX2+FMA kernel of Conv1x1DxN128C64K128H32W32S2 (tiles: 16 rows of 2x3 blocks: 4x4; 1x2 blocks: 1x6+2x5).
+//
+//go:noescape
+func conv1x1DxN128C64K128H32W32S2AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1DwN128C64K32H32W32S2AVX2 is the AVX2+FMA kernel of Conv1x1DwN128C64K32H32W32S2 (tiles: 1x3 blocks: 16x4; 1x1 blocks: 8x8 over chunks of 128 pixels).
+//
+//go:noescape
+func conv1x1DwN128C64K32H32W32S2AVX2(dy []float32, x []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1DxN128C64K32H32W32S2AVX2 is the AVX2+FMA kernel of Conv1x1DxN128C64K32H32W32S2 (tiles: 16 rows of 2x3 blocks: 4x4; 1x2 blocks: 1x6+2x5).
+//
+//go:noescape
+func conv1x1DxN128C64K32H32W32S2AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1DwN128C16K64H32W32S1InAffineReluAVX2 is the AVX2+FMA kernel of Conv1x1DwN128C16K64H32W32S1InAffineRelu (tiles: 2x3 blocks: 4x4; 1x2 blocks: 4x4 over chunks of 128 pixels).
+//
+//go:noescape
+func conv1x1DwN128C16K64H32W32S1InAffineReluAVX2(dy []float32, x []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1DxN128C16K64H32W32S1AVX2 is the AVX2+FMA kernel of Conv1x1DxN128C16K64H32W32S1 (tiles: 1x2 blocks: 169x6+2x5).
+//
+//go:noescape
+func conv1x1DxN128C16K64H32W32S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1DwN128C64K16H32W32S1InAffineReluAVX2 is the AVX2+FMA kernel of Conv1x1DwN128C64K16H32W32S1InAffineRelu (tiles: 1x2 blocks: 16x4 over chunks of 256 pixels).
+//
+//go:noescape
+func conv1x1DwN128C64K16H32W32S1InAffineReluAVX2(dy []float32, x []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1DxN128C64K16H32W32S1AVX2 is the AVX2+FMA kernel of Conv1x1DxN128C64K16H32W32S1 (tiles: 2x3 blocks: 256x4; 1x2 blocks: 169x6+2x5).
+//
+//go:noescape
+func conv1x1DxN128C64K16H32W32S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1DwN128C16K64H32W32S1AVX2 is the AVX2+FMA kernel of Conv1x1DwN128C16K64H32W32S1 (tiles: 2x3 blocks: 4x4; 1x2 blocks: 4x4 over chunks of 128 pixels).
+//
+//go:noescape
+func conv1x1DwN128C16K64H32W32S1AVX2(dy []float32, x []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1DwN128C16K16H32W32S1AVX2 is the AVX2+FMA kernel of Conv1x1DwN128C16K16H32W32S1 (tiles: 1x2 blocks: 4x4 over chunks of 256 pixels).
+//
+//go:noescape
+func conv1x1DwN128C16K16H32W32S1AVX2(dy []float32, x []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1DxN128C16K16H32W32S1AVX2 is the AVX2+FMA kernel of Conv1x1DxN128C16K16H32W32S1 (tiles: 1x2 blocks: 169x6+2x5).
+//
+//go:noescape
+func conv1x1DxN128C16K16H32W32S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C16K16H32W32S1BiasReluAVX2 is the AVX2+FMA kernel of Conv1x1N128C16K16H32W32S1BiasRelu (tiles: 1x2 blocks: 169x6+2x5).
+//
+//go:noescape
+func conv1x1N128C16K16H32W32S1BiasReluAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C16K64H32W32S1AVX2 is the AVX2+FMA kernel of Conv1x1N128C16K64H32W32S1 (tiles: 2x3 blocks: 256x4; 1x2 blocks: 169x6+2x5).
+//
+//go:noescape
+func conv1x1N128C16K64H32W32S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C16K64H32W32S1ResAVX2 is the AVX2+FMA kernel of Conv1x1N128C16K64H32W32S1Res (tiles: 2x3 blocks: 256x4; 1x2 blocks: 169x6+2x5).
+//
+//go:noescape
+func conv1x1N128C16K64H32W32S1ResAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C64K16H32W32S1InAffineReluBiasReluAVX2 is the AVX2+FMA kernel of Conv1x1N128C64K16H32W32S1InAffineReluBiasRelu (tiles: 1x2 blocks: 169x6+2x5).
+//
+//go:noescape
+func conv1x1N128C64K16H32W32S1InAffineReluBiasReluAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C64K32H32W32S2BiasReluAVX2 is the AVX2+FMA kernel of Conv1x1N128C64K32H32W32S2BiasRelu (tiles: 2x2 blocks: 41x6+2x5).
+//
+//go:noescape
+func conv1x1N128C64K32H32W32S2BiasReluAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C32K128H16W16S1AVX2 is the AVX2+FMA kernel of Conv1x1N128C32K128H16W16S1 (tiles: 8x2 blocks: 41x6+2x5).
+//
+//go:noescape
+func conv1x1N128C32K128H16W16S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C64K128H32W32S2ResAVX2 is the AVX2+FMA kernel of Conv1x1N128C64K128H32W32S2Res (tiles: 8x2 blocks: 41x6+2x5).
+//
+//go:noescape
+func conv1x1N128C64K128H32W32S2ResAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C128K32H16W16S1InAffineReluBiasReluAVX2 is the AVX2+FMA kernel of Conv1x1N128C128K32H16W16S1InAffineReluBiasRelu (tiles: 2x2 blocks: 41x6+2x5).
+//
+//go:noescape
+func conv1x1N128C128K32H16W16S1InAffineReluBiasReluAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C32K128H16W16S1ResAVX2 is the AVX2+FMA kernel of Conv1x1N128C32K128H16W16S1Res (tiles: 8x2 blocks: 41x6+2x5).
+//
+//go:noescape
+func conv1x1N128C32K128H16W16S1ResAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C128K64H16W16S2BiasReluAVX2 is the AVX2+FMA kernel of Conv1x1N128C128K64H16W16S2BiasRelu (tiles: 2x3 blocks: 16x4; 1x2 blocks: 9x6+2x5).
+//
+//go:noescape
+func conv1x1N128C128K64H16W16S2BiasReluAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C64K256H8W8S1AVX2 is the AVX2+FMA kernel of Conv1x1N128C64K256H8W8S1 (tiles: 10x3 blocks: 16x4; 1x2 blocks: 9x6+2x5).
+//
+//go:noescape
+func conv1x1N128C64K256H8W8S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C128K256H16W16S2ResAVX2 is the AVX2+FMA kernel of Conv1x1N128C128K256H16W16S2Res (tiles: 10x3 blocks: 16x4; 1x2 blocks: 9x6+2x5).
+//
+//go:noescape
+func conv1x1N128C128K256H16W16S2ResAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C256K64H8W8S1InAffineReluBiasReluAVX2 is the AVX2+FMA kernel of Conv1x1N128C256K64H8W8S1InAffineReluBiasRelu (tiles: 2x3 blocks: 16x4; 1x2 blocks: 9x6+2x5).
+//
+//go:noescape
+func conv1x1N128C256K64H8W8S1InAffineReluBiasReluAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N128C64K256H8W8S1ResAVX2 is the AVX2+FMA kernel of Conv1x1N128C64K256H8W8S1Res (tiles: 10x3 blocks: 16x4; 1x2 blocks: 9x6+2x5).
+//
+//go:noescape
+func conv1x1N128C64K256H8W8S1ResAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)

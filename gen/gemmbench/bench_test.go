@@ -1,0 +1,122 @@
+package gemmbench
+
+import (
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"testing"
+)
+
+// peakIters is the work of one call of PeakFMA in the benchmarks: about
+// 0.1 ms, short enough for b.Loop to calibrate finely.
+const peakIters = 1 << 16
+
+// BenchmarkPeak reports the FMA peak in GFLOP/s of one core and of all
+// cores (GOMAXPROCS goroutines, each running the peak loop).
+func BenchmarkPeak(b *testing.B) {
+	peak := SingleCorePeakGFLOPS()
+	b.Run("1core", func(b *testing.B) {
+		for b.Loop() {
+			PeakFMA(peakIters, 0, 0)
+		}
+		reportRate(b, float64(peakIters*PeakFLOPsPerIter), peak)
+	})
+	b.Run("allcores", func(b *testing.B) {
+		p := runtime.GOMAXPROCS(0)
+		for b.Loop() {
+			var wg sync.WaitGroup
+			for range p {
+				wg.Go(func() { PeakFMA(peakIters, 0, 0) })
+			}
+			wg.Wait()
+		}
+		reportRate(b, float64(p*peakIters*PeakFLOPsPerIter), peak)
+	})
+}
+
+// reportRate reports GFLOP/s for flops per iteration and the fraction of
+// the single-core peak measured in this process.
+func reportRate(b *testing.B, flops, peak float64) {
+	gflops := flops * float64(b.N) / b.Elapsed().Seconds() / 1e9
+	b.ReportMetric(gflops, "GFLOP/s")
+	b.ReportMetric(gflops/peak, "frac_peak")
+}
+
+// benchBuffers are 32-byte aligned random buffers for one batch-128
+// kernel, drawn once per shape.
+type benchBuffers struct {
+	x, w, y, res, stats, bias, scale, shift, scratch []float32
+}
+
+func newBenchBuffers(s *Conv1x1Shape) *benchBuffers {
+	r := rand.New(rand.NewPCG(seedOf(s.Name), 2))
+	bb := &benchBuffers{
+		x: AlignedFloats(s.XLen()), w: AlignedFloats(s.WLen()),
+		y: AlignedFloats(s.YLen()), res: AlignedFloats(s.YLen()), stats: AlignedFloats(s.StatsLen()),
+		bias: AlignedFloats(s.Cout), scale: AlignedFloats(s.Cin), shift: AlignedFloats(s.Cin),
+		scratch: AlignedFloats(s.ScratchLen()),
+	}
+	for _, v := range [][]float32{bb.x, bb.w, bb.y, bb.res, bb.bias, bb.scale, bb.shift} {
+		for j := range v {
+			v[j] = float32(r.Float64() - 0.5)
+		}
+	}
+	return bb
+}
+
+// BenchmarkConv1x1 runs every batch-128 forward kernel (the ResNet
+// bottleneck and projection shapes) on one core over the whole batch.
+func BenchmarkConv1x1(b *testing.B) {
+	peak := SingleCorePeakGFLOPS()
+	for i := range Conv1x1Kernels {
+		k := &Conv1x1Kernels[i]
+		if k.N < 128 {
+			continue
+		}
+		b.Run(k.Name, func(b *testing.B) {
+			bb := newBenchBuffers(&k.Conv1x1Shape)
+			for b.Loop() {
+				k.Run(bb.x, bb.w, bb.bias, bb.scale, bb.shift, bb.res, bb.y, bb.stats, bb.scratch, 0, k.N)
+			}
+			reportRate(b, k.FLOPs(), peak)
+		})
+	}
+}
+
+// BenchmarkConv1x1Dx runs every batch-128 backward-data kernel: dy is y,
+// dx is x.
+func BenchmarkConv1x1Dx(b *testing.B) {
+	peak := SingleCorePeakGFLOPS()
+	for i := range Conv1x1DxKernels {
+		k := &Conv1x1DxKernels[i]
+		if k.N < 128 {
+			continue
+		}
+		b.Run(k.Name, func(b *testing.B) {
+			bb := newBenchBuffers(&k.Conv1x1Shape)
+			for b.Loop() {
+				k.Run(bb.y, bb.w, bb.x, bb.scratch, 0, k.N)
+			}
+			reportRate(b, k.FLOPs(), peak)
+		})
+	}
+}
+
+// BenchmarkConv1x1Dw runs every batch-128 backward-weights kernel: dy is
+// y, the partial dw is w.
+func BenchmarkConv1x1Dw(b *testing.B) {
+	peak := SingleCorePeakGFLOPS()
+	for i := range Conv1x1DwKernels {
+		k := &Conv1x1DwKernels[i]
+		if k.N < 128 {
+			continue
+		}
+		b.Run(k.Name, func(b *testing.B) {
+			bb := newBenchBuffers(&k.Conv1x1Shape)
+			for b.Loop() {
+				k.Run(bb.y, bb.x, bb.scale, bb.shift, bb.w, bb.scratch, 0, k.N)
+			}
+			reportRate(b, k.FLOPs(), peak)
+		})
+	}
+}
