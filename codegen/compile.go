@@ -25,6 +25,9 @@ type Options struct {
 	// Budget is the arena budget in bytes of a training step (see
 	// passes.RunOptions.Budget); 0 recomputes nothing.
 	Budget int64
+	// ImportPath is the package's import path; when set, the package
+	// gets a trainer command in its subdirectory "trainer".
+	ImportPath string
 	// SGD are the update's hyperparameters, compiled into the training
 	// step; nil means passes.DefaultSGD (momentum 0.9, weight decay 1e-4).
 	SGD *passes.SGDOptions
@@ -112,7 +115,11 @@ func (p *Package) WriteDir(dir string) error {
 	sort.Strings(names)
 	var errs []error
 	for _, n := range names {
-		if err := writeFileAtomic(filepath.Join(dir, n), p.Files[n]); err != nil {
+		path := filepath.Join(dir, filepath.FromSlash(n))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		if err := writeFileAtomic(path, p.Files[n]); err != nil {
 			errs = append(errs, err)
 		}
 	}

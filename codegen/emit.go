@@ -156,6 +156,10 @@ func (e *emitter) files() (map[string][]byte, error) {
 	out["drivers.go"] = e.k.driverFile(e.opts.Package)
 	out["model_test.go"] = testFile(e.opts.Package)
 	out["weightsio.go"] = weightsIOFile(e.opts.Package)
+	out["network.go"] = networkFile(e.opts.Package)
+	if e.opts.ImportPath != "" {
+		out["trainer/main.go"] = trainerFile(e.arch.Name, e.opts.ImportPath)
+	}
 	kfiles, err := e.k.set.Render(e.opts.Package)
 	if err != nil {
 		return nil, err

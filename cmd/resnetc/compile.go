@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"unicode"
@@ -17,6 +19,7 @@ func runCompile(args []string, stdout, stderr io.Writer) error {
 	af.register(fs, 128)
 	out := fs.String("o", "", "write the package into `DIR` (created if needed)")
 	pkg := fs.String("pkg", "", "Go package `NAME` (default: the directory's name without punctuation)")
+	importPath := fs.String("import-path", "", "the package's import `PATH`, for its trainer command (default: from the go.mod above DIR)")
 	budgetFlag := fs.String("budget", "", "arena budget `SIZE` of the training step, such as 2GiB (default: no budget)")
 	momentum := fs.Float64("momentum", passes.DefaultSGD.Momentum, "SGD momentum compiled into the training step")
 	decay := fs.Float64("weight-decay", passes.DefaultSGD.Decay, "L2 weight decay compiled into the training step")
@@ -48,8 +51,14 @@ func runCompile(args []string, stdout, stderr io.Writer) error {
 		}
 		name = packageName(filepath.Base(abs))
 	}
+	ip := *importPath
+	if ip == "" {
+		if ip, err = moduleImportPath(*out); err != nil {
+			return fmt.Errorf("resnetc compile: %w; give -import-path", err)
+		}
+	}
 	sgd := passes.SGDOptions{Momentum: *momentum, Decay: *decay}
-	p, err := codegen.Compile(arch, codegen.Options{Package: name, Batch: af.batch, Budget: budget, SGD: &sgd})
+	p, err := codegen.Compile(arch, codegen.Options{Package: name, Batch: af.batch, Budget: budget, SGD: &sgd, ImportPath: ip})
 	if err != nil {
 		return err
 	}
@@ -74,4 +83,46 @@ func packageName(dir string) string {
 		s = "net" + s
 	}
 	return s
+}
+
+// moduleImportPath derives the import path of directory dir from the
+// go.mod of the module that holds it.
+func moduleImportPath(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	for d := abs; ; {
+		data, err := os.ReadFile(filepath.Join(d, "go.mod"))
+		if err == nil {
+			mod := modulePath(data)
+			if mod == "" {
+				return "", fmt.Errorf("%s has no module line", filepath.Join(d, "go.mod"))
+			}
+			rel, err := filepath.Rel(d, abs)
+			if err != nil {
+				return "", err
+			}
+			if rel == "." {
+				return mod, nil
+			}
+			return path.Join(mod, filepath.ToSlash(rel)), nil
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return "", fmt.Errorf("no go.mod in %s or above it", abs)
+		}
+		d = parent
+	}
+}
+
+// modulePath returns the module path of a go.mod file's module line.
+func modulePath(gomod []byte) string {
+	for _, line := range strings.Split(string(gomod), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "module" {
+			return strings.Trim(f[1], `"`)
+		}
+	}
+	return ""
 }
