@@ -291,7 +291,7 @@ func TestREADME(t *testing.T) {
 			t.Errorf("README does not list preset %s", p.Name)
 		}
 	}
-	const main = "go run ./cmd/resnetc describe -preset preact-resnet-1001"
+	const main = "go generate ./gen/preact-resnet-20 && go run ./gen/preact-resnet-20/trainer train"
 	if !strings.Contains(readme, main) {
 		t.Fatalf("README's main command %q is missing", main)
 	}
