@@ -177,6 +177,7 @@ func TestSaveLoad(t *testing.T) {
 		"truncated": data[:len(data)-4],
 		"corrupted": append([]byte("{\"x\""), data[4:]...),
 		"other":     []byte(strings.Replace(string(data), Name, Name+"x", 1)),
+		"bitflip":   flipBit(data, len(data)-9),
 	}
 	for name, content := range bad {
 		p := filepath.Join(dir, name+".safetensors")
@@ -190,6 +191,14 @@ func TestSaveLoad(t *testing.T) {
 			t.Errorf("%s: the failed Load changed the model", name)
 		}
 	}
+}
+
+// flipBit returns a copy of data with the low bit of byte i flipped: a
+// corruption inside the tensor data, which only the checksum can see.
+func flipBit(data []byte, i int) []byte {
+	c := append([]byte(nil), data...)
+	c[i] ^= 1
+	return c
 }
 
 func randFloats(r *rand.Rand, n int) []float32 {

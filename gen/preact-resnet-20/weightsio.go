@@ -3,7 +3,10 @@
 package preactresnet20
 
 import (
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
+	"math"
 	"slices"
 	"strconv"
 
@@ -17,7 +20,29 @@ const (
 	MetaArch    = "arch"    // Arch, the architecture in the DSL
 	MetaBatch   = "batch"   // Batch
 	MetaStep    = "step"    // the steps taken
+	MetaCRC     = "crc32c"  // CRC-32C of every tensor's bytes, in table order
 )
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// storageCRC is the CRC-32C of the model's tensors as Save writes them:
+// little-endian float32s, in table order.
+func (m *Model) storageCRC() uint32 {
+	var crc uint32
+	var buf [4096]byte
+	for i := range tensors {
+		v := m.storage(&tensors[i])
+		for len(v) > 0 {
+			n := min(len(v), len(buf)/4)
+			for j, x := range v[:n] {
+				binary.LittleEndian.PutUint32(buf[4*j:], math.Float32bits(x))
+			}
+			crc = crc32.Update(crc, castagnoli, buf[:4*n])
+			v = v[n:]
+		}
+	}
+	return crc
+}
 
 // Save writes every param and state tensor (the weights, SGD's momentum
 // and the BatchNorm running statistics) to path in the safetensors format,
@@ -31,6 +56,7 @@ func (m *Model) Save(path string, extra map[string]string) error {
 		MetaArch:    Arch,
 		MetaBatch:   strconv.Itoa(Batch),
 		MetaStep:    strconv.FormatInt(m.step, 10),
+		MetaCRC:     fmt.Sprintf("%08x", m.storageCRC()),
 	}
 	for k, v := range extra {
 		if _, ok := meta[k]; ok {
@@ -76,6 +102,7 @@ func (m *Model) Load(path string) (map[string]string, error) {
 		}
 	}
 	found := make([]safetensors.Tensor, len(tensors))
+	var crc uint32
 	for i := range tensors {
 		t := &tensors[i]
 		ft, ok := f.Tensor(t.name)
@@ -86,6 +113,10 @@ func (m *Model) Load(path string) (map[string]string, error) {
 			return nil, fmt.Errorf("%s: tensor %q is %s %v, want F32 %v", path, t.name, ft.DType, ft.Shape, t.shape)
 		}
 		found[i] = ft
+		crc = crc32.Update(crc, castagnoli, ft.Data)
+	}
+	if want, ok := f.Metadata[MetaCRC]; ok && want != fmt.Sprintf("%08x", crc) {
+		return nil, fmt.Errorf("%s: the tensor data is corrupted: its CRC-32C is %08x, the header says %s", path, crc, want)
 	}
 	for i := range tensors {
 		if err := found[i].Float32s(m.storage(&tensors[i])); err != nil {
