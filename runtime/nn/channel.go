@@ -10,12 +10,16 @@ import (
 // statistics a conv epilogue accumulates) and the layout change. The
 // activation kernels loop over rows (rowsOf): one channel, or one block
 // of 8 channels, of one image, so that a row's per-channel constants are
-// found once. Reductions accumulate each worker's rows into its Wide
-// scratch and add the partials in worker order.
+// found once, and run a row kernel of simd.go over each (its rounding is
+// described there). Reductions add each row's sums into the worker's
+// Wide scratch in float64 and the partials in worker order.
 
 // BNStats sets mean and variance to the per-channel batch mean and biased
-// variance of x, in two passes as the interpreter does (the variance sums
-// squared deviations from the float64 mean). Wide scratch: 2*C per worker.
+// variance of x, in two passes as the interpreter does: the sum, then the
+// sums of d = x - mean and of d² about the mean rounded to float32, from
+// which variance = Σd²/M - (Σd/M)² (M elements per channel) without
+// cancellation, the mean being within rounding of the shift. Wide
+// scratch: 2*C per worker.
 func BNStats(c *Ctx, mean, variance, x []float32, a Act) {
 	mustAct("BNStats", a)
 	mustLen("BNStats", "x", x, a.Len())
@@ -27,25 +31,18 @@ func BNStats(c *Ctx, mean, variance, x []float32, a Act) {
 	t.a, t.x[0] = a, x
 	r := rowsOf(a)
 	t.spread(r.count, a.Len())
-	sum := c.sumWide(C)
 	m := float64(a.N * a.H * a.W)
-	// The float64 means go where no worker's partials do: worker 0's
-	// second half.
-	mu := c.wide[0][C : 2*C]
-	for ch := range C {
-		mu[ch] = sum[ch] / m
-		mean[ch] = float32(mu[ch])
+	for ch, v := range c.sumWide(C) {
+		mean[ch] = float32(v / m)
 	}
-	clear(sum)
-	for w := 1; w < c.threads; w++ {
-		clear(c.wide[w][:C])
-	}
+	c.clearWide("BNStats", 2*C)
 	t = c.opTaskFor(keyBNStats, sqDevRange)
-	t.a, t.x[0] = a, x
+	t.a, t.x[0], t.x[1] = a, x, mean
 	t.spread(r.count, a.Len())
-	sq := c.sumWide(C)
+	tot := c.sumWide(2 * C)
 	for ch := range C {
-		variance[ch] = float32(sq[ch] / m)
+		d := tot[ch] / m
+		variance[ch] = float32(tot[C+ch]/m - d*d)
 	}
 }
 
@@ -54,13 +51,11 @@ func BNStats(c *Ctx, mean, variance, x []float32, a Act) {
 func chanSumRange(t *opTask, w, lo, hi int) {
 	x, part := t.x[0], t.c.wide[w]
 	r := rowsOf(t.a)
+	var zero [8]float32
 	for u := lo; u < hi; u++ {
-		row := x[u*r.size : (u+1)*r.size]
-		acc := sumLanes(row, r.lanes)
-		ch0 := r.first(u)
-		for l := range r.lanes {
-			part[ch0+l] += acc[l]
-		}
+		var sums [16]float64
+		momentsRow(x[u*r.size:(u+1)*r.size], &zero, &sums)
+		r.fold(part[r.first(u):], sums[:8])
 	}
 }
 
@@ -82,34 +77,20 @@ func sumLanes(row []float32, lanes int) (acc [8]float64) {
 	return acc
 }
 
-// sqDevRange adds the squared deviations of rows [lo, hi) of t.x[0] from
-// the means in worker 0's wide[C:2C] into worker w's partials.
+// sqDevRange adds the sums of d = x - mean and d² over rows [lo, hi) of
+// t.x[0], with the float32 means t.x[1], into worker w's partials (Σd in
+// [0, C), Σd² in [C, 2C)).
 func sqDevRange(t *opTask, w, lo, hi int) {
-	x, part, mu := t.x[0], t.c.wide[w], t.c.wide[0][t.a.C:2*t.a.C]
+	x, mean, C := t.x[0], t.x[1], t.a.C
+	part := t.c.wide[w][:2*C]
 	r := rowsOf(t.a)
 	for u := lo; u < hi; u++ {
-		var acc [8]float64
 		ch0 := r.first(u)
-		row := x[u*r.size : (u+1)*r.size]
-		if r.lanes == 1 {
-			m := mu[ch0]
-			for _, v := range row {
-				d := float64(v) - m
-				acc[0] += d * d
-			}
-		} else {
-			m := (*[8]float64)(mu[ch0 : ch0+8])
-			for i := 0; i+8 <= len(row); i += 8 {
-				xs := (*[8]float32)(row[i : i+8])
-				for l := range 8 {
-					d := float64(xs[l]) - m[l]
-					acc[l] += d * d
-				}
-			}
-		}
-		for l := range r.lanes {
-			part[ch0+l] += acc[l]
-		}
+		shift := r.lanesOf(mean, ch0)
+		var sums [16]float64
+		momentsRow(x[u*r.size:(u+1)*r.size], &shift, &sums)
+		r.fold(part[ch0:], sums[:8])
+		r.fold(part[C+ch0:], sums[8:])
 	}
 }
 
@@ -128,8 +109,9 @@ func ChanSum(c *Ctx, y, x []float32, a Act) {
 	}
 }
 
-// BNNorm sets y = gamma*(x-mean)/sqrt(var+eps) + beta per channel, in
-// float64. y may be x.
+// BNNorm sets y = gamma*(x-mean)/sqrt(var+eps) + beta per channel, as
+// (x-mean)*a + beta with a = gamma/sqrt(var+eps) found in float64 and
+// rounded to float32. y may be x.
 func BNNorm(c *Ctx, y, x, mean, variance, gamma, beta []float32, a Act, eps float64) {
 	mustAct("BNNorm", a)
 	mustLen("BNNorm", "y", y, a.Len())
@@ -146,35 +128,25 @@ func bnNormRange(t *opTask, _, lo, hi int) {
 	y, x, mean, variance, gamma, beta := t.y[0], t.x[0], t.x[1], t.x[2], t.x[3], t.x[4]
 	r := rowsOf(t.a)
 	for u := lo; u < hi; u++ {
-		var g, m, inv, b [8]float64
+		var a [8]float32
 		ch0 := r.first(u)
 		for l := range r.lanes {
 			ch := ch0 + l
-			g[l], m[l], b[l] = float64(gamma[ch]), float64(mean[ch]), float64(beta[ch])
-			inv[l] = 1 / math.Sqrt(float64(variance[ch])+t.f[0])
+			a[l] = float32(float64(gamma[ch]) / math.Sqrt(float64(variance[ch])+t.f[0]))
 		}
-		row, out := x[u*r.size:(u+1)*r.size], y[u*r.size:(u+1)*r.size]
-		if r.lanes == 1 {
-			out = out[:len(row)]
-			for i, v := range row {
-				out[i] = float32(g[0]*(float64(v)-m[0])*inv[0] + b[0])
-			}
-			continue
-		}
-		for i := 0; i+8 <= len(row); i += 8 {
-			xs, ys := (*[8]float32)(row[i:i+8]), (*[8]float32)(out[i:i+8])
-			for l := range 8 {
-				ys[l] = float32(g[l]*(float64(xs[l])-m[l])*inv[l] + b[l])
-			}
-		}
+		r.spreadLanes(&a)
+		m, b := r.lanesOf(mean, ch0), r.lanesOf(beta, ch0)
+		from, to := u*r.size, (u+1)*r.size
+		shiftAffineRow(y[from:to], x[from:to], &m, &a, &b)
 	}
 }
 
 // BNNormGrad computes the gradients of BNNorm with mean and var taken as
 // independent inputs (invstd = 1/sqrt(var+eps)): dx = dy*gamma*invstd,
 // dmean = -Σdy*gamma*invstd, dvar = Σdy*gamma*(x-mean)*(-1/2)*(var+eps)^-3/2,
-// dgamma = Σdy*(x-mean)*invstd, dbeta = Σdy, sums per channel in float64.
-// Wide scratch: 2*C per worker.
+// dgamma = Σdy*(x-mean)*invstd, dbeta = Σdy, sums per channel in float64
+// (gamma*invstd, the factor of dx, rounded to float32). Wide scratch: 2*C
+// per worker. dx may be dy.
 func BNNormGrad(c *Ctx, dx, dmean, dvar, dgamma, dbeta, dy, x, mean, variance, gamma []float32, a Act, eps float64) {
 	mustAct("BNNormGrad", a)
 	n, C := a.Len(), a.C
@@ -207,38 +179,19 @@ func bnNormGradRange(t *opTask, w, lo, hi int) {
 	part := t.c.wide[w][:2*C]
 	r := rowsOf(t.a)
 	for u := lo; u < hi; u++ {
-		var gm, inv, m, sdy, sdyx [8]float64
+		var a [8]float32
 		ch0 := r.first(u)
 		for l := range r.lanes {
 			ch := ch0 + l
-			gm[l], m[l] = float64(gamma[ch]), float64(mean[ch])
-			inv[l] = 1 / math.Sqrt(float64(variance[ch])+t.f[0])
+			a[l] = float32(float64(gamma[ch]) / math.Sqrt(float64(variance[ch])+t.f[0]))
 		}
+		r.spreadLanes(&a)
+		m := r.lanesOf(mean, ch0)
+		var sums [16]float64
 		from, to := u*r.size, (u+1)*r.size
-		gs, xs, ds := dy[from:to], x[from:to], dx[from:to]
-		if r.lanes == 1 {
-			xs, ds = xs[:len(gs)], ds[:len(gs)]
-			for i, g32 := range gs {
-				g, v := float64(g32), float64(xs[i])
-				ds[i] = float32(g * gm[0] * inv[0])
-				sdy[0] += g
-				sdyx[0] += g * (v - m[0])
-			}
-		} else {
-			for i := 0; i+8 <= len(gs); i += 8 {
-				g8, x8, d8 := (*[8]float32)(gs[i:i+8]), (*[8]float32)(xs[i:i+8]), (*[8]float32)(ds[i:i+8])
-				for l := range 8 {
-					g, v := float64(g8[l]), float64(x8[l])
-					d8[l] = float32(g * gm[l] * inv[l])
-					sdy[l] += g
-					sdyx[l] += g * (v - m[l])
-				}
-			}
-		}
-		for l := range r.lanes {
-			part[ch0+l] += sdy[l]
-			part[C+ch0+l] += sdyx[l]
-		}
+		bnNormGradRow(dx[from:to], dy[from:to], x[from:to], &m, &a, &sums)
+		r.fold(part[ch0:], sums[:8])
+		r.fold(part[C+ch0:], sums[8:])
 	}
 }
 
@@ -261,30 +214,21 @@ func bnStatsGradRange(t *opTask, _, lo, hi int) {
 	r := rowsOf(t.a)
 	m := float64(t.a.N * r.pix)
 	for u := lo; u < hi; u++ {
-		var dm, dv, mu [8]float64
+		var a, b [8]float32
 		ch0 := r.first(u)
 		for l := range r.lanes {
 			ch := ch0 + l
-			dm[l], dv[l], mu[l] = float64(dmean[ch]), float64(dvar[ch]), float64(mean[ch])
+			a[l], b[l] = float32(2*float64(dvar[ch])/m), float32(float64(dmean[ch])/m)
 		}
-		xs, ds := x[u*r.size:(u+1)*r.size], dx[u*r.size:(u+1)*r.size]
-		if r.lanes == 1 {
-			ds = ds[:len(xs)]
-			for i, v := range xs {
-				ds[i] = float32(dm[0]/m + dv[0]*2*(float64(v)-mu[0])/m)
-			}
-			continue
-		}
-		for i := 0; i+8 <= len(xs); i += 8 {
-			x8, d8 := (*[8]float32)(xs[i:i+8]), (*[8]float32)(ds[i:i+8])
-			for l := range 8 {
-				d8[l] = float32(dm[l]/m + dv[l]*2*(float64(x8[l])-mu[l])/m)
-			}
-		}
+		r.spreadLanes(&a)
+		r.spreadLanes(&b)
+		mu := r.lanesOf(mean, ch0)
+		from, to := u*r.size, (u+1)*r.size
+		shiftAffineRow(dx[from:to], x[from:to], &mu, &a, &b)
 	}
 }
 
-// AffineReLU sets y = max(scale[c]*x + shift[c], 0), in float64: a
+// AffineReLU sets y = max(scale[c]*x + shift[c], 0), keeping NaN: a
 // BatchNorm-ReLU pair. y may be x.
 func AffineReLU(c *Ctx, y, x, scale, shift []float32, a Act) {
 	mustAct("AffineReLU", a)
@@ -302,32 +246,17 @@ func affineReLURange(t *opTask, _, lo, hi int) {
 	y, x, scale, shift := t.y[0], t.x[0], t.x[1], t.x[2]
 	r := rowsOf(t.a)
 	for u := lo; u < hi; u++ {
-		var s, b [8]float64
 		ch0 := r.first(u)
-		for l := range r.lanes {
-			s[l], b[l] = float64(scale[ch0+l]), float64(shift[ch0+l])
-		}
-		xs, ys := x[u*r.size:(u+1)*r.size], y[u*r.size:(u+1)*r.size]
-		if r.lanes == 1 {
-			ys = ys[:len(xs)]
-			for i, v := range xs {
-				ys[i] = float32(reluF64(s[0]*float64(v) + b[0]))
-			}
-			continue
-		}
-		for i := 0; i+8 <= len(xs); i += 8 {
-			x8, y8 := (*[8]float32)(xs[i:i+8]), (*[8]float32)(ys[i:i+8])
-			for l := range 8 {
-				y8[l] = float32(reluF64(s[l]*float64(x8[l]) + b[l]))
-			}
-		}
+		s, b := r.lanesOf(scale, ch0), r.lanesOf(shift, ch0)
+		from, to := u*r.size, (u+1)*r.size
+		affineReLURow(y[from:to], x[from:to], &s, &b)
 	}
 }
 
 // AffineReLUGrad computes the gradient of AffineReLU: with
 // m = [scale[c]*x + shift[c] > 0], dx = da*m*scale[c],
-// dscale[c] = Σ da*m*x and dshift[c] = Σ da*m, the sums in float64.
-// Wide scratch: 2*C per worker.
+// dscale[c] = Σ da*m*x and dshift[c] = Σ da*m, the sums in float64 over
+// the rows. Wide scratch: 2*C per worker. dx may be da.
 func AffineReLUGrad(c *Ctx, dx, dscale, dshift, da, x, scale, shift []float32, a Act) {
 	mustAct("AffineReLUGrad", a)
 	n, C := a.Len(), a.C
@@ -354,41 +283,13 @@ func affineReLUGradRange(t *opTask, w, lo, hi int) {
 	part := t.c.wide[w][:2*C]
 	r := rowsOf(t.a)
 	for u := lo; u < hi; u++ {
-		var s, b, ds, db [8]float64
 		ch0 := r.first(u)
-		for l := range r.lanes {
-			s[l], b[l] = float64(scale[ch0+l]), float64(shift[ch0+l])
-		}
-		gs, xs, out := da[u*r.size:(u+1)*r.size], x[u*r.size:(u+1)*r.size], dx[u*r.size:(u+1)*r.size]
-		if r.lanes == 1 {
-			xs, out = xs[:len(gs)], out[:len(gs)]
-			for i, g32 := range gs {
-				g, v := float64(g32), float64(xs[i])
-				out[i] = 0
-				if s[0]*v+b[0] > 0 {
-					out[i] = float32(g * s[0])
-					ds[0] += g * v
-					db[0] += g
-				}
-			}
-		} else {
-			for i := 0; i+8 <= len(gs); i += 8 {
-				g8, x8, o8 := (*[8]float32)(gs[i:i+8]), (*[8]float32)(xs[i:i+8]), (*[8]float32)(out[i:i+8])
-				for l := range 8 {
-					g, v := float64(g8[l]), float64(x8[l])
-					o8[l] = 0
-					if s[l]*v+b[l] > 0 {
-						o8[l] = float32(g * s[l])
-						ds[l] += g * v
-						db[l] += g
-					}
-				}
-			}
-		}
-		for l := range r.lanes {
-			part[ch0+l] += ds[l]
-			part[C+ch0+l] += db[l]
-		}
+		s, b := r.lanesOf(scale, ch0), r.lanesOf(shift, ch0)
+		var sums [16]float64
+		from, to := u*r.size, (u+1)*r.size
+		affineReLUGradRow(dx[from:to], da[from:to], x[from:to], &s, &b, &sums)
+		r.fold(part[ch0:], sums[:8])
+		r.fold(part[C+ch0:], sums[8:])
 	}
 }
 
@@ -410,25 +311,10 @@ func statsGradRange(t *opTask, _, lo, hi int) {
 	dy, dsum, dsumsq, y := t.y[0], t.x[0], t.x[1], t.x[2]
 	r := rowsOf(t.a)
 	for u := lo; u < hi; u++ {
-		var s, q [8]float64
 		ch0 := r.first(u)
-		for l := range r.lanes {
-			s[l], q[l] = float64(dsum[ch0+l]), float64(dsumsq[ch0+l])
-		}
-		ys, out := y[u*r.size:(u+1)*r.size], dy[u*r.size:(u+1)*r.size]
-		if r.lanes == 1 {
-			out = out[:len(ys)]
-			for i, v := range ys {
-				out[i] = float32(s[0] + 2*float64(v)*q[0])
-			}
-			continue
-		}
-		for i := 0; i+8 <= len(ys); i += 8 {
-			y8, o8 := (*[8]float32)(ys[i:i+8]), (*[8]float32)(out[i:i+8])
-			for l := range 8 {
-				o8[l] = float32(s[l] + 2*float64(y8[l])*q[l])
-			}
-		}
+		s, q := r.lanesOf(dsum, ch0), r.lanesOf(dsumsq, ch0)
+		from, to := u*r.size, (u+1)*r.size
+		statsGradRow(dy[from:to], y[from:to], &s, &q)
 	}
 }
 

@@ -153,6 +153,45 @@ func rowsOf(a Act) rows {
 // first is the first channel of row u.
 func (r rows) first(u int) int { return u % r.groups * r.lanes }
 
+// lanesOf returns the row kernels' per-lane constants (see simd.go) for
+// a row whose first channel is ch0, from the per-channel vector v.
+func (r rows) lanesOf(v []float32, ch0 int) (k [8]float32) {
+	if r.lanes == 8 {
+		return [8]float32(v[ch0 : ch0+8])
+	}
+	for l := range k {
+		k[l] = v[ch0]
+	}
+	return k
+}
+
+// spreadLanes copies lane 0 of k into every lane when the row has one
+// channel, so that k holds a row kernel's constants either way.
+func (r rows) spreadLanes(k *[8]float32) {
+	if r.lanes == 1 {
+		for l := range k {
+			k[l] = k[0]
+		}
+	}
+}
+
+// fold adds the per-lane sums of a row kernel (8 float64s) into the
+// per-channel partials part, indexed from the row's first channel.
+func (r rows) fold(part, sums []float64) {
+	if r.lanes == 8 {
+		part = part[:8]
+		for l, v := range sums[:8] {
+			part[l] += v
+		}
+		return
+	}
+	s := 0.0
+	for _, v := range sums[:8] {
+		s += v
+	}
+	part[0] += s
+}
+
 // ReLU sets y = max(x, 0), keeping NaN (as the interpreter does, so that
 // a diverged step shows). y may be x.
 func ReLU(c *Ctx, y, x []float32, a Act) {
@@ -161,14 +200,7 @@ func ReLU(c *Ctx, y, x []float32, a Act) {
 }
 
 func reluRange(t *opTask, _, lo, hi int) {
-	y, x := t.y[0][lo:hi], t.x[0][lo:hi]
-	y = y[:len(x)]
-	for i, v := range x {
-		if v <= 0 {
-			v = 0
-		}
-		y[i] = v
-	}
+	reluVec(t.y[0][lo:hi], t.x[0][lo:hi])
 }
 
 // Sigmoid sets y = 1/(1+exp(-x)), computed in float64 without overflow.
@@ -200,14 +232,8 @@ func Add(c *Ctx, z, x, y []float32, a Act) {
 	c.opTaskFor(keyAdd, addRange).setBinary(z, x, y).spread(n, n)
 }
 
-// addRange adds in float32, which rounds exactly as the float64 sum
-// rounded to float32 would.
 func addRange(t *opTask, _, lo, hi int) {
-	z, x, y := t.y[0][lo:hi], t.x[0][lo:hi], t.x[1][lo:hi]
-	z, y = z[:len(x)], y[:len(x)]
-	for i, v := range x {
-		z[i] = v + y[i]
-	}
+	addVec(t.y[0][lo:hi], t.x[0][lo:hi], t.x[1][lo:hi])
 }
 
 // Mul sets z = x * y elementwise. z may be x or y.
@@ -217,11 +243,7 @@ func Mul(c *Ctx, z, x, y []float32, a Act) {
 }
 
 func mulRange(t *opTask, _, lo, hi int) {
-	z, x, y := t.y[0][lo:hi], t.x[0][lo:hi], t.x[1][lo:hi]
-	z, y = z[:len(x)], y[:len(x)]
-	for i, v := range x {
-		z[i] = v * y[i]
-	}
+	mulVec(t.y[0][lo:hi], t.x[0][lo:hi], t.x[1][lo:hi])
 }
 
 // Scale sets y = factor*x + offset, in float64. y may be x.
@@ -249,14 +271,7 @@ func ReLUGrad(c *Ctx, dx, dy, y []float32, a Act) {
 }
 
 func reluGradRange(t *opTask, _, lo, hi int) {
-	dx, dy, y := t.y[0][lo:hi], t.x[0][lo:hi], t.x[1][lo:hi]
-	dx, y = dx[:len(dy)], y[:len(dy)]
-	for i, g := range dy {
-		if !(y[i] > 0) {
-			g = 0
-		}
-		dx[i] = g
-	}
+	reluGradVec(t.y[0][lo:hi], t.x[0][lo:hi], t.x[1][lo:hi])
 }
 
 // SigmoidGrad sets dx = dy*y*(1-y) (y being the sigmoid's output), in

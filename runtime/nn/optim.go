@@ -1,8 +1,9 @@
 package nn
 
 // SGD takes one step of SGD with momentum and weight decay on n weights:
-// m = momentum*mom + g + decay*w, mom' = m, w' = w - lr[0]*m, in float64
-// with w' computed from the unrounded m (as the interpreter does). lr is
+// m = momentum*mom + g + decay*w, mom' = m, w' = w - lr[0]*m: in float32
+// with fused multiply-adds where the assembly runs, else in float64 with
+// w' computed from the unrounded m (as the interpreter does). lr is
 // a one-element slice (the step's learning rate, an input). The memory
 // plan writes the step into the weights and momentum it reads: wOut may
 // be w and momOut may be mom.
@@ -21,16 +22,7 @@ func SGD(c *Ctx, wOut, momOut, w, g, mom, lr []float32, n int, momentum, decay f
 }
 
 func sgdRange(t *opTask, _, lo, hi int) {
-	wOut, momOut := t.y[0][lo:hi], t.y[1][lo:hi]
-	w, g, mom := t.x[0][lo:hi], t.x[1][lo:hi], t.x[2][lo:hi]
-	mu, decay, lr := t.f[0], t.f[1], t.f[2]
-	wOut, momOut, g, mom = wOut[:len(w)], momOut[:len(w)], g[:len(w)], mom[:len(w)]
-	for i, wv := range w {
-		v := float64(wv)
-		m := mu*float64(mom[i]) + float64(g[i]) + decay*v
-		momOut[i] = float32(m)
-		wOut[i] = float32(v - lr*m)
-	}
+	sgdVec(t.y[0][lo:hi], t.y[1][lo:hi], t.x[0][lo:hi], t.x[1][lo:hi], t.x[2][lo:hi], t.f[0], t.f[1], t.f[2])
 }
 
 // EMA sets y = (1-momentum)*run + momentum*scale*stat over n elements,
