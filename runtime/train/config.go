@@ -66,6 +66,7 @@ type trainFlags struct {
 	resume         string
 	evalEvery      int64
 	logEvery       int64
+	testImages     int
 
 	set map[string]bool // the flags given on the command line
 }
@@ -90,6 +91,7 @@ func addTrainFlags(fs *flagSet) *trainFlags {
 	fs.Int64Var(&f.ckptEvery, "ckpt-every", defaultCkptEvery, "save a checkpoint every N iterations, at the end and on Ctrl-C (with -resume, as the run did)")
 	fs.StringVar(&f.resume, "resume", "", "continue the run of this checkpoint bit for bit: its data, -coarse, -iters, -lr, -schedule, -milestones, -warmup,\n-warmup-lr, -seed, -augment and -threads come from the checkpoint (given again, they must match; -threads may differ,\nat the cost of bitwise reproducibility; the data is checked by checksum and may have moved)")
 	fs.Int64Var(&f.evalEvery, "eval-every", 0, "compute the test error every N iterations (default: at each epoch's end, at least every 1000; with -resume, as the run did)")
+	fs.IntVar(&f.testImages, "test-images", 0, "evaluate on the first N test images only (default: all; for deep nets, whose full evaluation takes long)")
 	fs.Int64Var(&f.logEvery, "log-every", defaultLogEvery, "log a metrics point (and a line when stdout is not a terminal) every N iterations (with -resume, as the run did)")
 	return f
 }
@@ -103,6 +105,8 @@ func (f *trainFlags) check() error {
 		return usageError{fmt.Sprintf("-ckpt-every %d: want at least 1", f.ckptEvery)}
 	case f.logEvery < 1:
 		return usageError{fmt.Sprintf("-log-every %d: want at least 1", f.logEvery)}
+	case f.testImages < 0:
+		return usageError{fmt.Sprintf("-test-images %d: want a positive count (or 0 for all)", f.testImages)}
 	case f.evalEvery < 0:
 		return usageError{fmt.Sprintf("-eval-every %d: want at least 1 (or 0 for each epoch)", f.evalEvery)}
 	case f.set["iters"] && f.set["epochs"]:
@@ -385,4 +389,20 @@ func checkNetwork(path string, meta map[string]string, net Network) error {
 		return fmt.Errorf("%s is a checkpoint of network %q, not %q", path, n, net.Name)
 	}
 	return nil
+}
+
+// firstImages returns the first n images of s (s itself when n is 0 or
+// not below its size).
+func firstImages(s *data.Set, n int) *data.Set {
+	if n <= 0 || n >= s.N {
+		return s
+	}
+	c := *s
+	size := s.C * s.H * s.W
+	c.N, c.Images, c.Labels = n, s.Images[:n*size], s.Labels[:n]
+	if s.Coarse != nil {
+		c.Coarse = s.Coarse[:n]
+	}
+	c.Name = fmt.Sprintf("%s (first %d)", s.Name, n)
+	return &c
 }

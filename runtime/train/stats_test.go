@@ -3,6 +3,8 @@ package train
 import (
 	"math"
 	"testing"
+
+	"github.com/resnetc/resnetc/runtime/data"
 )
 
 func TestSummarize(t *testing.T) {
@@ -75,5 +77,20 @@ func TestFloatsRoundTrip(t *testing.T) {
 		if _, err := parseFloats(bad, 4, true); err == nil {
 			t.Errorf("parseFloats(%q) accepted", bad)
 		}
+	}
+}
+
+// TestFirstImages checks the cut of the test set -test-images makes.
+func TestFirstImages(t *testing.T) {
+	s := &data.Set{Name: "t", N: 4, C: 1, H: 1, W: 2, Classes: 3, Images: []byte{1, 2, 3, 4, 5, 6, 7, 8}, Labels: []int32{0, 1, 2, 0}, Coarse: []int32{0, 0, 1, 1}}
+	c := firstImages(s, 3)
+	if c.N != 3 || len(c.Images) != 6 || len(c.Labels) != 3 || len(c.Coarse) != 3 || c.Images[5] != 6 || c.Validate() != nil {
+		t.Errorf("firstImages(3) = %+v", c)
+	}
+	if firstImages(s, 0) != s || firstImages(s, 4) != s || firstImages(s, 9) != s {
+		t.Errorf("firstImages of 0, N or more is not the set itself")
+	}
+	if s.N != 4 || len(s.Labels) != 4 {
+		t.Errorf("firstImages changed its argument")
 	}
 }

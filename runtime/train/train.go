@@ -92,8 +92,10 @@ func (e *env) setupFresh(net Network, f *trainFlags) (*run, error) {
 	if err := checkData(net, train, test); err != nil {
 		return nil, err
 	}
+	hash := dataHash(train, test)
+	test = firstImages(test, f.testImages)
 	cfg := runConfig{
-		Data: spec, Dataset: train.Name, DataHash: dataHash(train, test), Coarse: f.coarse,
+		Data: spec, Dataset: train.Name, DataHash: hash, Coarse: f.coarse,
 		Iters: f.iters, LR: f.lr, Schedule: f.schedule, Warmup: f.warmup, WarmupLR: f.warmupLR,
 		Seed: f.seed, Threads: f.threads, Augment: f.augment,
 		EvalEvery: f.evalEvery, LogEvery: f.logEvery, CkptEvery: f.ckptEvery,
@@ -205,6 +207,7 @@ func (e *env) setupResume(net Network, f *trainFlags) (*run, error) {
 	if h := dataHash(train, test); h != cfg.DataHash {
 		return nil, fmt.Errorf("%s is not the data the run was trained on: checksum %s, the checkpoint's %s", from, h, cfg.DataHash)
 	}
+	test = firstImages(test, f.testImages)
 	cfg.Data = spec
 	if f.set["epochs"] {
 		it, err := itersOf(f.epochs, train.N, net.Batch)
