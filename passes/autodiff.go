@@ -179,6 +179,13 @@ type differ struct {
 	grad  map[*ir.Value]*ir.Value // accumulated gradient
 	unit  map[*ir.Value]int       // number of nil (unit) seeds of a softmaxce loss
 	sums  map[*ir.Value]int       // add ops emitted so far per value, for names
+	// centred holds, for a conv2d_fused whose statistics feed exactly one
+	// moments op over its whole output, that op's (dmean, dvar, mean):
+	// the conv's rule then emits bnstats_grad, dmean/M + 2(y-mean)dvar/M,
+	// instead of moments_grad and stats_grad, whose sum dsum + 2y*dsumsq
+	// cancels catastrophically in float32 when |mean| is not small
+	// against the spread of y.
+	centred map[*ir.Op][3]*ir.Value
 }
 
 func gradients(g *ir.Graph, ys, dys, xs []*ir.Value) ([]*ir.Value, error) {
@@ -381,6 +388,27 @@ func (d *differ) pass(fwd *ir.Op, i int, dy *ir.Value) error {
 		return nil
 	}
 	return d.accumulate(fwd.Args[i], dy)
+}
+
+// onlyReader reports whether op is the only op of the graph that reads v
+// (graph outputs count as readers).
+func (d *differ) onlyReader(v *ir.Value, op *ir.Op) bool {
+	for _, o := range d.g.Outputs {
+		if o.Value == v {
+			return false
+		}
+	}
+	for _, other := range d.g.Ops {
+		if other == op {
+			continue
+		}
+		for _, a := range other.Args {
+			if a == v {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // copyAttrs returns the named attributes that op sets explicitly, so a
@@ -632,6 +660,21 @@ func (d *differ) conv2DFused(op *ir.Op) error {
 	}
 
 	dy := d.grad[y]
+	if c, ok := d.centred[op]; ok {
+		bg, err := d.emit(op, "stats.dy", ir.BNStatsGrad, nil, c[0], c[1], y, c[2])
+		if err != nil {
+			return err
+		}
+		if dy == nil {
+			dy = bg.Result()
+		} else {
+			sum, err := d.emit(op, "dy", ir.Add, nil, dy, bg.Result())
+			if err != nil {
+				return err
+			}
+			dy = sum.Result()
+		}
+	}
 	if op.Bool("stats") && (d.grad[op.Results[1]] != nil || d.grad[op.Results[2]] != nil) {
 		dsum, dsumsq := d.grad[op.Results[1]], d.grad[op.Results[2]]
 		var err error
@@ -760,11 +803,25 @@ func (d *differ) bnAffine(op *ir.Op) error {
 	return nil
 }
 
-// moments differentiates mean, var = moments(sum, sumsq).
+// moments differentiates mean, var = moments(sum, sumsq). When sum and
+// sumsq are the statistics of one conv2d_fused over its whole output and
+// nothing else reads them, the gradient is left to the conv, which sends
+// it straight into its output in the centred form (see differ.centred).
 func (d *differ) moments(op *ir.Op) error {
 	dmean, dvar, err := d.pair(op, "moments.dmean", "moments.dvar")
 	if err != nil {
 		return err
+	}
+	if conv := op.Args[0].Def; conv != nil && conv.Kind == ir.Conv2DFused && conv.Bool("stats") &&
+		op.Args[0] == conv.Results[1] && op.Args[1] == conv.Results[2] && d.onlyReader(conv.Results[1], op) && d.onlyReader(conv.Results[2], op) {
+		y := conv.Results[0].Type.Shape
+		if len(y) == 4 && op.Int("count") == y[0]*y[2]*y[3] {
+			if d.centred == nil {
+				d.centred = map[*ir.Op][3]*ir.Value{}
+			}
+			d.centred[conv] = [3]*ir.Value{dmean, dvar, op.Results[0]}
+			return nil
+		}
 	}
 	mg, err := d.emit(op, "moments.grad", ir.MomentsGrad, copyAttrs(op, "count"), dmean, dvar, op.Results[0])
 	if err != nil {
