@@ -49,7 +49,7 @@ func newDeclLayout(gs ...*ir.Graph) (*declLayout, error) {
 				return nil, fmt.Errorf("op %d %s: %s declarations must be f32", i, op, op.Kind)
 			}
 			t := &declTensor{Name: op.Name, Kind: op.Kind, Shape: v.Type.Shape}
-			t.Init, _ = attrOr(op, "init").(string)
+			t.Init, _ = op.Attr("init").(string)
 			switch t.Init {
 			case "", "zeros", "ones":
 			case "const":
@@ -82,23 +82,8 @@ func newDeclLayout(gs ...*ir.Graph) (*declLayout, error) {
 
 func roundUp(n, m int) int { return (n + m - 1) / m * m }
 
-// attrOr is op's attribute or the op table's default for it, or nil.
-func attrOr(op *ir.Op, name string) any {
-	if v, ok := op.Attrs[name]; ok {
-		return v
-	}
-	if info := ir.Info(op.Kind); info != nil {
-		for _, s := range info.Attrs {
-			if s.Name == name {
-				return s.Default
-			}
-		}
-	}
-	return nil
-}
-
 func attrNum(op *ir.Op, name string) float64 {
-	switch v := attrOr(op, name).(type) {
+	switch v := op.Attr(name).(type) {
 	case float64:
 		return v
 	case int:

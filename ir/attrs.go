@@ -32,7 +32,7 @@ func (a Attrs) Keys() []string { return slices.Sorted(maps.Keys(a)) }
 // table. A missing or mistyped attribute with no default is a bug (Verify
 // rejects such ops first).
 func (op *Op) Int(name string) int {
-	v, ok := op.attr(name).(int)
+	v, ok := op.Attr(name).(int)
 	if !ok {
 		panic(fmt.Sprintf("BUG: %s: attribute %s is not an int", op, name))
 	}
@@ -41,7 +41,7 @@ func (op *Op) Int(name string) int {
 
 // Float returns the named float attribute of op, or its default.
 func (op *Op) Float(name string) float64 {
-	switch v := op.attr(name).(type) {
+	switch v := op.Attr(name).(type) {
 	case float64:
 		return v
 	case int:
@@ -52,7 +52,7 @@ func (op *Op) Float(name string) float64 {
 
 // Str returns the named string attribute of op, or its default.
 func (op *Op) Str(name string) string {
-	v, ok := op.attr(name).(string)
+	v, ok := op.Attr(name).(string)
 	if !ok {
 		panic(fmt.Sprintf("BUG: %s: attribute %s is not a string", op, name))
 	}
@@ -61,7 +61,7 @@ func (op *Op) Str(name string) string {
 
 // Bool returns the named bool attribute of op, or its default.
 func (op *Op) Bool(name string) bool {
-	v, ok := op.attr(name).(bool)
+	v, ok := op.Attr(name).(bool)
 	if !ok {
 		panic(fmt.Sprintf("BUG: %s: attribute %s is not a bool", op, name))
 	}
@@ -70,14 +70,18 @@ func (op *Op) Bool(name string) bool {
 
 // Ints returns the named []int attribute of op, or its default.
 func (op *Op) Ints(name string) []int {
-	v, ok := op.attr(name).([]int)
+	v, ok := op.Attr(name).([]int)
 	if !ok {
 		panic(fmt.Sprintf("BUG: %s: attribute %s is not an int list", op, name))
 	}
 	return v
 }
 
-func (op *Op) attr(name string) any {
+// Attr returns the named attribute of op, its default from the op table
+// when op does not set it, or nil when it has neither. Unlike the typed
+// accessors it never panics, so code that reads unverified graphs (the
+// interpreter's initialization) can use it.
+func (op *Op) Attr(name string) any {
 	if v, ok := op.Attrs[name]; ok {
 		return v
 	}

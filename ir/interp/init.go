@@ -29,9 +29,9 @@ func Init(g *ir.Graph, seed uint64) map[string]*Tensor {
 		h := fnv.New64a()
 		h.Write([]byte(op.Name))
 		r := rng{state: splitmix64(seed) ^ h.Sum64()}
-		str := func(name string) string { s, _ := attrOr(op, name).(string); return s }
+		str := func(name string) string { s, _ := op.Attr(name).(string); return s }
 		num := func(name string) float64 {
-			switch v := attrOr(op, name).(type) {
+			switch v := op.Attr(name).(type) {
 			case float64:
 				return v
 			case int:
@@ -62,21 +62,4 @@ func fill(t *Tensor, f func() float64) {
 	for i := range t.Data {
 		t.Data[i] = f()
 	}
-}
-
-// attrOr returns op's attribute or its default from the op table, or nil;
-// unlike op.Str and op.Float it never panics, since Init does not require a
-// verified graph.
-func attrOr(op *ir.Op, name string) any {
-	if v, ok := op.Attrs[name]; ok {
-		return v
-	}
-	if info := ir.Info(op.Kind); info != nil {
-		for _, s := range info.Attrs {
-			if s.Name == name {
-				return s.Default
-			}
-		}
-	}
-	return nil
 }
