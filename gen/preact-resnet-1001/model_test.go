@@ -15,11 +15,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// heavy is whether a training step takes long enough (a second or more)
-// that the tests that run steps are left out of the default test run: set
-// RESNETC_HEAVY_TESTS=1 to run them.
-var heavy = TrainFLOPs > 50e9 && os.Getenv("RESNETC_HEAVY_TESTS") != "1"
-
 // batch returns a random batch of images and labels.
 func batch(seed uint64) ([]float32, []int32) {
 	r := rand.New(rand.NewPCG(seed, 1))
@@ -46,9 +41,6 @@ func newModel(t testing.TB, threads int, seed uint64) *Model {
 
 // TestStepAllocs checks that TrainStep and Infer allocate nothing.
 func TestStepAllocs(t *testing.T) {
-	if heavy {
-		t.Skip("a step takes long; set RESNETC_HEAVY_TESTS=1")
-	}
 	m := newModel(t, 2, 1)
 	x, labels := batch(1)
 	if n := testing.AllocsPerRun(1, func() {
@@ -71,9 +63,6 @@ func TestStepAllocs(t *testing.T) {
 // count compute bitwise the same weights, momentum, statistics and
 // logits, and that the loss is finite and the weights change.
 func TestDeterministic(t *testing.T) {
-	if heavy {
-		t.Skip("several steps take long; set RESNETC_HEAVY_TESTS=1")
-	}
 	run := func() (*Model, []float32) {
 		m := newModel(t, 2, 3)
 		var losses []float32
