@@ -40,7 +40,7 @@ TEST_FILE = "test_batch.bin"
 def read_records(raw, name):
     if len(raw) % RECORD != 0:
         raise SystemExit(f"{name}: {len(raw)} bytes, not a whole number of {RECORD}-byte records")
-    a = np.frombuffer(raw, dtype=np.uint8).reshape(-1, RECORD)
+    a = np.frombuffer(raw, dtype=np.uint8).reshape(-1, RECORD).copy()
     labels = a[:, 0].astype(np.int64)
     if labels.max() > 9:
         raise SystemExit(f"{name}: label {labels.max()} out of range 0..9")

@@ -29,7 +29,7 @@ var denseOps = map[ir.OpKind]opImpl{
 	ir.BNStats:        {emit: emitActOf("BNStats", arg(0)), scratch: wideChannels(2, arg(0))},
 	ir.BNNorm:         {emit: emitActOf("BNNorm", arg(0), "eps")},
 	ir.BNNormGrad:     {emit: emitActOf("BNNormGrad", arg(1), "eps"), scratch: wideChannels(2, arg(1))},
-	ir.BNStatsGrad:    {emit: emitActOf("BNStatsGrad", arg(2))},
+	ir.BNStatsGrad:    {emit: emitBNStatsGrad},
 	ir.ChanSum:        {emit: emitActOf("ChanSum", arg(0)), scratch: wideChannels(1, arg(0))},
 	ir.AffineReLU:     {emit: emitActOf("AffineReLU", arg(0))},
 	ir.AffineReLUGrad: {emit: emitActOf("AffineReLUGrad", arg(1)), scratch: wideChannels(2, arg(1))},
@@ -179,6 +179,15 @@ func emitActOf(name string, v pick, attrs ...string) func(c *OpCall) (jen.Code, 
 		}
 		return nnCall(name, c, append([]jen.Code{act(a)}, lits...)...), nil
 	}
+}
+
+// emitBNStatsGrad writes nn.BNStatsGrad, or nn.BNStatsGradAdd when the op
+// adds its result to a gradient it is given.
+func emitBNStatsGrad(c *OpCall) (jen.Code, error) {
+	if len(c.Op.Args) == 5 {
+		return emitActOf("BNStatsGradAdd", arg(2))(c)
+	}
+	return emitActOf("BNStatsGrad", arg(2))(c)
 }
 
 // wideChannels is the scratch of a per-channel reduction over the

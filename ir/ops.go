@@ -42,7 +42,7 @@ const (
 	Conv2DDw         OpKind = "conv2d_dw"          // (dy, x) {stride, pad, kernel} -> dw
 	ChanSum          OpKind = "chansum"            // (x) -> [C]: sum over all axes but the channel (bias gradient)
 	BNNormGrad       OpKind = "bnnorm_grad"        // (dy, x, mean, var, gamma) {eps} -> (dx, dmean, dvar, dgamma, dbeta)
-	BNStatsGrad      OpKind = "bnstats_grad"       // (dmean, dvar, x, mean) -> dx
+	BNStatsGrad      OpKind = "bnstats_grad"       // (dmean, dvar, x, mean, [acc]) -> dx: acc + the gradient through the statistics
 	ReLUGrad         OpKind = "relu_grad"          // (dy, y) -> dy where y > 0
 	SigmoidGrad      OpKind = "sigmoid_grad"       // (dy, y) -> dy*y*(1-y)
 	SubsamplePadGrad OpKind = "subsample_pad_grad" // (dy) {stride, channels, in_h, in_w} -> dx
@@ -193,7 +193,7 @@ func init() {
 	def(Conv2DDw, 2, 2, inferConv2DDw, strideAttr, padAttr, req("kernel", AttrInt))
 	def(ChanSum, 1, 1, inferChanSum)
 	def(BNNormGrad, 5, 5, inferBNNormGrad, epsAttr)
-	def(BNStatsGrad, 4, 4, inferBNStatsGrad)
+	def(BNStatsGrad, 4, 5, inferBNStatsGrad)
 	def(ReLUGrad, 2, 2, inferBinary)
 	def(SigmoidGrad, 2, 2, inferBinary)
 	def(SubsamplePadGrad, 1, 1, inferSubsamplePadGrad, opt("stride", AttrInt, 2), req("channels", AttrInt),
@@ -677,6 +677,11 @@ func inferBNStatsGrad(op *Op) ([]Type, error) {
 	}
 	for _, i := range []int{0, 1, 3} {
 		if err := vecOf(op, i, x.Shape[1]); err != nil {
+			return nil, err
+		}
+	}
+	if len(op.Args) == 5 {
+		if err := sameType(op, 2, 4); err != nil {
 			return nil, err
 		}
 	}

@@ -524,7 +524,22 @@ func (d *differ) bnStats(op *ir.Op) error {
 	if err != nil {
 		return err
 	}
-	return d.emit1(op, 0, "stats.dx", ir.BNStatsGrad, nil, dmean, dvar, x, mean)
+	if !d.live[x] {
+		return nil
+	}
+	// The gradient x already has (through the normalization, which the
+	// reverse sweep reaches first) is bnstats_grad's addend, saving an add
+	// and a pass over the tensor.
+	args := []*ir.Value{dmean, dvar, x, mean}
+	if prev := d.grad[x]; prev != nil {
+		args = append(args, prev)
+	}
+	bg, err := d.emit(op, "stats.dx", ir.BNStatsGrad, nil, args...)
+	if err != nil {
+		return err
+	}
+	d.grad[x] = bg.Result()
+	return nil
 }
 
 // zero returns scale(like){factor=0}, a zero of like's type.
@@ -661,19 +676,15 @@ func (d *differ) conv2DFused(op *ir.Op) error {
 
 	dy := d.grad[y]
 	if c, ok := d.centred[op]; ok {
-		bg, err := d.emit(op, "stats.dy", ir.BNStatsGrad, nil, c[0], c[1], y, c[2])
+		args := []*ir.Value{c[0], c[1], y, c[2]}
+		if dy != nil {
+			args = append(args, dy) // the gradient y already has, added in the same pass
+		}
+		bg, err := d.emit(op, "stats.dy", ir.BNStatsGrad, nil, args...)
 		if err != nil {
 			return err
 		}
-		if dy == nil {
-			dy = bg.Result()
-		} else {
-			sum, err := d.emit(op, "dy", ir.Add, nil, dy, bg.Result())
-			if err != nil {
-				return err
-			}
-			dy = sum.Result()
-		}
+		dy = bg.Result()
 	}
 	if op.Bool("stats") && (d.grad[op.Results[1]] != nil || d.grad[op.Results[2]] != nil) {
 		dsum, dsumsq := d.grad[op.Results[1]], d.grad[op.Results[2]]

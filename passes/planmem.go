@@ -687,6 +687,11 @@ func inPlaceArgs(op *ir.Op) []int {
 		return []int{0, 1}
 	case ir.StatsGrad:
 		return []int{2}
+	case ir.BNStatsGrad:
+		if len(op.Args) == 5 {
+			return []int{2, 4}
+		}
+		return []int{2}
 	case ir.Conv2DFused:
 		if r, ok := op.Attrs["residual"].(bool); ok && r && len(op.Args) > 2 {
 			return []int{len(op.Args) - 1}

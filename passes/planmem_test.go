@@ -126,6 +126,11 @@ func oracleLegal(op *ir.Op) []int {
 	if op.Kind == ir.Conv2DFused && op.Bool("residual") {
 		return []int{len(op.Args) - 1}
 	}
+	if op.Kind == ir.BNStatsGrad {
+		// x, and the gradient added to when there is one; dmean, dvar and
+		// mean are per-channel vectors.
+		return []int{2, 4}[:len(op.Args)-3]
+	}
 	return oracleLegalArgs[op.Kind]
 }
 

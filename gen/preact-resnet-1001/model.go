@@ -41,7 +41,7 @@ const (
 
 // Storage sizes, in float32s.
 const (
-	arenaLen   = 536778992 // 2.0 GiB (2,147,115,968 B): train 2147115968 bytes, infer 54525952
+	arenaLen   = 536781264 // 2.0 GiB (2,147,125,056 B): train 2147125056 bytes, infer 54525952
 	paramsLen  = 10327712
 	stateLen   = 10476928
 	scratchLen = 66048 // per worker
@@ -131,11 +131,11 @@ func (m *Model) TrainStep(x []float32, labels []int32, lr float32) (float32, err
 	}
 	copy(m.arena[526385152:526778368], x)
 	copy(m.labels, labels)
-	m.arena[536766720] = lr
+	m.arena[536769024] = lr
 	m.train()
-	copy(m.logits, m.arena[536546816:536548096])
+	copy(m.logits, m.arena[536549120:536550400])
 	m.step++
-	return m.arena[536776912], nil
+	return m.arena[536779152], nil
 }
 
 // Infer returns the logits of a batch of Batch images (BatchNorm with the

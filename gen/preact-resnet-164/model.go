@@ -41,7 +41,7 @@ const (
 
 // Storage sizes, in float32s.
 const (
-	arenaLen   = 417794672 // 1.6 GiB (1,671,178,688 B): train 1671178688 bytes, infer 54525952
+	arenaLen   = 417831408 // 1.6 GiB (1,671,325,632 B): train 1671325632 bytes, infer 54525952
 	paramsLen  = 1703264
 	stateLen   = 1727488
 	scratchLen = 66048 // per worker
@@ -131,11 +131,11 @@ func (m *Model) TrainStep(x []float32, labels []int32, lr float32) (float32, err
 	}
 	copy(m.arena[417333248:417726464], x)
 	copy(m.labels, labels)
-	m.arena[417792256] = lr
+	m.arena[417828992] = lr
 	m.train()
-	copy(m.logits, m.arena[417745408:417746688])
+	copy(m.logits, m.arena[417782272:417783552])
 	m.step++
-	return m.arena[417794640], nil
+	return m.arena[417831376], nil
 }
 
 // Infer returns the logits of a batch of Batch images (BatchNorm with the

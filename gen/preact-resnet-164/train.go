@@ -4,7 +4,7 @@ package preactresnet164
 
 import "github.com/resnetc/resnetc/runtime/nn"
 
-// train runs one training step: the schedule of "preact-resnet-164" after the passes (3678 ops in
+// train runs one training step: the schedule of "preact-resnet-164" after the passes (3515 ops in
 // 272 blocks of 32 functions), on the arena laid out by the memory plan.
 func (m *Model) train() {
 	m.trainStemForward(&trainStemForwardRows[0]) // stem
@@ -348,42 +348,36 @@ func (m *Model) trainHeadBackward(t *[20]int) {
 }
 
 // trainS3Backward runs the backward ops of 17 blocks like s3.u18; t is a row of trainS3BackwardRows.
-func (m *Model) trainS3Backward(t *[52]int) {
+func (m *Model) trainS3Backward(t *[49]int) {
 	a, p := m.arena, m.params
 	// conv3.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[4]:t[4]+2097152], a[t[0]:t[0]+256], a[t[1]:t[1]+256], a[t[2]:t[2]+2097152], a[t[3]:t[3]+256], nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true})
-	// conv3.dy: add
-	nn.Add(m.ctx, a[t[6]:t[6]+2097152], a[t[5]:t[5]+2097152], a[t[4]:t[4]+2097152], nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+2097152], a[t[0]:t[0]+256], a[t[1]:t[1]+256], a[t[2]:t[2]+2097152], a[t[3]:t[3]+256], a[t[4]:t[4]+2097152], nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true})
 	// conv3.dw: conv2d_dw_fused
-	m.conv1x1Dw(Conv1x1DwN128C64K256H8W8S1InAffineRelu, 4096, 128, 64, 256, a[t[10]:t[10]+16384], a[t[6]:t[6]+2097152], a[t[7]:t[7]+524288], a[t[8]:t[8]+64], a[t[9]:t[9]+64])
+	m.conv1x1Dw(Conv1x1DwN128C64K256H8W8S1InAffineRelu, 4096, 128, 64, 256, a[t[9]:t[9]+16384], a[t[5]:t[5]+2097152], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64])
 	// conv3.da: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C64K256H8W8S1, 16384, 128, 64, 256, a[t[12]:t[12]+524288], a[t[6]:t[6]+2097152], p[t[11]:t[11]+16384])
+	m.conv1x1Dx(Conv1x1DxN128C64K256H8W8S1, 16384, 128, 64, 256, a[t[11]:t[11]+524288], a[t[5]:t[5]+2097152], p[t[10]:t[10]+16384])
 	// conv3.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[13]:t[13]+524288], a[t[14]:t[14]+64], a[t[15]:t[15]+64], a[t[12]:t[12]+524288], a[t[7]:t[7]+524288], a[t[8]:t[8]+64], a[t[9]:t[9]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[12]:t[12]+524288], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[11]:t[11]+524288], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
 	// bn3.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[19]:t[19]+64], a[t[20]:t[20]+64], a[t[21]:t[21]+64], a[t[22]:t[22]+64], a[t[14]:t[14]+64], a[t[15]:t[15]+64], a[t[16]:t[16]+64], a[t[17]:t[17]+64], p[t[18]:t[18]+64], 64, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[20]:t[20]+64], a[t[21]:t[21]+64], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[15]:t[15]+64], a[t[16]:t[16]+64], p[t[17]:t[17]+64], 64, 1e-05)
 	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[23]:t[23]+524288], a[t[19]:t[19]+64], a[t[20]:t[20]+64], a[t[7]:t[7]+524288], a[t[16]:t[16]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
-	// conv2.dy: add
-	nn.Add(m.ctx, a[t[24]:t[24]+524288], a[t[13]:t[13]+524288], a[t[23]:t[23]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[22]:t[22]+524288], a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[6]:t[6]+524288], a[t[15]:t[15]+64], a[t[12]:t[12]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
 	// conv2.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C64K64H8W8S1InAffineRelu, 6400, 128, 64, 64, a[t[28]:t[28]+36864], a[t[24]:t[24]+524288], a[t[25]:t[25]+524288], a[t[26]:t[26]+64], a[t[27]:t[27]+64])
+	m.conv3x3Dw(Conv3x3DwN128C64K64H8W8S1InAffineRelu, 6400, 128, 64, 64, a[t[26]:t[26]+36864], a[t[22]:t[22]+524288], a[t[23]:t[23]+524288], a[t[24]:t[24]+64], a[t[25]:t[25]+64])
 	// conv2.da: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C64K64H8W8S1, 6400, 128, 64, 64, a[t[30]:t[30]+524288], a[t[24]:t[24]+524288], p[t[29]:t[29]+36864])
+	m.conv3x3Dx(Conv3x3DxN128C64K64H8W8S1, 6400, 128, 64, 64, a[t[28]:t[28]+524288], a[t[22]:t[22]+524288], p[t[27]:t[27]+36864])
 	// conv2.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[31]:t[31]+524288], a[t[32]:t[32]+64], a[t[33]:t[33]+64], a[t[30]:t[30]+524288], a[t[25]:t[25]+524288], a[t[26]:t[26]+64], a[t[27]:t[27]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[29]:t[29]+524288], a[t[30]:t[30]+64], a[t[31]:t[31]+64], a[t[28]:t[28]+524288], a[t[23]:t[23]+524288], a[t[24]:t[24]+64], a[t[25]:t[25]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
 	// bn2.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[37]:t[37]+64], a[t[38]:t[38]+64], a[t[39]:t[39]+64], a[t[40]:t[40]+64], a[t[32]:t[32]+64], a[t[33]:t[33]+64], a[t[34]:t[34]+64], a[t[35]:t[35]+64], p[t[36]:t[36]+64], 64, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[35]:t[35]+64], a[t[36]:t[36]+64], a[t[37]:t[37]+64], a[t[38]:t[38]+64], a[t[30]:t[30]+64], a[t[31]:t[31]+64], a[t[32]:t[32]+64], a[t[33]:t[33]+64], p[t[34]:t[34]+64], 64, 1e-05)
 	// conv1.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[41]:t[41]+524288], a[t[37]:t[37]+64], a[t[38]:t[38]+64], a[t[25]:t[25]+524288], a[t[34]:t[34]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
-	// conv1.dy: add
-	nn.Add(m.ctx, a[t[42]:t[42]+524288], a[t[31]:t[31]+524288], a[t[41]:t[41]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[39]:t[39]+524288], a[t[35]:t[35]+64], a[t[36]:t[36]+64], a[t[23]:t[23]+524288], a[t[32]:t[32]+64], a[t[29]:t[29]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
 	// conv1.dw: conv2d_dw_fused
-	m.conv1x1Dw(Conv1x1DwN128C256K64H8W8S1InAffineRelu, 16384, 128, 256, 64, a[t[46]:t[46]+16384], a[t[42]:t[42]+524288], a[t[43]:t[43]+2097152], a[t[44]:t[44]+256], a[t[45]:t[45]+256])
+	m.conv1x1Dw(Conv1x1DwN128C256K64H8W8S1InAffineRelu, 16384, 128, 256, 64, a[t[43]:t[43]+16384], a[t[39]:t[39]+524288], a[t[40]:t[40]+2097152], a[t[41]:t[41]+256], a[t[42]:t[42]+256])
 	// conv1.da: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C256K64H8W8S1, 16384, 128, 256, 64, a[t[48]:t[48]+2097152], a[t[42]:t[42]+524288], p[t[47]:t[47]+16384])
+	m.conv1x1Dx(Conv1x1DxN128C256K64H8W8S1, 16384, 128, 256, 64, a[t[45]:t[45]+2097152], a[t[39]:t[39]+524288], p[t[44]:t[44]+16384])
 	// conv1.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[49]:t[49]+2097152], a[t[50]:t[50]+256], a[t[51]:t[51]+256], a[t[48]:t[48]+2097152], a[t[43]:t[43]+2097152], a[t[44]:t[44]+256], a[t[45]:t[45]+256], nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[46]:t[46]+2097152], a[t[47]:t[47]+256], a[t[48]:t[48]+256], a[t[45]:t[45]+2097152], a[t[40]:t[40]+2097152], a[t[41]:t[41]+256], a[t[42]:t[42]+256], nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true})
 }
 
 // trainS3Backward2 runs the backward ops of 17 blocks like s3.u17; t is a row of trainS3Backward2Rows.
@@ -401,89 +395,77 @@ func (m *Model) trainS3Backward3(t *[9]int) {
 }
 
 // trainS3Backward4 runs the backward ops of s3.u1; t is a row of trainS3Backward4Rows.
-func (m *Model) trainS3Backward4(t *[64]int) {
+func (m *Model) trainS3Backward4(t *[61]int) {
 	a, p := m.arena, m.params
 	// shortcut.conv.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[4]:t[4]+2097152], a[t[0]:t[0]+256], a[t[1]:t[1]+256], a[t[2]:t[2]+2097152], a[t[3]:t[3]+256], nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true})
-	// shortcut.conv.dy: add
-	nn.Add(m.ctx, a[t[6]:t[6]+2097152], a[t[5]:t[5]+2097152], a[t[4]:t[4]+2097152], nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+2097152], a[t[0]:t[0]+256], a[t[1]:t[1]+256], a[t[2]:t[2]+2097152], a[t[3]:t[3]+256], a[t[4]:t[4]+2097152], nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true})
 	// shortcut.conv.dw: conv2d_dw
-	m.conv1x1Dw(Conv1x1DwN128C128K256H16W16S2, 8192, 128, 128, 256, a[t[8]:t[8]+32768], a[t[6]:t[6]+2097152], a[t[7]:t[7]+4194304], nil, nil)
+	m.conv1x1Dw(Conv1x1DwN128C128K256H16W16S2, 8192, 128, 128, 256, a[t[7]:t[7]+32768], a[t[5]:t[5]+2097152], a[t[6]:t[6]+4194304], nil, nil)
 	// shortcut.conv.dx: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C128K256H16W16S2, 32768, 128, 128, 256, a[t[10]:t[10]+4194304], a[t[6]:t[6]+2097152], p[t[9]:t[9]+32768])
+	m.conv1x1Dx(Conv1x1DxN128C128K256H16W16S2, 32768, 128, 128, 256, a[t[9]:t[9]+4194304], a[t[5]:t[5]+2097152], p[t[8]:t[8]+32768])
 	// conv3.dw: conv2d_dw_fused
-	m.conv1x1Dw(Conv1x1DwN128C64K256H8W8S1InAffineRelu, 4096, 128, 64, 256, a[t[14]:t[14]+16384], a[t[6]:t[6]+2097152], a[t[11]:t[11]+524288], a[t[12]:t[12]+64], a[t[13]:t[13]+64])
+	m.conv1x1Dw(Conv1x1DwN128C64K256H8W8S1InAffineRelu, 4096, 128, 64, 256, a[t[13]:t[13]+16384], a[t[5]:t[5]+2097152], a[t[10]:t[10]+524288], a[t[11]:t[11]+64], a[t[12]:t[12]+64])
 	// conv3.da: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C64K256H8W8S1, 16384, 128, 64, 256, a[t[16]:t[16]+524288], a[t[6]:t[6]+2097152], p[t[15]:t[15]+16384])
+	m.conv1x1Dx(Conv1x1DxN128C64K256H8W8S1, 16384, 128, 64, 256, a[t[15]:t[15]+524288], a[t[5]:t[5]+2097152], p[t[14]:t[14]+16384])
 	// conv3.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[17]:t[17]+524288], a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[16]:t[16]+524288], a[t[11]:t[11]+524288], a[t[12]:t[12]+64], a[t[13]:t[13]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[16]:t[16]+524288], a[t[17]:t[17]+64], a[t[18]:t[18]+64], a[t[15]:t[15]+524288], a[t[10]:t[10]+524288], a[t[11]:t[11]+64], a[t[12]:t[12]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
 	// bn3.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[23]:t[23]+64], a[t[24]:t[24]+64], a[t[25]:t[25]+64], a[t[26]:t[26]+64], a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[20]:t[20]+64], a[t[21]:t[21]+64], p[t[22]:t[22]+64], 64, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[22]:t[22]+64], a[t[23]:t[23]+64], a[t[24]:t[24]+64], a[t[25]:t[25]+64], a[t[17]:t[17]+64], a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[20]:t[20]+64], p[t[21]:t[21]+64], 64, 1e-05)
 	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[27]:t[27]+524288], a[t[23]:t[23]+64], a[t[24]:t[24]+64], a[t[11]:t[11]+524288], a[t[20]:t[20]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
-	// conv2.dy: add
-	nn.Add(m.ctx, a[t[28]:t[28]+524288], a[t[17]:t[17]+524288], a[t[27]:t[27]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[26]:t[26]+524288], a[t[22]:t[22]+64], a[t[23]:t[23]+64], a[t[10]:t[10]+524288], a[t[19]:t[19]+64], a[t[16]:t[16]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
 	// conv2.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C64K64H8W8S1InAffineRelu, 6400, 128, 64, 64, a[t[32]:t[32]+36864], a[t[28]:t[28]+524288], a[t[29]:t[29]+524288], a[t[30]:t[30]+64], a[t[31]:t[31]+64])
+	m.conv3x3Dw(Conv3x3DwN128C64K64H8W8S1InAffineRelu, 6400, 128, 64, 64, a[t[30]:t[30]+36864], a[t[26]:t[26]+524288], a[t[27]:t[27]+524288], a[t[28]:t[28]+64], a[t[29]:t[29]+64])
 	// conv2.da: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C64K64H8W8S1, 6400, 128, 64, 64, a[t[34]:t[34]+524288], a[t[28]:t[28]+524288], p[t[33]:t[33]+36864])
+	m.conv3x3Dx(Conv3x3DxN128C64K64H8W8S1, 6400, 128, 64, 64, a[t[32]:t[32]+524288], a[t[26]:t[26]+524288], p[t[31]:t[31]+36864])
 	// conv2.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[35]:t[35]+524288], a[t[36]:t[36]+64], a[t[37]:t[37]+64], a[t[34]:t[34]+524288], a[t[29]:t[29]+524288], a[t[30]:t[30]+64], a[t[31]:t[31]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[33]:t[33]+524288], a[t[34]:t[34]+64], a[t[35]:t[35]+64], a[t[32]:t[32]+524288], a[t[27]:t[27]+524288], a[t[28]:t[28]+64], a[t[29]:t[29]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
 	// bn2.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[41]:t[41]+64], a[t[42]:t[42]+64], a[t[43]:t[43]+64], a[t[44]:t[44]+64], a[t[36]:t[36]+64], a[t[37]:t[37]+64], a[t[38]:t[38]+64], a[t[39]:t[39]+64], p[t[40]:t[40]+64], 64, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[39]:t[39]+64], a[t[40]:t[40]+64], a[t[41]:t[41]+64], a[t[42]:t[42]+64], a[t[34]:t[34]+64], a[t[35]:t[35]+64], a[t[36]:t[36]+64], a[t[37]:t[37]+64], p[t[38]:t[38]+64], 64, 1e-05)
 	// conv1.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[45]:t[45]+524288], a[t[41]:t[41]+64], a[t[42]:t[42]+64], a[t[29]:t[29]+524288], a[t[38]:t[38]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
-	// conv1.dy: add
-	nn.Add(m.ctx, a[t[46]:t[46]+524288], a[t[35]:t[35]+524288], a[t[45]:t[45]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[43]:t[43]+524288], a[t[39]:t[39]+64], a[t[40]:t[40]+64], a[t[27]:t[27]+524288], a[t[36]:t[36]+64], a[t[33]:t[33]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
 	// conv1.dw: conv2d_dw
-	m.conv1x1Dw(Conv1x1DwN128C128K64H16W16S2, 8192, 128, 128, 64, a[t[47]:t[47]+8192], a[t[46]:t[46]+524288], a[t[7]:t[7]+4194304], nil, nil)
+	m.conv1x1Dw(Conv1x1DwN128C128K64H16W16S2, 8192, 128, 128, 64, a[t[44]:t[44]+8192], a[t[43]:t[43]+524288], a[t[6]:t[6]+4194304], nil, nil)
 	// conv1.dx: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C128K64H16W16S2, 8192, 128, 128, 64, a[t[49]:t[49]+4194304], a[t[46]:t[46]+524288], p[t[48]:t[48]+8192])
+	m.conv1x1Dx(Conv1x1DxN128C128K64H16W16S2, 8192, 128, 128, 64, a[t[46]:t[46]+4194304], a[t[43]:t[43]+524288], p[t[45]:t[45]+8192])
 	// relu1.dsum: add
-	nn.Add(m.ctx, a[t[50]:t[50]+4194304], a[t[10]:t[10]+4194304], a[t[49]:t[49]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
+	nn.Add(m.ctx, a[t[47]:t[47]+4194304], a[t[9]:t[9]+4194304], a[t[46]:t[46]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
 	// relu1.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[54]:t[54]+4194304], a[t[55]:t[55]+128], a[t[56]:t[56]+128], a[t[50]:t[50]+4194304], a[t[51]:t[51]+4194304], a[t[52]:t[52]+128], a[t[53]:t[53]+128], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[51]:t[51]+4194304], a[t[52]:t[52]+128], a[t[53]:t[53]+128], a[t[47]:t[47]+4194304], a[t[48]:t[48]+4194304], a[t[49]:t[49]+128], a[t[50]:t[50]+128], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
 	// bn1.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[60]:t[60]+128], a[t[61]:t[61]+128], a[t[62]:t[62]+128], a[t[63]:t[63]+128], a[t[55]:t[55]+128], a[t[56]:t[56]+128], a[t[57]:t[57]+128], a[t[58]:t[58]+128], p[t[59]:t[59]+128], 128, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[57]:t[57]+128], a[t[58]:t[58]+128], a[t[59]:t[59]+128], a[t[60]:t[60]+128], a[t[52]:t[52]+128], a[t[53]:t[53]+128], a[t[54]:t[54]+128], a[t[55]:t[55]+128], p[t[56]:t[56]+128], 128, 1e-05)
 }
 
 // trainS2Backward runs the backward ops of 17 blocks like s2.u18; t is a row of trainS2BackwardRows.
-func (m *Model) trainS2Backward(t *[52]int) {
+func (m *Model) trainS2Backward(t *[49]int) {
 	a, p := m.arena, m.params
 	// conv3.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[4]:t[4]+4194304], a[t[0]:t[0]+128], a[t[1]:t[1]+128], a[t[2]:t[2]+4194304], a[t[3]:t[3]+128], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
-	// conv3.dy: add
-	nn.Add(m.ctx, a[t[6]:t[6]+4194304], a[t[5]:t[5]+4194304], a[t[4]:t[4]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+4194304], a[t[0]:t[0]+128], a[t[1]:t[1]+128], a[t[2]:t[2]+4194304], a[t[3]:t[3]+128], a[t[4]:t[4]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
 	// conv3.dw: conv2d_dw_fused
-	m.conv1x1Dw(Conv1x1DwN128C32K128H16W16S1InAffineRelu, 8192, 128, 32, 128, a[t[10]:t[10]+4096], a[t[6]:t[6]+4194304], a[t[7]:t[7]+1048576], a[t[8]:t[8]+32], a[t[9]:t[9]+32])
+	m.conv1x1Dw(Conv1x1DwN128C32K128H16W16S1InAffineRelu, 8192, 128, 32, 128, a[t[9]:t[9]+4096], a[t[5]:t[5]+4194304], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32])
 	// conv3.da: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C32K128H16W16S1, 4096, 128, 32, 128, a[t[12]:t[12]+1048576], a[t[6]:t[6]+4194304], p[t[11]:t[11]+4096])
+	m.conv1x1Dx(Conv1x1DxN128C32K128H16W16S1, 4096, 128, 32, 128, a[t[11]:t[11]+1048576], a[t[5]:t[5]+4194304], p[t[10]:t[10]+4096])
 	// conv3.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[13]:t[13]+1048576], a[t[14]:t[14]+32], a[t[15]:t[15]+32], a[t[12]:t[12]+1048576], a[t[7]:t[7]+1048576], a[t[8]:t[8]+32], a[t[9]:t[9]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[12]:t[12]+1048576], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[11]:t[11]+1048576], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// bn3.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[19]:t[19]+32], a[t[20]:t[20]+32], a[t[21]:t[21]+32], a[t[22]:t[22]+32], a[t[14]:t[14]+32], a[t[15]:t[15]+32], a[t[16]:t[16]+32], a[t[17]:t[17]+32], p[t[18]:t[18]+32], 32, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[20]:t[20]+32], a[t[21]:t[21]+32], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[15]:t[15]+32], a[t[16]:t[16]+32], p[t[17]:t[17]+32], 32, 1e-05)
 	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[23]:t[23]+1048576], a[t[19]:t[19]+32], a[t[20]:t[20]+32], a[t[7]:t[7]+1048576], a[t[16]:t[16]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
-	// conv2.dy: add
-	nn.Add(m.ctx, a[t[24]:t[24]+1048576], a[t[13]:t[13]+1048576], a[t[23]:t[23]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[22]:t[22]+1048576], a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[6]:t[6]+1048576], a[t[15]:t[15]+32], a[t[12]:t[12]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// conv2.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C32K32H16W16S1InAffineRelu, 10368, 128, 32, 32, a[t[28]:t[28]+9216], a[t[24]:t[24]+1048576], a[t[25]:t[25]+1048576], a[t[26]:t[26]+32], a[t[27]:t[27]+32])
+	m.conv3x3Dw(Conv3x3DwN128C32K32H16W16S1InAffineRelu, 10368, 128, 32, 32, a[t[26]:t[26]+9216], a[t[22]:t[22]+1048576], a[t[23]:t[23]+1048576], a[t[24]:t[24]+32], a[t[25]:t[25]+32])
 	// conv2.da: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C32K32H16W16S1, 10368, 128, 32, 32, a[t[30]:t[30]+1048576], a[t[24]:t[24]+1048576], p[t[29]:t[29]+9216])
+	m.conv3x3Dx(Conv3x3DxN128C32K32H16W16S1, 10368, 128, 32, 32, a[t[28]:t[28]+1048576], a[t[22]:t[22]+1048576], p[t[27]:t[27]+9216])
 	// conv2.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[31]:t[31]+1048576], a[t[32]:t[32]+32], a[t[33]:t[33]+32], a[t[30]:t[30]+1048576], a[t[25]:t[25]+1048576], a[t[26]:t[26]+32], a[t[27]:t[27]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[29]:t[29]+1048576], a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[28]:t[28]+1048576], a[t[23]:t[23]+1048576], a[t[24]:t[24]+32], a[t[25]:t[25]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// bn2.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[37]:t[37]+32], a[t[38]:t[38]+32], a[t[39]:t[39]+32], a[t[40]:t[40]+32], a[t[32]:t[32]+32], a[t[33]:t[33]+32], a[t[34]:t[34]+32], a[t[35]:t[35]+32], p[t[36]:t[36]+32], 32, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[37]:t[37]+32], a[t[38]:t[38]+32], a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[32]:t[32]+32], a[t[33]:t[33]+32], p[t[34]:t[34]+32], 32, 1e-05)
 	// conv1.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[41]:t[41]+1048576], a[t[37]:t[37]+32], a[t[38]:t[38]+32], a[t[25]:t[25]+1048576], a[t[34]:t[34]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
-	// conv1.dy: add
-	nn.Add(m.ctx, a[t[42]:t[42]+1048576], a[t[31]:t[31]+1048576], a[t[41]:t[41]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[39]:t[39]+1048576], a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[23]:t[23]+1048576], a[t[32]:t[32]+32], a[t[29]:t[29]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// conv1.dw: conv2d_dw_fused
-	m.conv1x1Dw(Conv1x1DwN128C128K32H16W16S1InAffineRelu, 32768, 128, 128, 32, a[t[46]:t[46]+4096], a[t[42]:t[42]+1048576], a[t[43]:t[43]+4194304], a[t[44]:t[44]+128], a[t[45]:t[45]+128])
+	m.conv1x1Dw(Conv1x1DwN128C128K32H16W16S1InAffineRelu, 32768, 128, 128, 32, a[t[43]:t[43]+4096], a[t[39]:t[39]+1048576], a[t[40]:t[40]+4194304], a[t[41]:t[41]+128], a[t[42]:t[42]+128])
 	// conv1.da: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C128K32H16W16S1, 4096, 128, 128, 32, a[t[48]:t[48]+4194304], a[t[42]:t[42]+1048576], p[t[47]:t[47]+4096])
+	m.conv1x1Dx(Conv1x1DxN128C128K32H16W16S1, 4096, 128, 128, 32, a[t[45]:t[45]+4194304], a[t[39]:t[39]+1048576], p[t[44]:t[44]+4096])
 	// conv1.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[49]:t[49]+4194304], a[t[50]:t[50]+128], a[t[51]:t[51]+128], a[t[48]:t[48]+4194304], a[t[43]:t[43]+4194304], a[t[44]:t[44]+128], a[t[45]:t[45]+128], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[46]:t[46]+4194304], a[t[47]:t[47]+128], a[t[48]:t[48]+128], a[t[45]:t[45]+4194304], a[t[40]:t[40]+4194304], a[t[41]:t[41]+128], a[t[42]:t[42]+128], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
 }
 
 // trainS2Backward2 runs the backward ops of 17 blocks like s2.u17; t is a row of trainS2Backward2Rows.
@@ -501,89 +483,77 @@ func (m *Model) trainS2Backward3(t *[9]int) {
 }
 
 // trainS2Backward4 runs the backward ops of s2.u1; t is a row of trainS2Backward4Rows.
-func (m *Model) trainS2Backward4(t *[64]int) {
+func (m *Model) trainS2Backward4(t *[61]int) {
 	a, p := m.arena, m.params
 	// shortcut.conv.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[4]:t[4]+4194304], a[t[0]:t[0]+128], a[t[1]:t[1]+128], a[t[2]:t[2]+4194304], a[t[3]:t[3]+128], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
-	// shortcut.conv.dy: add
-	nn.Add(m.ctx, a[t[6]:t[6]+4194304], a[t[5]:t[5]+4194304], a[t[4]:t[4]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+4194304], a[t[0]:t[0]+128], a[t[1]:t[1]+128], a[t[2]:t[2]+4194304], a[t[3]:t[3]+128], a[t[4]:t[4]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
 	// shortcut.conv.dw: conv2d_dw
-	m.conv1x1Dw(Conv1x1DwN128C64K128H32W32S2, 16384, 128, 64, 128, a[t[8]:t[8]+8192], a[t[6]:t[6]+4194304], a[t[7]:t[7]+8388608], nil, nil)
+	m.conv1x1Dw(Conv1x1DwN128C64K128H32W32S2, 16384, 128, 64, 128, a[t[7]:t[7]+8192], a[t[5]:t[5]+4194304], a[t[6]:t[6]+8388608], nil, nil)
 	// shortcut.conv.dx: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C64K128H32W32S2, 8192, 128, 64, 128, a[t[10]:t[10]+8388608], a[t[6]:t[6]+4194304], p[t[9]:t[9]+8192])
+	m.conv1x1Dx(Conv1x1DxN128C64K128H32W32S2, 8192, 128, 64, 128, a[t[9]:t[9]+8388608], a[t[5]:t[5]+4194304], p[t[8]:t[8]+8192])
 	// conv3.dw: conv2d_dw_fused
-	m.conv1x1Dw(Conv1x1DwN128C32K128H16W16S1InAffineRelu, 8192, 128, 32, 128, a[t[14]:t[14]+4096], a[t[6]:t[6]+4194304], a[t[11]:t[11]+1048576], a[t[12]:t[12]+32], a[t[13]:t[13]+32])
+	m.conv1x1Dw(Conv1x1DwN128C32K128H16W16S1InAffineRelu, 8192, 128, 32, 128, a[t[13]:t[13]+4096], a[t[5]:t[5]+4194304], a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32])
 	// conv3.da: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C32K128H16W16S1, 4096, 128, 32, 128, a[t[16]:t[16]+1048576], a[t[6]:t[6]+4194304], p[t[15]:t[15]+4096])
+	m.conv1x1Dx(Conv1x1DxN128C32K128H16W16S1, 4096, 128, 32, 128, a[t[15]:t[15]+1048576], a[t[5]:t[5]+4194304], p[t[14]:t[14]+4096])
 	// conv3.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[17]:t[17]+1048576], a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[16]:t[16]+1048576], a[t[11]:t[11]+1048576], a[t[12]:t[12]+32], a[t[13]:t[13]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[16]:t[16]+1048576], a[t[17]:t[17]+32], a[t[18]:t[18]+32], a[t[15]:t[15]+1048576], a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// bn3.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[23]:t[23]+32], a[t[24]:t[24]+32], a[t[25]:t[25]+32], a[t[26]:t[26]+32], a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[20]:t[20]+32], a[t[21]:t[21]+32], p[t[22]:t[22]+32], 32, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[22]:t[22]+32], a[t[23]:t[23]+32], a[t[24]:t[24]+32], a[t[25]:t[25]+32], a[t[17]:t[17]+32], a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[20]:t[20]+32], p[t[21]:t[21]+32], 32, 1e-05)
 	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[27]:t[27]+1048576], a[t[23]:t[23]+32], a[t[24]:t[24]+32], a[t[11]:t[11]+1048576], a[t[20]:t[20]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
-	// conv2.dy: add
-	nn.Add(m.ctx, a[t[28]:t[28]+1048576], a[t[17]:t[17]+1048576], a[t[27]:t[27]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[26]:t[26]+1048576], a[t[22]:t[22]+32], a[t[23]:t[23]+32], a[t[10]:t[10]+1048576], a[t[19]:t[19]+32], a[t[16]:t[16]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// conv2.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C32K32H16W16S1InAffineRelu, 10368, 128, 32, 32, a[t[32]:t[32]+9216], a[t[28]:t[28]+1048576], a[t[29]:t[29]+1048576], a[t[30]:t[30]+32], a[t[31]:t[31]+32])
+	m.conv3x3Dw(Conv3x3DwN128C32K32H16W16S1InAffineRelu, 10368, 128, 32, 32, a[t[30]:t[30]+9216], a[t[26]:t[26]+1048576], a[t[27]:t[27]+1048576], a[t[28]:t[28]+32], a[t[29]:t[29]+32])
 	// conv2.da: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C32K32H16W16S1, 10368, 128, 32, 32, a[t[34]:t[34]+1048576], a[t[28]:t[28]+1048576], p[t[33]:t[33]+9216])
+	m.conv3x3Dx(Conv3x3DxN128C32K32H16W16S1, 10368, 128, 32, 32, a[t[32]:t[32]+1048576], a[t[26]:t[26]+1048576], p[t[31]:t[31]+9216])
 	// conv2.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[35]:t[35]+1048576], a[t[36]:t[36]+32], a[t[37]:t[37]+32], a[t[34]:t[34]+1048576], a[t[29]:t[29]+1048576], a[t[30]:t[30]+32], a[t[31]:t[31]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[33]:t[33]+1048576], a[t[34]:t[34]+32], a[t[35]:t[35]+32], a[t[32]:t[32]+1048576], a[t[27]:t[27]+1048576], a[t[28]:t[28]+32], a[t[29]:t[29]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// bn2.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[41]:t[41]+32], a[t[42]:t[42]+32], a[t[43]:t[43]+32], a[t[44]:t[44]+32], a[t[36]:t[36]+32], a[t[37]:t[37]+32], a[t[38]:t[38]+32], a[t[39]:t[39]+32], p[t[40]:t[40]+32], 32, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[39]:t[39]+32], a[t[40]:t[40]+32], a[t[41]:t[41]+32], a[t[42]:t[42]+32], a[t[34]:t[34]+32], a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[37]:t[37]+32], p[t[38]:t[38]+32], 32, 1e-05)
 	// conv1.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[45]:t[45]+1048576], a[t[41]:t[41]+32], a[t[42]:t[42]+32], a[t[29]:t[29]+1048576], a[t[38]:t[38]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
-	// conv1.dy: add
-	nn.Add(m.ctx, a[t[46]:t[46]+1048576], a[t[35]:t[35]+1048576], a[t[45]:t[45]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[43]:t[43]+1048576], a[t[39]:t[39]+32], a[t[40]:t[40]+32], a[t[27]:t[27]+1048576], a[t[36]:t[36]+32], a[t[33]:t[33]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// conv1.dw: conv2d_dw
-	m.conv1x1Dw(Conv1x1DwN128C64K32H32W32S2, 16384, 128, 64, 32, a[t[47]:t[47]+2048], a[t[46]:t[46]+1048576], a[t[7]:t[7]+8388608], nil, nil)
+	m.conv1x1Dw(Conv1x1DwN128C64K32H32W32S2, 16384, 128, 64, 32, a[t[44]:t[44]+2048], a[t[43]:t[43]+1048576], a[t[6]:t[6]+8388608], nil, nil)
 	// conv1.dx: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C64K32H32W32S2, 2048, 128, 64, 32, a[t[49]:t[49]+8388608], a[t[46]:t[46]+1048576], p[t[48]:t[48]+2048])
+	m.conv1x1Dx(Conv1x1DxN128C64K32H32W32S2, 2048, 128, 64, 32, a[t[46]:t[46]+8388608], a[t[43]:t[43]+1048576], p[t[45]:t[45]+2048])
 	// relu1.dsum: add
-	nn.Add(m.ctx, a[t[50]:t[50]+8388608], a[t[10]:t[10]+8388608], a[t[49]:t[49]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
+	nn.Add(m.ctx, a[t[47]:t[47]+8388608], a[t[9]:t[9]+8388608], a[t[46]:t[46]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
 	// relu1.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[54]:t[54]+8388608], a[t[55]:t[55]+64], a[t[56]:t[56]+64], a[t[50]:t[50]+8388608], a[t[51]:t[51]+8388608], a[t[52]:t[52]+64], a[t[53]:t[53]+64], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[51]:t[51]+8388608], a[t[52]:t[52]+64], a[t[53]:t[53]+64], a[t[47]:t[47]+8388608], a[t[48]:t[48]+8388608], a[t[49]:t[49]+64], a[t[50]:t[50]+64], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
 	// bn1.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[60]:t[60]+64], a[t[61]:t[61]+64], a[t[62]:t[62]+64], a[t[63]:t[63]+64], a[t[55]:t[55]+64], a[t[56]:t[56]+64], a[t[57]:t[57]+64], a[t[58]:t[58]+64], p[t[59]:t[59]+64], 64, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[57]:t[57]+64], a[t[58]:t[58]+64], a[t[59]:t[59]+64], a[t[60]:t[60]+64], a[t[52]:t[52]+64], a[t[53]:t[53]+64], a[t[54]:t[54]+64], a[t[55]:t[55]+64], p[t[56]:t[56]+64], 64, 1e-05)
 }
 
 // trainS1Backward runs the backward ops of 17 blocks like s1.u18; t is a row of trainS1BackwardRows.
-func (m *Model) trainS1Backward(t *[52]int) {
+func (m *Model) trainS1Backward(t *[49]int) {
 	a, p := m.arena, m.params
 	// conv3.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[4]:t[4]+8388608], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+8388608], a[t[3]:t[3]+64], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
-	// conv3.dy: add
-	nn.Add(m.ctx, a[t[6]:t[6]+8388608], a[t[5]:t[5]+8388608], a[t[4]:t[4]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+8388608], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+8388608], a[t[3]:t[3]+64], a[t[4]:t[4]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
 	// conv3.dw: conv2d_dw_fused
-	m.conv1x1Dw(Conv1x1DwN128C16K64H32W32S1InAffineRelu, 16384, 128, 16, 64, a[t[10]:t[10]+1024], a[t[6]:t[6]+8388608], a[t[7]:t[7]+2097152], a[t[8]:t[8]+16], a[t[9]:t[9]+16])
+	m.conv1x1Dw(Conv1x1DwN128C16K64H32W32S1InAffineRelu, 16384, 128, 16, 64, a[t[9]:t[9]+1024], a[t[5]:t[5]+8388608], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16])
 	// conv3.da: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C16K64H32W32S1, 1024, 128, 16, 64, a[t[12]:t[12]+2097152], a[t[6]:t[6]+8388608], p[t[11]:t[11]+1024])
+	m.conv1x1Dx(Conv1x1DxN128C16K64H32W32S1, 1024, 128, 16, 64, a[t[11]:t[11]+2097152], a[t[5]:t[5]+8388608], p[t[10]:t[10]+1024])
 	// conv3.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[13]:t[13]+2097152], a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[12]:t[12]+2097152], a[t[7]:t[7]+2097152], a[t[8]:t[8]+16], a[t[9]:t[9]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[12]:t[12]+2097152], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[11]:t[11]+2097152], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// bn3.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[19]:t[19]+16], a[t[20]:t[20]+16], a[t[21]:t[21]+16], a[t[22]:t[22]+16], a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[16]:t[16]+16], a[t[17]:t[17]+16], p[t[18]:t[18]+16], 16, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[20]:t[20]+16], a[t[21]:t[21]+16], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[16]:t[16]+16], p[t[17]:t[17]+16], 16, 1e-05)
 	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[23]:t[23]+2097152], a[t[19]:t[19]+16], a[t[20]:t[20]+16], a[t[7]:t[7]+2097152], a[t[16]:t[16]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
-	// conv2.dy: add
-	nn.Add(m.ctx, a[t[24]:t[24]+2097152], a[t[13]:t[13]+2097152], a[t[23]:t[23]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[22]:t[22]+2097152], a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[6]:t[6]+2097152], a[t[15]:t[15]+16], a[t[12]:t[12]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// conv2.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C16K16H32W32S1InAffineRelu, 18496, 128, 16, 16, a[t[28]:t[28]+2304], a[t[24]:t[24]+2097152], a[t[25]:t[25]+2097152], a[t[26]:t[26]+16], a[t[27]:t[27]+16])
+	m.conv3x3Dw(Conv3x3DwN128C16K16H32W32S1InAffineRelu, 18496, 128, 16, 16, a[t[26]:t[26]+2304], a[t[22]:t[22]+2097152], a[t[23]:t[23]+2097152], a[t[24]:t[24]+16], a[t[25]:t[25]+16])
 	// conv2.da: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[30]:t[30]+2097152], a[t[24]:t[24]+2097152], p[t[29]:t[29]+2304])
+	m.conv3x3Dx(Conv3x3DxN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[28]:t[28]+2097152], a[t[22]:t[22]+2097152], p[t[27]:t[27]+2304])
 	// conv2.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[31]:t[31]+2097152], a[t[32]:t[32]+16], a[t[33]:t[33]+16], a[t[30]:t[30]+2097152], a[t[25]:t[25]+2097152], a[t[26]:t[26]+16], a[t[27]:t[27]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[29]:t[29]+2097152], a[t[30]:t[30]+16], a[t[31]:t[31]+16], a[t[28]:t[28]+2097152], a[t[23]:t[23]+2097152], a[t[24]:t[24]+16], a[t[25]:t[25]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// bn2.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[37]:t[37]+16], a[t[38]:t[38]+16], a[t[39]:t[39]+16], a[t[40]:t[40]+16], a[t[32]:t[32]+16], a[t[33]:t[33]+16], a[t[34]:t[34]+16], a[t[35]:t[35]+16], p[t[36]:t[36]+16], 16, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[35]:t[35]+16], a[t[36]:t[36]+16], a[t[37]:t[37]+16], a[t[38]:t[38]+16], a[t[30]:t[30]+16], a[t[31]:t[31]+16], a[t[32]:t[32]+16], a[t[33]:t[33]+16], p[t[34]:t[34]+16], 16, 1e-05)
 	// conv1.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[41]:t[41]+2097152], a[t[37]:t[37]+16], a[t[38]:t[38]+16], a[t[25]:t[25]+2097152], a[t[34]:t[34]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
-	// conv1.dy: add
-	nn.Add(m.ctx, a[t[42]:t[42]+2097152], a[t[31]:t[31]+2097152], a[t[41]:t[41]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[39]:t[39]+2097152], a[t[35]:t[35]+16], a[t[36]:t[36]+16], a[t[23]:t[23]+2097152], a[t[32]:t[32]+16], a[t[29]:t[29]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// conv1.dw: conv2d_dw_fused
-	m.conv1x1Dw(Conv1x1DwN128C64K16H32W32S1InAffineRelu, 65536, 128, 64, 16, a[t[46]:t[46]+1024], a[t[42]:t[42]+2097152], a[t[43]:t[43]+8388608], a[t[44]:t[44]+64], a[t[45]:t[45]+64])
+	m.conv1x1Dw(Conv1x1DwN128C64K16H32W32S1InAffineRelu, 65536, 128, 64, 16, a[t[43]:t[43]+1024], a[t[39]:t[39]+2097152], a[t[40]:t[40]+8388608], a[t[41]:t[41]+64], a[t[42]:t[42]+64])
 	// conv1.da: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C64K16H32W32S1, 1024, 128, 64, 16, a[t[48]:t[48]+8388608], a[t[42]:t[42]+2097152], p[t[47]:t[47]+1024])
+	m.conv1x1Dx(Conv1x1DxN128C64K16H32W32S1, 1024, 128, 64, 16, a[t[45]:t[45]+8388608], a[t[39]:t[39]+2097152], p[t[44]:t[44]+1024])
 	// conv1.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[49]:t[49]+8388608], a[t[50]:t[50]+64], a[t[51]:t[51]+64], a[t[48]:t[48]+8388608], a[t[43]:t[43]+8388608], a[t[44]:t[44]+64], a[t[45]:t[45]+64], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[46]:t[46]+8388608], a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[45]:t[45]+8388608], a[t[40]:t[40]+8388608], a[t[41]:t[41]+64], a[t[42]:t[42]+64], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
 }
 
 // trainS1Backward2 runs the backward ops of 17 blocks like s1.u17; t is a row of trainS1Backward2Rows.
@@ -601,61 +571,53 @@ func (m *Model) trainS1Backward3(t *[9]int) {
 }
 
 // trainS1Backward4 runs the backward ops of s1.u1; t is a row of trainS1Backward4Rows.
-func (m *Model) trainS1Backward4(t *[64]int) {
+func (m *Model) trainS1Backward4(t *[61]int) {
 	a, p := m.arena, m.params
 	// shortcut.conv.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[4]:t[4]+8388608], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+8388608], a[t[3]:t[3]+64], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
-	// shortcut.conv.dy: add
-	nn.Add(m.ctx, a[t[6]:t[6]+8388608], a[t[5]:t[5]+8388608], a[t[4]:t[4]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+8388608], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+8388608], a[t[3]:t[3]+64], a[t[4]:t[4]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
 	// shortcut.conv.dw: conv2d_dw
-	m.conv1x1Dw(Conv1x1DwN128C16K64H32W32S1, 0, 128, 16, 64, a[t[8]:t[8]+1024], a[t[6]:t[6]+8388608], a[t[7]:t[7]+2097152], nil, nil)
+	m.conv1x1Dw(Conv1x1DwN128C16K64H32W32S1, 0, 128, 16, 64, a[t[7]:t[7]+1024], a[t[5]:t[5]+8388608], a[t[6]:t[6]+2097152], nil, nil)
 	// shortcut.conv.dx: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C16K64H32W32S1, 1024, 128, 16, 64, a[t[10]:t[10]+2097152], a[t[6]:t[6]+8388608], p[t[9]:t[9]+1024])
+	m.conv1x1Dx(Conv1x1DxN128C16K64H32W32S1, 1024, 128, 16, 64, a[t[9]:t[9]+2097152], a[t[5]:t[5]+8388608], p[t[8]:t[8]+1024])
 	// conv3.dw: conv2d_dw_fused
-	m.conv1x1Dw(Conv1x1DwN128C16K64H32W32S1InAffineRelu, 16384, 128, 16, 64, a[t[14]:t[14]+1024], a[t[6]:t[6]+8388608], a[t[11]:t[11]+2097152], a[t[12]:t[12]+16], a[t[13]:t[13]+16])
+	m.conv1x1Dw(Conv1x1DwN128C16K64H32W32S1InAffineRelu, 16384, 128, 16, 64, a[t[13]:t[13]+1024], a[t[5]:t[5]+8388608], a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16])
 	// conv3.da: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C16K64H32W32S1, 1024, 128, 16, 64, a[t[16]:t[16]+2097152], a[t[6]:t[6]+8388608], p[t[15]:t[15]+1024])
+	m.conv1x1Dx(Conv1x1DxN128C16K64H32W32S1, 1024, 128, 16, 64, a[t[15]:t[15]+2097152], a[t[5]:t[5]+8388608], p[t[14]:t[14]+1024])
 	// conv3.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[17]:t[17]+2097152], a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[16]:t[16]+2097152], a[t[11]:t[11]+2097152], a[t[12]:t[12]+16], a[t[13]:t[13]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[16]:t[16]+2097152], a[t[17]:t[17]+16], a[t[18]:t[18]+16], a[t[15]:t[15]+2097152], a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// bn3.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[23]:t[23]+16], a[t[24]:t[24]+16], a[t[25]:t[25]+16], a[t[26]:t[26]+16], a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[20]:t[20]+16], a[t[21]:t[21]+16], p[t[22]:t[22]+16], 16, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[22]:t[22]+16], a[t[23]:t[23]+16], a[t[24]:t[24]+16], a[t[25]:t[25]+16], a[t[17]:t[17]+16], a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[20]:t[20]+16], p[t[21]:t[21]+16], 16, 1e-05)
 	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[27]:t[27]+2097152], a[t[23]:t[23]+16], a[t[24]:t[24]+16], a[t[11]:t[11]+2097152], a[t[20]:t[20]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
-	// conv2.dy: add
-	nn.Add(m.ctx, a[t[28]:t[28]+2097152], a[t[17]:t[17]+2097152], a[t[27]:t[27]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[26]:t[26]+2097152], a[t[22]:t[22]+16], a[t[23]:t[23]+16], a[t[10]:t[10]+2097152], a[t[19]:t[19]+16], a[t[16]:t[16]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// conv2.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C16K16H32W32S1InAffineRelu, 18496, 128, 16, 16, a[t[32]:t[32]+2304], a[t[28]:t[28]+2097152], a[t[29]:t[29]+2097152], a[t[30]:t[30]+16], a[t[31]:t[31]+16])
+	m.conv3x3Dw(Conv3x3DwN128C16K16H32W32S1InAffineRelu, 18496, 128, 16, 16, a[t[30]:t[30]+2304], a[t[26]:t[26]+2097152], a[t[27]:t[27]+2097152], a[t[28]:t[28]+16], a[t[29]:t[29]+16])
 	// conv2.da: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[34]:t[34]+2097152], a[t[28]:t[28]+2097152], p[t[33]:t[33]+2304])
+	m.conv3x3Dx(Conv3x3DxN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[32]:t[32]+2097152], a[t[26]:t[26]+2097152], p[t[31]:t[31]+2304])
 	// conv2.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[35]:t[35]+2097152], a[t[36]:t[36]+16], a[t[37]:t[37]+16], a[t[34]:t[34]+2097152], a[t[29]:t[29]+2097152], a[t[30]:t[30]+16], a[t[31]:t[31]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[33]:t[33]+2097152], a[t[34]:t[34]+16], a[t[35]:t[35]+16], a[t[32]:t[32]+2097152], a[t[27]:t[27]+2097152], a[t[28]:t[28]+16], a[t[29]:t[29]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// bn2.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[41]:t[41]+16], a[t[42]:t[42]+16], a[t[43]:t[43]+16], a[t[44]:t[44]+16], a[t[36]:t[36]+16], a[t[37]:t[37]+16], a[t[38]:t[38]+16], a[t[39]:t[39]+16], p[t[40]:t[40]+16], 16, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[39]:t[39]+16], a[t[40]:t[40]+16], a[t[41]:t[41]+16], a[t[42]:t[42]+16], a[t[34]:t[34]+16], a[t[35]:t[35]+16], a[t[36]:t[36]+16], a[t[37]:t[37]+16], p[t[38]:t[38]+16], 16, 1e-05)
 	// conv1.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[45]:t[45]+2097152], a[t[41]:t[41]+16], a[t[42]:t[42]+16], a[t[29]:t[29]+2097152], a[t[38]:t[38]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
-	// conv1.dy: add
-	nn.Add(m.ctx, a[t[46]:t[46]+2097152], a[t[35]:t[35]+2097152], a[t[45]:t[45]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[43]:t[43]+2097152], a[t[39]:t[39]+16], a[t[40]:t[40]+16], a[t[27]:t[27]+2097152], a[t[36]:t[36]+16], a[t[33]:t[33]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// conv1.dw: conv2d_dw
-	m.conv1x1Dw(Conv1x1DwN128C16K16H32W32S1, 0, 128, 16, 16, a[t[47]:t[47]+256], a[t[46]:t[46]+2097152], a[t[7]:t[7]+2097152], nil, nil)
+	m.conv1x1Dw(Conv1x1DwN128C16K16H32W32S1, 0, 128, 16, 16, a[t[44]:t[44]+256], a[t[43]:t[43]+2097152], a[t[6]:t[6]+2097152], nil, nil)
 	// conv1.dx: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C16K16H32W32S1, 256, 128, 16, 16, a[t[49]:t[49]+2097152], a[t[46]:t[46]+2097152], p[t[48]:t[48]+256])
+	m.conv1x1Dx(Conv1x1DxN128C16K16H32W32S1, 256, 128, 16, 16, a[t[46]:t[46]+2097152], a[t[43]:t[43]+2097152], p[t[45]:t[45]+256])
 	// relu1.dsum: add
-	nn.Add(m.ctx, a[t[50]:t[50]+2097152], a[t[10]:t[10]+2097152], a[t[49]:t[49]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	nn.Add(m.ctx, a[t[47]:t[47]+2097152], a[t[9]:t[9]+2097152], a[t[46]:t[46]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// relu1.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[54]:t[54]+2097152], a[t[55]:t[55]+16], a[t[56]:t[56]+16], a[t[50]:t[50]+2097152], a[t[51]:t[51]+2097152], a[t[52]:t[52]+16], a[t[53]:t[53]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[51]:t[51]+2097152], a[t[52]:t[52]+16], a[t[53]:t[53]+16], a[t[47]:t[47]+2097152], a[t[48]:t[48]+2097152], a[t[49]:t[49]+16], a[t[50]:t[50]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// bn1.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[60]:t[60]+16], a[t[61]:t[61]+16], a[t[62]:t[62]+16], a[t[63]:t[63]+16], a[t[55]:t[55]+16], a[t[56]:t[56]+16], a[t[57]:t[57]+16], a[t[58]:t[58]+16], p[t[59]:t[59]+16], 16, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[57]:t[57]+16], a[t[58]:t[58]+16], a[t[59]:t[59]+16], a[t[60]:t[60]+16], a[t[52]:t[52]+16], a[t[53]:t[53]+16], a[t[54]:t[54]+16], a[t[55]:t[55]+16], p[t[56]:t[56]+16], 16, 1e-05)
 }
 
 // trainStemBackward runs the backward ops of stem; t is a row of trainStemBackwardRows.
-func (m *Model) trainStemBackward(t *[9]int) {
+func (m *Model) trainStemBackward(t *[8]int) {
 	a := m.arena
 	// conv.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[4]:t[4]+2097152], a[t[0]:t[0]+16], a[t[1]:t[1]+16], a[t[2]:t[2]+2097152], a[t[3]:t[3]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
-	// conv.dy: add
-	nn.Add(m.ctx, a[t[6]:t[6]+2097152], a[t[5]:t[5]+2097152], a[t[4]:t[4]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+2097152], a[t[0]:t[0]+16], a[t[1]:t[1]+16], a[t[2]:t[2]+2097152], a[t[3]:t[3]+16], a[t[4]:t[4]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// conv.dw: conv2d_dw
-	nn.Conv2DDw(m.ctx, a[t[8]:t[8]+432], a[t[6]:t[6]+2097152], a[t[7]:t[7]+393216], nn.ConvParams{X: nn.Act{N: 128, C: 3, H: 32, W: 32}, Y: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, KH: 3, KW: 3, Stride: 1, Pad: 1})
+	nn.Conv2DDw(m.ctx, a[t[7]:t[7]+432], a[t[5]:t[5]+2097152], a[t[6]:t[6]+393216], nn.ConvParams{X: nn.Act{N: 128, C: 3, H: 32, W: 32}, Y: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, KH: 3, KW: 3, Stride: 1, Pad: 1})
 }
 
 // trainStemUpdate runs the update ops of stem; t is a row of trainStemUpdateRows.

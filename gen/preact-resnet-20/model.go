@@ -41,7 +41,7 @@ const (
 
 // Storage sizes, in float32s.
 const (
-	arenaLen   = 30880112 // 117.8 MiB (123,520,448 B): train 123520448 bytes, infer 16786624
+	arenaLen   = 30843504 // 117.7 MiB (123,374,016 B): train 123374016 bytes, infer 16786624
 	paramsLen  = 269728
 	stateLen   = 271104
 	scratchLen = 20752 // per worker
@@ -131,11 +131,11 @@ func (m *Model) TrainStep(x []float32, labels []int32, lr float32) (float32, err
 	}
 	copy(m.arena[30408704:30801920], x)
 	copy(m.labels, labels)
-	m.arena[30879616] = lr
+	m.arena[30843008] = lr
 	m.train()
-	copy(m.logits, m.arena[30875648:30876928])
+	copy(m.logits, m.arena[30838784:30840064])
 	m.step++
-	return m.arena[30880080], nil
+	return m.arena[30843472], nil
 }
 
 // Infer returns the logits of a batch of Batch images (BatchNorm with the

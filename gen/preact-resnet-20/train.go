@@ -4,7 +4,7 @@ package preactresnet20
 
 import "github.com/resnetc/resnetc/runtime/nn"
 
-// train runs one training step: the schedule of "preact-resnet-20" after the passes (451 ops in
+// train runs one training step: the schedule of "preact-resnet-20" after the passes (432 ops in
 // 47 blocks of 31 functions), on the arena laid out by the memory plan.
 func (m *Model) train() {
 	m.trainStemForward(&trainStemForwardRows[0]) // stem
@@ -285,30 +285,26 @@ func (m *Model) trainHeadBackward(t *[20]int) {
 }
 
 // trainS3Backward runs the backward ops of 2 blocks like s3.u3; t is a row of trainS3BackwardRows.
-func (m *Model) trainS3Backward(t *[34]int) {
+func (m *Model) trainS3Backward(t *[32]int) {
 	a, p := m.arena, m.params
 	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[4]:t[4]+524288], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+524288], a[t[3]:t[3]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
-	// conv2.dy: add
-	nn.Add(m.ctx, a[t[6]:t[6]+524288], a[t[5]:t[5]+524288], a[t[4]:t[4]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+524288], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+524288], a[t[3]:t[3]+64], a[t[4]:t[4]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
 	// conv2.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C64K64H8W8S1InAffineRelu, 6400, 128, 64, 64, a[t[10]:t[10]+36864], a[t[6]:t[6]+524288], a[t[7]:t[7]+524288], a[t[8]:t[8]+64], a[t[9]:t[9]+64])
+	m.conv3x3Dw(Conv3x3DwN128C64K64H8W8S1InAffineRelu, 6400, 128, 64, 64, a[t[9]:t[9]+36864], a[t[5]:t[5]+524288], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64])
 	// conv2.da: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C64K64H8W8S1, 6400, 128, 64, 64, a[t[12]:t[12]+524288], a[t[6]:t[6]+524288], p[t[11]:t[11]+36864])
+	m.conv3x3Dx(Conv3x3DxN128C64K64H8W8S1, 6400, 128, 64, 64, a[t[11]:t[11]+524288], a[t[5]:t[5]+524288], p[t[10]:t[10]+36864])
 	// conv2.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[13]:t[13]+524288], a[t[14]:t[14]+64], a[t[15]:t[15]+64], a[t[12]:t[12]+524288], a[t[7]:t[7]+524288], a[t[8]:t[8]+64], a[t[9]:t[9]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[12]:t[12]+524288], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[11]:t[11]+524288], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
 	// bn2.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[19]:t[19]+64], a[t[20]:t[20]+64], a[t[21]:t[21]+64], a[t[22]:t[22]+64], a[t[14]:t[14]+64], a[t[15]:t[15]+64], a[t[16]:t[16]+64], a[t[17]:t[17]+64], p[t[18]:t[18]+64], 64, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[20]:t[20]+64], a[t[21]:t[21]+64], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[15]:t[15]+64], a[t[16]:t[16]+64], p[t[17]:t[17]+64], 64, 1e-05)
 	// conv1.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[23]:t[23]+524288], a[t[19]:t[19]+64], a[t[20]:t[20]+64], a[t[7]:t[7]+524288], a[t[16]:t[16]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
-	// conv1.dy: add
-	nn.Add(m.ctx, a[t[24]:t[24]+524288], a[t[13]:t[13]+524288], a[t[23]:t[23]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[22]:t[22]+524288], a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[6]:t[6]+524288], a[t[15]:t[15]+64], a[t[12]:t[12]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
 	// conv1.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C64K64H8W8S1InAffineRelu, 6400, 128, 64, 64, a[t[28]:t[28]+36864], a[t[24]:t[24]+524288], a[t[25]:t[25]+524288], a[t[26]:t[26]+64], a[t[27]:t[27]+64])
+	m.conv3x3Dw(Conv3x3DwN128C64K64H8W8S1InAffineRelu, 6400, 128, 64, 64, a[t[26]:t[26]+36864], a[t[22]:t[22]+524288], a[t[23]:t[23]+524288], a[t[24]:t[24]+64], a[t[25]:t[25]+64])
 	// conv1.da: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C64K64H8W8S1, 6400, 128, 64, 64, a[t[30]:t[30]+524288], a[t[24]:t[24]+524288], p[t[29]:t[29]+36864])
+	m.conv3x3Dx(Conv3x3DxN128C64K64H8W8S1, 6400, 128, 64, 64, a[t[28]:t[28]+524288], a[t[22]:t[22]+524288], p[t[27]:t[27]+36864])
 	// conv1.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[31]:t[31]+524288], a[t[32]:t[32]+64], a[t[33]:t[33]+64], a[t[30]:t[30]+524288], a[t[25]:t[25]+524288], a[t[26]:t[26]+64], a[t[27]:t[27]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[29]:t[29]+524288], a[t[30]:t[30]+64], a[t[31]:t[31]+64], a[t[28]:t[28]+524288], a[t[23]:t[23]+524288], a[t[24]:t[24]+64], a[t[25]:t[25]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
 }
 
 // trainS3Backward2 runs the backward ops of 2 blocks like s3.u2; t is a row of trainS3Backward2Rows.
@@ -326,63 +322,55 @@ func (m *Model) trainS3Backward3(t *[9]int) {
 }
 
 // trainS3Backward4 runs the backward ops of s3.u1; t is a row of trainS3Backward4Rows.
-func (m *Model) trainS3Backward4(t *[44]int) {
+func (m *Model) trainS3Backward4(t *[42]int) {
 	a, p := m.arena, m.params
 	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[4]:t[4]+524288], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+524288], a[t[3]:t[3]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
-	// conv2.dy: add
-	nn.Add(m.ctx, a[t[6]:t[6]+524288], a[t[5]:t[5]+524288], a[t[4]:t[4]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+524288], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+524288], a[t[3]:t[3]+64], a[t[4]:t[4]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
 	// conv2.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C64K64H8W8S1InAffineRelu, 6400, 128, 64, 64, a[t[10]:t[10]+36864], a[t[6]:t[6]+524288], a[t[7]:t[7]+524288], a[t[8]:t[8]+64], a[t[9]:t[9]+64])
+	m.conv3x3Dw(Conv3x3DwN128C64K64H8W8S1InAffineRelu, 6400, 128, 64, 64, a[t[9]:t[9]+36864], a[t[5]:t[5]+524288], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64])
 	// conv2.da: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C64K64H8W8S1, 6400, 128, 64, 64, a[t[12]:t[12]+524288], a[t[6]:t[6]+524288], p[t[11]:t[11]+36864])
+	m.conv3x3Dx(Conv3x3DxN128C64K64H8W8S1, 6400, 128, 64, 64, a[t[11]:t[11]+524288], a[t[5]:t[5]+524288], p[t[10]:t[10]+36864])
 	// conv2.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[13]:t[13]+524288], a[t[14]:t[14]+64], a[t[15]:t[15]+64], a[t[12]:t[12]+524288], a[t[7]:t[7]+524288], a[t[8]:t[8]+64], a[t[9]:t[9]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[12]:t[12]+524288], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[11]:t[11]+524288], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
 	// shortcut.dx: subsample_pad_grad
-	nn.SubsamplePadGrad(m.ctx, a[t[16]:t[16]+1048576], a[t[6]:t[6]+524288], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true}, 2)
+	nn.SubsamplePadGrad(m.ctx, a[t[15]:t[15]+1048576], a[t[5]:t[5]+524288], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true}, 2)
 	// bn2.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[20]:t[20]+64], a[t[21]:t[21]+64], a[t[22]:t[22]+64], a[t[23]:t[23]+64], a[t[14]:t[14]+64], a[t[15]:t[15]+64], a[t[17]:t[17]+64], a[t[18]:t[18]+64], p[t[19]:t[19]+64], 64, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[19]:t[19]+64], a[t[20]:t[20]+64], a[t[21]:t[21]+64], a[t[22]:t[22]+64], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[16]:t[16]+64], a[t[17]:t[17]+64], p[t[18]:t[18]+64], 64, 1e-05)
 	// conv1.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[24]:t[24]+524288], a[t[20]:t[20]+64], a[t[21]:t[21]+64], a[t[7]:t[7]+524288], a[t[17]:t[17]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
-	// conv1.dy: add
-	nn.Add(m.ctx, a[t[25]:t[25]+524288], a[t[13]:t[13]+524288], a[t[24]:t[24]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[23]:t[23]+524288], a[t[19]:t[19]+64], a[t[20]:t[20]+64], a[t[6]:t[6]+524288], a[t[16]:t[16]+64], a[t[12]:t[12]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
 	// conv1.dw: conv2d_dw
-	m.conv3x3Dw(Conv3x3DwN128C32K64H16W16S2, 10368, 128, 32, 64, a[t[27]:t[27]+18432], a[t[25]:t[25]+524288], a[t[26]:t[26]+1048576], nil, nil)
+	m.conv3x3Dw(Conv3x3DwN128C32K64H16W16S2, 10368, 128, 32, 64, a[t[25]:t[25]+18432], a[t[23]:t[23]+524288], a[t[24]:t[24]+1048576], nil, nil)
 	// conv1.dx: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C32K64H16W16S2, 6400, 128, 32, 64, a[t[29]:t[29]+1048576], a[t[25]:t[25]+524288], p[t[28]:t[28]+18432])
+	m.conv3x3Dx(Conv3x3DxN128C32K64H16W16S2, 6400, 128, 32, 64, a[t[27]:t[27]+1048576], a[t[23]:t[23]+524288], p[t[26]:t[26]+18432])
 	// relu1.dsum: add
-	nn.Add(m.ctx, a[t[30]:t[30]+1048576], a[t[16]:t[16]+1048576], a[t[29]:t[29]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
+	nn.Add(m.ctx, a[t[28]:t[28]+1048576], a[t[15]:t[15]+1048576], a[t[27]:t[27]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// relu1.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[34]:t[34]+1048576], a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[30]:t[30]+1048576], a[t[31]:t[31]+1048576], a[t[32]:t[32]+32], a[t[33]:t[33]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[32]:t[32]+1048576], a[t[33]:t[33]+32], a[t[34]:t[34]+32], a[t[28]:t[28]+1048576], a[t[29]:t[29]+1048576], a[t[30]:t[30]+32], a[t[31]:t[31]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// bn1.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[40]:t[40]+32], a[t[41]:t[41]+32], a[t[42]:t[42]+32], a[t[43]:t[43]+32], a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[37]:t[37]+32], a[t[38]:t[38]+32], p[t[39]:t[39]+32], 32, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[38]:t[38]+32], a[t[39]:t[39]+32], a[t[40]:t[40]+32], a[t[41]:t[41]+32], a[t[33]:t[33]+32], a[t[34]:t[34]+32], a[t[35]:t[35]+32], a[t[36]:t[36]+32], p[t[37]:t[37]+32], 32, 1e-05)
 }
 
 // trainS2Backward runs the backward ops of 2 blocks like s2.u3; t is a row of trainS2BackwardRows.
-func (m *Model) trainS2Backward(t *[34]int) {
+func (m *Model) trainS2Backward(t *[32]int) {
 	a, p := m.arena, m.params
 	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[4]:t[4]+1048576], a[t[0]:t[0]+32], a[t[1]:t[1]+32], a[t[2]:t[2]+1048576], a[t[3]:t[3]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
-	// conv2.dy: add
-	nn.Add(m.ctx, a[t[6]:t[6]+1048576], a[t[5]:t[5]+1048576], a[t[4]:t[4]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+1048576], a[t[0]:t[0]+32], a[t[1]:t[1]+32], a[t[2]:t[2]+1048576], a[t[3]:t[3]+32], a[t[4]:t[4]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// conv2.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C32K32H16W16S1InAffineRelu, 10368, 128, 32, 32, a[t[10]:t[10]+9216], a[t[6]:t[6]+1048576], a[t[7]:t[7]+1048576], a[t[8]:t[8]+32], a[t[9]:t[9]+32])
+	m.conv3x3Dw(Conv3x3DwN128C32K32H16W16S1InAffineRelu, 10368, 128, 32, 32, a[t[9]:t[9]+9216], a[t[5]:t[5]+1048576], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32])
 	// conv2.da: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C32K32H16W16S1, 10368, 128, 32, 32, a[t[12]:t[12]+1048576], a[t[6]:t[6]+1048576], p[t[11]:t[11]+9216])
+	m.conv3x3Dx(Conv3x3DxN128C32K32H16W16S1, 10368, 128, 32, 32, a[t[11]:t[11]+1048576], a[t[5]:t[5]+1048576], p[t[10]:t[10]+9216])
 	// conv2.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[13]:t[13]+1048576], a[t[14]:t[14]+32], a[t[15]:t[15]+32], a[t[12]:t[12]+1048576], a[t[7]:t[7]+1048576], a[t[8]:t[8]+32], a[t[9]:t[9]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[12]:t[12]+1048576], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[11]:t[11]+1048576], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// bn2.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[19]:t[19]+32], a[t[20]:t[20]+32], a[t[21]:t[21]+32], a[t[22]:t[22]+32], a[t[14]:t[14]+32], a[t[15]:t[15]+32], a[t[16]:t[16]+32], a[t[17]:t[17]+32], p[t[18]:t[18]+32], 32, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[20]:t[20]+32], a[t[21]:t[21]+32], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[15]:t[15]+32], a[t[16]:t[16]+32], p[t[17]:t[17]+32], 32, 1e-05)
 	// conv1.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[23]:t[23]+1048576], a[t[19]:t[19]+32], a[t[20]:t[20]+32], a[t[7]:t[7]+1048576], a[t[16]:t[16]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
-	// conv1.dy: add
-	nn.Add(m.ctx, a[t[24]:t[24]+1048576], a[t[13]:t[13]+1048576], a[t[23]:t[23]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[22]:t[22]+1048576], a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[6]:t[6]+1048576], a[t[15]:t[15]+32], a[t[12]:t[12]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// conv1.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C32K32H16W16S1InAffineRelu, 10368, 128, 32, 32, a[t[28]:t[28]+9216], a[t[24]:t[24]+1048576], a[t[25]:t[25]+1048576], a[t[26]:t[26]+32], a[t[27]:t[27]+32])
+	m.conv3x3Dw(Conv3x3DwN128C32K32H16W16S1InAffineRelu, 10368, 128, 32, 32, a[t[26]:t[26]+9216], a[t[22]:t[22]+1048576], a[t[23]:t[23]+1048576], a[t[24]:t[24]+32], a[t[25]:t[25]+32])
 	// conv1.da: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C32K32H16W16S1, 10368, 128, 32, 32, a[t[30]:t[30]+1048576], a[t[24]:t[24]+1048576], p[t[29]:t[29]+9216])
+	m.conv3x3Dx(Conv3x3DxN128C32K32H16W16S1, 10368, 128, 32, 32, a[t[28]:t[28]+1048576], a[t[22]:t[22]+1048576], p[t[27]:t[27]+9216])
 	// conv1.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[31]:t[31]+1048576], a[t[32]:t[32]+32], a[t[33]:t[33]+32], a[t[30]:t[30]+1048576], a[t[25]:t[25]+1048576], a[t[26]:t[26]+32], a[t[27]:t[27]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[29]:t[29]+1048576], a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[28]:t[28]+1048576], a[t[23]:t[23]+1048576], a[t[24]:t[24]+32], a[t[25]:t[25]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 }
 
 // trainS2Backward2 runs the backward ops of 2 blocks like s2.u2; t is a row of trainS2Backward2Rows.
@@ -400,63 +388,55 @@ func (m *Model) trainS2Backward3(t *[9]int) {
 }
 
 // trainS2Backward4 runs the backward ops of s2.u1; t is a row of trainS2Backward4Rows.
-func (m *Model) trainS2Backward4(t *[44]int) {
+func (m *Model) trainS2Backward4(t *[42]int) {
 	a, p := m.arena, m.params
 	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[4]:t[4]+1048576], a[t[0]:t[0]+32], a[t[1]:t[1]+32], a[t[2]:t[2]+1048576], a[t[3]:t[3]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
-	// conv2.dy: add
-	nn.Add(m.ctx, a[t[6]:t[6]+1048576], a[t[5]:t[5]+1048576], a[t[4]:t[4]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+1048576], a[t[0]:t[0]+32], a[t[1]:t[1]+32], a[t[2]:t[2]+1048576], a[t[3]:t[3]+32], a[t[4]:t[4]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// conv2.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C32K32H16W16S1InAffineRelu, 10368, 128, 32, 32, a[t[10]:t[10]+9216], a[t[6]:t[6]+1048576], a[t[7]:t[7]+1048576], a[t[8]:t[8]+32], a[t[9]:t[9]+32])
+	m.conv3x3Dw(Conv3x3DwN128C32K32H16W16S1InAffineRelu, 10368, 128, 32, 32, a[t[9]:t[9]+9216], a[t[5]:t[5]+1048576], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32])
 	// conv2.da: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C32K32H16W16S1, 10368, 128, 32, 32, a[t[12]:t[12]+1048576], a[t[6]:t[6]+1048576], p[t[11]:t[11]+9216])
+	m.conv3x3Dx(Conv3x3DxN128C32K32H16W16S1, 10368, 128, 32, 32, a[t[11]:t[11]+1048576], a[t[5]:t[5]+1048576], p[t[10]:t[10]+9216])
 	// conv2.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[13]:t[13]+1048576], a[t[14]:t[14]+32], a[t[15]:t[15]+32], a[t[12]:t[12]+1048576], a[t[7]:t[7]+1048576], a[t[8]:t[8]+32], a[t[9]:t[9]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[12]:t[12]+1048576], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[11]:t[11]+1048576], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// shortcut.dx: subsample_pad_grad
-	nn.SubsamplePadGrad(m.ctx, a[t[16]:t[16]+2097152], a[t[6]:t[6]+1048576], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, 2)
+	nn.SubsamplePadGrad(m.ctx, a[t[15]:t[15]+2097152], a[t[5]:t[5]+1048576], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, 2)
 	// bn2.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[20]:t[20]+32], a[t[21]:t[21]+32], a[t[22]:t[22]+32], a[t[23]:t[23]+32], a[t[14]:t[14]+32], a[t[15]:t[15]+32], a[t[17]:t[17]+32], a[t[18]:t[18]+32], p[t[19]:t[19]+32], 32, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[19]:t[19]+32], a[t[20]:t[20]+32], a[t[21]:t[21]+32], a[t[22]:t[22]+32], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[16]:t[16]+32], a[t[17]:t[17]+32], p[t[18]:t[18]+32], 32, 1e-05)
 	// conv1.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[24]:t[24]+1048576], a[t[20]:t[20]+32], a[t[21]:t[21]+32], a[t[7]:t[7]+1048576], a[t[17]:t[17]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
-	// conv1.dy: add
-	nn.Add(m.ctx, a[t[25]:t[25]+1048576], a[t[13]:t[13]+1048576], a[t[24]:t[24]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[23]:t[23]+1048576], a[t[19]:t[19]+32], a[t[20]:t[20]+32], a[t[6]:t[6]+1048576], a[t[16]:t[16]+32], a[t[12]:t[12]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// conv1.dw: conv2d_dw
-	m.conv3x3Dw(Conv3x3DwN128C16K32H32W32S2, 18496, 128, 16, 32, a[t[27]:t[27]+4608], a[t[25]:t[25]+1048576], a[t[26]:t[26]+2097152], nil, nil)
+	m.conv3x3Dw(Conv3x3DwN128C16K32H32W32S2, 18496, 128, 16, 32, a[t[25]:t[25]+4608], a[t[23]:t[23]+1048576], a[t[24]:t[24]+2097152], nil, nil)
 	// conv1.dx: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C16K32H32W32S2, 10368, 128, 16, 32, a[t[29]:t[29]+2097152], a[t[25]:t[25]+1048576], p[t[28]:t[28]+4608])
+	m.conv3x3Dx(Conv3x3DxN128C16K32H32W32S2, 10368, 128, 16, 32, a[t[27]:t[27]+2097152], a[t[23]:t[23]+1048576], p[t[26]:t[26]+4608])
 	// relu1.dsum: add
-	nn.Add(m.ctx, a[t[30]:t[30]+2097152], a[t[16]:t[16]+2097152], a[t[29]:t[29]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	nn.Add(m.ctx, a[t[28]:t[28]+2097152], a[t[15]:t[15]+2097152], a[t[27]:t[27]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// relu1.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[34]:t[34]+2097152], a[t[35]:t[35]+16], a[t[36]:t[36]+16], a[t[30]:t[30]+2097152], a[t[31]:t[31]+2097152], a[t[32]:t[32]+16], a[t[33]:t[33]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[32]:t[32]+2097152], a[t[33]:t[33]+16], a[t[34]:t[34]+16], a[t[28]:t[28]+2097152], a[t[29]:t[29]+2097152], a[t[30]:t[30]+16], a[t[31]:t[31]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// bn1.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[40]:t[40]+16], a[t[41]:t[41]+16], a[t[42]:t[42]+16], a[t[43]:t[43]+16], a[t[35]:t[35]+16], a[t[36]:t[36]+16], a[t[37]:t[37]+16], a[t[38]:t[38]+16], p[t[39]:t[39]+16], 16, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[38]:t[38]+16], a[t[39]:t[39]+16], a[t[40]:t[40]+16], a[t[41]:t[41]+16], a[t[33]:t[33]+16], a[t[34]:t[34]+16], a[t[35]:t[35]+16], a[t[36]:t[36]+16], p[t[37]:t[37]+16], 16, 1e-05)
 }
 
 // trainS1Backward runs the backward ops of 2 blocks like s1.u3; t is a row of trainS1BackwardRows.
-func (m *Model) trainS1Backward(t *[34]int) {
+func (m *Model) trainS1Backward(t *[32]int) {
 	a, p := m.arena, m.params
 	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[4]:t[4]+2097152], a[t[0]:t[0]+16], a[t[1]:t[1]+16], a[t[2]:t[2]+2097152], a[t[3]:t[3]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
-	// conv2.dy: add
-	nn.Add(m.ctx, a[t[6]:t[6]+2097152], a[t[5]:t[5]+2097152], a[t[4]:t[4]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+2097152], a[t[0]:t[0]+16], a[t[1]:t[1]+16], a[t[2]:t[2]+2097152], a[t[3]:t[3]+16], a[t[4]:t[4]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// conv2.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C16K16H32W32S1InAffineRelu, 18496, 128, 16, 16, a[t[10]:t[10]+2304], a[t[6]:t[6]+2097152], a[t[7]:t[7]+2097152], a[t[8]:t[8]+16], a[t[9]:t[9]+16])
+	m.conv3x3Dw(Conv3x3DwN128C16K16H32W32S1InAffineRelu, 18496, 128, 16, 16, a[t[9]:t[9]+2304], a[t[5]:t[5]+2097152], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16])
 	// conv2.da: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[12]:t[12]+2097152], a[t[6]:t[6]+2097152], p[t[11]:t[11]+2304])
+	m.conv3x3Dx(Conv3x3DxN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[11]:t[11]+2097152], a[t[5]:t[5]+2097152], p[t[10]:t[10]+2304])
 	// conv2.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[13]:t[13]+2097152], a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[12]:t[12]+2097152], a[t[7]:t[7]+2097152], a[t[8]:t[8]+16], a[t[9]:t[9]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[12]:t[12]+2097152], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[11]:t[11]+2097152], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// bn2.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[19]:t[19]+16], a[t[20]:t[20]+16], a[t[21]:t[21]+16], a[t[22]:t[22]+16], a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[16]:t[16]+16], a[t[17]:t[17]+16], p[t[18]:t[18]+16], 16, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[20]:t[20]+16], a[t[21]:t[21]+16], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[16]:t[16]+16], p[t[17]:t[17]+16], 16, 1e-05)
 	// conv1.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[23]:t[23]+2097152], a[t[19]:t[19]+16], a[t[20]:t[20]+16], a[t[7]:t[7]+2097152], a[t[16]:t[16]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
-	// conv1.dy: add
-	nn.Add(m.ctx, a[t[24]:t[24]+2097152], a[t[13]:t[13]+2097152], a[t[23]:t[23]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[22]:t[22]+2097152], a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[6]:t[6]+2097152], a[t[15]:t[15]+16], a[t[12]:t[12]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// conv1.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C16K16H32W32S1InAffineRelu, 18496, 128, 16, 16, a[t[28]:t[28]+2304], a[t[24]:t[24]+2097152], a[t[25]:t[25]+2097152], a[t[26]:t[26]+16], a[t[27]:t[27]+16])
+	m.conv3x3Dw(Conv3x3DwN128C16K16H32W32S1InAffineRelu, 18496, 128, 16, 16, a[t[26]:t[26]+2304], a[t[22]:t[22]+2097152], a[t[23]:t[23]+2097152], a[t[24]:t[24]+16], a[t[25]:t[25]+16])
 	// conv1.da: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[30]:t[30]+2097152], a[t[24]:t[24]+2097152], p[t[29]:t[29]+2304])
+	m.conv3x3Dx(Conv3x3DxN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[28]:t[28]+2097152], a[t[22]:t[22]+2097152], p[t[27]:t[27]+2304])
 	// conv1.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[31]:t[31]+2097152], a[t[32]:t[32]+16], a[t[33]:t[33]+16], a[t[30]:t[30]+2097152], a[t[25]:t[25]+2097152], a[t[26]:t[26]+16], a[t[27]:t[27]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[29]:t[29]+2097152], a[t[30]:t[30]+16], a[t[31]:t[31]+16], a[t[28]:t[28]+2097152], a[t[23]:t[23]+2097152], a[t[24]:t[24]+16], a[t[25]:t[25]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 }
 
 // trainS1Backward2 runs the backward ops of 2 blocks like s1.u2; t is a row of trainS1Backward2Rows.
@@ -474,45 +454,39 @@ func (m *Model) trainS1Backward3(t *[9]int) {
 }
 
 // trainS1Backward4 runs the backward ops of s1.u1; t is a row of trainS1Backward4Rows.
-func (m *Model) trainS1Backward4(t *[43]int) {
+func (m *Model) trainS1Backward4(t *[41]int) {
 	a, p := m.arena, m.params
 	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[4]:t[4]+2097152], a[t[0]:t[0]+16], a[t[1]:t[1]+16], a[t[2]:t[2]+2097152], a[t[3]:t[3]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
-	// conv2.dy: add
-	nn.Add(m.ctx, a[t[6]:t[6]+2097152], a[t[5]:t[5]+2097152], a[t[4]:t[4]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+2097152], a[t[0]:t[0]+16], a[t[1]:t[1]+16], a[t[2]:t[2]+2097152], a[t[3]:t[3]+16], a[t[4]:t[4]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// conv2.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C16K16H32W32S1InAffineRelu, 18496, 128, 16, 16, a[t[10]:t[10]+2304], a[t[6]:t[6]+2097152], a[t[7]:t[7]+2097152], a[t[8]:t[8]+16], a[t[9]:t[9]+16])
+	m.conv3x3Dw(Conv3x3DwN128C16K16H32W32S1InAffineRelu, 18496, 128, 16, 16, a[t[9]:t[9]+2304], a[t[5]:t[5]+2097152], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16])
 	// conv2.da: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[12]:t[12]+2097152], a[t[6]:t[6]+2097152], p[t[11]:t[11]+2304])
+	m.conv3x3Dx(Conv3x3DxN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[11]:t[11]+2097152], a[t[5]:t[5]+2097152], p[t[10]:t[10]+2304])
 	// conv2.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[13]:t[13]+2097152], a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[12]:t[12]+2097152], a[t[7]:t[7]+2097152], a[t[8]:t[8]+16], a[t[9]:t[9]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[12]:t[12]+2097152], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[11]:t[11]+2097152], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// bn2.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[19]:t[19]+16], a[t[20]:t[20]+16], a[t[21]:t[21]+16], a[t[22]:t[22]+16], a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[16]:t[16]+16], a[t[17]:t[17]+16], p[t[18]:t[18]+16], 16, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[20]:t[20]+16], a[t[21]:t[21]+16], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[16]:t[16]+16], p[t[17]:t[17]+16], 16, 1e-05)
 	// conv1.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[23]:t[23]+2097152], a[t[19]:t[19]+16], a[t[20]:t[20]+16], a[t[7]:t[7]+2097152], a[t[16]:t[16]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
-	// conv1.dy: add
-	nn.Add(m.ctx, a[t[24]:t[24]+2097152], a[t[13]:t[13]+2097152], a[t[23]:t[23]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[22]:t[22]+2097152], a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[6]:t[6]+2097152], a[t[15]:t[15]+16], a[t[12]:t[12]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// conv1.dw: conv2d_dw
-	m.conv3x3Dw(Conv3x3DwN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[26]:t[26]+2304], a[t[24]:t[24]+2097152], a[t[25]:t[25]+2097152], nil, nil)
+	m.conv3x3Dw(Conv3x3DwN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[24]:t[24]+2304], a[t[22]:t[22]+2097152], a[t[23]:t[23]+2097152], nil, nil)
 	// conv1.dx: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[28]:t[28]+2097152], a[t[24]:t[24]+2097152], p[t[27]:t[27]+2304])
+	m.conv3x3Dx(Conv3x3DxN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[26]:t[26]+2097152], a[t[22]:t[22]+2097152], p[t[25]:t[25]+2304])
 	// relu1.dsum: add
-	nn.Add(m.ctx, a[t[29]:t[29]+2097152], a[t[6]:t[6]+2097152], a[t[28]:t[28]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	nn.Add(m.ctx, a[t[27]:t[27]+2097152], a[t[5]:t[5]+2097152], a[t[26]:t[26]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// relu1.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[33]:t[33]+2097152], a[t[34]:t[34]+16], a[t[35]:t[35]+16], a[t[29]:t[29]+2097152], a[t[30]:t[30]+2097152], a[t[31]:t[31]+16], a[t[32]:t[32]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[31]:t[31]+2097152], a[t[32]:t[32]+16], a[t[33]:t[33]+16], a[t[27]:t[27]+2097152], a[t[28]:t[28]+2097152], a[t[29]:t[29]+16], a[t[30]:t[30]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// bn1.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[39]:t[39]+16], a[t[40]:t[40]+16], a[t[41]:t[41]+16], a[t[42]:t[42]+16], a[t[34]:t[34]+16], a[t[35]:t[35]+16], a[t[36]:t[36]+16], a[t[37]:t[37]+16], p[t[38]:t[38]+16], 16, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[37]:t[37]+16], a[t[38]:t[38]+16], a[t[39]:t[39]+16], a[t[40]:t[40]+16], a[t[32]:t[32]+16], a[t[33]:t[33]+16], a[t[34]:t[34]+16], a[t[35]:t[35]+16], p[t[36]:t[36]+16], 16, 1e-05)
 }
 
 // trainStemBackward runs the backward ops of stem; t is a row of trainStemBackwardRows.
-func (m *Model) trainStemBackward(t *[9]int) {
+func (m *Model) trainStemBackward(t *[8]int) {
 	a := m.arena
 	// conv.stats.dy: bnstats_grad
-	nn.BNStatsGrad(m.ctx, a[t[4]:t[4]+2097152], a[t[0]:t[0]+16], a[t[1]:t[1]+16], a[t[2]:t[2]+2097152], a[t[3]:t[3]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
-	// conv.dy: add
-	nn.Add(m.ctx, a[t[6]:t[6]+2097152], a[t[5]:t[5]+2097152], a[t[4]:t[4]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+2097152], a[t[0]:t[0]+16], a[t[1]:t[1]+16], a[t[2]:t[2]+2097152], a[t[3]:t[3]+16], a[t[4]:t[4]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// conv.dw: conv2d_dw
-	nn.Conv2DDw(m.ctx, a[t[8]:t[8]+432], a[t[6]:t[6]+2097152], a[t[7]:t[7]+393216], nn.ConvParams{X: nn.Act{N: 128, C: 3, H: 32, W: 32}, Y: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, KH: 3, KW: 3, Stride: 1, Pad: 1})
+	nn.Conv2DDw(m.ctx, a[t[7]:t[7]+432], a[t[5]:t[5]+2097152], a[t[6]:t[6]+393216], nn.ConvParams{X: nn.Act{N: 128, C: 3, H: 32, W: 32}, Y: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, KH: 3, KW: 3, Stride: 1, Pad: 1})
 }
 
 // trainStemUpdate runs the update ops of stem; t is a row of trainStemUpdateRows.

@@ -102,9 +102,10 @@ func bnNormGrad(op *ir.Op, a, out []*Tensor, _ Options) error {
 	return nil
 }
 
-// bnStatsGrad(dmean, dvar, x, mean) is the gradient of bnStats with respect
-// to x: dx = dmean/M + dvar*2*(x-mean)/M, M the elements per channel (the
-// term through the mean inside the variance vanishes, since Σ(x-mean) = 0).
+// bnStatsGrad(dmean, dvar, x, mean, [acc]) is the gradient of bnStats with
+// respect to x: dx = dmean/M + dvar*2*(x-mean)/M, M the elements per
+// channel (the term through the mean inside the variance vanishes, since
+// Σ(x-mean) = 0), plus acc when given: the gradient x already had.
 func bnStatsGrad(_ *ir.Op, a, out []*Tensor, _ Options) error {
 	dmean, dvar, x, mean, dx := a[0], a[1], a[2], a[3], out[0]
 	N, C, S := chanView(x.Shape)
@@ -114,6 +115,9 @@ func bnStatsGrad(_ *ir.Op, a, out []*Tensor, _ Options) error {
 			for k := range S {
 				i := (n*C+c)*S + k
 				dx.Data[i] = dmean.Data[c]/m + dvar.Data[c]*2*(x.Data[i]-mean.Data[c])/m
+				if len(a) == 5 {
+					dx.Data[i] += a[4].Data[i]
+				}
 			}
 		}
 	}

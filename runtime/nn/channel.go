@@ -209,8 +209,23 @@ func BNStatsGrad(c *Ctx, dx, dmean, dvar, x, mean []float32, a Act) {
 	t.spread(rowsOf(a).count, 2*a.Len())
 }
 
+// BNStatsGradAdd sets dx = acc + dmean/M + dvar*2*(x-mean)/M: BNStatsGrad
+// added to the gradient x already has, in one pass. dx may be acc.
+func BNStatsGradAdd(c *Ctx, dx, dmean, dvar, x, mean, acc []float32, a Act) {
+	mustAct("BNStatsGradAdd", a)
+	mustLen("BNStatsGradAdd", "dx", dx, a.Len())
+	mustLen("BNStatsGradAdd", "x", x, a.Len())
+	mustLen("BNStatsGradAdd", "acc", acc, a.Len())
+	vecs("BNStatsGradAdd", a.C, dmean, dvar, mean)
+	t := c.opTaskFor(keyBNStatsGradAdd, bnStatsGradRange)
+	t.a = a
+	t.y[0] = dx
+	t.x[0], t.x[1], t.x[2], t.x[3], t.x[4] = dmean, dvar, x, mean, acc
+	t.spread(rowsOf(a).count, 3*a.Len())
+}
+
 func bnStatsGradRange(t *opTask, _, lo, hi int) {
-	dx, dmean, dvar, x, mean := t.y[0], t.x[0], t.x[1], t.x[2], t.x[3]
+	dx, dmean, dvar, x, mean, acc := t.y[0], t.x[0], t.x[1], t.x[2], t.x[3], t.x[4]
 	r := rowsOf(t.a)
 	m := float64(t.a.N * r.pix)
 	for u := lo; u < hi; u++ {
@@ -224,7 +239,11 @@ func bnStatsGradRange(t *opTask, _, lo, hi int) {
 		r.spreadLanes(&b)
 		mu := r.lanesOf(mean, ch0)
 		from, to := u*r.size, (u+1)*r.size
-		shiftAffineRow(dx[from:to], x[from:to], &mu, &a, &b)
+		if acc != nil {
+			shiftAffineAddRow(dx[from:to], x[from:to], acc[from:to], &mu, &a, &b)
+		} else {
+			shiftAffineRow(dx[from:to], x[from:to], &mu, &a, &b)
+		}
 	}
 }
 

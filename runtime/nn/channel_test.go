@@ -105,6 +105,15 @@ func TestBNStatsGrad(t *testing.T) {
 		dx := make([]float32, a.Len())
 		BNStatsGrad(c, dx, f32s(dmean), f32s(dvar), pack(a, x), f32s(mean), a)
 		checkAct(t, "BNStatsGrad", a, dx, want)
+
+		acc := random(r, a.Len(), -2, 2)
+		wantAdd := refMap(func(li int) float64 { return want[li] + acc[li] }, a.Len())
+		BNStatsGradAdd(c, dx, f32s(dmean), f32s(dvar), pack(a, x), f32s(mean), pack(a, acc), a)
+		checkAct(t, "BNStatsGradAdd", a, dx, wantAdd)
+		// In place: the result overwrites the gradient it adds to.
+		dx = pack(a, acc)
+		BNStatsGradAdd(c, dx, f32s(dmean), f32s(dvar), pack(a, x), f32s(mean), dx, a)
+		checkAct(t, "BNStatsGradAdd in place", a, dx, wantAdd)
 	})
 }
 
@@ -335,6 +344,7 @@ func TestChannelAllocs(t *testing.T) {
 		"BNNorm":         func() { BNNorm(c, y, x, v[0], v[1], v[2], v[3], a, 1e-5) },
 		"BNNormGrad":     func() { BNNormGrad(c, dx, v[0], v[1], v[2], v[3], y, x, v[4], v[5], v[5], a, 1e-5) },
 		"BNStatsGrad":    func() { BNStatsGrad(c, dx, v[0], v[1], x, v[2], a) },
+		"BNStatsGradAdd": func() { BNStatsGradAdd(c, dx, v[0], v[1], x, v[2], y, a) },
 		"AffineReLU":     func() { AffineReLU(c, y, x, v[4], v[5], a) },
 		"AffineReLUGrad": func() { AffineReLUGrad(c, dx, v[0], v[1], y, x, v[4], v[5], a) },
 		"StatsGrad":      func() { StatsGrad(c, dx, v[0], v[1], y, a) },

@@ -43,6 +43,7 @@ const (
 	keyBNNorm
 	keyBNNormGrad
 	keyBNStatsGrad
+	keyBNStatsGradAdd
 	keyChanSum
 	keyAffineReLU
 	keyAffineReLUGrad

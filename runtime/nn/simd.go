@@ -217,6 +217,24 @@ func shiftAffineGo(y, x []float32, m, a, b *[8]float32) {
 	}
 }
 
+// shiftAffineAddRow sets y[i] = (x[i] - m[l])*a[l] + b[l] + z[i], l = i%8.
+func shiftAffineAddRow(y, x, z []float32, m, a, b *[8]float32) {
+	y, z = y[:len(x)], z[:len(x)]
+	if haveAsm && useAsm {
+		shiftAffineAddAVX2(y, x, z, m, a, b)
+		return
+	}
+	shiftAffineAddGo(y, x, z, m, a, b)
+}
+
+func shiftAffineAddGo(y, x, z []float32, m, a, b *[8]float32) {
+	y, z = y[:len(x)], z[:len(x)]
+	for i, v := range x {
+		l := i & 7
+		y[i] = float32((float64(v)-float64(m[l]))*float64(a[l])+float64(b[l])) + z[i]
+	}
+}
+
 // bnNormGradRow sets dx[i] = dy[i]*a[l], l = i%8, and adds dy[i] to
 // sums[l] and dy[i]*(x[i] - m[l]) to sums[8+l].
 func bnNormGradRow(dx, dy, x []float32, m, a *[8]float32, sums *[16]float64) {

@@ -53,6 +53,13 @@ func statsGradAVX2(dy []float32, y []float32, s *[8]float32, q *[8]float32)
 //go:noescape
 func shiftAffineAVX2(y []float32, x []float32, m *[8]float32, a *[8]float32, b *[8]float32)
 
+// shiftAffineAddAVX2 sets y[i] = (x[i] - m[l])*a[l] + b[l] + z[i], l = i%8,
+// for i < len(x): the gradient of BatchNorm's statistics added to the
+// gradient its input already has.
+//
+//go:noescape
+func shiftAffineAddAVX2(y []float32, x []float32, z []float32, m *[8]float32, a *[8]float32, b *[8]float32)
+
 // bnNormGradAVX2 sets dx[i] = dy[i]*a[l], l = i%8, and adds dy[i] to
 // sums[l] and dy[i]*(x[i] - m[l]) to sums[8+l], for i < len(dy).
 //

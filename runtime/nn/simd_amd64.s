@@ -656,6 +656,82 @@ shiftAffineAVX2_end4:
 	VZEROUPPER
 	RET
 
+// func shiftAffineAddAVX2(y []float32, x []float32, z []float32, m *[8]float32, a *[8]float32, b *[8]float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·shiftAffineAddAVX2(SB), NOSPLIT, $0-96
+	MOVQ    x_len+32(FP), AX
+	MOVQ    y_base+0(FP), CX
+	MOVQ    x_base+24(FP), DX
+	MOVQ    z_base+48(FP), BX
+	XORQ    SI, SI
+	MOVQ    m+72(FP), DI
+	VMOVUPS (DI), Y0
+	MOVQ    a+80(FP), DI
+	VMOVUPS (DI), Y1
+	MOVQ    b+88(FP), DI
+	VMOVUPS (DI), Y2
+
+shiftAffineAddAVX2_wide1:
+	CMPQ        AX, $0x00000020
+	JLT         shiftAffineAddAVX2_one2
+	VMOVUPS     (DX)(SI*1), Y3
+	VSUBPS      Y0, Y3, Y3
+	VFMADD213PS Y2, Y1, Y3
+	VMOVUPS     (BX)(SI*1), Y4
+	VADDPS      Y4, Y3, Y3
+	VMOVUPS     Y3, (CX)(SI*1)
+	VMOVUPS     32(DX)(SI*1), Y3
+	VSUBPS      Y0, Y3, Y3
+	VFMADD213PS Y2, Y1, Y3
+	VMOVUPS     32(BX)(SI*1), Y4
+	VADDPS      Y4, Y3, Y3
+	VMOVUPS     Y3, 32(CX)(SI*1)
+	VMOVUPS     64(DX)(SI*1), Y3
+	VSUBPS      Y0, Y3, Y3
+	VFMADD213PS Y2, Y1, Y3
+	VMOVUPS     64(BX)(SI*1), Y4
+	VADDPS      Y4, Y3, Y3
+	VMOVUPS     Y3, 64(CX)(SI*1)
+	VMOVUPS     96(DX)(SI*1), Y3
+	VSUBPS      Y0, Y3, Y3
+	VFMADD213PS Y2, Y1, Y3
+	VMOVUPS     96(BX)(SI*1), Y4
+	VADDPS      Y4, Y3, Y3
+	VMOVUPS     Y3, 96(CX)(SI*1)
+	ADDQ        $0x00000080, SI
+	SUBQ        $0x00000020, AX
+	JMP         shiftAffineAddAVX2_wide1
+
+shiftAffineAddAVX2_one2:
+	CMPQ        AX, $0x00000008
+	JLT         shiftAffineAddAVX2_tail3
+	VMOVUPS     (DX)(SI*1), Y3
+	VSUBPS      Y0, Y3, Y3
+	VFMADD213PS Y2, Y1, Y3
+	VMOVUPS     (BX)(SI*1), Y4
+	VADDPS      Y4, Y3, Y3
+	VMOVUPS     Y3, (CX)(SI*1)
+	ADDQ        $0x00000020, SI
+	SUBQ        $0x00000008, AX
+	JMP         shiftAffineAddAVX2_one2
+
+shiftAffineAddAVX2_tail3:
+	TESTQ        AX, AX
+	JZ           shiftAffineAddAVX2_end4
+	VMOVQ        AX, X3
+	VPBROADCASTD X3, Y3
+	VPCMPGTD     lanes<>+0(SB), Y3, Y3
+	VMASKMOVPS   (DX)(SI*1), Y3, Y4
+	VSUBPS       Y0, Y4, Y4
+	VFMADD213PS  Y2, Y1, Y4
+	VMASKMOVPS   (BX)(SI*1), Y3, Y0
+	VADDPS       Y0, Y4, Y4
+	VMASKMOVPS   Y4, Y3, (CX)(SI*1)
+
+shiftAffineAddAVX2_end4:
+	VZEROUPPER
+	RET
+
 // func bnNormGradAVX2(dx []float32, dy []float32, x []float32, m *[8]float32, a *[8]float32, sums *[16]float64)
 // Requires: AVX, AVX2, CMOV, FMA3
 TEXT ·bnNormGradAVX2(SB), NOSPLIT, $0-96

@@ -18,6 +18,7 @@ var (
 	affineReLUGradAVX2 func(dx []float32, da []float32, x []float32, s *[8]float32, b *[8]float32, sums *[16]float64)
 	statsGradAVX2      func(dy []float32, y []float32, s *[8]float32, q *[8]float32)
 	shiftAffineAVX2    func(y []float32, x []float32, m *[8]float32, a *[8]float32, b *[8]float32)
+	shiftAffineAddAVX2 func(y []float32, x []float32, z []float32, m *[8]float32, a *[8]float32, b *[8]float32)
 	bnNormGradAVX2     func(dx []float32, dy []float32, x []float32, m *[8]float32, a *[8]float32, sums *[16]float64)
 	momentsAVX2        func(x []float32, shift *[8]float32, sums *[16]float64)
 )

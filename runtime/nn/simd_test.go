@@ -185,6 +185,21 @@ var simdKernels = []simdKernel{
 		alias: [][][2]int{{{0, 0}}},
 	},
 	{
+		name: "shiftAffineAdd", ins: 2, outs: 1, consts: 3, lo: -2, hi: 2,
+		run: func(asm bool, out, in [][]float32, k [][8]float32, _ *[16]float64) {
+			if asm {
+				shiftAffineAddAVX2(out[0], in[0], in[1], &k[0], &k[1], &k[2])
+			} else {
+				shiftAffineAddGo(out[0], in[0], in[1], &k[0], &k[1], &k[2])
+			}
+		},
+		tol: func(_, i int, in [][]float32, k [][8]float32) float64 {
+			l := i % 8
+			return rel32 * (math.Abs(float64(in[0][i])-float64(k[0][l]))*abs32(k[1][l]) + abs32(k[2][l]) + abs32(in[1][i]))
+		},
+		alias: [][][2]int{{{0, 0}}, {{0, 1}}},
+	},
+	{
 		name: "shiftAffine", ins: 1, outs: 1, consts: 3, lo: -2, hi: 2,
 		run: func(asm bool, out, in [][]float32, k [][8]float32, _ *[16]float64) {
 			if asm {
@@ -510,7 +525,7 @@ var simdBenchLens = []int{4096, 1 << 20}
 // simdBytes is the memory each kernel moves per element.
 var simdBytes = map[string]int{
 	"add": 12, "mul": 12, "relu": 8, "reluGrad": 12, "sgd": 20, "affineReLU": 8,
-	"affineReLUGrad": 12, "statsGrad": 8, "shiftAffine": 8, "bnNormGrad": 12, "moments": 4,
+	"affineReLUGrad": 12, "statsGrad": 8, "shiftAffine": 8, "shiftAffineAdd": 12, "bnNormGrad": 12, "moments": 4,
 }
 
 // BenchmarkSIMD measures every kernel, assembly and twin, in GB/s and

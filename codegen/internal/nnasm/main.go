@@ -590,6 +590,28 @@ var kernelList = []kernel{
 		},
 	},
 	{
+		name: "shiftAffineAddAVX2",
+		doc: []string{
+			"shiftAffineAddAVX2 sets y[i] = (x[i] - m[l])*a[l] + b[l] + z[i], l = i%8,",
+			"for i < len(x): the gradient of BatchNorm's statistics added to the",
+			"gradient its input already has.",
+		},
+		params: with(slices32("y", "x", "z"), param{"m", lanes32}, param{"a", lanes32}, param{"b", lanes32}),
+		lenOf:  "x",
+		setup: func(g *gen) {
+			g.constant("m")
+			g.constant("a")
+			g.constant("b")
+		},
+		body: func(g *gen, q grp) {
+			v := q.load("x")
+			g.ctx.VSUBPS(g.c["m"], v, v)
+			g.ctx.VFMADD213PS(g.c["b"], g.c["a"], v)
+			g.ctx.VADDPS(q.load("z"), v, v)
+			q.store("y", v)
+		},
+	},
+	{
 		name: "bnNormGradAVX2",
 		doc: []string{
 			"bnNormGradAVX2 sets dx[i] = dy[i]*a[l], l = i%8, and adds dy[i] to",
