@@ -32,7 +32,7 @@ var denseOps = map[ir.OpKind]opImpl{
 	ir.BNStatsGrad:    {emit: emitBNStatsGrad},
 	ir.ChanSum:        {emit: emitActOf("ChanSum", arg(0)), scratch: wideChannels(1, arg(0))},
 	ir.AffineReLU:     {emit: emitActOf("AffineReLU", arg(0))},
-	ir.AffineReLUGrad: {emit: emitActOf("AffineReLUGrad", arg(1)), scratch: wideChannels(2, arg(1))},
+	ir.AffineReLUGrad: {emit: emitAffineReLUGrad, scratch: wideChannels(2, arg(1))},
 	ir.StatsGrad:      {emit: emitActOf("StatsGrad", arg(2))},
 	ir.GAP:            {emit: emitActOf("GAP", arg(0))},
 	ir.GAPGrad:        {emit: emitActOf("GAPGrad", result(0))},
@@ -188,6 +188,15 @@ func emitBNStatsGrad(c *OpCall) (jen.Code, error) {
 		return emitActOf("BNStatsGradAdd", arg(2))(c)
 	}
 	return emitActOf("BNStatsGrad", arg(2))(c)
+}
+
+// emitAffineReLUGrad writes nn.AffineReLUGrad, or nn.AffineReLUGradAdd
+// when the op adds its dx to a gradient it is given.
+func emitAffineReLUGrad(c *OpCall) (jen.Code, error) {
+	if len(c.Op.Args) == 5 {
+		return emitActOf("AffineReLUGradAdd", arg(1))(c)
+	}
+	return emitActOf("AffineReLUGrad", arg(1))(c)
 }
 
 // wideChannels is the scratch of a per-channel reduction over the

@@ -85,8 +85,9 @@ const (
 	// -> dw: the weight gradient of conv2d_fused, recomputing prologue(x)
 	// on the fly instead of reading a stored activation.
 	Conv2DDwFused OpKind = "conv2d_dw_fused"
-	// AffineReLUGrad (da, x, scale, shift) -> (dx, dscale, dshift), with
-	// m = scale*x+shift > 0: dx = da*m*scale, dscale = Σ da*m*x, dshift = Σ da*m.
+	// AffineReLUGrad (da, x, scale, shift, [acc]) -> (dx, dscale, dshift),
+	// with m = scale*x+shift > 0: dx = da*m*scale (plus acc when given: the
+	// gradient x already has), dscale = Σ da*m*x, dshift = Σ da*m.
 	AffineReLUGrad OpKind = "affine_relu_grad"
 	// BNAffineGrad (dscale, dshift, mean, var, gamma) {eps} -> (dmean, dvar, dgamma, dbeta).
 	BNAffineGrad OpKind = "bnaffine_grad"
@@ -215,7 +216,7 @@ func init() {
 	def(Relayout, 1, 1, inferRelayout, req("layout", AttrString))
 	def(Conv2DDwFused, 2, 4, inferConv2DDwFused, strideAttr, padAttr, req("kernel", AttrInt),
 		opt("prologue", AttrString, "none"))
-	def(AffineReLUGrad, 4, 4, inferAffineReLUGrad)
+	def(AffineReLUGrad, 4, 5, inferAffineReLUGrad)
 	def(BNAffineGrad, 5, 5, inferBNAffineGrad, epsAttr)
 	def(MomentsGrad, 3, 3, inferMomentsGrad, req("count", AttrInt))
 	def(StatsGrad, 3, 3, inferStatsGrad)
@@ -984,6 +985,11 @@ func inferAffineReLUGrad(op *Op) ([]Type, error) {
 	}
 	for i := 2; i < 4; i++ {
 		if err := vecOf(op, i, da.Shape[1]); err != nil {
+			return nil, err
+		}
+	}
+	if len(op.Args) == 5 {
+		if err := sameType(op, 1, 4); err != nil {
 			return nil, err
 		}
 	}

@@ -769,12 +769,30 @@ func (d *differ) conv2DFused(op *ir.Op) error {
 	if prologue == "relu" {
 		return d.emit1(op, 0, "dx", ir.ReLUGrad, nil, da.Result(), x)
 	}
-	pg, err := d.emit(op, "prologue.grad", ir.AffineReLUGrad, nil, da.Result(), x, op.Args[scale], op.Args[shift])
+	return d.affineReLUGrad(op, "prologue.grad", da.Result(), []int{0, scale, shift})
+}
+
+// affineReLUGrad emits the affine_relu_grad of fwd's arguments at
+// positions pos (x, scale, shift) for the gradient da of the activation
+// and passes its results back to them. When x already has a gradient, it
+// is the op's addend: the sum is formed in the same pass over the tensor.
+func (d *differ) affineReLUGrad(fwd *ir.Op, suffix string, da *ir.Value, pos []int) error {
+	x := fwd.Args[pos[0]]
+	args := []*ir.Value{da, x, fwd.Args[pos[1]], fwd.Args[pos[2]]}
+	prev := d.grad[x]
+	if d.live[x] && prev != nil {
+		args = append(args, prev)
+	}
+	ag, err := d.emit(fwd, suffix, ir.AffineReLUGrad, nil, args...)
 	if err != nil {
 		return err
 	}
-	for j, arg := range []int{0, scale, shift} {
-		if err := d.pass(op, arg, pg.Results[j]); err != nil {
+	for j, i := range pos {
+		if j == 0 && len(args) == 5 {
+			d.grad[x] = ag.Results[0]
+			continue
+		}
+		if err := d.pass(fwd, i, ag.Results[j]); err != nil {
 			return err
 		}
 	}
@@ -849,17 +867,7 @@ func (d *differ) moments(op *ir.Op) error {
 // affineReLU differentiates max(scale*x + shift, 0), recomputing the mask
 // from x.
 func (d *differ) affineReLU(op *ir.Op) error {
-	a := op.Args
-	ag, err := d.emit(op, "grad", ir.AffineReLUGrad, nil, d.dy(op), a[0], a[1], a[2])
-	if err != nil {
-		return err
-	}
-	for i := range 3 {
-		if err := d.pass(op, i, ag.Results[i]); err != nil {
-			return err
-		}
-	}
-	return nil
+	return d.affineReLUGrad(op, "grad", d.dy(op), []int{0, 1, 2})
 }
 
 // relayout sends the gradient back in the argument's layout.

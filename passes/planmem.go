@@ -687,6 +687,11 @@ func inPlaceArgs(op *ir.Op) []int {
 		return []int{0, 1}
 	case ir.StatsGrad:
 		return []int{2}
+	case ir.AffineReLUGrad:
+		if len(op.Args) == 5 {
+			return []int{0, 4}
+		}
+		return []int{0}
 	case ir.BNStatsGrad:
 		if len(op.Args) == 5 {
 			return []int{2, 4}

@@ -126,6 +126,10 @@ func oracleLegal(op *ir.Op) []int {
 	if op.Kind == ir.Conv2DFused && op.Bool("residual") {
 		return []int{len(op.Args) - 1}
 	}
+	if op.Kind == ir.AffineReLUGrad {
+		// dx reads da and acc (when given) at its own index only.
+		return []int{0, 4}[:len(op.Args)-3]
+	}
 	if op.Kind == ir.BNStatsGrad {
 		// x, and the gradient added to when there is one; dmean, dvar and
 		// mean are per-channel vectors.

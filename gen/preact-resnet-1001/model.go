@@ -41,7 +41,7 @@ const (
 
 // Storage sizes, in float32s.
 const (
-	arenaLen   = 536781264 // 2.0 GiB (2,147,125,056 B): train 2147125056 bytes, infer 54525952
+	arenaLen   = 530486640 // 2.0 GiB (2,121,946,560 B): train 2121946560 bytes, infer 54525952
 	paramsLen  = 10327712
 	stateLen   = 10476928
 	scratchLen = 66048 // per worker
@@ -129,13 +129,13 @@ func (m *Model) TrainStep(x []float32, labels []int32, lr float32) (float32, err
 	if err := checkBatch(x, labels); err != nil {
 		return 0, err
 	}
-	copy(m.arena[526385152:526778368], x)
+	copy(m.arena[521142272:521535488], x)
 	copy(m.labels, labels)
-	m.arena[536769024] = lr
+	m.arena[530474368] = lr
 	m.train()
-	copy(m.logits, m.arena[536549120:536550400])
+	copy(m.logits, m.arena[530255360:530256640])
 	m.step++
-	return m.arena[536779152], nil
+	return m.arena[530484560], nil
 }
 
 // Infer returns the logits of a batch of Batch images (BatchNorm with the

@@ -4,8 +4,8 @@ package preactresnet1001
 
 import "github.com/resnetc/resnetc/runtime/nn"
 
-// train runs one training step: the schedule of "preact-resnet-1001" after the passes (21971 ops in
-// 1874 blocks of 44 functions), on the arena laid out by the memory plan.
+// train runs one training step: the schedule of "preact-resnet-1001" after the passes (21641 ops in
+// 1214 blocks of 38 functions), on the arena laid out by the memory plan.
 func (m *Model) train() {
 	m.trainStemForward(&trainStemForwardRows[0]) // stem
 	m.trainS1Forward(&trainS1ForwardRows[0])     // s1.u1
@@ -30,49 +30,37 @@ func (m *Model) train() {
 	// s3.u111 to s3.u2
 	for i := 0; i < 110; i++ {
 		m.trainS3Backward(&trainS3BackwardRows[i])
-		m.trainS3Backward2(&trainS3Backward2Rows[i])
-		m.trainS3Backward3(&trainS3Backward3Rows[i])
 	}
-	m.trainS3Backward4(&trainS3Backward4Rows[0]) // s3.u1
+	m.trainS3Backward2(&trainS3Backward2Rows[0]) // s3.u1
 	m.trainS3Recompute(&trainS3RecomputeRows[0]) // s3.u1
-	m.trainS3Backward5(&trainS3Backward5Rows[0]) // s3.u1
+	m.trainS3Backward3(&trainS3Backward3Rows[0]) // s3.u1
 	// s2.u111 to s2.u90
 	for i := 0; i < 22; i++ {
 		m.trainS2Backward(&trainS2BackwardRows[i])
-		m.trainS2Backward2(&trainS2Backward2Rows[i])
-		m.trainS2Backward3(&trainS2Backward3Rows[i])
 	}
-	m.trainS2Backward4(&trainS2Backward4Rows[0]) // s2.u89
+	m.trainS2Backward2(&trainS2Backward2Rows[0]) // s2.u89
 	// s2.u50 to s2.u88
 	for i := 0; i < 39; i++ {
 		m.trainS2Recompute(&trainS2RecomputeRows[i])
 	}
 	m.trainS2Recompute2(&trainS2Recompute2Rows[0]) // s2.u89
-	m.trainS2Backward5(&trainS2Backward5Rows[0])   // s2.u89
+	m.trainS2Backward3(&trainS2Backward3Rows[0])   // s2.u89
 	// s2.u88 to s2.u50
 	for i := 22; i < 61; i++ {
-		m.trainS2Backward2(&trainS2Backward2Rows[i])
-		m.trainS2Backward3(&trainS2Backward3Rows[i])
 		m.trainS2Backward(&trainS2BackwardRows[i])
 	}
-	m.trainS2Backward2(&trainS2Backward2Rows[61]) // s2.u49
-	m.trainS2Backward3(&trainS2Backward3Rows[61]) // s2.u50
-	m.trainS2Backward4(&trainS2Backward4Rows[1])  // s2.u49
+	m.trainS2Backward2(&trainS2Backward2Rows[1]) // s2.u49
 	// s2.u10 to s2.u48
 	for i := 39; i < 78; i++ {
 		m.trainS2Recompute(&trainS2RecomputeRows[i])
 	}
 	m.trainS2Recompute2(&trainS2Recompute2Rows[1]) // s2.u49
-	m.trainS2Backward5(&trainS2Backward5Rows[1])   // s2.u49
+	m.trainS2Backward3(&trainS2Backward3Rows[1])   // s2.u49
 	// s2.u48 to s2.u10
-	for i := 62; i < 101; i++ {
-		m.trainS2Backward2(&trainS2Backward2Rows[i])
-		m.trainS2Backward3(&trainS2Backward3Rows[i])
-		m.trainS2Backward(&trainS2BackwardRows[i-1])
+	for i := 61; i < 100; i++ {
+		m.trainS2Backward(&trainS2BackwardRows[i])
 	}
-	m.trainS2Backward2(&trainS2Backward2Rows[101]) // s2.u9
-	m.trainS2Backward3(&trainS2Backward3Rows[101]) // s2.u10
-	m.trainS2Backward4(&trainS2Backward4Rows[2])   // s2.u9
+	m.trainS2Backward2(&trainS2Backward2Rows[2]) // s2.u9
 	// s1.u81 to s1.u111
 	for i := 0; i < 31; i++ {
 		m.trainS1Recompute(&trainS1RecomputeRows[i])
@@ -83,54 +71,40 @@ func (m *Model) train() {
 		m.trainS2Recompute(&trainS2RecomputeRows[i])
 	}
 	m.trainS2Recompute2(&trainS2Recompute2Rows[2]) // s2.u9
-	m.trainS2Backward5(&trainS2Backward5Rows[2])   // s2.u9
+	m.trainS2Backward3(&trainS2Backward3Rows[2])   // s2.u9
 	// s2.u8 to s2.u2
-	for i := 102; i < 109; i++ {
-		m.trainS2Backward2(&trainS2Backward2Rows[i])
-		m.trainS2Backward3(&trainS2Backward3Rows[i])
-		m.trainS2Backward(&trainS2BackwardRows[i-2])
+	for i := 100; i < 107; i++ {
+		m.trainS2Backward(&trainS2BackwardRows[i])
 	}
-	m.trainS2Backward2(&trainS2Backward2Rows[109]) // s2.u1
-	m.trainS2Backward3(&trainS2Backward3Rows[109]) // s2.u2
-	m.trainS2Backward6(&trainS2Backward6Rows[0])   // s2.u1
+	m.trainS2Backward4(&trainS2Backward4Rows[0]) // s2.u1
 	// s1.u111 to s1.u81
 	for i := 0; i < 31; i++ {
 		m.trainS1Backward(&trainS1BackwardRows[i])
-		m.trainS1Backward2(&trainS1Backward2Rows[i])
-		m.trainS1Backward3(&trainS1Backward3Rows[i])
 	}
-	m.trainS1Backward4(&trainS1Backward4Rows[0]) // s1.u80
+	m.trainS1Backward2(&trainS1Backward2Rows[0]) // s1.u80
 	// s1.u41 to s1.u79
 	for i := 31; i < 70; i++ {
 		m.trainS1Recompute(&trainS1RecomputeRows[i])
 	}
 	m.trainS1Recompute2(&trainS1Recompute2Rows[0]) // s1.u80
-	m.trainS1Backward5(&trainS1Backward5Rows[0])   // s1.u80
+	m.trainS1Backward3(&trainS1Backward3Rows[0])   // s1.u80
 	// s1.u79 to s1.u41
 	for i := 31; i < 70; i++ {
-		m.trainS1Backward2(&trainS1Backward2Rows[i])
-		m.trainS1Backward3(&trainS1Backward3Rows[i])
 		m.trainS1Backward(&trainS1BackwardRows[i])
 	}
-	m.trainS1Backward2(&trainS1Backward2Rows[70])  // s1.u40
-	m.trainS1Backward3(&trainS1Backward3Rows[70])  // s1.u41
-	m.trainS1Backward4(&trainS1Backward4Rows[1])   // s1.u40
+	m.trainS1Backward2(&trainS1Backward2Rows[1])   // s1.u40
 	m.trainS1Recompute3(&trainS1Recompute3Rows[0]) // s1.u1
 	// s1.u2 to s1.u39
 	for i := 70; i < 108; i++ {
 		m.trainS1Recompute(&trainS1RecomputeRows[i])
 	}
 	m.trainS1Recompute2(&trainS1Recompute2Rows[1]) // s1.u40
-	m.trainS1Backward5(&trainS1Backward5Rows[1])   // s1.u40
+	m.trainS1Backward3(&trainS1Backward3Rows[1])   // s1.u40
 	// s1.u39 to s1.u2
-	for i := 71; i < 109; i++ {
-		m.trainS1Backward2(&trainS1Backward2Rows[i])
-		m.trainS1Backward3(&trainS1Backward3Rows[i])
-		m.trainS1Backward(&trainS1BackwardRows[i-1])
+	for i := 70; i < 108; i++ {
+		m.trainS1Backward(&trainS1BackwardRows[i])
 	}
-	m.trainS1Backward2(&trainS1Backward2Rows[109]) // s1.u1
-	m.trainS1Backward3(&trainS1Backward3Rows[109]) // s1.u2
-	m.trainS1Backward6(&trainS1Backward6Rows[0])   // s1.u1
+	m.trainS1Backward4(&trainS1Backward4Rows[0])   // s1.u1
 	m.trainStemBackward(&trainStemBackwardRows[0]) // stem
 	m.trainStemUpdate(&trainStemUpdateRows[0])     // stem
 	m.trainS1Update(&trainS1UpdateRows[0])         // s1.u1
@@ -431,7 +405,7 @@ func (m *Model) trainHeadBackward(t *[20]int) {
 }
 
 // trainS3Backward runs the backward ops of 110 blocks like s3.u111; t is a row of trainS3BackwardRows.
-func (m *Model) trainS3Backward(t *[49]int) {
+func (m *Model) trainS3Backward(t *[56]int) {
 	a, p := m.arena, m.params
 	// conv3.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+2097152], a[t[0]:t[0]+256], a[t[1]:t[1]+256], a[t[2]:t[2]+2097152], a[t[3]:t[3]+256], a[t[4]:t[4]+2097152], nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true})
@@ -460,25 +434,13 @@ func (m *Model) trainS3Backward(t *[49]int) {
 	// conv1.da: conv2d_dx
 	m.conv1x1Dx(Conv1x1DxN128C256K64H8W8S1, 16384, 128, 256, 64, a[t[45]:t[45]+2097152], a[t[39]:t[39]+524288], p[t[44]:t[44]+16384])
 	// conv1.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[46]:t[46]+2097152], a[t[47]:t[47]+256], a[t[48]:t[48]+256], a[t[45]:t[45]+2097152], a[t[40]:t[40]+2097152], a[t[41]:t[41]+256], a[t[42]:t[42]+256], nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true})
-}
-
-// trainS3Backward2 runs the backward ops of 110 blocks like s3.u110; t is a row of trainS3Backward2Rows.
-func (m *Model) trainS3Backward2(t *[3]int) {
-	a := m.arena
-	// conv3.dsum: add
-	nn.Add(m.ctx, a[t[2]:t[2]+2097152], a[t[0]:t[0]+2097152], a[t[1]:t[1]+2097152], nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true})
-}
-
-// trainS3Backward3 runs the backward ops of 110 blocks like s3.u111; t is a row of trainS3Backward3Rows.
-func (m *Model) trainS3Backward3(t *[9]int) {
-	a, p := m.arena, m.params
+	nn.AffineReLUGradAdd(m.ctx, a[t[46]:t[46]+2097152], a[t[47]:t[47]+256], a[t[48]:t[48]+256], a[t[45]:t[45]+2097152], a[t[40]:t[40]+2097152], a[t[41]:t[41]+256], a[t[42]:t[42]+256], a[t[5]:t[5]+2097152], nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true})
 	// bn1.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[5]:t[5]+256], a[t[6]:t[6]+256], a[t[7]:t[7]+256], a[t[8]:t[8]+256], a[t[0]:t[0]+256], a[t[1]:t[1]+256], a[t[2]:t[2]+256], a[t[3]:t[3]+256], p[t[4]:t[4]+256], 256, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[52]:t[52]+256], a[t[53]:t[53]+256], a[t[54]:t[54]+256], a[t[55]:t[55]+256], a[t[47]:t[47]+256], a[t[48]:t[48]+256], a[t[49]:t[49]+256], a[t[50]:t[50]+256], p[t[51]:t[51]+256], 256, 1e-05)
 }
 
-// trainS3Backward4 runs the backward ops of s3.u1; t is a row of trainS3Backward4Rows.
-func (m *Model) trainS3Backward4(t *[6]int) {
+// trainS3Backward2 runs the backward ops of s3.u1; t is a row of trainS3Backward2Rows.
+func (m *Model) trainS3Backward2(t *[6]int) {
 	a := m.arena
 	// shortcut.conv.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+2097152], a[t[0]:t[0]+256], a[t[1]:t[1]+256], a[t[2]:t[2]+2097152], a[t[3]:t[3]+256], a[t[4]:t[4]+2097152], nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true})
@@ -491,8 +453,8 @@ func (m *Model) trainS3Recompute(t *[4]int) {
 	nn.AffineReLU(m.ctx, a[t[3]:t[3]+4194304], a[t[0]:t[0]+4194304], a[t[1]:t[1]+128], a[t[2]:t[2]+128], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
 }
 
-// trainS3Backward5 runs the backward ops of s3.u1; t is a row of trainS3Backward5Rows.
-func (m *Model) trainS3Backward5(t *[56]int) {
+// trainS3Backward3 runs the backward ops of s3.u1; t is a row of trainS3Backward3Rows.
+func (m *Model) trainS3Backward3(t *[56]int) {
 	a, p := m.arena, m.params
 	// shortcut.conv.dw: conv2d_dw
 	m.conv1x1Dw(Conv1x1DwN128C128K256H16W16S2, 8192, 128, 128, 256, a[t[2]:t[2]+32768], a[t[0]:t[0]+2097152], a[t[1]:t[1]+4194304], nil, nil)
@@ -531,7 +493,7 @@ func (m *Model) trainS3Backward5(t *[56]int) {
 }
 
 // trainS2Backward runs the backward ops of 107 blocks like s2.u111; t is a row of trainS2BackwardRows.
-func (m *Model) trainS2Backward(t *[49]int) {
+func (m *Model) trainS2Backward(t *[56]int) {
 	a, p := m.arena, m.params
 	// conv3.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+4194304], a[t[0]:t[0]+128], a[t[1]:t[1]+128], a[t[2]:t[2]+4194304], a[t[3]:t[3]+128], a[t[4]:t[4]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
@@ -560,25 +522,13 @@ func (m *Model) trainS2Backward(t *[49]int) {
 	// conv1.da: conv2d_dx
 	m.conv1x1Dx(Conv1x1DxN128C128K32H16W16S1, 4096, 128, 128, 32, a[t[45]:t[45]+4194304], a[t[39]:t[39]+1048576], p[t[44]:t[44]+4096])
 	// conv1.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[46]:t[46]+4194304], a[t[47]:t[47]+128], a[t[48]:t[48]+128], a[t[45]:t[45]+4194304], a[t[40]:t[40]+4194304], a[t[41]:t[41]+128], a[t[42]:t[42]+128], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
-}
-
-// trainS2Backward2 runs the backward ops of 110 blocks like s2.u110; t is a row of trainS2Backward2Rows.
-func (m *Model) trainS2Backward2(t *[3]int) {
-	a := m.arena
-	// conv3.dsum: add
-	nn.Add(m.ctx, a[t[2]:t[2]+4194304], a[t[0]:t[0]+4194304], a[t[1]:t[1]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
-}
-
-// trainS2Backward3 runs the backward ops of 110 blocks like s2.u111; t is a row of trainS2Backward3Rows.
-func (m *Model) trainS2Backward3(t *[9]int) {
-	a, p := m.arena, m.params
+	nn.AffineReLUGradAdd(m.ctx, a[t[46]:t[46]+4194304], a[t[47]:t[47]+128], a[t[48]:t[48]+128], a[t[45]:t[45]+4194304], a[t[40]:t[40]+4194304], a[t[41]:t[41]+128], a[t[42]:t[42]+128], a[t[5]:t[5]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
 	// bn1.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[5]:t[5]+128], a[t[6]:t[6]+128], a[t[7]:t[7]+128], a[t[8]:t[8]+128], a[t[0]:t[0]+128], a[t[1]:t[1]+128], a[t[2]:t[2]+128], a[t[3]:t[3]+128], p[t[4]:t[4]+128], 128, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[52]:t[52]+128], a[t[53]:t[53]+128], a[t[54]:t[54]+128], a[t[55]:t[55]+128], a[t[47]:t[47]+128], a[t[48]:t[48]+128], a[t[49]:t[49]+128], a[t[50]:t[50]+128], p[t[51]:t[51]+128], 128, 1e-05)
 }
 
-// trainS2Backward4 runs the backward ops of 3 blocks like s2.u89; t is a row of trainS2Backward4Rows.
-func (m *Model) trainS2Backward4(t *[6]int) {
+// trainS2Backward2 runs the backward ops of 3 blocks like s2.u89; t is a row of trainS2Backward2Rows.
+func (m *Model) trainS2Backward2(t *[6]int) {
 	a := m.arena
 	// conv3.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+4194304], a[t[0]:t[0]+128], a[t[1]:t[1]+128], a[t[2]:t[2]+4194304], a[t[3]:t[3]+128], a[t[4]:t[4]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
@@ -604,8 +554,8 @@ func (m *Model) trainS2Recompute2(t *[13]int) {
 	m.conv3x3(Conv3x3N128C32K32H16W16S1InAffineReluStats, 10368, 128, 32, 32, a[t[4]:t[4]+1048576], p[t[7]:t[7]+9216], nil, a[t[8]:t[8]+32], a[t[9]:t[9]+32], nil, a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32])
 }
 
-// trainS2Backward5 runs the backward ops of 3 blocks like s2.u89; t is a row of trainS2Backward5Rows.
-func (m *Model) trainS2Backward5(t *[44]int) {
+// trainS2Backward3 runs the backward ops of 3 blocks like s2.u89; t is a row of trainS2Backward3Rows.
+func (m *Model) trainS2Backward3(t *[51]int) {
 	a, p := m.arena, m.params
 	// conv3.dw: conv2d_dw_fused
 	m.conv1x1Dw(Conv1x1DwN128C32K128H16W16S1InAffineRelu, 8192, 128, 32, 128, a[t[4]:t[4]+4096], a[t[0]:t[0]+4194304], a[t[1]:t[1]+1048576], a[t[2]:t[2]+32], a[t[3]:t[3]+32])
@@ -632,7 +582,9 @@ func (m *Model) trainS2Backward5(t *[44]int) {
 	// conv1.da: conv2d_dx
 	m.conv1x1Dx(Conv1x1DxN128C128K32H16W16S1, 4096, 128, 128, 32, a[t[40]:t[40]+4194304], a[t[34]:t[34]+1048576], p[t[39]:t[39]+4096])
 	// conv1.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[41]:t[41]+4194304], a[t[42]:t[42]+128], a[t[43]:t[43]+128], a[t[40]:t[40]+4194304], a[t[35]:t[35]+4194304], a[t[36]:t[36]+128], a[t[37]:t[37]+128], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
+	nn.AffineReLUGradAdd(m.ctx, a[t[41]:t[41]+4194304], a[t[42]:t[42]+128], a[t[43]:t[43]+128], a[t[40]:t[40]+4194304], a[t[35]:t[35]+4194304], a[t[36]:t[36]+128], a[t[37]:t[37]+128], a[t[0]:t[0]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
+	// bn1.affine.grad: bnaffine_grad
+	nn.BNAffineGrad(m.ctx, a[t[47]:t[47]+128], a[t[48]:t[48]+128], a[t[49]:t[49]+128], a[t[50]:t[50]+128], a[t[42]:t[42]+128], a[t[43]:t[43]+128], a[t[44]:t[44]+128], a[t[45]:t[45]+128], p[t[46]:t[46]+128], 128, 1e-05)
 }
 
 // trainS1Recompute runs the recompute ops of 108 blocks like s1.u81; t is a row of trainS1RecomputeRows.
@@ -661,8 +613,8 @@ func (m *Model) trainS2Recompute3(t *[22]int) {
 	m.conv1x1(Conv1x1N128C64K128H32W32S2ResStats, 16384, 128, 64, 128, a[t[3]:t[3]+8388608], p[t[18]:t[18]+8192], nil, nil, nil, a[t[17]:t[17]+4194304], a[t[19]:t[19]+4194304], a[t[20]:t[20]+128], a[t[21]:t[21]+128])
 }
 
-// trainS2Backward6 runs the backward ops of s2.u1; t is a row of trainS2Backward6Rows.
-func (m *Model) trainS2Backward6(t *[61]int) {
+// trainS2Backward4 runs the backward ops of s2.u1; t is a row of trainS2Backward4Rows.
+func (m *Model) trainS2Backward4(t *[61]int) {
 	a, p := m.arena, m.params
 	// shortcut.conv.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+4194304], a[t[0]:t[0]+128], a[t[1]:t[1]+128], a[t[2]:t[2]+4194304], a[t[3]:t[3]+128], a[t[4]:t[4]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
@@ -703,7 +655,7 @@ func (m *Model) trainS2Backward6(t *[61]int) {
 }
 
 // trainS1Backward runs the backward ops of 108 blocks like s1.u111; t is a row of trainS1BackwardRows.
-func (m *Model) trainS1Backward(t *[49]int) {
+func (m *Model) trainS1Backward(t *[56]int) {
 	a, p := m.arena, m.params
 	// conv3.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+8388608], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+8388608], a[t[3]:t[3]+64], a[t[4]:t[4]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
@@ -732,25 +684,13 @@ func (m *Model) trainS1Backward(t *[49]int) {
 	// conv1.da: conv2d_dx
 	m.conv1x1Dx(Conv1x1DxN128C64K16H32W32S1, 1024, 128, 64, 16, a[t[45]:t[45]+8388608], a[t[39]:t[39]+2097152], p[t[44]:t[44]+1024])
 	// conv1.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[46]:t[46]+8388608], a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[45]:t[45]+8388608], a[t[40]:t[40]+8388608], a[t[41]:t[41]+64], a[t[42]:t[42]+64], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
-}
-
-// trainS1Backward2 runs the backward ops of 110 blocks like s1.u110; t is a row of trainS1Backward2Rows.
-func (m *Model) trainS1Backward2(t *[3]int) {
-	a := m.arena
-	// conv3.dsum: add
-	nn.Add(m.ctx, a[t[2]:t[2]+8388608], a[t[0]:t[0]+8388608], a[t[1]:t[1]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
-}
-
-// trainS1Backward3 runs the backward ops of 110 blocks like s1.u111; t is a row of trainS1Backward3Rows.
-func (m *Model) trainS1Backward3(t *[9]int) {
-	a, p := m.arena, m.params
+	nn.AffineReLUGradAdd(m.ctx, a[t[46]:t[46]+8388608], a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[45]:t[45]+8388608], a[t[40]:t[40]+8388608], a[t[41]:t[41]+64], a[t[42]:t[42]+64], a[t[5]:t[5]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
 	// bn1.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[5]:t[5]+64], a[t[6]:t[6]+64], a[t[7]:t[7]+64], a[t[8]:t[8]+64], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+64], a[t[3]:t[3]+64], p[t[4]:t[4]+64], 64, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[52]:t[52]+64], a[t[53]:t[53]+64], a[t[54]:t[54]+64], a[t[55]:t[55]+64], a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[49]:t[49]+64], a[t[50]:t[50]+64], p[t[51]:t[51]+64], 64, 1e-05)
 }
 
-// trainS1Backward4 runs the backward ops of 2 blocks like s1.u80; t is a row of trainS1Backward4Rows.
-func (m *Model) trainS1Backward4(t *[6]int) {
+// trainS1Backward2 runs the backward ops of 2 blocks like s1.u80; t is a row of trainS1Backward2Rows.
+func (m *Model) trainS1Backward2(t *[6]int) {
 	a := m.arena
 	// conv3.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+8388608], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+8388608], a[t[3]:t[3]+64], a[t[4]:t[4]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
@@ -765,8 +705,8 @@ func (m *Model) trainS1Recompute2(t *[13]int) {
 	m.conv3x3(Conv3x3N128C16K16H32W32S1InAffineReluStats, 18496, 128, 16, 16, a[t[4]:t[4]+2097152], p[t[7]:t[7]+2304], nil, a[t[8]:t[8]+16], a[t[9]:t[9]+16], nil, a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16])
 }
 
-// trainS1Backward5 runs the backward ops of 2 blocks like s1.u80; t is a row of trainS1Backward5Rows.
-func (m *Model) trainS1Backward5(t *[44]int) {
+// trainS1Backward3 runs the backward ops of 2 blocks like s1.u80; t is a row of trainS1Backward3Rows.
+func (m *Model) trainS1Backward3(t *[51]int) {
 	a, p := m.arena, m.params
 	// conv3.dw: conv2d_dw_fused
 	m.conv1x1Dw(Conv1x1DwN128C16K64H32W32S1InAffineRelu, 16384, 128, 16, 64, a[t[4]:t[4]+1024], a[t[0]:t[0]+8388608], a[t[1]:t[1]+2097152], a[t[2]:t[2]+16], a[t[3]:t[3]+16])
@@ -793,7 +733,9 @@ func (m *Model) trainS1Backward5(t *[44]int) {
 	// conv1.da: conv2d_dx
 	m.conv1x1Dx(Conv1x1DxN128C64K16H32W32S1, 1024, 128, 64, 16, a[t[40]:t[40]+8388608], a[t[34]:t[34]+2097152], p[t[39]:t[39]+1024])
 	// conv1.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[41]:t[41]+8388608], a[t[42]:t[42]+64], a[t[43]:t[43]+64], a[t[40]:t[40]+8388608], a[t[35]:t[35]+8388608], a[t[36]:t[36]+64], a[t[37]:t[37]+64], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
+	nn.AffineReLUGradAdd(m.ctx, a[t[41]:t[41]+8388608], a[t[42]:t[42]+64], a[t[43]:t[43]+64], a[t[40]:t[40]+8388608], a[t[35]:t[35]+8388608], a[t[36]:t[36]+64], a[t[37]:t[37]+64], a[t[0]:t[0]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
+	// bn1.affine.grad: bnaffine_grad
+	nn.BNAffineGrad(m.ctx, a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[49]:t[49]+64], a[t[50]:t[50]+64], a[t[42]:t[42]+64], a[t[43]:t[43]+64], a[t[44]:t[44]+64], a[t[45]:t[45]+64], p[t[46]:t[46]+64], 64, 1e-05)
 }
 
 // trainS1Recompute3 runs the recompute ops of s1.u1; t is a row of trainS1Recompute3Rows.
@@ -811,8 +753,8 @@ func (m *Model) trainS1Recompute3(t *[22]int) {
 	m.conv1x1(Conv1x1N128C16K64H32W32S1ResStats, 0, 128, 16, 64, a[t[3]:t[3]+2097152], p[t[18]:t[18]+1024], nil, nil, nil, a[t[17]:t[17]+8388608], a[t[19]:t[19]+8388608], a[t[20]:t[20]+64], a[t[21]:t[21]+64])
 }
 
-// trainS1Backward6 runs the backward ops of s1.u1; t is a row of trainS1Backward6Rows.
-func (m *Model) trainS1Backward6(t *[61]int) {
+// trainS1Backward4 runs the backward ops of s1.u1; t is a row of trainS1Backward4Rows.
+func (m *Model) trainS1Backward4(t *[61]int) {
 	a, p := m.arena, m.params
 	// shortcut.conv.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+8388608], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+8388608], a[t[3]:t[3]+64], a[t[4]:t[4]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})

@@ -41,7 +41,7 @@ const (
 
 // Storage sizes, in float32s.
 const (
-	arenaLen   = 417831408 // 1.6 GiB (1,671,325,632 B): train 1671325632 bytes, infer 54525952
+	arenaLen   = 415747184 // 1.5 GiB (1,662,988,736 B): train 1662988736 bytes, infer 54525952
 	paramsLen  = 1703264
 	stateLen   = 1727488
 	scratchLen = 66048 // per worker
@@ -129,13 +129,13 @@ func (m *Model) TrainStep(x []float32, labels []int32, lr float32) (float32, err
 	if err := checkBatch(x, labels); err != nil {
 		return 0, err
 	}
-	copy(m.arena[417333248:417726464], x)
+	copy(m.arena[415236096:415629312], x)
 	copy(m.labels, labels)
-	m.arena[417828992] = lr
+	m.arena[415744768] = lr
 	m.train()
-	copy(m.logits, m.arena[417782272:417783552])
+	copy(m.logits, m.arena[415697408:415698688])
 	m.step++
-	return m.arena[417831376], nil
+	return m.arena[415747152], nil
 }
 
 // Infer returns the logits of a batch of Batch images (BatchNorm with the

@@ -4,8 +4,8 @@ package preactresnet164
 
 import "github.com/resnetc/resnetc/runtime/nn"
 
-// train runs one training step: the schedule of "preact-resnet-164" after the passes (3515 ops in
-// 272 blocks of 32 functions), on the arena laid out by the memory plan.
+// train runs one training step: the schedule of "preact-resnet-164" after the passes (3464 ops in
+// 170 blocks of 26 functions), on the arena laid out by the memory plan.
 func (m *Model) train() {
 	m.trainStemForward(&trainStemForwardRows[0]) // stem
 	m.trainS1Forward(&trainS1ForwardRows[0])     // s1.u1
@@ -30,24 +30,18 @@ func (m *Model) train() {
 	// s3.u18 to s3.u2
 	for i := 0; i < 17; i++ {
 		m.trainS3Backward(&trainS3BackwardRows[i])
-		m.trainS3Backward2(&trainS3Backward2Rows[i])
-		m.trainS3Backward3(&trainS3Backward3Rows[i])
 	}
-	m.trainS3Backward4(&trainS3Backward4Rows[0]) // s3.u1
+	m.trainS3Backward2(&trainS3Backward2Rows[0]) // s3.u1
 	// s2.u18 to s2.u2
 	for i := 0; i < 17; i++ {
 		m.trainS2Backward(&trainS2BackwardRows[i])
-		m.trainS2Backward2(&trainS2Backward2Rows[i])
-		m.trainS2Backward3(&trainS2Backward3Rows[i])
 	}
-	m.trainS2Backward4(&trainS2Backward4Rows[0]) // s2.u1
+	m.trainS2Backward2(&trainS2Backward2Rows[0]) // s2.u1
 	// s1.u18 to s1.u2
 	for i := 0; i < 17; i++ {
 		m.trainS1Backward(&trainS1BackwardRows[i])
-		m.trainS1Backward2(&trainS1Backward2Rows[i])
-		m.trainS1Backward3(&trainS1Backward3Rows[i])
 	}
-	m.trainS1Backward4(&trainS1Backward4Rows[0])   // s1.u1
+	m.trainS1Backward2(&trainS1Backward2Rows[0])   // s1.u1
 	m.trainStemBackward(&trainStemBackwardRows[0]) // stem
 	m.trainStemUpdate(&trainStemUpdateRows[0])     // stem
 	m.trainS1Update(&trainS1UpdateRows[0])         // s1.u1
@@ -348,7 +342,7 @@ func (m *Model) trainHeadBackward(t *[20]int) {
 }
 
 // trainS3Backward runs the backward ops of 17 blocks like s3.u18; t is a row of trainS3BackwardRows.
-func (m *Model) trainS3Backward(t *[49]int) {
+func (m *Model) trainS3Backward(t *[56]int) {
 	a, p := m.arena, m.params
 	// conv3.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+2097152], a[t[0]:t[0]+256], a[t[1]:t[1]+256], a[t[2]:t[2]+2097152], a[t[3]:t[3]+256], a[t[4]:t[4]+2097152], nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true})
@@ -377,25 +371,13 @@ func (m *Model) trainS3Backward(t *[49]int) {
 	// conv1.da: conv2d_dx
 	m.conv1x1Dx(Conv1x1DxN128C256K64H8W8S1, 16384, 128, 256, 64, a[t[45]:t[45]+2097152], a[t[39]:t[39]+524288], p[t[44]:t[44]+16384])
 	// conv1.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[46]:t[46]+2097152], a[t[47]:t[47]+256], a[t[48]:t[48]+256], a[t[45]:t[45]+2097152], a[t[40]:t[40]+2097152], a[t[41]:t[41]+256], a[t[42]:t[42]+256], nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true})
-}
-
-// trainS3Backward2 runs the backward ops of 17 blocks like s3.u17; t is a row of trainS3Backward2Rows.
-func (m *Model) trainS3Backward2(t *[3]int) {
-	a := m.arena
-	// conv3.dsum: add
-	nn.Add(m.ctx, a[t[2]:t[2]+2097152], a[t[0]:t[0]+2097152], a[t[1]:t[1]+2097152], nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true})
-}
-
-// trainS3Backward3 runs the backward ops of 17 blocks like s3.u18; t is a row of trainS3Backward3Rows.
-func (m *Model) trainS3Backward3(t *[9]int) {
-	a, p := m.arena, m.params
+	nn.AffineReLUGradAdd(m.ctx, a[t[46]:t[46]+2097152], a[t[47]:t[47]+256], a[t[48]:t[48]+256], a[t[45]:t[45]+2097152], a[t[40]:t[40]+2097152], a[t[41]:t[41]+256], a[t[42]:t[42]+256], a[t[5]:t[5]+2097152], nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true})
 	// bn1.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[5]:t[5]+256], a[t[6]:t[6]+256], a[t[7]:t[7]+256], a[t[8]:t[8]+256], a[t[0]:t[0]+256], a[t[1]:t[1]+256], a[t[2]:t[2]+256], a[t[3]:t[3]+256], p[t[4]:t[4]+256], 256, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[52]:t[52]+256], a[t[53]:t[53]+256], a[t[54]:t[54]+256], a[t[55]:t[55]+256], a[t[47]:t[47]+256], a[t[48]:t[48]+256], a[t[49]:t[49]+256], a[t[50]:t[50]+256], p[t[51]:t[51]+256], 256, 1e-05)
 }
 
-// trainS3Backward4 runs the backward ops of s3.u1; t is a row of trainS3Backward4Rows.
-func (m *Model) trainS3Backward4(t *[61]int) {
+// trainS3Backward2 runs the backward ops of s3.u1; t is a row of trainS3Backward2Rows.
+func (m *Model) trainS3Backward2(t *[61]int) {
 	a, p := m.arena, m.params
 	// shortcut.conv.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+2097152], a[t[0]:t[0]+256], a[t[1]:t[1]+256], a[t[2]:t[2]+2097152], a[t[3]:t[3]+256], a[t[4]:t[4]+2097152], nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true})
@@ -436,7 +418,7 @@ func (m *Model) trainS3Backward4(t *[61]int) {
 }
 
 // trainS2Backward runs the backward ops of 17 blocks like s2.u18; t is a row of trainS2BackwardRows.
-func (m *Model) trainS2Backward(t *[49]int) {
+func (m *Model) trainS2Backward(t *[56]int) {
 	a, p := m.arena, m.params
 	// conv3.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+4194304], a[t[0]:t[0]+128], a[t[1]:t[1]+128], a[t[2]:t[2]+4194304], a[t[3]:t[3]+128], a[t[4]:t[4]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
@@ -465,25 +447,13 @@ func (m *Model) trainS2Backward(t *[49]int) {
 	// conv1.da: conv2d_dx
 	m.conv1x1Dx(Conv1x1DxN128C128K32H16W16S1, 4096, 128, 128, 32, a[t[45]:t[45]+4194304], a[t[39]:t[39]+1048576], p[t[44]:t[44]+4096])
 	// conv1.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[46]:t[46]+4194304], a[t[47]:t[47]+128], a[t[48]:t[48]+128], a[t[45]:t[45]+4194304], a[t[40]:t[40]+4194304], a[t[41]:t[41]+128], a[t[42]:t[42]+128], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
-}
-
-// trainS2Backward2 runs the backward ops of 17 blocks like s2.u17; t is a row of trainS2Backward2Rows.
-func (m *Model) trainS2Backward2(t *[3]int) {
-	a := m.arena
-	// conv3.dsum: add
-	nn.Add(m.ctx, a[t[2]:t[2]+4194304], a[t[0]:t[0]+4194304], a[t[1]:t[1]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
-}
-
-// trainS2Backward3 runs the backward ops of 17 blocks like s2.u18; t is a row of trainS2Backward3Rows.
-func (m *Model) trainS2Backward3(t *[9]int) {
-	a, p := m.arena, m.params
+	nn.AffineReLUGradAdd(m.ctx, a[t[46]:t[46]+4194304], a[t[47]:t[47]+128], a[t[48]:t[48]+128], a[t[45]:t[45]+4194304], a[t[40]:t[40]+4194304], a[t[41]:t[41]+128], a[t[42]:t[42]+128], a[t[5]:t[5]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
 	// bn1.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[5]:t[5]+128], a[t[6]:t[6]+128], a[t[7]:t[7]+128], a[t[8]:t[8]+128], a[t[0]:t[0]+128], a[t[1]:t[1]+128], a[t[2]:t[2]+128], a[t[3]:t[3]+128], p[t[4]:t[4]+128], 128, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[52]:t[52]+128], a[t[53]:t[53]+128], a[t[54]:t[54]+128], a[t[55]:t[55]+128], a[t[47]:t[47]+128], a[t[48]:t[48]+128], a[t[49]:t[49]+128], a[t[50]:t[50]+128], p[t[51]:t[51]+128], 128, 1e-05)
 }
 
-// trainS2Backward4 runs the backward ops of s2.u1; t is a row of trainS2Backward4Rows.
-func (m *Model) trainS2Backward4(t *[61]int) {
+// trainS2Backward2 runs the backward ops of s2.u1; t is a row of trainS2Backward2Rows.
+func (m *Model) trainS2Backward2(t *[61]int) {
 	a, p := m.arena, m.params
 	// shortcut.conv.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+4194304], a[t[0]:t[0]+128], a[t[1]:t[1]+128], a[t[2]:t[2]+4194304], a[t[3]:t[3]+128], a[t[4]:t[4]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
@@ -524,7 +494,7 @@ func (m *Model) trainS2Backward4(t *[61]int) {
 }
 
 // trainS1Backward runs the backward ops of 17 blocks like s1.u18; t is a row of trainS1BackwardRows.
-func (m *Model) trainS1Backward(t *[49]int) {
+func (m *Model) trainS1Backward(t *[56]int) {
 	a, p := m.arena, m.params
 	// conv3.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+8388608], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+8388608], a[t[3]:t[3]+64], a[t[4]:t[4]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
@@ -553,25 +523,13 @@ func (m *Model) trainS1Backward(t *[49]int) {
 	// conv1.da: conv2d_dx
 	m.conv1x1Dx(Conv1x1DxN128C64K16H32W32S1, 1024, 128, 64, 16, a[t[45]:t[45]+8388608], a[t[39]:t[39]+2097152], p[t[44]:t[44]+1024])
 	// conv1.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[46]:t[46]+8388608], a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[45]:t[45]+8388608], a[t[40]:t[40]+8388608], a[t[41]:t[41]+64], a[t[42]:t[42]+64], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
-}
-
-// trainS1Backward2 runs the backward ops of 17 blocks like s1.u17; t is a row of trainS1Backward2Rows.
-func (m *Model) trainS1Backward2(t *[3]int) {
-	a := m.arena
-	// conv3.dsum: add
-	nn.Add(m.ctx, a[t[2]:t[2]+8388608], a[t[0]:t[0]+8388608], a[t[1]:t[1]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
-}
-
-// trainS1Backward3 runs the backward ops of 17 blocks like s1.u18; t is a row of trainS1Backward3Rows.
-func (m *Model) trainS1Backward3(t *[9]int) {
-	a, p := m.arena, m.params
+	nn.AffineReLUGradAdd(m.ctx, a[t[46]:t[46]+8388608], a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[45]:t[45]+8388608], a[t[40]:t[40]+8388608], a[t[41]:t[41]+64], a[t[42]:t[42]+64], a[t[5]:t[5]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
 	// bn1.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[5]:t[5]+64], a[t[6]:t[6]+64], a[t[7]:t[7]+64], a[t[8]:t[8]+64], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+64], a[t[3]:t[3]+64], p[t[4]:t[4]+64], 64, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[52]:t[52]+64], a[t[53]:t[53]+64], a[t[54]:t[54]+64], a[t[55]:t[55]+64], a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[49]:t[49]+64], a[t[50]:t[50]+64], p[t[51]:t[51]+64], 64, 1e-05)
 }
 
-// trainS1Backward4 runs the backward ops of s1.u1; t is a row of trainS1Backward4Rows.
-func (m *Model) trainS1Backward4(t *[61]int) {
+// trainS1Backward2 runs the backward ops of s1.u1; t is a row of trainS1Backward2Rows.
+func (m *Model) trainS1Backward2(t *[61]int) {
 	a, p := m.arena, m.params
 	// shortcut.conv.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+8388608], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+8388608], a[t[3]:t[3]+64], a[t[4]:t[4]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})

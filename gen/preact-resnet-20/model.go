@@ -41,7 +41,7 @@ const (
 
 // Storage sizes, in float32s.
 const (
-	arenaLen   = 30843504 // 117.7 MiB (123,374,016 B): train 123374016 bytes, infer 16786624
+	arenaLen   = 30355824 // 115.8 MiB (121,423,296 B): train 121423296 bytes, infer 16786624
 	paramsLen  = 269728
 	stateLen   = 271104
 	scratchLen = 20752 // per worker
@@ -129,13 +129,13 @@ func (m *Model) TrainStep(x []float32, labels []int32, lr float32) (float32, err
 	if err := checkBatch(x, labels); err != nil {
 		return 0, err
 	}
-	copy(m.arena[30408704:30801920], x)
+	copy(m.arena[29884416:30277632], x)
 	copy(m.labels, labels)
-	m.arena[30843008] = lr
+	m.arena[30355328] = lr
 	m.train()
-	copy(m.logits, m.arena[30838784:30840064])
+	copy(m.logits, m.arena[30351360:30352640])
 	m.step++
-	return m.arena[30843472], nil
+	return m.arena[30355792], nil
 }
 
 // Infer returns the logits of a batch of Batch images (BatchNorm with the

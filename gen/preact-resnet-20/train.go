@@ -4,8 +4,8 @@ package preactresnet20
 
 import "github.com/resnetc/resnetc/runtime/nn"
 
-// train runs one training step: the schedule of "preact-resnet-20" after the passes (432 ops in
-// 47 blocks of 31 functions), on the arena laid out by the memory plan.
+// train runs one training step: the schedule of "preact-resnet-20" after the passes (426 ops in
+// 35 blocks of 25 functions), on the arena laid out by the memory plan.
 func (m *Model) train() {
 	m.trainStemForward(&trainStemForwardRows[0]) // stem
 	m.trainS1Forward(&trainS1ForwardRows[0])     // s1.u1
@@ -30,24 +30,18 @@ func (m *Model) train() {
 	// s3.u3 to s3.u2
 	for i := 0; i < 2; i++ {
 		m.trainS3Backward(&trainS3BackwardRows[i])
-		m.trainS3Backward2(&trainS3Backward2Rows[i])
-		m.trainS3Backward3(&trainS3Backward3Rows[i])
 	}
-	m.trainS3Backward4(&trainS3Backward4Rows[0]) // s3.u1
+	m.trainS3Backward2(&trainS3Backward2Rows[0]) // s3.u1
 	// s2.u3 to s2.u2
 	for i := 0; i < 2; i++ {
 		m.trainS2Backward(&trainS2BackwardRows[i])
-		m.trainS2Backward2(&trainS2Backward2Rows[i])
-		m.trainS2Backward3(&trainS2Backward3Rows[i])
 	}
-	m.trainS2Backward4(&trainS2Backward4Rows[0]) // s2.u1
+	m.trainS2Backward2(&trainS2Backward2Rows[0]) // s2.u1
 	// s1.u3 to s1.u2
 	for i := 0; i < 2; i++ {
 		m.trainS1Backward(&trainS1BackwardRows[i])
-		m.trainS1Backward2(&trainS1Backward2Rows[i])
-		m.trainS1Backward3(&trainS1Backward3Rows[i])
 	}
-	m.trainS1Backward4(&trainS1Backward4Rows[0])   // s1.u1
+	m.trainS1Backward2(&trainS1Backward2Rows[0])   // s1.u1
 	m.trainStemBackward(&trainStemBackwardRows[0]) // stem
 	m.trainStemUpdate(&trainStemUpdateRows[0])     // stem
 	// s1.u1 to s1.u3
@@ -285,7 +279,7 @@ func (m *Model) trainHeadBackward(t *[20]int) {
 }
 
 // trainS3Backward runs the backward ops of 2 blocks like s3.u3; t is a row of trainS3BackwardRows.
-func (m *Model) trainS3Backward(t *[32]int) {
+func (m *Model) trainS3Backward(t *[39]int) {
 	a, p := m.arena, m.params
 	// conv2.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+524288], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+524288], a[t[3]:t[3]+64], a[t[4]:t[4]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
@@ -304,25 +298,13 @@ func (m *Model) trainS3Backward(t *[32]int) {
 	// conv1.da: conv2d_dx
 	m.conv3x3Dx(Conv3x3DxN128C64K64H8W8S1, 6400, 128, 64, 64, a[t[28]:t[28]+524288], a[t[22]:t[22]+524288], p[t[27]:t[27]+36864])
 	// conv1.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[29]:t[29]+524288], a[t[30]:t[30]+64], a[t[31]:t[31]+64], a[t[28]:t[28]+524288], a[t[23]:t[23]+524288], a[t[24]:t[24]+64], a[t[25]:t[25]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
-}
-
-// trainS3Backward2 runs the backward ops of 2 blocks like s3.u2; t is a row of trainS3Backward2Rows.
-func (m *Model) trainS3Backward2(t *[3]int) {
-	a := m.arena
-	// conv2.dsum: add
-	nn.Add(m.ctx, a[t[2]:t[2]+524288], a[t[0]:t[0]+524288], a[t[1]:t[1]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
-}
-
-// trainS3Backward3 runs the backward ops of 2 blocks like s3.u3; t is a row of trainS3Backward3Rows.
-func (m *Model) trainS3Backward3(t *[9]int) {
-	a, p := m.arena, m.params
+	nn.AffineReLUGradAdd(m.ctx, a[t[29]:t[29]+524288], a[t[30]:t[30]+64], a[t[31]:t[31]+64], a[t[28]:t[28]+524288], a[t[23]:t[23]+524288], a[t[24]:t[24]+64], a[t[25]:t[25]+64], a[t[5]:t[5]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
 	// bn1.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[5]:t[5]+64], a[t[6]:t[6]+64], a[t[7]:t[7]+64], a[t[8]:t[8]+64], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+64], a[t[3]:t[3]+64], p[t[4]:t[4]+64], 64, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[35]:t[35]+64], a[t[36]:t[36]+64], a[t[37]:t[37]+64], a[t[38]:t[38]+64], a[t[30]:t[30]+64], a[t[31]:t[31]+64], a[t[32]:t[32]+64], a[t[33]:t[33]+64], p[t[34]:t[34]+64], 64, 1e-05)
 }
 
-// trainS3Backward4 runs the backward ops of s3.u1; t is a row of trainS3Backward4Rows.
-func (m *Model) trainS3Backward4(t *[42]int) {
+// trainS3Backward2 runs the backward ops of s3.u1; t is a row of trainS3Backward2Rows.
+func (m *Model) trainS3Backward2(t *[42]int) {
 	a, p := m.arena, m.params
 	// conv2.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+524288], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+524288], a[t[3]:t[3]+64], a[t[4]:t[4]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
@@ -351,7 +333,7 @@ func (m *Model) trainS3Backward4(t *[42]int) {
 }
 
 // trainS2Backward runs the backward ops of 2 blocks like s2.u3; t is a row of trainS2BackwardRows.
-func (m *Model) trainS2Backward(t *[32]int) {
+func (m *Model) trainS2Backward(t *[39]int) {
 	a, p := m.arena, m.params
 	// conv2.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+1048576], a[t[0]:t[0]+32], a[t[1]:t[1]+32], a[t[2]:t[2]+1048576], a[t[3]:t[3]+32], a[t[4]:t[4]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
@@ -370,25 +352,13 @@ func (m *Model) trainS2Backward(t *[32]int) {
 	// conv1.da: conv2d_dx
 	m.conv3x3Dx(Conv3x3DxN128C32K32H16W16S1, 10368, 128, 32, 32, a[t[28]:t[28]+1048576], a[t[22]:t[22]+1048576], p[t[27]:t[27]+9216])
 	// conv1.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[29]:t[29]+1048576], a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[28]:t[28]+1048576], a[t[23]:t[23]+1048576], a[t[24]:t[24]+32], a[t[25]:t[25]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
-}
-
-// trainS2Backward2 runs the backward ops of 2 blocks like s2.u2; t is a row of trainS2Backward2Rows.
-func (m *Model) trainS2Backward2(t *[3]int) {
-	a := m.arena
-	// conv2.dsum: add
-	nn.Add(m.ctx, a[t[2]:t[2]+1048576], a[t[0]:t[0]+1048576], a[t[1]:t[1]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
-}
-
-// trainS2Backward3 runs the backward ops of 2 blocks like s2.u3; t is a row of trainS2Backward3Rows.
-func (m *Model) trainS2Backward3(t *[9]int) {
-	a, p := m.arena, m.params
+	nn.AffineReLUGradAdd(m.ctx, a[t[29]:t[29]+1048576], a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[28]:t[28]+1048576], a[t[23]:t[23]+1048576], a[t[24]:t[24]+32], a[t[25]:t[25]+32], a[t[5]:t[5]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// bn1.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[5]:t[5]+32], a[t[6]:t[6]+32], a[t[7]:t[7]+32], a[t[8]:t[8]+32], a[t[0]:t[0]+32], a[t[1]:t[1]+32], a[t[2]:t[2]+32], a[t[3]:t[3]+32], p[t[4]:t[4]+32], 32, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[37]:t[37]+32], a[t[38]:t[38]+32], a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[32]:t[32]+32], a[t[33]:t[33]+32], p[t[34]:t[34]+32], 32, 1e-05)
 }
 
-// trainS2Backward4 runs the backward ops of s2.u1; t is a row of trainS2Backward4Rows.
-func (m *Model) trainS2Backward4(t *[42]int) {
+// trainS2Backward2 runs the backward ops of s2.u1; t is a row of trainS2Backward2Rows.
+func (m *Model) trainS2Backward2(t *[42]int) {
 	a, p := m.arena, m.params
 	// conv2.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+1048576], a[t[0]:t[0]+32], a[t[1]:t[1]+32], a[t[2]:t[2]+1048576], a[t[3]:t[3]+32], a[t[4]:t[4]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
@@ -417,7 +387,7 @@ func (m *Model) trainS2Backward4(t *[42]int) {
 }
 
 // trainS1Backward runs the backward ops of 2 blocks like s1.u3; t is a row of trainS1BackwardRows.
-func (m *Model) trainS1Backward(t *[32]int) {
+func (m *Model) trainS1Backward(t *[39]int) {
 	a, p := m.arena, m.params
 	// conv2.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+2097152], a[t[0]:t[0]+16], a[t[1]:t[1]+16], a[t[2]:t[2]+2097152], a[t[3]:t[3]+16], a[t[4]:t[4]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
@@ -436,25 +406,13 @@ func (m *Model) trainS1Backward(t *[32]int) {
 	// conv1.da: conv2d_dx
 	m.conv3x3Dx(Conv3x3DxN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[28]:t[28]+2097152], a[t[22]:t[22]+2097152], p[t[27]:t[27]+2304])
 	// conv1.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[29]:t[29]+2097152], a[t[30]:t[30]+16], a[t[31]:t[31]+16], a[t[28]:t[28]+2097152], a[t[23]:t[23]+2097152], a[t[24]:t[24]+16], a[t[25]:t[25]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
-}
-
-// trainS1Backward2 runs the backward ops of 2 blocks like s1.u2; t is a row of trainS1Backward2Rows.
-func (m *Model) trainS1Backward2(t *[3]int) {
-	a := m.arena
-	// conv2.dsum: add
-	nn.Add(m.ctx, a[t[2]:t[2]+2097152], a[t[0]:t[0]+2097152], a[t[1]:t[1]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
-}
-
-// trainS1Backward3 runs the backward ops of 2 blocks like s1.u3; t is a row of trainS1Backward3Rows.
-func (m *Model) trainS1Backward3(t *[9]int) {
-	a, p := m.arena, m.params
+	nn.AffineReLUGradAdd(m.ctx, a[t[29]:t[29]+2097152], a[t[30]:t[30]+16], a[t[31]:t[31]+16], a[t[28]:t[28]+2097152], a[t[23]:t[23]+2097152], a[t[24]:t[24]+16], a[t[25]:t[25]+16], a[t[5]:t[5]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// bn1.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[5]:t[5]+16], a[t[6]:t[6]+16], a[t[7]:t[7]+16], a[t[8]:t[8]+16], a[t[0]:t[0]+16], a[t[1]:t[1]+16], a[t[2]:t[2]+16], a[t[3]:t[3]+16], p[t[4]:t[4]+16], 16, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[35]:t[35]+16], a[t[36]:t[36]+16], a[t[37]:t[37]+16], a[t[38]:t[38]+16], a[t[30]:t[30]+16], a[t[31]:t[31]+16], a[t[32]:t[32]+16], a[t[33]:t[33]+16], p[t[34]:t[34]+16], 16, 1e-05)
 }
 
-// trainS1Backward4 runs the backward ops of s1.u1; t is a row of trainS1Backward4Rows.
-func (m *Model) trainS1Backward4(t *[41]int) {
+// trainS1Backward2 runs the backward ops of s1.u1; t is a row of trainS1Backward2Rows.
+func (m *Model) trainS1Backward2(t *[41]int) {
 	a, p := m.arena, m.params
 	// conv2.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+2097152], a[t[0]:t[0]+16], a[t[1]:t[1]+16], a[t[2]:t[2]+2097152], a[t[3]:t[3]+16], a[t[4]:t[4]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})

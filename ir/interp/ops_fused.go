@@ -217,6 +217,9 @@ func affineReLUGrad(_ *ir.Op, a, out []*Tensor, _ Options) error {
 					ds += da.Data[i] * x.Data[i]
 					db += da.Data[i]
 				}
+				if len(a) == 5 {
+					dx.Data[i] += a[4].Data[i]
+				}
 			}
 		}
 		dscale.Data[c], dshift.Data[c] = ds, db

@@ -296,8 +296,32 @@ func AffineReLUGrad(c *Ctx, dx, dscale, dshift, da, x, scale, shift []float32, a
 	}
 }
 
+// AffineReLUGradAdd is AffineReLUGrad adding acc to dx: dx = acc +
+// da*m*scale[c], the gradient x already had plus this one. dx may be da
+// or acc.
+func AffineReLUGradAdd(c *Ctx, dx, dscale, dshift, da, x, scale, shift, acc []float32, a Act) {
+	mustAct("AffineReLUGradAdd", a)
+	n, C := a.Len(), a.C
+	mustLen("AffineReLUGradAdd", "dx", dx, n)
+	mustLen("AffineReLUGradAdd", "da", da, n)
+	mustLen("AffineReLUGradAdd", "x", x, n)
+	mustLen("AffineReLUGradAdd", "acc", acc, n)
+	vecs("AffineReLUGradAdd", C, dscale, dshift, scale, shift)
+	c.clearWide("AffineReLUGradAdd", 2*C)
+	t := c.opTaskFor(keyAffineReLUGradAdd, affineReLUGradRange)
+	t.a = a
+	t.y[0] = dx
+	t.x[0], t.x[1], t.x[2], t.x[3], t.x[4] = da, x, scale, shift, acc
+	t.spread(rowsOf(a).count, 4*n)
+	tot := c.sumWide(2 * C)
+	for ch := range C {
+		dscale[ch] = float32(tot[ch])
+		dshift[ch] = float32(tot[C+ch])
+	}
+}
+
 func affineReLUGradRange(t *opTask, w, lo, hi int) {
-	dx, da, x, scale, shift := t.y[0], t.x[0], t.x[1], t.x[2], t.x[3]
+	dx, da, x, scale, shift, acc := t.y[0], t.x[0], t.x[1], t.x[2], t.x[3], t.x[4]
 	C := t.a.C
 	part := t.c.wide[w][:2*C]
 	r := rowsOf(t.a)
@@ -306,7 +330,11 @@ func affineReLUGradRange(t *opTask, w, lo, hi int) {
 		s, b := r.lanesOf(scale, ch0), r.lanesOf(shift, ch0)
 		var sums [16]float64
 		from, to := u*r.size, (u+1)*r.size
-		affineReLUGradRow(dx[from:to], da[from:to], x[from:to], &s, &b, &sums)
+		if acc != nil {
+			affineReLUGradAddRow(dx[from:to], da[from:to], x[from:to], acc[from:to], &s, &b, &sums)
+		} else {
+			affineReLUGradRow(dx[from:to], da[from:to], x[from:to], &s, &b, &sums)
+		}
 		r.fold(part[ch0:], sums[:8])
 		r.fold(part[C+ch0:], sums[8:])
 	}

@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -162,6 +163,23 @@ func TestAffineReLU(t *testing.T) {
 		checkAct(t, "dx", a, dx, wantDx)
 		checkClose(t, "dscale", f64s(ds), wantDs)
 		checkClose(t, "dshift", f64s(db), wantDb)
+
+		// AffineReLUGradAdd, into a separate dx and in place into acc.
+		acc := random(r, a.Len(), -2, 2)
+		wantAdd := refMap(func(li int) float64 { return wantDx[li] + acc[li] }, a.Len())
+		for _, inPlace := range []bool{false, true} {
+			pacc := pack(a, acc)
+			dx := make([]float32, a.Len())
+			if inPlace {
+				dx = pacc
+			}
+			clear(ds)
+			clear(db)
+			AffineReLUGradAdd(c, dx, ds, db, pack(a, da), pack(a, x), f32s(scale), f32s(shift), pacc, a)
+			checkAct(t, fmt.Sprintf("AffineReLUGradAdd dx (in place %v)", inPlace), a, dx, wantAdd)
+			checkClose(t, "AffineReLUGradAdd dscale", f64s(ds), wantDs)
+			checkClose(t, "AffineReLUGradAdd dshift", f64s(db), wantDb)
+		}
 	})
 }
 
@@ -339,16 +357,17 @@ func TestChannelAllocs(t *testing.T) {
 		wv[i] = make([]float32, 32)
 	}
 	checkAllocs(t, map[string]func(){
-		"BNStats":        func() { BNStats(c, v[0], v[1], x, a) },
-		"ChanSum":        func() { ChanSum(c, v[0], x, a) },
-		"BNNorm":         func() { BNNorm(c, y, x, v[0], v[1], v[2], v[3], a, 1e-5) },
-		"BNNormGrad":     func() { BNNormGrad(c, dx, v[0], v[1], v[2], v[3], y, x, v[4], v[5], v[5], a, 1e-5) },
-		"BNStatsGrad":    func() { BNStatsGrad(c, dx, v[0], v[1], x, v[2], a) },
-		"BNStatsGradAdd": func() { BNStatsGradAdd(c, dx, v[0], v[1], x, v[2], y, a) },
-		"AffineReLU":     func() { AffineReLU(c, y, x, v[4], v[5], a) },
-		"AffineReLUGrad": func() { AffineReLUGrad(c, dx, v[0], v[1], y, x, v[4], v[5], a) },
-		"StatsGrad":      func() { StatsGrad(c, dx, v[0], v[1], y, a) },
-		"Relayout":       func() { Relayout(c, y, x, b, a) },
-		"BNFold":         func() { BNFold(c, wf, wv[0], w, wv[1], wv[2], wv[3], wv[4], wv[5], 32, 576, 1e-5) },
+		"BNStats":           func() { BNStats(c, v[0], v[1], x, a) },
+		"ChanSum":           func() { ChanSum(c, v[0], x, a) },
+		"BNNorm":            func() { BNNorm(c, y, x, v[0], v[1], v[2], v[3], a, 1e-5) },
+		"BNNormGrad":        func() { BNNormGrad(c, dx, v[0], v[1], v[2], v[3], y, x, v[4], v[5], v[5], a, 1e-5) },
+		"BNStatsGrad":       func() { BNStatsGrad(c, dx, v[0], v[1], x, v[2], a) },
+		"BNStatsGradAdd":    func() { BNStatsGradAdd(c, dx, v[0], v[1], x, v[2], y, a) },
+		"AffineReLU":        func() { AffineReLU(c, y, x, v[4], v[5], a) },
+		"AffineReLUGrad":    func() { AffineReLUGrad(c, dx, v[0], v[1], y, x, v[4], v[5], a) },
+		"AffineReLUGradAdd": func() { AffineReLUGradAdd(c, dx, v[0], v[1], y, x, v[4], v[5], y, a) },
+		"StatsGrad":         func() { StatsGrad(c, dx, v[0], v[1], y, a) },
+		"Relayout":          func() { Relayout(c, y, x, b, a) },
+		"BNFold":            func() { BNFold(c, wf, wv[0], w, wv[1], wv[2], wv[3], wv[4], wv[5], 32, 576, 1e-5) },
 	})
 }

@@ -47,6 +47,7 @@ const (
 	keyChanSum
 	keyAffineReLU
 	keyAffineReLUGrad
+	keyAffineReLUGradAdd
 	keyStatsGrad
 	keyRelayout
 	keyBNFold

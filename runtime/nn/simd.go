@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"math"
 	"os"
 
 	"golang.org/x/sys/cpu"
@@ -170,14 +171,45 @@ func affineReLUGradRow(dx, da, x []float32, s, b *[8]float32, sums *[16]float64)
 func affineReLUGradGo(dx, da, x []float32, s, b *[8]float32, sums *[16]float64) {
 	dx, da = dx[:len(x)], da[:len(x)]
 	for i, x32 := range x {
-		l := i & 7
-		g, v, sl := float64(da[i]), float64(x32), float64(s[l])
+		l, g := i&7, da[i]
 		dx[i] = 0
-		if sl*v+float64(b[l]) > 0 {
-			dx[i] = float32(g * sl)
-			sums[l] += g * v
-			sums[8+l] += g
+		if affineOn(x32, s[l], b[l]) {
+			dx[i] = g * s[l]
+			sums[l] += float64(g * x32)
+			sums[8+l] += float64(g)
 		}
+	}
+}
+
+// affineOn reports whether s*x + b > 0 as the assembly decides it: one
+// fused multiply-add rounded to float32, so that a product too small for
+// float32 counts as zero there too.
+func affineOn(x, s, b float32) bool {
+	return float32(math.FMA(float64(s), float64(x), float64(b))) > 0
+}
+
+// affineReLUGradAddRow is affineReLUGradRow adding z to dx: dx[i] =
+// z[i] + m*da[i]*s[l].
+func affineReLUGradAddRow(dx, da, x, z []float32, s, b *[8]float32, sums *[16]float64) {
+	dx, da, z = dx[:len(x)], da[:len(x)], z[:len(x)]
+	if haveAsm && useAsm {
+		affineReLUGradAddAVX2(dx, da, x, z, s, b, sums)
+		return
+	}
+	affineReLUGradAddGo(dx, da, x, z, s, b, sums)
+}
+
+func affineReLUGradAddGo(dx, da, x, z []float32, s, b *[8]float32, sums *[16]float64) {
+	dx, da, z = dx[:len(x)], da[:len(x)], z[:len(x)]
+	for i, x32 := range x {
+		l, g := i&7, da[i]
+		d := float32(0)
+		if affineOn(x32, s[l], b[l]) {
+			d = g * s[l]
+			sums[l] += float64(g * x32)
+			sums[8+l] += float64(g)
+		}
+		dx[i] = z[i] + d
 	}
 }
 

@@ -42,6 +42,12 @@ func affineReLUAVX2(y []float32, x []float32, s *[8]float32, b *[8]float32)
 //go:noescape
 func affineReLUGradAVX2(dx []float32, da []float32, x []float32, s *[8]float32, b *[8]float32, sums *[16]float64)
 
+// affineReLUGradAddAVX2 is affineReLUGradAVX2 adding z: it sets
+// dx[i] = z[i] + m*da[i]*s[l], the gradient x already had plus this one.
+//
+//go:noescape
+func affineReLUGradAddAVX2(dx []float32, da []float32, x []float32, z []float32, s *[8]float32, b *[8]float32, sums *[16]float64)
+
 // statsGradAVX2 sets dy[i] = s[l] + 2*q[l]*y[i], l = i%8, for i < len(y).
 //
 //go:noescape

@@ -537,6 +537,168 @@ affineReLUGradAVX2_done2:
 	VZEROUPPER
 	RET
 
+// func affineReLUGradAddAVX2(dx []float32, da []float32, x []float32, z []float32, s *[8]float32, b *[8]float32, sums *[16]float64)
+// Requires: AVX, AVX2, CMOV, FMA3
+TEXT ·affineReLUGradAddAVX2(SB), NOSPLIT, $0-120
+	MOVQ    x_len+56(FP), AX
+	MOVQ    dx_base+0(FP), CX
+	MOVQ    da_base+24(FP), DX
+	MOVQ    x_base+48(FP), BX
+	MOVQ    z_base+72(FP), SI
+	XORQ    DI, DI
+	MOVQ    s+96(FP), R8
+	VMOVUPS (R8), Y0
+	MOVQ    b+104(FP), R8
+	VMOVUPS (R8), Y1
+	VXORPS  Y2, Y2, Y2
+	MOVQ    sums+112(FP), R8
+
+affineReLUGradAddAVX2_chunk1:
+	TESTQ   AX, AX
+	JZ      affineReLUGradAddAVX2_done2
+	MOVQ    $0x00000200, R9
+	CMPQ    AX, R9
+	CMOVQLT AX, R9
+	SUBQ    R9, AX
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	VXORPS  Y5, Y5, Y5
+	VXORPS  Y6, Y6, Y6
+
+affineReLUGradAddAVX2_wide3:
+	CMPQ        R9, $0x00000020
+	JLT         affineReLUGradAddAVX2_one4
+	VMOVUPS     (BX)(DI*1), Y7
+	VMOVAPS     Y1, Y8
+	VFMADD231PS Y7, Y0, Y8
+	VCMPPS      $0x1e, Y2, Y8, Y8
+	VMOVUPS     (DX)(DI*1), Y9
+	VMULPS      Y9, Y0, Y10
+	VANDPS      Y10, Y8, Y10
+	VMOVUPS     (SI)(DI*1), Y11
+	VADDPS      Y11, Y10, Y10
+	VMOVUPS     Y10, (CX)(DI*1)
+	VMULPS      Y7, Y9, Y7
+	VANDPS      Y7, Y8, Y7
+	VADDPS      Y7, Y3, Y3
+	VANDPS      Y9, Y8, Y9
+	VADDPS      Y9, Y5, Y5
+	VMOVUPS     32(BX)(DI*1), Y7
+	VMOVAPS     Y1, Y8
+	VFMADD231PS Y7, Y0, Y8
+	VCMPPS      $0x1e, Y2, Y8, Y8
+	VMOVUPS     32(DX)(DI*1), Y9
+	VMULPS      Y9, Y0, Y10
+	VANDPS      Y10, Y8, Y10
+	VMOVUPS     32(SI)(DI*1), Y11
+	VADDPS      Y11, Y10, Y10
+	VMOVUPS     Y10, 32(CX)(DI*1)
+	VMULPS      Y7, Y9, Y7
+	VANDPS      Y7, Y8, Y7
+	VADDPS      Y7, Y4, Y4
+	VANDPS      Y9, Y8, Y9
+	VADDPS      Y9, Y6, Y6
+	VMOVUPS     64(BX)(DI*1), Y7
+	VMOVAPS     Y1, Y8
+	VFMADD231PS Y7, Y0, Y8
+	VCMPPS      $0x1e, Y2, Y8, Y8
+	VMOVUPS     64(DX)(DI*1), Y9
+	VMULPS      Y9, Y0, Y10
+	VANDPS      Y10, Y8, Y10
+	VMOVUPS     64(SI)(DI*1), Y11
+	VADDPS      Y11, Y10, Y10
+	VMOVUPS     Y10, 64(CX)(DI*1)
+	VMULPS      Y7, Y9, Y7
+	VANDPS      Y7, Y8, Y7
+	VADDPS      Y7, Y3, Y3
+	VANDPS      Y9, Y8, Y9
+	VADDPS      Y9, Y5, Y5
+	VMOVUPS     96(BX)(DI*1), Y7
+	VMOVAPS     Y1, Y8
+	VFMADD231PS Y7, Y0, Y8
+	VCMPPS      $0x1e, Y2, Y8, Y8
+	VMOVUPS     96(DX)(DI*1), Y9
+	VMULPS      Y9, Y0, Y10
+	VANDPS      Y10, Y8, Y10
+	VMOVUPS     96(SI)(DI*1), Y11
+	VADDPS      Y11, Y10, Y10
+	VMOVUPS     Y10, 96(CX)(DI*1)
+	VMULPS      Y7, Y9, Y7
+	VANDPS      Y7, Y8, Y7
+	VADDPS      Y7, Y4, Y4
+	VANDPS      Y9, Y8, Y9
+	VADDPS      Y9, Y6, Y6
+	ADDQ        $0x00000080, DI
+	SUBQ        $0x00000020, R9
+	JMP         affineReLUGradAddAVX2_wide3
+
+affineReLUGradAddAVX2_one4:
+	CMPQ        R9, $0x00000008
+	JLT         affineReLUGradAddAVX2_tail5
+	VMOVUPS     (BX)(DI*1), Y7
+	VMOVAPS     Y1, Y8
+	VFMADD231PS Y7, Y0, Y8
+	VCMPPS      $0x1e, Y2, Y8, Y8
+	VMOVUPS     (DX)(DI*1), Y9
+	VMULPS      Y9, Y0, Y10
+	VANDPS      Y10, Y8, Y10
+	VMOVUPS     (SI)(DI*1), Y11
+	VADDPS      Y11, Y10, Y10
+	VMOVUPS     Y10, (CX)(DI*1)
+	VMULPS      Y7, Y9, Y7
+	VANDPS      Y7, Y8, Y7
+	VADDPS      Y7, Y3, Y3
+	VANDPS      Y9, Y8, Y9
+	VADDPS      Y9, Y5, Y5
+	ADDQ        $0x00000020, DI
+	SUBQ        $0x00000008, R9
+	JMP         affineReLUGradAddAVX2_one4
+
+affineReLUGradAddAVX2_tail5:
+	TESTQ        R9, R9
+	JZ           affineReLUGradAddAVX2_end6
+	VMOVQ        R9, X7
+	VPBROADCASTD X7, Y7
+	VPCMPGTD     lanes<>+0(SB), Y7, Y7
+	VMASKMOVPS   (BX)(DI*1), Y7, Y8
+	VMOVAPS      Y1, Y9
+	VFMADD231PS  Y8, Y0, Y9
+	VCMPPS       $0x1e, Y2, Y9, Y9
+	VMASKMOVPS   (DX)(DI*1), Y7, Y10
+	VMULPS       Y10, Y0, Y11
+	VANDPS       Y11, Y9, Y11
+	VMASKMOVPS   (SI)(DI*1), Y7, Y12
+	VADDPS       Y12, Y11, Y11
+	VMASKMOVPS   Y11, Y7, (CX)(DI*1)
+	VMULPS       Y8, Y10, Y8
+	VANDPS       Y8, Y9, Y8
+	VADDPS       Y8, Y3, Y3
+	VANDPS       Y10, Y9, Y10
+	VADDPS       Y10, Y5, Y5
+
+affineReLUGradAddAVX2_end6:
+	VADDPS       Y4, Y3, Y3
+	VCVTPS2PD    X3, Y4
+	VEXTRACTF128 $0x01, Y3, X3
+	VCVTPS2PD    X3, Y3
+	VADDPD       (R8), Y4, Y4
+	VMOVUPD      Y4, (R8)
+	VADDPD       32(R8), Y3, Y3
+	VMOVUPD      Y3, 32(R8)
+	VADDPS       Y6, Y5, Y5
+	VCVTPS2PD    X5, Y3
+	VEXTRACTF128 $0x01, Y5, X4
+	VCVTPS2PD    X4, Y4
+	VADDPD       64(R8), Y3, Y3
+	VMOVUPD      Y3, 64(R8)
+	VADDPD       96(R8), Y4, Y4
+	VMOVUPD      Y4, 96(R8)
+	JMP          affineReLUGradAddAVX2_chunk1
+
+affineReLUGradAddAVX2_done2:
+	VZEROUPPER
+	RET
+
 // func statsGradAVX2(dy []float32, y []float32, s *[8]float32, q *[8]float32)
 // Requires: AVX, AVX2, FMA3
 TEXT ·statsGradAVX2(SB), NOSPLIT, $0-64

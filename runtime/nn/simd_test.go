@@ -171,6 +171,23 @@ var simdKernels = []simdKernel{
 		alias: [][][2]int{{{0, 0}}, {{0, 1}}},
 	},
 	{
+		name: "affineReLUGradAdd", ins: 3, outs: 1, consts: 2, sums: true, lo: -2, hi: 2,
+		run: func(asm bool, out, in [][]float32, k [][8]float32, sums *[16]float64) {
+			if asm {
+				affineReLUGradAddAVX2(out[0], in[0], in[1], in[2], &k[0], &k[1], sums)
+			} else {
+				affineReLUGradAddGo(out[0], in[0], in[1], in[2], &k[0], &k[1], sums)
+			}
+		},
+		term: func(s, i int, in [][]float32, _ [][8]float32) float64 {
+			if s == 0 {
+				return abs32(in[0][i]) * abs32(in[1][i])
+			}
+			return abs32(in[0][i])
+		},
+		alias: [][][2]int{{{0, 0}}, {{0, 1}}, {{0, 2}}},
+	},
+	{
 		name: "statsGrad", ins: 1, outs: 1, consts: 2, lo: -2, hi: 2,
 		run: func(asm bool, out, in [][]float32, k [][8]float32, _ *[16]float64) {
 			if asm {
@@ -525,7 +542,7 @@ var simdBenchLens = []int{4096, 1 << 20}
 // simdBytes is the memory each kernel moves per element.
 var simdBytes = map[string]int{
 	"add": 12, "mul": 12, "relu": 8, "reluGrad": 12, "sgd": 20, "affineReLU": 8,
-	"affineReLUGrad": 12, "statsGrad": 8, "shiftAffine": 8, "shiftAffineAdd": 12, "bnNormGrad": 12, "moments": 4,
+	"affineReLUGrad": 12, "affineReLUGradAdd": 16, "statsGrad": 8, "shiftAffine": 8, "shiftAffineAdd": 12, "bnNormGrad": 12, "moments": 4,
 }
 
 // BenchmarkSIMD measures every kernel, assembly and twin, in GB/s and

@@ -554,6 +554,38 @@ var kernelList = []kernel{
 		},
 	},
 	{
+		name: "affineReLUGradAddAVX2",
+		doc: []string{
+			"affineReLUGradAddAVX2 is affineReLUGradAVX2 adding z: it sets",
+			"dx[i] = z[i] + m*da[i]*s[l], the gradient x already had plus this one.",
+		},
+		params: with(slices32("dx", "da", "x", "z"), param{"s", lanes32}, param{"b", lanes32}, param{"sums", lanes64x2}),
+		lenOf:  "x",
+		sums:   true,
+		setup: func(g *gen) {
+			g.constant("s")
+			g.constant("b")
+			g.zero()
+		},
+		body: func(g *gen, q grp) {
+			ctx := g.ctx
+			x, m := q.load("x"), ctx.YMM()
+			ctx.VMOVAPS(g.c["b"], m)
+			ctx.VFMADD231PS(x, g.c["s"], m)
+			ctx.VCMPPS(operand.U8(cmpGT), g.c["zero"], m, m)
+			da, p := q.load("da"), ctx.YMM()
+			ctx.VMULPS(da, g.c["s"], p)
+			ctx.VANDPS(p, m, p)
+			ctx.VADDPS(q.load("z"), p, p)
+			q.store("dx", p)
+			ctx.VMULPS(x, da, x)
+			ctx.VANDPS(x, m, x)
+			ctx.VADDPS(x, q.acc(0), q.acc(0))
+			ctx.VANDPS(da, m, da)
+			ctx.VADDPS(da, q.acc(1), q.acc(1))
+		},
+	},
+	{
 		name:   "statsGradAVX2",
 		doc:    []string{"statsGradAVX2 sets dy[i] = s[l] + 2*q[l]*y[i], l = i%8, for i < len(y)."},
 		params: with(slices32("dy", "y"), param{"s", lanes32}, param{"q", lanes32}),
