@@ -11,6 +11,11 @@ decay to 0 over the run (or the paper's steps with --schedule step); the network
 initialized as resnetc initializes it. The test error is measured in eval mode
 (running BatchNorm statistics) after every --eval-every iterations and at the end.
 
+Run it as bench/run.sh runs PyTorch tuned (glibc's malloc otherwise returns the
+activations to the kernel after every step, and the step spends most of its time
+in page faults):
+  export OPENBLAS_NUM_THREADS=1 MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296
+
 Examples:
   python3 bench/pytorch_train.py --data ../shared/data/cifar-10-binary.tar.gz --epochs 5
   python3 bench/pytorch_train.py --data DIR --epochs 20 --threads 2 --json out.jsonl
@@ -155,14 +160,14 @@ def main(argv):
     perm, pos, epoch = None, len(xtr), -1
     start, seen, loss_sum, wrong_sum, count = time.time(), 0, 0.0, 0, 0
     for k in range(total):
-        idx = []
-        while len(idx) < args.batch:
+        idx, have = [], 0
+        while have < args.batch:
             if pos >= len(xtr):
                 epoch += 1
                 perm, pos = torch.randperm(len(xtr), generator=gen), 0
-            take = min(args.batch - len(idx), len(xtr) - pos)
+            take = min(args.batch - have, len(xtr) - pos)
             idx.append(perm[pos:pos + take])
-            pos += take
+            pos, have = pos + take, have + take
         idx = torch.cat(idx)
         x, y = augment(xtr[idx], gen), ytr[idx]
         lr = lr_at(k, total, args.lr, args.schedule, milestones)
@@ -177,6 +182,9 @@ def main(argv):
         loss_sum += loss.item() * len(y)
         wrong_sum += (out.argmax(1) != y).sum().item()
         count += len(y)
+        if (k + 1) % 100 == 0:
+            print(f"iter {k + 1}/{total} loss {loss.item():.4f} lr {lr:.5f} "
+                  f"{seen / (time.time() - start):.0f} img/s", file=sys.stderr, flush=True)
         last = k + 1 == total
         if last or args.eval_every and (k + 1) % args.eval_every == 0:
             err = test_error(model, xte, yte)

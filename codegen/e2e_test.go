@@ -231,11 +231,11 @@ func main() {
 }
 `))
 
-// TestGeneratedMatchesInterpreter compiles the e2eNets into packages,
-// runs them (Infer, three TrainSteps, Infer) in a driver program, with
-// the assembly and with -tags purego, on 1 and 2 threads, and compares
-// every result with the reference interpreter running the unfused
-// graphs (lowering and autodiff only): the logits, the loss, the logits
+// TestGeneratedMatchesInterpreter compiles the e2eCases into packages,
+// runs them (Infer, the case's TrainSteps, Infer) in a driver program,
+// with the assembly and with -tags purego, on 1 and 2 threads, and
+// compares every result with the reference interpreter in float64 running
+// the unfused graphs (lowering and autodiff only): the logits, the loss, the logits
 // of every step and every param and state tensor after every step (the
 // momentum after the first step from zero momentum is the gradient plus
 // weight decay, so every gradient is compared), within e2eTol.
