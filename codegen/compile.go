@@ -54,13 +54,18 @@ func Compile(arch *resnet.Arch, opts Options) (*Package, error) {
 	if opts.Batch < 1 {
 		return nil, fmt.Errorf("batch %d: want a positive batch size", opts.Batch)
 	}
+	var recompute int64 // FLOPs the training step spends recomputing
 	build := func(mode ir.Mode, budget int64) (*ir.Graph, *passes.MemPlan, error) {
 		g, err := resnet.Lower(arch, opts.Batch, mode)
 		if err != nil {
 			return nil, nil, err
 		}
-		if _, err := passes.Run(g, passes.RunOptions{Budget: budget, SGD: opts.SGD}); err != nil {
+		c, err := passes.Run(g, passes.RunOptions{Budget: budget, SGD: opts.SGD})
+		if err != nil {
 			return nil, nil, err
+		}
+		if mode == ir.Train && c.Remat != nil {
+			recompute = c.Remat.ExtraFLOPs
 		}
 		p, err := passes.PlanMemory(g)
 		if err != nil {
@@ -81,6 +86,7 @@ func Compile(arch *resnet.Arch, opts Options) (*Package, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.recompute = recompute
 	files, err := e.files()
 	if err != nil {
 		return nil, err

@@ -26,6 +26,7 @@ type emitter struct {
 
 	arenaLen, scratchLen, wideLen int
 	macs                          int64 // per image, forward
+	recompute                     int64 // FLOPs of a training step's recomputation
 	sgd                           passes.SGDOptions
 }
 
@@ -233,6 +234,9 @@ func (e *emitter) emitModel(f *jen.File) {
 		jen.Comment("frameworks count them; recomputation is not counted."),
 		jen.Id("TrainFLOPs").Op("=").Lit(float64(6*e.macs*int64(e.opts.Batch))),
 		jen.Id("InferFLOPs").Op("=").Lit(float64(2*e.macs*int64(e.opts.Batch))),
+		jen.Comment("RecomputeFLOPs are the FLOPs a training step spends recomputing what the"),
+		jen.Comment("memory budget did not let it store, counted as the plan counts them."),
+		jen.Id("RecomputeFLOPs").Op("=").Lit(float64(e.recompute)),
 		jen.Comment("Momentum and WeightDecay are the SGD hyperparameters compiled into TrainStep."),
 		jen.Id("Momentum").Op("=").Lit(e.sgd.Momentum),
 		jen.Id("WeightDecay").Op("=").Lit(e.sgd.Decay),

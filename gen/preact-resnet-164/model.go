@@ -34,6 +34,9 @@ const (
 	// frameworks count them; recomputation is not counted.
 	TrainFLOPs = 1.87776761856e+11
 	InferFLOPs = 6.2592253952e+10
+	// RecomputeFLOPs are the FLOPs a training step spends recomputing what the
+	// memory budget did not let it store, counted as the plan counts them.
+	RecomputeFLOPs = 0.0
 	// Momentum and WeightDecay are the SGD hyperparameters compiled into TrainStep.
 	Momentum    = 0.9
 	WeightDecay = 0.0001
