@@ -20,7 +20,11 @@ import (
 // nothing.
 const driversSource = `package PKG
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/resnetc/resnetc/runtime/nn"
+)
 
 // kernelBuffers are the buffers the specialized kernels share.
 type kernelBuffers struct {
@@ -28,8 +32,11 @@ type kernelBuffers struct {
 	stats   []float32   // per-image sums of the stats epilogue
 	dwParts [][]float32 // each worker's partial weight gradient
 	dwView  [][]float32 // dwParts cut to one kernel's length
+	daImage [][]float32 // each worker's image of a backward-data kernel's output
+	parts   [][]float64 // each worker's per-channel sums of a backward epilogue
 	conv    convTask
 	dx      dxTask
+	dxGrad  dxGradTask
 	dw      dwTask
 }
 
@@ -39,9 +46,13 @@ func newKernelBuffers(threads int) kernelBuffers {
 		stats:   AlignedFloats(statsLen),
 		dwParts: make([][]float32, threads),
 		dwView:  make([][]float32, threads),
+		daImage: make([][]float32, threads),
+		parts:   make([][]float64, threads),
 	}
 	for w := range b.dwParts {
 		b.dwParts[w] = AlignedFloats(dwPartLen)
+		b.daImage[w] = AlignedFloats(daImageLen)
+		b.parts[w] = make([]float64, partLen)
 	}
 	return b
 }
@@ -125,6 +136,76 @@ func (m *Model) conv1x1Dx(fn Conv1x1DxFunc, scratch, n, cin, cout int, dx, dy, w
 	m.ctx.Parallel(t, n)
 }
 
+// dxGradTask runs a backward-data kernel image by image into the
+// worker's daImage and, while that image is in cache, the gradient of the
+// forward conv's affine-ReLU prologue on it (nn.AffineReLUGradPart): the
+// input gradient da never goes to memory.
+type dxGradTask struct {
+	fn                           func(dy, w, dx, scratch []float32, n0, n1 int)
+	dy, w, dx, x, scale, shift, acc []float32
+	dyImage, dxImage             int    // elements of one image of dy and of dx
+	act                          nn.Act // one image of dx
+	scratch                      int
+	m                            *Model
+}
+
+func (t *dxGradTask) Run(w, lo, hi int) {
+	da := t.m.k.daImage[w][:t.dxImage]
+	part := t.m.k.parts[w][:2*t.act.C]
+	scratch := t.m.ctx.Scratch(w)[:t.scratch]
+	for n := lo; n < hi; n++ {
+		// The kernel computes image 0 of the views that start at image n.
+		t.fn(t.dy[n*t.dyImage:(n+1)*t.dyImage], t.w, da, scratch, 0, 1)
+		o, e := n*t.dxImage, (n+1)*t.dxImage
+		var acc []float32
+		if t.acc != nil {
+			acc = t.acc[o:e]
+		}
+		nn.AffineReLUGradPart(t.dx[o:e], da, t.x[o:e], t.scale, t.shift, acc, part, t.act)
+	}
+}
+
+// conv3x3DxGrad runs a 3x3 backward-data convolution fused with the
+// gradient of the affine-ReLU prologue of the forward conv, the pair
+// conv2d_dx, affine_relu_grad: dx, dscale and dshift as
+// nn.AffineReLUGrad (nn.AffineReLUGradAdd when acc is not nil) computes
+// them from the convolution's output.
+func (m *Model) conv3x3DxGrad(fn Conv3x3DxFunc, scratch, n, cin, cout int, dx, dscale, dshift, dy, w, x, scale, shift, acc []float32) {
+	t := &m.k.dxGrad
+	t.w = m.k.packed[:cout*cin*9]
+	check(PackConv3x3DxWeights(t.w, w, cout, cin))
+	m.dxGrad(fn, scratch, n, cin, dx, dscale, dshift, dy, x, scale, shift, acc)
+}
+
+// conv1x1DxGrad is conv3x3DxGrad for a 1x1 convolution.
+func (m *Model) conv1x1DxGrad(fn Conv1x1DxFunc, scratch, n, cin, cout int, dx, dscale, dshift, dy, w, x, scale, shift, acc []float32) {
+	t := &m.k.dxGrad
+	t.w = m.k.packed[:cout*cin]
+	check(PackConv1x1Weights(t.w, w, cout, cin))
+	m.dxGrad(fn, scratch, n, cin, dx, dscale, dshift, dy, x, scale, shift, acc)
+}
+
+// dxGrad runs m.k.dxGrad, whose packed weights are set, over the workers
+// and adds their per-channel sums in worker order, in float64.
+func (m *Model) dxGrad(fn func(dy, w, dx, scratch []float32, n0, n1 int), scratch, n, c int, dx, dscale, dshift, dy, x, scale, shift, acc []float32) {
+	t := &m.k.dxGrad
+	t.fn, t.dy, t.dx, t.x, t.scale, t.shift, t.acc, t.scratch, t.m = fn, dy, dx, x, scale, shift, acc, scratch, m
+	t.dyImage, t.dxImage = len(dy)/n, len(dx)/n
+	t.act = nn.Act{N: 1, C: c, H: 1, W: t.dxImage / c, Blocked: true}
+	for _, p := range m.k.parts {
+		clear(p[:2*c])
+	}
+	m.ctx.Parallel(t, n)
+	for ch := range c {
+		var s, b float64
+		for _, p := range m.k.parts {
+			s += p[ch]
+			b += p[c+ch]
+		}
+		dscale[ch], dshift[ch] = float32(s), float32(b)
+	}
+}
+
 type dwTask struct {
 	fn                   Conv3x3DwFunc
 	fn1                  Conv1x1DwFunc
@@ -188,6 +269,7 @@ type kernelPlan struct {
 	set                            kernels.Set
 	seen                           map[string]bool
 	packedLen, statsLen, dwPartLen int
+	daImageLen, partLen            int // buffers of the fused backward-data drivers
 	scratchLen                     int
 }
 
@@ -314,33 +396,11 @@ func (k *kernelPlan) special(c *OpCall) jen.Code {
 		return jen.Id("m").Dot("conv3x3").Call(jen.Id(kc.Name()), jen.Lit(kc.ScratchLen()), jen.Lit(kc.N), jen.Lit(cin), jen.Lit(cout),
 			c.Args[0], c.Args[1], bias, scale, shift, res, c.Results[0], sum, sumsq)
 	case ir.Conv2DDx:
-		dy, w, dx := op.Args[0], op.Args[1], op.Results[0]
-		if cout, cin, stride, ok := is1x1(op, w, dy, dx); ok {
-			xs := dx.Type.Shape
-			k1 := kernels.Conv1x1{Op: kernels.Conv1x1Dx, N: xs[0], Cin: cin, Cout: cout, H: xs[2], W: xs[3], Stride: stride}
-			if k1.Validate() != nil {
-				return nil
-			}
-			k.add1x1(k1)
-			return jen.Id("m").Dot("conv1x1Dx").Call(jen.Id(k1.Name()), jen.Lit(k1.ScratchLen()), jen.Lit(k1.N), jen.Lit(cin), jen.Lit(cout),
-				c.Results[0], c.Args[0], c.Args[1])
-		}
-		cout, cin, stride, ok := is3x3(op, w, dy, dx)
+		d, ok := k.dxKernel(op)
 		if !ok {
 			return nil
 		}
-		xs := dx.Type.Shape
-		kd := kernels.Conv3x3Dx{N: xs[0], Cin: cin, Cout: cout, H: xs[2], W: xs[3], Stride: stride}
-		if kd.Validate() != nil {
-			return nil
-		}
-		if !k.seen[kd.Name()] {
-			k.seen[kd.Name()] = true
-			k.set.Dxs = append(k.set.Dxs, kd)
-		}
-		k.packedLen = max(k.packedLen, cout*cin*9)
-		k.scratchLen = max(k.scratchLen, kd.ScratchLen())
-		return jen.Id("m").Dot("conv3x3Dx").Call(jen.Id(kd.Name()), jen.Lit(kd.ScratchLen()), jen.Lit(kd.N), jen.Lit(cin), jen.Lit(cout),
+		return jen.Id("m").Dot(d.driver).Call(jen.Id(d.name), jen.Lit(d.scratch), jen.Lit(d.n), jen.Lit(d.cin), jen.Lit(d.cout),
 			c.Results[0], c.Args[0], c.Args[1])
 	case ir.Conv2DDw, ir.Conv2DDwFused:
 		dy, x, dw := op.Args[0], op.Args[1], op.Results[0]
@@ -395,11 +455,86 @@ func (k *kernelPlan) special(c *OpCall) jen.Code {
 	return nil
 }
 
+// dxCall is a specialized backward-data kernel and its driver's
+// constant arguments.
+type dxCall struct {
+	driver, name          string // "conv1x1Dx" or "conv3x3Dx"; the kernel
+	scratch, n, cin, cout int
+}
+
+// dxKernel adds the specialized kernel of the conv2d_dx op to the plan,
+// if one applies.
+func (k *kernelPlan) dxKernel(op *ir.Op) (dxCall, bool) {
+	dy, w, dx := op.Args[0], op.Args[1], op.Results[0]
+	xs := dx.Type.Shape
+	if cout, cin, stride, ok := is1x1(op, w, dy, dx); ok {
+		k1 := kernels.Conv1x1{Op: kernels.Conv1x1Dx, N: xs[0], Cin: cin, Cout: cout, H: xs[2], W: xs[3], Stride: stride}
+		if k1.Validate() != nil {
+			return dxCall{}, false
+		}
+		k.add1x1(k1)
+		return dxCall{"conv1x1Dx", k1.Name(), k1.ScratchLen(), k1.N, cin, cout}, true
+	}
+	cout, cin, stride, ok := is3x3(op, w, dy, dx)
+	if !ok {
+		return dxCall{}, false
+	}
+	kd := kernels.Conv3x3Dx{N: xs[0], Cin: cin, Cout: cout, H: xs[2], W: xs[3], Stride: stride}
+	if kd.Validate() != nil {
+		return dxCall{}, false
+	}
+	if !k.seen[kd.Name()] {
+		k.seen[kd.Name()] = true
+		k.set.Dxs = append(k.set.Dxs, kd)
+	}
+	k.packedLen = max(k.packedLen, cout*cin*9)
+	k.scratchLen = max(k.scratchLen, kd.ScratchLen())
+	return dxCall{"conv3x3Dx", kd.Name(), kd.ScratchLen(), kd.N, cin, cout}, true
+}
+
+// fusesDxGrad reports whether ops a and b are a backward-data conv and
+// the gradient of its forward's affine-ReLU prologue that a generated
+// package runs as one (conv1x1DxGrad, conv3x3DxGrad): b takes a's result
+// as its da and nothing else reads it (uses are the graph's), and every
+// activation is blocked.
+func fusesDxGrad(a, b *ir.Op, uses map[*ir.Value][]*ir.Op) bool {
+	if a.Kind != ir.Conv2DDx || b.Kind != ir.AffineReLUGrad || b.Args[0] != a.Results[0] {
+		return false
+	}
+	if u := uses[a.Results[0]]; len(u) != 1 || u[0] != b {
+		return false
+	}
+	for _, v := range append(b.Args[:2:2], b.Results[0]) {
+		if v.Type.Layout != ir.NCHW8c {
+			return false
+		}
+	}
+	return len(b.Args) == 4 || b.Args[4].Type.Layout == ir.NCHW8c
+}
+
+// specialDxGrad writes the fused call of the pair a, b of fusesDxGrad
+// when a has a specialized kernel, or returns nil.
+func (k *kernelPlan) specialDxGrad(a, b *OpCall) jen.Code {
+	d, ok := k.dxKernel(a.Op)
+	if !ok {
+		return nil
+	}
+	x := b.Op.Args[1].Type.Shape
+	k.daImageLen = max(k.daImageLen, x[1]*x[2]*x[3])
+	k.partLen = max(k.partLen, 2*x[1])
+	var acc jen.Code = jen.Nil()
+	if len(b.Args) == 5 {
+		acc = b.Args[4]
+	}
+	return jen.Id("m").Dot(d.driver+"Grad").Call(jen.Id(d.name), jen.Lit(d.scratch), jen.Lit(d.n), jen.Lit(d.cin), jen.Lit(d.cout),
+		b.Results[0], b.Results[1], b.Results[2], a.Args[0], a.Args[1], b.Args[1], b.Args[2], b.Args[3], acc)
+}
+
 // driverFile returns the drivers' source for package pkg, with the
 // buffer sizes of k.
 func (k *kernelPlan) driverFile(pkg string) []byte {
 	src := strings.Replace(driversSource, "package PKG", header+"\n\npackage "+pkg, 1)
-	src += fmt.Sprintf("\n// Sizes of the kernels' buffers, in float32s.\nconst (\n\tpackedLen = %d\n\tstatsLen = %d\n\tdwPartLen = %d\n)\n",
-		max(k.packedLen, 1), max(k.statsLen, 1), max(k.dwPartLen, 1))
+	src += fmt.Sprintf("\n// Sizes of the kernels' buffers, in float32s (partLen in float64s).\nconst (\n\tpackedLen = %d\n\tstatsLen = %d\n\tdwPartLen = %d\n\tdaImageLen = %d\n\tpartLen = %d\n)\n",
+		max(k.packedLen, 1), max(k.statsLen, 1), max(k.dwPartLen, 1), max(k.daImageLen, 1), max(k.partLen, 1))
 	return []byte(src)
 }

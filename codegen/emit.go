@@ -415,9 +415,10 @@ func (e *emitter) emitStep(f *jen.File, s *stepCode) error {
 	f.Comment(fmt.Sprintf("%s runs %s: the schedule of %q after the passes (%d ops in", s.name, what, s.g.Name, len(s.g.Ops)))
 	f.Comment(fmt.Sprintf("%d blocks of %d functions), on the arena laid out by the memory plan.", len(s.blocks), len(s.fns)))
 	f.Func().Params(jen.Id("m").Op("*").Id("Model")).Id(s.name).Params().Block(body...)
+	fused := fusedPairs(s)
 	for _, fn := range s.fns {
 		f.Line()
-		code, err := e.blockFunc(fn)
+		code, err := e.blockFunc(fn, fused[fn])
 		if err != nil {
 			return err
 		}
@@ -477,9 +478,36 @@ func bufField(b bufKind) string {
 	return [...]string{inArena: "arena", inParams: "params", inState: "state", inLabels: "labels"}[b]
 }
 
+// fusedPairs returns, for each block function of s, the ops i whose pair
+// i, i+1 fusesDxGrad in every block the function runs.
+func fusedPairs(s *stepCode) map[*blockFn]map[int]bool {
+	uses := s.g.Uses()
+	fused := map[*blockFn]map[int]bool{}
+	for _, b := range s.blocks {
+		pairs := map[int]bool{}
+		for i := 0; i+1 < len(b.ops); i++ {
+			if fusesDxGrad(b.ops[i], b.ops[i+1], uses) {
+				pairs[i] = true
+			}
+		}
+		prev, seen := fused[b.fn]
+		if !seen {
+			fused[b.fn] = pairs
+			continue
+		}
+		for i := range prev {
+			if !pairs[i] {
+				delete(prev, i)
+			}
+		}
+	}
+	return fused
+}
+
 // blockFunc writes one block function: each op of its first block, its
-// storage taken from the row t of its table.
-func (e *emitter) blockFunc(fn *blockFn) (jen.Code, error) {
+// storage taken from the row t of its table; the pairs fused lists run
+// as one call.
+func (e *emitter) blockFunc(fn *blockFn, fused map[int]bool) (jen.Code, error) {
 	b := fn.proto
 	used := map[bufKind]bool{}
 	for _, c := range b.cols {
@@ -498,13 +526,26 @@ func (e *emitter) blockFunc(fn *blockFn) (jen.Code, error) {
 		c := b.cols[k]
 		return jen.Id(bufName[c.Buf]).Index(jen.Id("t").Index(jen.Lit(k)), jen.Id("t").Index(jen.Lit(k)).Op("+").Lit(c.Len))
 	}
-	for _, op := range b.ops {
+	call := func(op *ir.Op) *OpCall {
 		c := &OpCall{Op: op, Ctx: jen.Id("m").Dot("ctx"), Step: jen.Id("m").Dot("step")}
 		for _, a := range op.Args {
 			c.Args = append(c.Args, col(b.col[a]))
 		}
 		for _, r := range op.Results {
 			c.Results = append(c.Results, col(b.col[r]))
+		}
+		return c
+	}
+	for i := 0; i < len(b.ops); i++ {
+		op := b.ops[i]
+		c := call(op)
+		if fused[i] {
+			next := b.ops[i+1]
+			if code := e.k.specialDxGrad(c, call(next)); code != nil {
+				body = append(body, jen.Comment(localName(op, b.group)+", "+localName(next, b.group)+": "+string(op.Kind)+", "+string(next.Kind)), code)
+				i++
+				continue
+			}
 		}
 		code := e.k.special(c)
 		if code == nil {

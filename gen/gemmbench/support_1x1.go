@@ -14,7 +14,9 @@ type Conv1x1Func func(x, w, bias, scale, shift, res, y, stats, scratch []float32
 
 // Conv1x1DxFunc is the signature of every backward-data 1x1 kernel: dx
 // of images [n0, n1) from dy and the forward's packed weights w, which
-// the kernel transposes into scratch.
+// the kernel transposes into scratch. dy and dx need hold only the
+// images up to n1: a caller may pass views that start at image k and ask
+// for images [0, n1-k).
 type Conv1x1DxFunc func(dy, w, dx, scratch []float32, n0, n1 int)
 
 // Conv1x1DwFunc is the signature of every backward-weights 1x1 kernel:
@@ -133,11 +135,11 @@ func checkConv1x1(s *Conv1x1Shape, x, w, bias, scale, shift, res, y, stats, scra
 }
 
 func checkConv1x1Dx(s *Conv1x1Shape, dy, w, dx, scratch []float32, n0, n1 int) {
-	s.need("dy", len(dy), s.YLen())
-	s.need("w", len(w), s.WLen())
-	s.need("dx", len(dx), s.XLen())
-	s.need("scratch", len(scratch), s.ScratchLen())
 	s.needImages(n0, n1)
+	s.need("dy", len(dy), n1*(s.YLen()/s.N))
+	s.need("w", len(w), s.WLen())
+	s.need("dx", len(dx), n1*(s.XLen()/s.N))
+	s.need("scratch", len(scratch), s.ScratchLen())
 }
 
 func checkConv1x1Dw(s *Conv1x1Shape, dy, x, scale, shift, dw, scratch []float32, n0, n1 int) {

@@ -3,6 +3,7 @@
 package preactresnet1001
 
 import (
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -321,6 +322,45 @@ func TestKernels1x1MatchTwins(t *testing.T) {
 		if e := near(dw1, dw2); !(e <= tol) {
 			t.Errorf("%s: dw differs from the twin by %.3g", s.Name, e)
 		}
+	}
+}
+
+// TestDxKernelsOnViews runs each backward-data kernel on its second image
+// twice, as part of the batch and as image 0 of views that start there
+// (as the fused drivers call them), and wants the same bits.
+func TestDxKernelsOnViews(t *testing.T) {
+	check := func(name string, n, dyLen, dxLen, scratch int, run func(dy, dx, scratch []float32, n0, n1 int), r *rand.Rand) {
+		if n < 2 {
+			return
+		}
+		dyImage, dxImage := dyLen/n, dxLen/n
+		dy := randFloats(r, dyLen)
+		full, view := AlignedFloats(dxLen), AlignedFloats(dxImage)
+		for i := range view {
+			view[i] = float32(math.NaN())
+		}
+		run(dy, full, AlignedFloats(scratch), 1, 2)
+		run(dy[dyImage:2*dyImage], view, AlignedFloats(scratch), 0, 1)
+		for i, v := range view {
+			if math.Float32bits(v) != math.Float32bits(full[dxImage+i]) {
+				t.Errorf("%s: element %d of the view is %g, want %g", name, i, v, full[dxImage+i])
+				return
+			}
+		}
+	}
+	for i := range Conv3x3DxKernels {
+		k := &Conv3x3DxKernels[i]
+		s := &k.Conv3x3DxShape
+		r := rand.New(rand.NewPCG(uint64(i), 13))
+		w := randFloats(r, s.WLen())
+		check(s.Name, s.N, s.DyLen(), s.DxLen(), s.ScratchLen(), func(dy, dx, scratch []float32, n0, n1 int) { k.Run(dy, w, dx, scratch, n0, n1) }, r)
+	}
+	for i := range Conv1x1DxKernels {
+		k := &Conv1x1DxKernels[i]
+		s := &k.Conv1x1Shape
+		r := rand.New(rand.NewPCG(uint64(i), 14))
+		w := randFloats(r, s.WLen())
+		check(s.Name, s.N, s.YLen(), s.XLen(), s.ScratchLen(), func(dy, dx, scratch []float32, n0, n1 int) { k.Run(dy, w, dx, scratch, n0, n1) }, r)
 	}
 }
 

@@ -411,30 +411,24 @@ func (m *Model) trainS3Backward(t *[56]int) {
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+2097152], a[t[0]:t[0]+256], a[t[1]:t[1]+256], a[t[2]:t[2]+2097152], a[t[3]:t[3]+256], a[t[4]:t[4]+2097152], nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true})
 	// conv3.dw: conv2d_dw_fused
 	m.conv1x1Dw(Conv1x1DwN128C64K256H8W8S1InAffineRelu, 4096, 128, 64, 256, a[t[9]:t[9]+16384], a[t[5]:t[5]+2097152], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64])
-	// conv3.da: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C64K256H8W8S1, 16384, 128, 64, 256, a[t[11]:t[11]+524288], a[t[5]:t[5]+2097152], p[t[10]:t[10]+16384])
-	// conv3.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[12]:t[12]+524288], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[11]:t[11]+524288], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
+	// conv3.da, conv3.prologue.grad: conv2d_dx, affine_relu_grad
+	m.conv1x1DxGrad(Conv1x1DxN128C64K256H8W8S1, 16384, 128, 64, 256, a[t[12]:t[12]+524288], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[5]:t[5]+2097152], p[t[10]:t[10]+16384], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[20]:t[20]+64], a[t[21]:t[21]+64], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[15]:t[15]+64], a[t[16]:t[16]+64], p[t[17]:t[17]+64], 64, 1e-05)
 	// conv2.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[22]:t[22]+524288], a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[6]:t[6]+524288], a[t[15]:t[15]+64], a[t[12]:t[12]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
 	// conv2.dw: conv2d_dw_fused
 	m.conv3x3Dw(Conv3x3DwN128C64K64H8W8S1InAffineRelu, 6400, 128, 64, 64, a[t[26]:t[26]+36864], a[t[22]:t[22]+524288], a[t[23]:t[23]+524288], a[t[24]:t[24]+64], a[t[25]:t[25]+64])
-	// conv2.da: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C64K64H8W8S1, 6400, 128, 64, 64, a[t[28]:t[28]+524288], a[t[22]:t[22]+524288], p[t[27]:t[27]+36864])
-	// conv2.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[29]:t[29]+524288], a[t[30]:t[30]+64], a[t[31]:t[31]+64], a[t[28]:t[28]+524288], a[t[23]:t[23]+524288], a[t[24]:t[24]+64], a[t[25]:t[25]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
+	// conv2.da, conv2.prologue.grad: conv2d_dx, affine_relu_grad
+	m.conv3x3DxGrad(Conv3x3DxN128C64K64H8W8S1, 6400, 128, 64, 64, a[t[29]:t[29]+524288], a[t[30]:t[30]+64], a[t[31]:t[31]+64], a[t[22]:t[22]+524288], p[t[27]:t[27]+36864], a[t[23]:t[23]+524288], a[t[24]:t[24]+64], a[t[25]:t[25]+64], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[35]:t[35]+64], a[t[36]:t[36]+64], a[t[37]:t[37]+64], a[t[38]:t[38]+64], a[t[30]:t[30]+64], a[t[31]:t[31]+64], a[t[32]:t[32]+64], a[t[33]:t[33]+64], p[t[34]:t[34]+64], 64, 1e-05)
 	// conv1.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[39]:t[39]+524288], a[t[35]:t[35]+64], a[t[36]:t[36]+64], a[t[23]:t[23]+524288], a[t[32]:t[32]+64], a[t[29]:t[29]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
 	// conv1.dw: conv2d_dw_fused
 	m.conv1x1Dw(Conv1x1DwN128C256K64H8W8S1InAffineRelu, 16384, 128, 256, 64, a[t[43]:t[43]+16384], a[t[39]:t[39]+524288], a[t[40]:t[40]+2097152], a[t[41]:t[41]+256], a[t[42]:t[42]+256])
-	// conv1.da: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C256K64H8W8S1, 16384, 128, 256, 64, a[t[45]:t[45]+2097152], a[t[39]:t[39]+524288], p[t[44]:t[44]+16384])
-	// conv1.prologue.grad: affine_relu_grad
-	nn.AffineReLUGradAdd(m.ctx, a[t[46]:t[46]+2097152], a[t[47]:t[47]+256], a[t[48]:t[48]+256], a[t[45]:t[45]+2097152], a[t[40]:t[40]+2097152], a[t[41]:t[41]+256], a[t[42]:t[42]+256], a[t[5]:t[5]+2097152], nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true})
+	// conv1.da, conv1.prologue.grad: conv2d_dx, affine_relu_grad
+	m.conv1x1DxGrad(Conv1x1DxN128C256K64H8W8S1, 16384, 128, 256, 64, a[t[46]:t[46]+2097152], a[t[47]:t[47]+256], a[t[48]:t[48]+256], a[t[39]:t[39]+524288], p[t[44]:t[44]+16384], a[t[40]:t[40]+2097152], a[t[41]:t[41]+256], a[t[42]:t[42]+256], a[t[5]:t[5]+2097152])
 	// bn1.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[52]:t[52]+256], a[t[53]:t[53]+256], a[t[54]:t[54]+256], a[t[55]:t[55]+256], a[t[47]:t[47]+256], a[t[48]:t[48]+256], a[t[49]:t[49]+256], a[t[50]:t[50]+256], p[t[51]:t[51]+256], 256, 1e-05)
 }
@@ -462,20 +456,16 @@ func (m *Model) trainS3Backward3(t *[56]int) {
 	m.conv1x1Dx(Conv1x1DxN128C128K256H16W16S2, 32768, 128, 128, 256, a[t[4]:t[4]+4194304], a[t[0]:t[0]+2097152], p[t[3]:t[3]+32768])
 	// conv3.dw: conv2d_dw_fused
 	m.conv1x1Dw(Conv1x1DwN128C64K256H8W8S1InAffineRelu, 4096, 128, 64, 256, a[t[8]:t[8]+16384], a[t[0]:t[0]+2097152], a[t[5]:t[5]+524288], a[t[6]:t[6]+64], a[t[7]:t[7]+64])
-	// conv3.da: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C64K256H8W8S1, 16384, 128, 64, 256, a[t[10]:t[10]+524288], a[t[0]:t[0]+2097152], p[t[9]:t[9]+16384])
-	// conv3.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[11]:t[11]+524288], a[t[12]:t[12]+64], a[t[13]:t[13]+64], a[t[10]:t[10]+524288], a[t[5]:t[5]+524288], a[t[6]:t[6]+64], a[t[7]:t[7]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
+	// conv3.da, conv3.prologue.grad: conv2d_dx, affine_relu_grad
+	m.conv1x1DxGrad(Conv1x1DxN128C64K256H8W8S1, 16384, 128, 64, 256, a[t[11]:t[11]+524288], a[t[12]:t[12]+64], a[t[13]:t[13]+64], a[t[0]:t[0]+2097152], p[t[9]:t[9]+16384], a[t[5]:t[5]+524288], a[t[6]:t[6]+64], a[t[7]:t[7]+64], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[17]:t[17]+64], a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[20]:t[20]+64], a[t[12]:t[12]+64], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[15]:t[15]+64], p[t[16]:t[16]+64], 64, 1e-05)
 	// conv2.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[21]:t[21]+524288], a[t[17]:t[17]+64], a[t[18]:t[18]+64], a[t[5]:t[5]+524288], a[t[14]:t[14]+64], a[t[11]:t[11]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
 	// conv2.dw: conv2d_dw_fused
 	m.conv3x3Dw(Conv3x3DwN128C64K64H8W8S1InAffineRelu, 6400, 128, 64, 64, a[t[25]:t[25]+36864], a[t[21]:t[21]+524288], a[t[22]:t[22]+524288], a[t[23]:t[23]+64], a[t[24]:t[24]+64])
-	// conv2.da: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C64K64H8W8S1, 6400, 128, 64, 64, a[t[27]:t[27]+524288], a[t[21]:t[21]+524288], p[t[26]:t[26]+36864])
-	// conv2.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[28]:t[28]+524288], a[t[29]:t[29]+64], a[t[30]:t[30]+64], a[t[27]:t[27]+524288], a[t[22]:t[22]+524288], a[t[23]:t[23]+64], a[t[24]:t[24]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
+	// conv2.da, conv2.prologue.grad: conv2d_dx, affine_relu_grad
+	m.conv3x3DxGrad(Conv3x3DxN128C64K64H8W8S1, 6400, 128, 64, 64, a[t[28]:t[28]+524288], a[t[29]:t[29]+64], a[t[30]:t[30]+64], a[t[21]:t[21]+524288], p[t[26]:t[26]+36864], a[t[22]:t[22]+524288], a[t[23]:t[23]+64], a[t[24]:t[24]+64], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[34]:t[34]+64], a[t[35]:t[35]+64], a[t[36]:t[36]+64], a[t[37]:t[37]+64], a[t[29]:t[29]+64], a[t[30]:t[30]+64], a[t[31]:t[31]+64], a[t[32]:t[32]+64], p[t[33]:t[33]+64], 64, 1e-05)
 	// conv1.stats.dy: bnstats_grad
@@ -499,30 +489,24 @@ func (m *Model) trainS2Backward(t *[56]int) {
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+4194304], a[t[0]:t[0]+128], a[t[1]:t[1]+128], a[t[2]:t[2]+4194304], a[t[3]:t[3]+128], a[t[4]:t[4]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
 	// conv3.dw: conv2d_dw_fused
 	m.conv1x1Dw(Conv1x1DwN128C32K128H16W16S1InAffineRelu, 8192, 128, 32, 128, a[t[9]:t[9]+4096], a[t[5]:t[5]+4194304], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32])
-	// conv3.da: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C32K128H16W16S1, 4096, 128, 32, 128, a[t[11]:t[11]+1048576], a[t[5]:t[5]+4194304], p[t[10]:t[10]+4096])
-	// conv3.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[12]:t[12]+1048576], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[11]:t[11]+1048576], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
+	// conv3.da, conv3.prologue.grad: conv2d_dx, affine_relu_grad
+	m.conv1x1DxGrad(Conv1x1DxN128C32K128H16W16S1, 4096, 128, 32, 128, a[t[12]:t[12]+1048576], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[5]:t[5]+4194304], p[t[10]:t[10]+4096], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[20]:t[20]+32], a[t[21]:t[21]+32], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[15]:t[15]+32], a[t[16]:t[16]+32], p[t[17]:t[17]+32], 32, 1e-05)
 	// conv2.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[22]:t[22]+1048576], a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[6]:t[6]+1048576], a[t[15]:t[15]+32], a[t[12]:t[12]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// conv2.dw: conv2d_dw_fused
 	m.conv3x3Dw(Conv3x3DwN128C32K32H16W16S1InAffineRelu, 10368, 128, 32, 32, a[t[26]:t[26]+9216], a[t[22]:t[22]+1048576], a[t[23]:t[23]+1048576], a[t[24]:t[24]+32], a[t[25]:t[25]+32])
-	// conv2.da: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C32K32H16W16S1, 10368, 128, 32, 32, a[t[28]:t[28]+1048576], a[t[22]:t[22]+1048576], p[t[27]:t[27]+9216])
-	// conv2.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[29]:t[29]+1048576], a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[28]:t[28]+1048576], a[t[23]:t[23]+1048576], a[t[24]:t[24]+32], a[t[25]:t[25]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
+	// conv2.da, conv2.prologue.grad: conv2d_dx, affine_relu_grad
+	m.conv3x3DxGrad(Conv3x3DxN128C32K32H16W16S1, 10368, 128, 32, 32, a[t[29]:t[29]+1048576], a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[22]:t[22]+1048576], p[t[27]:t[27]+9216], a[t[23]:t[23]+1048576], a[t[24]:t[24]+32], a[t[25]:t[25]+32], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[37]:t[37]+32], a[t[38]:t[38]+32], a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[32]:t[32]+32], a[t[33]:t[33]+32], p[t[34]:t[34]+32], 32, 1e-05)
 	// conv1.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[39]:t[39]+1048576], a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[23]:t[23]+1048576], a[t[32]:t[32]+32], a[t[29]:t[29]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// conv1.dw: conv2d_dw_fused
 	m.conv1x1Dw(Conv1x1DwN128C128K32H16W16S1InAffineRelu, 32768, 128, 128, 32, a[t[43]:t[43]+4096], a[t[39]:t[39]+1048576], a[t[40]:t[40]+4194304], a[t[41]:t[41]+128], a[t[42]:t[42]+128])
-	// conv1.da: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C128K32H16W16S1, 4096, 128, 128, 32, a[t[45]:t[45]+4194304], a[t[39]:t[39]+1048576], p[t[44]:t[44]+4096])
-	// conv1.prologue.grad: affine_relu_grad
-	nn.AffineReLUGradAdd(m.ctx, a[t[46]:t[46]+4194304], a[t[47]:t[47]+128], a[t[48]:t[48]+128], a[t[45]:t[45]+4194304], a[t[40]:t[40]+4194304], a[t[41]:t[41]+128], a[t[42]:t[42]+128], a[t[5]:t[5]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
+	// conv1.da, conv1.prologue.grad: conv2d_dx, affine_relu_grad
+	m.conv1x1DxGrad(Conv1x1DxN128C128K32H16W16S1, 4096, 128, 128, 32, a[t[46]:t[46]+4194304], a[t[47]:t[47]+128], a[t[48]:t[48]+128], a[t[39]:t[39]+1048576], p[t[44]:t[44]+4096], a[t[40]:t[40]+4194304], a[t[41]:t[41]+128], a[t[42]:t[42]+128], a[t[5]:t[5]+4194304])
 	// bn1.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[52]:t[52]+128], a[t[53]:t[53]+128], a[t[54]:t[54]+128], a[t[55]:t[55]+128], a[t[47]:t[47]+128], a[t[48]:t[48]+128], a[t[49]:t[49]+128], a[t[50]:t[50]+128], p[t[51]:t[51]+128], 128, 1e-05)
 }
@@ -559,30 +543,24 @@ func (m *Model) trainS2Backward3(t *[51]int) {
 	a, p := m.arena, m.params
 	// conv3.dw: conv2d_dw_fused
 	m.conv1x1Dw(Conv1x1DwN128C32K128H16W16S1InAffineRelu, 8192, 128, 32, 128, a[t[4]:t[4]+4096], a[t[0]:t[0]+4194304], a[t[1]:t[1]+1048576], a[t[2]:t[2]+32], a[t[3]:t[3]+32])
-	// conv3.da: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C32K128H16W16S1, 4096, 128, 32, 128, a[t[6]:t[6]+1048576], a[t[0]:t[0]+4194304], p[t[5]:t[5]+4096])
-	// conv3.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[7]:t[7]+1048576], a[t[8]:t[8]+32], a[t[9]:t[9]+32], a[t[6]:t[6]+1048576], a[t[1]:t[1]+1048576], a[t[2]:t[2]+32], a[t[3]:t[3]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
+	// conv3.da, conv3.prologue.grad: conv2d_dx, affine_relu_grad
+	m.conv1x1DxGrad(Conv1x1DxN128C32K128H16W16S1, 4096, 128, 32, 128, a[t[7]:t[7]+1048576], a[t[8]:t[8]+32], a[t[9]:t[9]+32], a[t[0]:t[0]+4194304], p[t[5]:t[5]+4096], a[t[1]:t[1]+1048576], a[t[2]:t[2]+32], a[t[3]:t[3]+32], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[15]:t[15]+32], a[t[16]:t[16]+32], a[t[8]:t[8]+32], a[t[9]:t[9]+32], a[t[10]:t[10]+32], a[t[11]:t[11]+32], p[t[12]:t[12]+32], 32, 1e-05)
 	// conv2.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[17]:t[17]+1048576], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[1]:t[1]+1048576], a[t[10]:t[10]+32], a[t[7]:t[7]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// conv2.dw: conv2d_dw_fused
 	m.conv3x3Dw(Conv3x3DwN128C32K32H16W16S1InAffineRelu, 10368, 128, 32, 32, a[t[21]:t[21]+9216], a[t[17]:t[17]+1048576], a[t[18]:t[18]+1048576], a[t[19]:t[19]+32], a[t[20]:t[20]+32])
-	// conv2.da: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C32K32H16W16S1, 10368, 128, 32, 32, a[t[23]:t[23]+1048576], a[t[17]:t[17]+1048576], p[t[22]:t[22]+9216])
-	// conv2.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[24]:t[24]+1048576], a[t[25]:t[25]+32], a[t[26]:t[26]+32], a[t[23]:t[23]+1048576], a[t[18]:t[18]+1048576], a[t[19]:t[19]+32], a[t[20]:t[20]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
+	// conv2.da, conv2.prologue.grad: conv2d_dx, affine_relu_grad
+	m.conv3x3DxGrad(Conv3x3DxN128C32K32H16W16S1, 10368, 128, 32, 32, a[t[24]:t[24]+1048576], a[t[25]:t[25]+32], a[t[26]:t[26]+32], a[t[17]:t[17]+1048576], p[t[22]:t[22]+9216], a[t[18]:t[18]+1048576], a[t[19]:t[19]+32], a[t[20]:t[20]+32], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[32]:t[32]+32], a[t[33]:t[33]+32], a[t[25]:t[25]+32], a[t[26]:t[26]+32], a[t[27]:t[27]+32], a[t[28]:t[28]+32], p[t[29]:t[29]+32], 32, 1e-05)
 	// conv1.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[34]:t[34]+1048576], a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[18]:t[18]+1048576], a[t[27]:t[27]+32], a[t[24]:t[24]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// conv1.dw: conv2d_dw_fused
 	m.conv1x1Dw(Conv1x1DwN128C128K32H16W16S1InAffineRelu, 32768, 128, 128, 32, a[t[38]:t[38]+4096], a[t[34]:t[34]+1048576], a[t[35]:t[35]+4194304], a[t[36]:t[36]+128], a[t[37]:t[37]+128])
-	// conv1.da: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C128K32H16W16S1, 4096, 128, 128, 32, a[t[40]:t[40]+4194304], a[t[34]:t[34]+1048576], p[t[39]:t[39]+4096])
-	// conv1.prologue.grad: affine_relu_grad
-	nn.AffineReLUGradAdd(m.ctx, a[t[41]:t[41]+4194304], a[t[42]:t[42]+128], a[t[43]:t[43]+128], a[t[40]:t[40]+4194304], a[t[35]:t[35]+4194304], a[t[36]:t[36]+128], a[t[37]:t[37]+128], a[t[0]:t[0]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
+	// conv1.da, conv1.prologue.grad: conv2d_dx, affine_relu_grad
+	m.conv1x1DxGrad(Conv1x1DxN128C128K32H16W16S1, 4096, 128, 128, 32, a[t[41]:t[41]+4194304], a[t[42]:t[42]+128], a[t[43]:t[43]+128], a[t[34]:t[34]+1048576], p[t[39]:t[39]+4096], a[t[35]:t[35]+4194304], a[t[36]:t[36]+128], a[t[37]:t[37]+128], a[t[0]:t[0]+4194304])
 	// bn1.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[47]:t[47]+128], a[t[48]:t[48]+128], a[t[49]:t[49]+128], a[t[50]:t[50]+128], a[t[42]:t[42]+128], a[t[43]:t[43]+128], a[t[44]:t[44]+128], a[t[45]:t[45]+128], p[t[46]:t[46]+128], 128, 1e-05)
 }
@@ -624,20 +602,16 @@ func (m *Model) trainS2Backward4(t *[61]int) {
 	m.conv1x1Dx(Conv1x1DxN128C64K128H32W32S2, 8192, 128, 64, 128, a[t[9]:t[9]+8388608], a[t[5]:t[5]+4194304], p[t[8]:t[8]+8192])
 	// conv3.dw: conv2d_dw_fused
 	m.conv1x1Dw(Conv1x1DwN128C32K128H16W16S1InAffineRelu, 8192, 128, 32, 128, a[t[13]:t[13]+4096], a[t[5]:t[5]+4194304], a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32])
-	// conv3.da: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C32K128H16W16S1, 4096, 128, 32, 128, a[t[15]:t[15]+1048576], a[t[5]:t[5]+4194304], p[t[14]:t[14]+4096])
-	// conv3.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[16]:t[16]+1048576], a[t[17]:t[17]+32], a[t[18]:t[18]+32], a[t[15]:t[15]+1048576], a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
+	// conv3.da, conv3.prologue.grad: conv2d_dx, affine_relu_grad
+	m.conv1x1DxGrad(Conv1x1DxN128C32K128H16W16S1, 4096, 128, 32, 128, a[t[16]:t[16]+1048576], a[t[17]:t[17]+32], a[t[18]:t[18]+32], a[t[5]:t[5]+4194304], p[t[14]:t[14]+4096], a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[22]:t[22]+32], a[t[23]:t[23]+32], a[t[24]:t[24]+32], a[t[25]:t[25]+32], a[t[17]:t[17]+32], a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[20]:t[20]+32], p[t[21]:t[21]+32], 32, 1e-05)
 	// conv2.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[26]:t[26]+1048576], a[t[22]:t[22]+32], a[t[23]:t[23]+32], a[t[10]:t[10]+1048576], a[t[19]:t[19]+32], a[t[16]:t[16]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// conv2.dw: conv2d_dw_fused
 	m.conv3x3Dw(Conv3x3DwN128C32K32H16W16S1InAffineRelu, 10368, 128, 32, 32, a[t[30]:t[30]+9216], a[t[26]:t[26]+1048576], a[t[27]:t[27]+1048576], a[t[28]:t[28]+32], a[t[29]:t[29]+32])
-	// conv2.da: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C32K32H16W16S1, 10368, 128, 32, 32, a[t[32]:t[32]+1048576], a[t[26]:t[26]+1048576], p[t[31]:t[31]+9216])
-	// conv2.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[33]:t[33]+1048576], a[t[34]:t[34]+32], a[t[35]:t[35]+32], a[t[32]:t[32]+1048576], a[t[27]:t[27]+1048576], a[t[28]:t[28]+32], a[t[29]:t[29]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
+	// conv2.da, conv2.prologue.grad: conv2d_dx, affine_relu_grad
+	m.conv3x3DxGrad(Conv3x3DxN128C32K32H16W16S1, 10368, 128, 32, 32, a[t[33]:t[33]+1048576], a[t[34]:t[34]+32], a[t[35]:t[35]+32], a[t[26]:t[26]+1048576], p[t[31]:t[31]+9216], a[t[27]:t[27]+1048576], a[t[28]:t[28]+32], a[t[29]:t[29]+32], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[39]:t[39]+32], a[t[40]:t[40]+32], a[t[41]:t[41]+32], a[t[42]:t[42]+32], a[t[34]:t[34]+32], a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[37]:t[37]+32], p[t[38]:t[38]+32], 32, 1e-05)
 	// conv1.stats.dy: bnstats_grad
@@ -661,30 +635,24 @@ func (m *Model) trainS1Backward(t *[56]int) {
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+8388608], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+8388608], a[t[3]:t[3]+64], a[t[4]:t[4]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
 	// conv3.dw: conv2d_dw_fused
 	m.conv1x1Dw(Conv1x1DwN128C16K64H32W32S1InAffineRelu, 16384, 128, 16, 64, a[t[9]:t[9]+1024], a[t[5]:t[5]+8388608], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16])
-	// conv3.da: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C16K64H32W32S1, 1024, 128, 16, 64, a[t[11]:t[11]+2097152], a[t[5]:t[5]+8388608], p[t[10]:t[10]+1024])
-	// conv3.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[12]:t[12]+2097152], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[11]:t[11]+2097152], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	// conv3.da, conv3.prologue.grad: conv2d_dx, affine_relu_grad
+	m.conv1x1DxGrad(Conv1x1DxN128C16K64H32W32S1, 1024, 128, 16, 64, a[t[12]:t[12]+2097152], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[5]:t[5]+8388608], p[t[10]:t[10]+1024], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[20]:t[20]+16], a[t[21]:t[21]+16], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[16]:t[16]+16], p[t[17]:t[17]+16], 16, 1e-05)
 	// conv2.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[22]:t[22]+2097152], a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[6]:t[6]+2097152], a[t[15]:t[15]+16], a[t[12]:t[12]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// conv2.dw: conv2d_dw_fused
 	m.conv3x3Dw(Conv3x3DwN128C16K16H32W32S1InAffineRelu, 18496, 128, 16, 16, a[t[26]:t[26]+2304], a[t[22]:t[22]+2097152], a[t[23]:t[23]+2097152], a[t[24]:t[24]+16], a[t[25]:t[25]+16])
-	// conv2.da: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[28]:t[28]+2097152], a[t[22]:t[22]+2097152], p[t[27]:t[27]+2304])
-	// conv2.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[29]:t[29]+2097152], a[t[30]:t[30]+16], a[t[31]:t[31]+16], a[t[28]:t[28]+2097152], a[t[23]:t[23]+2097152], a[t[24]:t[24]+16], a[t[25]:t[25]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	// conv2.da, conv2.prologue.grad: conv2d_dx, affine_relu_grad
+	m.conv3x3DxGrad(Conv3x3DxN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[29]:t[29]+2097152], a[t[30]:t[30]+16], a[t[31]:t[31]+16], a[t[22]:t[22]+2097152], p[t[27]:t[27]+2304], a[t[23]:t[23]+2097152], a[t[24]:t[24]+16], a[t[25]:t[25]+16], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[35]:t[35]+16], a[t[36]:t[36]+16], a[t[37]:t[37]+16], a[t[38]:t[38]+16], a[t[30]:t[30]+16], a[t[31]:t[31]+16], a[t[32]:t[32]+16], a[t[33]:t[33]+16], p[t[34]:t[34]+16], 16, 1e-05)
 	// conv1.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[39]:t[39]+2097152], a[t[35]:t[35]+16], a[t[36]:t[36]+16], a[t[23]:t[23]+2097152], a[t[32]:t[32]+16], a[t[29]:t[29]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// conv1.dw: conv2d_dw_fused
 	m.conv1x1Dw(Conv1x1DwN128C64K16H32W32S1InAffineRelu, 65536, 128, 64, 16, a[t[43]:t[43]+1024], a[t[39]:t[39]+2097152], a[t[40]:t[40]+8388608], a[t[41]:t[41]+64], a[t[42]:t[42]+64])
-	// conv1.da: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C64K16H32W32S1, 1024, 128, 64, 16, a[t[45]:t[45]+8388608], a[t[39]:t[39]+2097152], p[t[44]:t[44]+1024])
-	// conv1.prologue.grad: affine_relu_grad
-	nn.AffineReLUGradAdd(m.ctx, a[t[46]:t[46]+8388608], a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[45]:t[45]+8388608], a[t[40]:t[40]+8388608], a[t[41]:t[41]+64], a[t[42]:t[42]+64], a[t[5]:t[5]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
+	// conv1.da, conv1.prologue.grad: conv2d_dx, affine_relu_grad
+	m.conv1x1DxGrad(Conv1x1DxN128C64K16H32W32S1, 1024, 128, 64, 16, a[t[46]:t[46]+8388608], a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[39]:t[39]+2097152], p[t[44]:t[44]+1024], a[t[40]:t[40]+8388608], a[t[41]:t[41]+64], a[t[42]:t[42]+64], a[t[5]:t[5]+8388608])
 	// bn1.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[52]:t[52]+64], a[t[53]:t[53]+64], a[t[54]:t[54]+64], a[t[55]:t[55]+64], a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[49]:t[49]+64], a[t[50]:t[50]+64], p[t[51]:t[51]+64], 64, 1e-05)
 }
@@ -710,30 +678,24 @@ func (m *Model) trainS1Backward3(t *[51]int) {
 	a, p := m.arena, m.params
 	// conv3.dw: conv2d_dw_fused
 	m.conv1x1Dw(Conv1x1DwN128C16K64H32W32S1InAffineRelu, 16384, 128, 16, 64, a[t[4]:t[4]+1024], a[t[0]:t[0]+8388608], a[t[1]:t[1]+2097152], a[t[2]:t[2]+16], a[t[3]:t[3]+16])
-	// conv3.da: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C16K64H32W32S1, 1024, 128, 16, 64, a[t[6]:t[6]+2097152], a[t[0]:t[0]+8388608], p[t[5]:t[5]+1024])
-	// conv3.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[7]:t[7]+2097152], a[t[8]:t[8]+16], a[t[9]:t[9]+16], a[t[6]:t[6]+2097152], a[t[1]:t[1]+2097152], a[t[2]:t[2]+16], a[t[3]:t[3]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	// conv3.da, conv3.prologue.grad: conv2d_dx, affine_relu_grad
+	m.conv1x1DxGrad(Conv1x1DxN128C16K64H32W32S1, 1024, 128, 16, 64, a[t[7]:t[7]+2097152], a[t[8]:t[8]+16], a[t[9]:t[9]+16], a[t[0]:t[0]+8388608], p[t[5]:t[5]+1024], a[t[1]:t[1]+2097152], a[t[2]:t[2]+16], a[t[3]:t[3]+16], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[16]:t[16]+16], a[t[8]:t[8]+16], a[t[9]:t[9]+16], a[t[10]:t[10]+16], a[t[11]:t[11]+16], p[t[12]:t[12]+16], 16, 1e-05)
 	// conv2.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[17]:t[17]+2097152], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[1]:t[1]+2097152], a[t[10]:t[10]+16], a[t[7]:t[7]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// conv2.dw: conv2d_dw_fused
 	m.conv3x3Dw(Conv3x3DwN128C16K16H32W32S1InAffineRelu, 18496, 128, 16, 16, a[t[21]:t[21]+2304], a[t[17]:t[17]+2097152], a[t[18]:t[18]+2097152], a[t[19]:t[19]+16], a[t[20]:t[20]+16])
-	// conv2.da: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[23]:t[23]+2097152], a[t[17]:t[17]+2097152], p[t[22]:t[22]+2304])
-	// conv2.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[24]:t[24]+2097152], a[t[25]:t[25]+16], a[t[26]:t[26]+16], a[t[23]:t[23]+2097152], a[t[18]:t[18]+2097152], a[t[19]:t[19]+16], a[t[20]:t[20]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	// conv2.da, conv2.prologue.grad: conv2d_dx, affine_relu_grad
+	m.conv3x3DxGrad(Conv3x3DxN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[24]:t[24]+2097152], a[t[25]:t[25]+16], a[t[26]:t[26]+16], a[t[17]:t[17]+2097152], p[t[22]:t[22]+2304], a[t[18]:t[18]+2097152], a[t[19]:t[19]+16], a[t[20]:t[20]+16], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[30]:t[30]+16], a[t[31]:t[31]+16], a[t[32]:t[32]+16], a[t[33]:t[33]+16], a[t[25]:t[25]+16], a[t[26]:t[26]+16], a[t[27]:t[27]+16], a[t[28]:t[28]+16], p[t[29]:t[29]+16], 16, 1e-05)
 	// conv1.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[34]:t[34]+2097152], a[t[30]:t[30]+16], a[t[31]:t[31]+16], a[t[18]:t[18]+2097152], a[t[27]:t[27]+16], a[t[24]:t[24]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// conv1.dw: conv2d_dw_fused
 	m.conv1x1Dw(Conv1x1DwN128C64K16H32W32S1InAffineRelu, 65536, 128, 64, 16, a[t[38]:t[38]+1024], a[t[34]:t[34]+2097152], a[t[35]:t[35]+8388608], a[t[36]:t[36]+64], a[t[37]:t[37]+64])
-	// conv1.da: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C64K16H32W32S1, 1024, 128, 64, 16, a[t[40]:t[40]+8388608], a[t[34]:t[34]+2097152], p[t[39]:t[39]+1024])
-	// conv1.prologue.grad: affine_relu_grad
-	nn.AffineReLUGradAdd(m.ctx, a[t[41]:t[41]+8388608], a[t[42]:t[42]+64], a[t[43]:t[43]+64], a[t[40]:t[40]+8388608], a[t[35]:t[35]+8388608], a[t[36]:t[36]+64], a[t[37]:t[37]+64], a[t[0]:t[0]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
+	// conv1.da, conv1.prologue.grad: conv2d_dx, affine_relu_grad
+	m.conv1x1DxGrad(Conv1x1DxN128C64K16H32W32S1, 1024, 128, 64, 16, a[t[41]:t[41]+8388608], a[t[42]:t[42]+64], a[t[43]:t[43]+64], a[t[34]:t[34]+2097152], p[t[39]:t[39]+1024], a[t[35]:t[35]+8388608], a[t[36]:t[36]+64], a[t[37]:t[37]+64], a[t[0]:t[0]+8388608])
 	// bn1.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[49]:t[49]+64], a[t[50]:t[50]+64], a[t[42]:t[42]+64], a[t[43]:t[43]+64], a[t[44]:t[44]+64], a[t[45]:t[45]+64], p[t[46]:t[46]+64], 64, 1e-05)
 }
@@ -764,20 +726,16 @@ func (m *Model) trainS1Backward4(t *[61]int) {
 	m.conv1x1Dx(Conv1x1DxN128C16K64H32W32S1, 1024, 128, 16, 64, a[t[9]:t[9]+2097152], a[t[5]:t[5]+8388608], p[t[8]:t[8]+1024])
 	// conv3.dw: conv2d_dw_fused
 	m.conv1x1Dw(Conv1x1DwN128C16K64H32W32S1InAffineRelu, 16384, 128, 16, 64, a[t[13]:t[13]+1024], a[t[5]:t[5]+8388608], a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16])
-	// conv3.da: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C16K64H32W32S1, 1024, 128, 16, 64, a[t[15]:t[15]+2097152], a[t[5]:t[5]+8388608], p[t[14]:t[14]+1024])
-	// conv3.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[16]:t[16]+2097152], a[t[17]:t[17]+16], a[t[18]:t[18]+16], a[t[15]:t[15]+2097152], a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	// conv3.da, conv3.prologue.grad: conv2d_dx, affine_relu_grad
+	m.conv1x1DxGrad(Conv1x1DxN128C16K64H32W32S1, 1024, 128, 16, 64, a[t[16]:t[16]+2097152], a[t[17]:t[17]+16], a[t[18]:t[18]+16], a[t[5]:t[5]+8388608], p[t[14]:t[14]+1024], a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[22]:t[22]+16], a[t[23]:t[23]+16], a[t[24]:t[24]+16], a[t[25]:t[25]+16], a[t[17]:t[17]+16], a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[20]:t[20]+16], p[t[21]:t[21]+16], 16, 1e-05)
 	// conv2.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[26]:t[26]+2097152], a[t[22]:t[22]+16], a[t[23]:t[23]+16], a[t[10]:t[10]+2097152], a[t[19]:t[19]+16], a[t[16]:t[16]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// conv2.dw: conv2d_dw_fused
 	m.conv3x3Dw(Conv3x3DwN128C16K16H32W32S1InAffineRelu, 18496, 128, 16, 16, a[t[30]:t[30]+2304], a[t[26]:t[26]+2097152], a[t[27]:t[27]+2097152], a[t[28]:t[28]+16], a[t[29]:t[29]+16])
-	// conv2.da: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[32]:t[32]+2097152], a[t[26]:t[26]+2097152], p[t[31]:t[31]+2304])
-	// conv2.prologue.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[33]:t[33]+2097152], a[t[34]:t[34]+16], a[t[35]:t[35]+16], a[t[32]:t[32]+2097152], a[t[27]:t[27]+2097152], a[t[28]:t[28]+16], a[t[29]:t[29]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	// conv2.da, conv2.prologue.grad: conv2d_dx, affine_relu_grad
+	m.conv3x3DxGrad(Conv3x3DxN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[33]:t[33]+2097152], a[t[34]:t[34]+16], a[t[35]:t[35]+16], a[t[26]:t[26]+2097152], p[t[31]:t[31]+2304], a[t[27]:t[27]+2097152], a[t[28]:t[28]+16], a[t[29]:t[29]+16], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[39]:t[39]+16], a[t[40]:t[40]+16], a[t[41]:t[41]+16], a[t[42]:t[42]+16], a[t[34]:t[34]+16], a[t[35]:t[35]+16], a[t[36]:t[36]+16], a[t[37]:t[37]+16], p[t[38]:t[38]+16], 16, 1e-05)
 	// conv1.stats.dy: bnstats_grad

@@ -2,7 +2,11 @@
 
 package preactresnet164
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/resnetc/resnetc/runtime/nn"
+)
 
 // kernelBuffers are the buffers the specialized kernels share.
 type kernelBuffers struct {
@@ -10,8 +14,11 @@ type kernelBuffers struct {
 	stats   []float32   // per-image sums of the stats epilogue
 	dwParts [][]float32 // each worker's partial weight gradient
 	dwView  [][]float32 // dwParts cut to one kernel's length
+	daImage [][]float32 // each worker's image of a backward-data kernel's output
+	parts   [][]float64 // each worker's per-channel sums of a backward epilogue
 	conv    convTask
 	dx      dxTask
+	dxGrad  dxGradTask
 	dw      dwTask
 }
 
@@ -21,9 +28,13 @@ func newKernelBuffers(threads int) kernelBuffers {
 		stats:   AlignedFloats(statsLen),
 		dwParts: make([][]float32, threads),
 		dwView:  make([][]float32, threads),
+		daImage: make([][]float32, threads),
+		parts:   make([][]float64, threads),
 	}
 	for w := range b.dwParts {
 		b.dwParts[w] = AlignedFloats(dwPartLen)
+		b.daImage[w] = AlignedFloats(daImageLen)
+		b.parts[w] = make([]float64, partLen)
 	}
 	return b
 }
@@ -107,6 +118,76 @@ func (m *Model) conv1x1Dx(fn Conv1x1DxFunc, scratch, n, cin, cout int, dx, dy, w
 	m.ctx.Parallel(t, n)
 }
 
+// dxGradTask runs a backward-data kernel image by image into the
+// worker's daImage and, while that image is in cache, the gradient of the
+// forward conv's affine-ReLU prologue on it (nn.AffineReLUGradPart): the
+// input gradient da never goes to memory.
+type dxGradTask struct {
+	fn                              func(dy, w, dx, scratch []float32, n0, n1 int)
+	dy, w, dx, x, scale, shift, acc []float32
+	dyImage, dxImage                int    // elements of one image of dy and of dx
+	act                             nn.Act // one image of dx
+	scratch                         int
+	m                               *Model
+}
+
+func (t *dxGradTask) Run(w, lo, hi int) {
+	da := t.m.k.daImage[w][:t.dxImage]
+	part := t.m.k.parts[w][:2*t.act.C]
+	scratch := t.m.ctx.Scratch(w)[:t.scratch]
+	for n := lo; n < hi; n++ {
+		// The kernel computes image 0 of the views that start at image n.
+		t.fn(t.dy[n*t.dyImage:(n+1)*t.dyImage], t.w, da, scratch, 0, 1)
+		o, e := n*t.dxImage, (n+1)*t.dxImage
+		var acc []float32
+		if t.acc != nil {
+			acc = t.acc[o:e]
+		}
+		nn.AffineReLUGradPart(t.dx[o:e], da, t.x[o:e], t.scale, t.shift, acc, part, t.act)
+	}
+}
+
+// conv3x3DxGrad runs a 3x3 backward-data convolution fused with the
+// gradient of the affine-ReLU prologue of the forward conv, the pair
+// conv2d_dx, affine_relu_grad: dx, dscale and dshift as
+// nn.AffineReLUGrad (nn.AffineReLUGradAdd when acc is not nil) computes
+// them from the convolution's output.
+func (m *Model) conv3x3DxGrad(fn Conv3x3DxFunc, scratch, n, cin, cout int, dx, dscale, dshift, dy, w, x, scale, shift, acc []float32) {
+	t := &m.k.dxGrad
+	t.w = m.k.packed[:cout*cin*9]
+	check(PackConv3x3DxWeights(t.w, w, cout, cin))
+	m.dxGrad(fn, scratch, n, cin, dx, dscale, dshift, dy, x, scale, shift, acc)
+}
+
+// conv1x1DxGrad is conv3x3DxGrad for a 1x1 convolution.
+func (m *Model) conv1x1DxGrad(fn Conv1x1DxFunc, scratch, n, cin, cout int, dx, dscale, dshift, dy, w, x, scale, shift, acc []float32) {
+	t := &m.k.dxGrad
+	t.w = m.k.packed[:cout*cin]
+	check(PackConv1x1Weights(t.w, w, cout, cin))
+	m.dxGrad(fn, scratch, n, cin, dx, dscale, dshift, dy, x, scale, shift, acc)
+}
+
+// dxGrad runs m.k.dxGrad, whose packed weights are set, over the workers
+// and adds their per-channel sums in worker order, in float64.
+func (m *Model) dxGrad(fn func(dy, w, dx, scratch []float32, n0, n1 int), scratch, n, c int, dx, dscale, dshift, dy, x, scale, shift, acc []float32) {
+	t := &m.k.dxGrad
+	t.fn, t.dy, t.dx, t.x, t.scale, t.shift, t.acc, t.scratch, t.m = fn, dy, dx, x, scale, shift, acc, scratch, m
+	t.dyImage, t.dxImage = len(dy)/n, len(dx)/n
+	t.act = nn.Act{N: 1, C: c, H: 1, W: t.dxImage / c, Blocked: true}
+	for _, p := range m.k.parts {
+		clear(p[:2*c])
+	}
+	m.ctx.Parallel(t, n)
+	for ch := range c {
+		var s, b float64
+		for _, p := range m.k.parts {
+			s += p[ch]
+			b += p[c+ch]
+		}
+		dscale[ch], dshift[ch] = float32(s), float32(b)
+	}
+}
+
 type dwTask struct {
 	fn                  Conv3x3DwFunc
 	fn1                 Conv1x1DwFunc
@@ -163,9 +244,11 @@ func (m *Model) conv1x1Dw(fn Conv1x1DwFunc, scratch, n, cin, cout int, dw, dy, x
 	check(UnpackConv1x1Weights(dw, packed, cout, cin))
 }
 
-// Sizes of the kernels' buffers, in float32s.
+// Sizes of the kernels' buffers, in float32s (partLen in float64s).
 const (
-	packedLen = 36864
-	statsLen  = 65536
-	dwPartLen = 36864
+	packedLen  = 36864
+	statsLen   = 65536
+	dwPartLen  = 36864
+	daImageLen = 65536
+	partLen    = 512
 )

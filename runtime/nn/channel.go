@@ -320,11 +320,36 @@ func AffineReLUGradAdd(c *Ctx, dx, dscale, dshift, da, x, scale, shift, acc []fl
 	}
 }
 
+// AffineReLUGradPart is AffineReLUGrad (AffineReLUGradAdd when acc is
+// not nil) of the a.N images in the slices, on the calling goroutine: it
+// writes dx and adds the per-channel sums into part, 2*C float64s (the
+// dscale sums, then the dshift sums), without rounding them. It is the
+// epilogue a backward-data convolution runs on each image it has just
+// computed, while da is in cache: workers that split a batch keep a
+// part each and add the parts in a fixed order. dx may be da or acc.
+func AffineReLUGradPart(dx, da, x, scale, shift, acc []float32, part []float64, a Act) {
+	mustAct("AffineReLUGradPart", a)
+	n, C := a.Len(), a.C
+	mustLen("AffineReLUGradPart", "dx", dx, n)
+	mustLen("AffineReLUGradPart", "da", da, n)
+	mustLen("AffineReLUGradPart", "x", x, n)
+	if acc != nil {
+		mustLen("AffineReLUGradPart", "acc", acc, n)
+	}
+	vecs("AffineReLUGradPart", C, scale, shift)
+	if len(part) != 2*C {
+		panic(fmt.Sprintf("BUG: nn.AffineReLUGradPart: part has %d elements, want %d", len(part), 2*C))
+	}
+	affineReLUGradRows(dx, da, x, scale, shift, acc, part, rowsOf(a), 0, rowsOf(a).count)
+}
+
 func affineReLUGradRange(t *opTask, w, lo, hi int) {
-	dx, da, x, scale, shift, acc := t.y[0], t.x[0], t.x[1], t.x[2], t.x[3], t.x[4]
-	C := t.a.C
-	part := t.c.wide[w][:2*C]
-	r := rowsOf(t.a)
+	affineReLUGradRows(t.y[0], t.x[0], t.x[1], t.x[2], t.x[3], t.x[4], t.c.wide[w][:2*t.a.C], rowsOf(t.a), lo, hi)
+}
+
+// affineReLUGradRows runs rows [lo, hi) of r, adding their sums into part.
+func affineReLUGradRows(dx, da, x, scale, shift, acc []float32, part []float64, r rows, lo, hi int) {
+	C := r.groups * r.lanes
 	for u := lo; u < hi; u++ {
 		ch0 := r.first(u)
 		s, b := r.lanesOf(scale, ch0), r.lanesOf(shift, ch0)

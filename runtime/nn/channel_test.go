@@ -180,6 +180,32 @@ func TestAffineReLU(t *testing.T) {
 			checkClose(t, "AffineReLUGradAdd dscale", f64s(ds), wantDs)
 			checkClose(t, "AffineReLUGradAdd dshift", f64s(db), wantDb)
 		}
+
+		// AffineReLUGradPart, image by image as a convolution's epilogue
+		// runs it, with and without acc, into one part.
+		img := a
+		img.N = 1
+		size := img.Len()
+		for _, add := range []bool{false, true} {
+			pda, px, pacc := pack(a, da), pack(a, x), pack(a, acc)
+			dx := make([]float32, a.Len())
+			part := make([]float64, 2*a.C)
+			for n := range a.N {
+				at := func(v []float32) []float32 { return v[n*size : (n+1)*size] }
+				var acc []float32
+				if add {
+					acc = at(pacc)
+				}
+				AffineReLUGradPart(at(dx), at(pda), at(px), f32s(scale), f32s(shift), acc, part, img)
+			}
+			want := wantDx
+			if add {
+				want = wantAdd
+			}
+			checkAct(t, fmt.Sprintf("AffineReLUGradPart dx (acc %v)", add), a, dx, want)
+			checkClose(t, "AffineReLUGradPart dscale", part[:a.C], wantDs)
+			checkClose(t, "AffineReLUGradPart dshift", part[a.C:], wantDb)
+		}
 	})
 }
 

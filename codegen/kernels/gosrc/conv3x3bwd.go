@@ -5,7 +5,9 @@ import "fmt"
 // Conv3x3DxFunc is the signature shared by every 3x3 backward-data kernel,
 // assembly and twin: the output gradient dy (NCHW8c), the conv's weights
 // packed by PackConv3x3DxWeights, the input gradient dx (NCHW8c, which it
-// overwrites) and the caller's scratch, for images [n0, n1).
+// overwrites) and the caller's scratch, for images [n0, n1). dy and dx
+// need hold only the images up to n1: a caller may pass views that start
+// at image k and ask for images [0, n1-k).
 type Conv3x3DxFunc func(dy, w, dx, scratch []float32, n0, n1 int)
 
 // Conv3x3DxShape is the shape of one generated backward-data kernel: that
@@ -53,13 +55,13 @@ func checkConv3x3Dx(s *Conv3x3DxShape, dy, w, dx, scratch []float32, n0, n1 int)
 			panic(fmt.Sprintf("BUG: %s: %s has length %d, want at least %d", s.Name, what, got, want))
 		}
 	}
-	need("dy", len(dy), s.DyLen())
-	need("w", len(w), s.WLen())
-	need("dx", len(dx), s.DxLen())
-	need("scratch", len(scratch), s.ScratchLen())
 	if n0 < 0 || n0 > n1 || n1 > s.N {
 		panic(fmt.Sprintf("BUG: %s: images [%d, %d) outside [0, %d)", s.Name, n0, n1, s.N))
 	}
+	need("dy", len(dy), n1*(s.DyLen()/s.N))
+	need("w", len(w), s.WLen())
+	need("dx", len(dx), n1*(s.DxLen()/s.N))
+	need("scratch", len(scratch), s.ScratchLen())
 }
 
 // zeroBorder zeroes the one-pixel border of the blocks [c/8][h+2][w+2][8]
