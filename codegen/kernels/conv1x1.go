@@ -73,8 +73,8 @@ type Conv1x1 struct {
 const Conv1x1Signature = Conv3x3Signature
 
 // Conv1x1DxSignature is the signature of every Dx kernel: dx of images
-// [n0, n1) from dy and the packed forward weights w, which the kernel
-// transposes into scratch once per call.
+// [n0, n1) from dy and the weights w packed for it, [Cin/8][Cout][8 ci];
+// it needs no scratch.
 const Conv1x1DxSignature = "func(dy, w, dx, scratch []float32, n0, n1 int)"
 
 // Conv1x1DwSignature is the signature of every Dw kernel: it adds the
@@ -199,13 +199,13 @@ func (c Conv1x1) gathers() bool {
 }
 
 // ScratchLen is the float32 length of the scratch each concurrent call
-// needs: for Dx the transposed weights, [Cin/8][Cout][8]; for the others
-// prologue(x) of one image at the output pixels, [Cin/8][OutH·OutW][8],
-// or nothing when they read x itself.
+// needs: for the forward and Dw kernels prologue(x) of one image at the
+// output pixels, [Cin/8][OutH·OutW][8], or nothing when they read x
+// itself; Dx needs none.
 func (c Conv1x1) ScratchLen() int {
 	switch {
 	case c.Op == Conv1x1Dx:
-		return c.Cin * c.Cout
+		return 0
 	case c.gathers():
 		return c.Cin * c.outPixels()
 	}

@@ -21,8 +21,8 @@ import (
 //     output-channel blocks and each tile of pixels, the kernel runs over
 //     the input channels, one weight vector per block and one broadcast
 //     input scalar per pixel, and applies the epilogue as it stores;
-//   - Dx: the weights are transposed into the scratch once per call, to
-//     [Cin/8][Cout][8]; then the same sweep with the roles of the channels
+//   - Dx: the weights come packed as [Cin/8][Cout][8 ci] (the driver packs
+//     them once per step); the same sweep with the roles of the channels
 //     swapped, dy's scalars broadcast; with stride 2 the tiles follow dy's
 //     rows, and each row of tiles is followed by the zeros of the pixels
 //     between and below;
@@ -710,7 +710,6 @@ func (b *gemmAsm) forwardEpilogue(t gemmTile, yt reg.GPVirtual) {
 func (b *gemmAsm) backwardData() {
 	ctx, c := b.ctx, b.c
 	b.allocLocals()
-	b.transposeWeights()
 	colBytes := 32
 	if c.Stride == 2 {
 		colBytes = 64
@@ -721,7 +720,7 @@ func (b *gemmAsm) backwardData() {
 		b.imageBase("dy", n, b.yImage(), b.aLoc)
 		b.imageBase("dx", n, b.xImage(), b.outLoc)
 		wt := ctx.GP64()
-		ctx.MOVQ(b.base("scratch"), wt)
+		ctx.MOVQ(b.base("w"), wt)
 		b.sweep(wt, c.Cout*32, b.outPlane(), c.Cout, b.xPlane(), colBytes, func(t gemmTile, out reg.GPVirtual) {
 			for j := range t.Blocks {
 				for p := range t.Width {
@@ -729,35 +728,6 @@ func (b *gemmAsm) backwardData() {
 				}
 			}
 		})
-	})
-}
-
-// transposeWeights writes the packed weights w, [Cout/8][Cin][8 co], into
-// the scratch as [Cin/8][Cout][8 ci]: eight input channels of one output
-// channel are then one vector. Element by element, 8x8 at a time.
-func (b *gemmAsm) transposeWeights() {
-	ctx, c := b.ctx, b.c
-	src, col := ctx.GP64(), ctx.GP64()
-	ctx.MOVQ(b.base("w"), src)
-	ctx.MOVQ(b.base("scratch"), col)
-	b.loop("tcob", c.Cout/8, func() {
-		dst := ctx.GP64()
-		ctx.MOVQ(col, dst)
-		b.loop("tcib", c.Cin/8, func() {
-			d := ctx.GP64()
-			ctx.MOVQ(dst, d)
-			b.loop("tci", 8, func() { // input channel within the block
-				v := ctx.GP32()
-				for l := range 8 { // output channel within the block
-					ctx.MOVL(mem(src, l*4), v)
-					ctx.MOVL(v, mem(d, l*32))
-				}
-				ctx.ADDQ(imm(32), src)
-				ctx.ADDQ(imm(4), d)
-			})
-			ctx.ADDQ(imm(c.Cout*32), dst)
-		})
-		ctx.ADDQ(imm(8*32), col)
 	})
 }
 

@@ -19,7 +19,7 @@ var sentinel = float32(-12345.5)
 type conv1x1Case struct {
 	s                                       *Conv1x1Shape
 	x, w, bias, scale, shift, res, dy, dw0  []float32 // plain
-	bx, bw, bres, bdy, bdw0                 []float32 // kernel layouts
+	bx, bw, bwDx, bres, bdy, bdw0           []float32 // kernel layouts
 	oh, ow, op, hw, cib, cob, cin, cout, st int
 }
 
@@ -68,6 +68,8 @@ func (c *conv1x1Case) pack(t testing.TB) {
 	c.bx, c.bw, c.bdw0 = make([]float32, len(c.x)), make([]float32, len(c.w)), make([]float32, len(c.w))
 	c.bres, c.bdy = make([]float32, len(c.res)), make([]float32, len(c.dy))
 	must(t, PackConv1x1Weights(c.bw, c.w, s.Cout, s.Cin))
+	c.bwDx = make([]float32, len(c.w))
+	must(t, PackConv1x1DxWeights(c.bwDx, c.w, s.Cout, s.Cin))
 	must(t, PackConv1x1Weights(c.bdw0, c.dw0, s.Cout, s.Cin))
 	// Image by image (the layouts keep images apart), the tested ones.
 	for _, rg := range imageRanges(s.N) {
@@ -285,7 +287,7 @@ func (c *conv1x1Case) runDx(f Conv1x1DxFunc, ranges ...[2]int) []float32 {
 	fill(dx, sentinel)
 	scratch := c.scratch()
 	for _, rg := range ranges {
-		f(c.bdy, c.bw, dx, scratch, rg[0], rg[1])
+		f(c.bdy, c.bwDx, dx, scratch, rg[0], rg[1])
 	}
 	return dx
 }
@@ -585,7 +587,7 @@ func TestCheckPanics(t *testing.T) {
 					arg    int
 					n0, n1 int
 					want   string
-				}{arg, 0, 1, "has length"})
+				}{arg, 0, k.s.N, "has length"})
 			}
 		}
 		for _, c := range cases {

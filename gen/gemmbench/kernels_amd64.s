@@ -770,52 +770,13 @@ done2:
 // func conv1x1DxN128C64K16H32W32S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN128C64K16H32W32S1AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000002, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ $0x00000008, SI
-
-tcib2:
-	MOVQ BX, DI
-	MOVQ $0x00000008, R8
-
-tci3:
-	MOVL (AX), R9
-	MOVL R9, (DI)
-	MOVL 4(AX), R9
-	MOVL R9, 32(DI)
-	MOVL 8(AX), R9
-	MOVL R9, 64(DI)
-	MOVL 12(AX), R9
-	MOVL R9, 96(DI)
-	MOVL 16(AX), R9
-	MOVL R9, 128(DI)
-	MOVL 20(AX), R9
-	MOVL R9, 160(DI)
-	MOVL 24(AX), R9
-	MOVL R9, 192(DI)
-	MOVL 28(AX), R9
-	MOVL R9, 224(DI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, DI
-	DECQ R8
-	JNZ  tci3
-	ADDQ $0x00000200, BX
-	DECQ SI
-	JNZ  tcib2
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image4:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done5
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00010000, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -827,17 +788,17 @@ image4:
 	IMUL3Q $0x00040000, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000002, (SP)
 
 	// 2 group(s) of 3 vector block(s)
-group6:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000100, BX
 
-tile7:
+tile4:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -855,12 +816,12 @@ tile7:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000002, R9
 
-kblock8:
+kblock5:
 	PREFETCHT1 (R8)
 	ADDQ       $0x00000040, R8
 	MOVQ       $0x00000002, R10
 
-k9:
+k6:
 	VMOVUPS      (DI), Y12
 	VMOVUPS      512(DI), Y13
 	VMOVUPS      1024(DI), Y14
@@ -940,10 +901,10 @@ k9:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k9
+	JNZ          k6
 	ADDQ         $0x00007fe0, SI
 	DECQ         R9
-	JNZ          kblock8
+	JNZ          kblock5
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y3, 32(DX)
@@ -960,23 +921,23 @@ k9:
 	ADDQ         $0x00000080, CX
 	ADDQ         $0x00000080, DX
 	DECQ         BX
-	JNZ          tile7
+	JNZ          tile4
 	ADDQ         $0x00000600, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00018000, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000060, 8(SP)
 	DECQ         (SP)
-	JNZ          group6
+	JNZ          group3
 	MOVQ         $0x00000001, (SP)
 
 	// 1 group(s) of 2 vector block(s)
-group10:
+group7:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x000000a9, BX
 
-tile11:
+tile8:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -994,12 +955,12 @@ tile11:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000002, R9
 
-kblock12:
+kblock9:
 	PREFETCHT1 (R8)
 	ADDQ       $0x00000040, R8
 	MOVQ       $0x00000002, R10
 
-k13:
+k10:
 	VMOVUPS      (DI), Y12
 	VMOVUPS      512(DI), Y13
 	VBROADCASTSS (SI), Y14
@@ -1083,10 +1044,10 @@ k13:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k13
+	JNZ          k10
 	ADDQ         $0x00007fe0, SI
 	DECQ         R9
-	JNZ          kblock12
+	JNZ          kblock9
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -1103,10 +1064,10 @@ k13:
 	ADDQ         $0x000000c0, CX
 	ADDQ         $0x000000c0, DX
 	DECQ         BX
-	JNZ          tile11
+	JNZ          tile8
 	MOVQ         $0x00000002, BX
 
-tile14:
+tile11:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -1122,12 +1083,12 @@ tile14:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000002, R9
 
-kblock15:
+kblock12:
 	PREFETCHT1 (R8)
 	ADDQ       $0x00000040, R8
 	MOVQ       $0x00000002, R10
 
-k16:
+k13:
 	VMOVUPS      (DI), Y10
 	VMOVUPS      512(DI), Y11
 	VBROADCASTSS (SI), Y12
@@ -1199,10 +1160,10 @@ k16:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k16
+	JNZ          k13
 	ADDQ         $0x00007fe0, SI
 	DECQ         R9
-	JNZ          kblock15
+	JNZ          kblock12
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -1217,18 +1178,18 @@ k16:
 	ADDQ         $0x000000a0, CX
 	ADDQ         $0x000000a0, DX
 	DECQ         BX
-	JNZ          tile14
+	JNZ          tile11
 	ADDQ         $0x00000400, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00010000, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000040, 8(SP)
 	DECQ         (SP)
-	JNZ          group10
+	JNZ          group7
 	INCQ         56(SP)
-	JMP          image4
+	JMP          image1
 
-done5:
+done2:
 	VZEROUPPER
 	RET
 
@@ -2318,52 +2279,13 @@ done2:
 // func conv1x1DxN128C128K32H16W16S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN128C128K32H16W16S1AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000004, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ $0x00000010, SI
-
-tcib2:
-	MOVQ BX, DI
-	MOVQ $0x00000008, R8
-
-tci3:
-	MOVL (AX), R9
-	MOVL R9, (DI)
-	MOVL 4(AX), R9
-	MOVL R9, 32(DI)
-	MOVL 8(AX), R9
-	MOVL R9, 64(DI)
-	MOVL 12(AX), R9
-	MOVL R9, 96(DI)
-	MOVL 16(AX), R9
-	MOVL R9, 128(DI)
-	MOVL 20(AX), R9
-	MOVL R9, 160(DI)
-	MOVL 24(AX), R9
-	MOVL R9, 192(DI)
-	MOVL 28(AX), R9
-	MOVL R9, 224(DI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, DI
-	DECQ R8
-	JNZ  tci3
-	ADDQ $0x00000400, BX
-	DECQ SI
-	JNZ  tcib2
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image4:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done5
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00008000, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -2375,17 +2297,17 @@ image4:
 	IMUL3Q $0x00020000, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000008, (SP)
 
 	// 8 group(s) of 2 vector block(s)
-group6:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000029, BX
 
-tile7:
+tile4:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -2403,12 +2325,12 @@ tile7:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000004, R9
 
-kblock8:
+kblock5:
 	PREFETCHT1 (R8)
 	ADDQ       $0x00000040, R8
 	MOVQ       $0x00000002, R10
 
-k9:
+k6:
 	VMOVUPS      (DI), Y12
 	VMOVUPS      1024(DI), Y13
 	VBROADCASTSS (SI), Y14
@@ -2492,10 +2414,10 @@ k9:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k9
+	JNZ          k6
 	ADDQ         $0x00001fe0, SI
 	DECQ         R9
-	JNZ          kblock8
+	JNZ          kblock5
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -2512,10 +2434,10 @@ k9:
 	ADDQ         $0x000000c0, CX
 	ADDQ         $0x000000c0, DX
 	DECQ         BX
-	JNZ          tile7
+	JNZ          tile4
 	MOVQ         $0x00000002, BX
 
-tile10:
+tile7:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -2531,12 +2453,12 @@ tile10:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000004, R9
 
-kblock11:
+kblock8:
 	PREFETCHT1 (R8)
 	ADDQ       $0x00000040, R8
 	MOVQ       $0x00000002, R10
 
-k12:
+k9:
 	VMOVUPS      (DI), Y10
 	VMOVUPS      1024(DI), Y11
 	VBROADCASTSS (SI), Y12
@@ -2608,10 +2530,10 @@ k12:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k12
+	JNZ          k9
 	ADDQ         $0x00001fe0, SI
 	DECQ         R9
-	JNZ          kblock11
+	JNZ          kblock8
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -2626,18 +2548,18 @@ k12:
 	ADDQ         $0x000000a0, CX
 	ADDQ         $0x000000a0, DX
 	DECQ         BX
-	JNZ          tile10
+	JNZ          tile7
 	ADDQ         $0x00000800, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00004000, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000040, 8(SP)
 	DECQ         (SP)
-	JNZ          group6
+	JNZ          group3
 	INCQ         56(SP)
-	JMP          image4
+	JMP          image1
 
-done5:
+done2:
 	VZEROUPPER
 	RET
 
@@ -4343,52 +4265,13 @@ done2:
 // func conv1x1DxN128C256K64H8W8S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN128C256K64H8W8S1AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000008, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ $0x00000020, SI
-
-tcib2:
-	MOVQ BX, DI
-	MOVQ $0x00000008, R8
-
-tci3:
-	MOVL (AX), R9
-	MOVL R9, (DI)
-	MOVL 4(AX), R9
-	MOVL R9, 32(DI)
-	MOVL 8(AX), R9
-	MOVL R9, 64(DI)
-	MOVL 12(AX), R9
-	MOVL R9, 96(DI)
-	MOVL 16(AX), R9
-	MOVL R9, 128(DI)
-	MOVL 20(AX), R9
-	MOVL R9, 160(DI)
-	MOVL 24(AX), R9
-	MOVL R9, 192(DI)
-	MOVL 28(AX), R9
-	MOVL R9, 224(DI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, DI
-	DECQ R8
-	JNZ  tci3
-	ADDQ $0x00000800, BX
-	DECQ SI
-	JNZ  tcib2
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image4:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done5
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00004000, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -4400,17 +4283,17 @@ image4:
 	IMUL3Q $0x00010000, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x0000000a, (SP)
 
 	// 10 group(s) of 3 vector block(s)
-group6:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000010, BX
 
-tile7:
+tile4:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -4428,12 +4311,12 @@ tile7:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000008, R9
 
-kblock8:
+kblock5:
 	PREFETCHT1 (R8)
 	ADDQ       $0x00000040, R8
 	MOVQ       $0x00000002, R10
 
-k9:
+k6:
 	VMOVUPS      (DI), Y12
 	VMOVUPS      2048(DI), Y13
 	VMOVUPS      4096(DI), Y14
@@ -4513,10 +4396,10 @@ k9:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k9
+	JNZ          k6
 	ADDQ         $0x000007e0, SI
 	DECQ         R9
-	JNZ          kblock8
+	JNZ          kblock5
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y3, 32(DX)
@@ -4533,23 +4416,23 @@ k9:
 	ADDQ         $0x00000080, CX
 	ADDQ         $0x00000080, DX
 	DECQ         BX
-	JNZ          tile7
+	JNZ          tile4
 	ADDQ         $0x00001800, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00001800, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000060, 8(SP)
 	DECQ         (SP)
-	JNZ          group6
+	JNZ          group3
 	MOVQ         $0x00000001, (SP)
 
 	// 1 group(s) of 2 vector block(s)
-group10:
+group7:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000009, BX
 
-tile11:
+tile8:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -4567,12 +4450,12 @@ tile11:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000008, R9
 
-kblock12:
+kblock9:
 	PREFETCHT1 (R8)
 	ADDQ       $0x00000040, R8
 	MOVQ       $0x00000002, R10
 
-k13:
+k10:
 	VMOVUPS      (DI), Y12
 	VMOVUPS      2048(DI), Y13
 	VBROADCASTSS (SI), Y14
@@ -4656,10 +4539,10 @@ k13:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k13
+	JNZ          k10
 	ADDQ         $0x000007e0, SI
 	DECQ         R9
-	JNZ          kblock12
+	JNZ          kblock9
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -4676,10 +4559,10 @@ k13:
 	ADDQ         $0x000000c0, CX
 	ADDQ         $0x000000c0, DX
 	DECQ         BX
-	JNZ          tile11
+	JNZ          tile8
 	MOVQ         $0x00000002, BX
 
-tile14:
+tile11:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -4695,12 +4578,12 @@ tile14:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000008, R9
 
-kblock15:
+kblock12:
 	PREFETCHT1 (R8)
 	ADDQ       $0x00000040, R8
 	MOVQ       $0x00000002, R10
 
-k16:
+k13:
 	VMOVUPS      (DI), Y10
 	VMOVUPS      2048(DI), Y11
 	VBROADCASTSS (SI), Y12
@@ -4772,10 +4655,10 @@ k16:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k16
+	JNZ          k13
 	ADDQ         $0x000007e0, SI
 	DECQ         R9
-	JNZ          kblock15
+	JNZ          kblock12
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -4790,18 +4673,18 @@ k16:
 	ADDQ         $0x000000a0, CX
 	ADDQ         $0x000000a0, DX
 	DECQ         BX
-	JNZ          tile14
+	JNZ          tile11
 	ADDQ         $0x00001000, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00001000, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000040, 8(SP)
 	DECQ         (SP)
-	JNZ          group10
+	JNZ          group7
 	INCQ         56(SP)
-	JMP          image4
+	JMP          image1
 
-done5:
+done2:
 	VZEROUPPER
 	RET
 
@@ -6546,52 +6429,13 @@ done2:
 // func conv1x1DxN128C16K64H32W32S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN128C16K64H32W32S1AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000008, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ $0x00000002, SI
-
-tcib2:
-	MOVQ BX, DI
-	MOVQ $0x00000008, R8
-
-tci3:
-	MOVL (AX), R9
-	MOVL R9, (DI)
-	MOVL 4(AX), R9
-	MOVL R9, 32(DI)
-	MOVL 8(AX), R9
-	MOVL R9, 64(DI)
-	MOVL 12(AX), R9
-	MOVL R9, 96(DI)
-	MOVL 16(AX), R9
-	MOVL R9, 128(DI)
-	MOVL 20(AX), R9
-	MOVL R9, 160(DI)
-	MOVL 24(AX), R9
-	MOVL R9, 192(DI)
-	MOVL 28(AX), R9
-	MOVL R9, 224(DI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, DI
-	DECQ R8
-	JNZ  tci3
-	ADDQ $0x00000800, BX
-	DECQ SI
-	JNZ  tcib2
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image4:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done5
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00040000, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -6603,17 +6447,17 @@ image4:
 	IMUL3Q $0x00010000, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000001, (SP)
 
 	// 1 group(s) of 2 vector block(s)
-group6:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x000000a9, BX
 
-tile7:
+tile4:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -6631,14 +6475,14 @@ tile7:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000008, R9
 
-kblock8:
+kblock5:
 	PREFETCHT1 (R8)
 	PREFETCHT1 64(R8)
 	PREFETCHT1 128(R8)
 	ADDQ       $0x000000c0, R8
 	MOVQ       $0x00000002, R10
 
-k9:
+k6:
 	VMOVUPS      (DI), Y12
 	VMOVUPS      2048(DI), Y13
 	VBROADCASTSS (SI), Y14
@@ -6722,10 +6566,10 @@ k9:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k9
+	JNZ          k6
 	ADDQ         $0x00007fe0, SI
 	DECQ         R9
-	JNZ          kblock8
+	JNZ          kblock5
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -6742,10 +6586,10 @@ k9:
 	ADDQ         $0x000000c0, CX
 	ADDQ         $0x000000c0, DX
 	DECQ         BX
-	JNZ          tile7
+	JNZ          tile4
 	MOVQ         $0x00000002, BX
 
-tile10:
+tile7:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -6761,14 +6605,14 @@ tile10:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000008, R9
 
-kblock11:
+kblock8:
 	PREFETCHT1 (R8)
 	PREFETCHT1 64(R8)
 	PREFETCHT1 128(R8)
 	ADDQ       $0x000000c0, R8
 	MOVQ       $0x00000002, R10
 
-k12:
+k9:
 	VMOVUPS      (DI), Y10
 	VMOVUPS      2048(DI), Y11
 	VBROADCASTSS (SI), Y12
@@ -6840,10 +6684,10 @@ k12:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k12
+	JNZ          k9
 	ADDQ         $0x00007fe0, SI
 	DECQ         R9
-	JNZ          kblock11
+	JNZ          kblock8
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -6858,18 +6702,18 @@ k12:
 	ADDQ         $0x000000a0, CX
 	ADDQ         $0x000000a0, DX
 	DECQ         BX
-	JNZ          tile10
+	JNZ          tile7
 	ADDQ         $0x00001000, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00010000, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000040, 8(SP)
 	DECQ         (SP)
-	JNZ          group6
+	JNZ          group3
 	INCQ         56(SP)
-	JMP          image4
+	JMP          image1
 
-done5:
+done2:
 	VZEROUPPER
 	RET
 
@@ -8289,52 +8133,13 @@ done2:
 // func conv1x1DxN128C32K128H16W16S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN128C32K128H16W16S1AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000010, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ $0x00000004, SI
-
-tcib2:
-	MOVQ BX, DI
-	MOVQ $0x00000008, R8
-
-tci3:
-	MOVL (AX), R9
-	MOVL R9, (DI)
-	MOVL 4(AX), R9
-	MOVL R9, 32(DI)
-	MOVL 8(AX), R9
-	MOVL R9, 64(DI)
-	MOVL 12(AX), R9
-	MOVL R9, 96(DI)
-	MOVL 16(AX), R9
-	MOVL R9, 128(DI)
-	MOVL 20(AX), R9
-	MOVL R9, 160(DI)
-	MOVL 24(AX), R9
-	MOVL R9, 192(DI)
-	MOVL 28(AX), R9
-	MOVL R9, 224(DI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, DI
-	DECQ R8
-	JNZ  tci3
-	ADDQ $0x00001000, BX
-	DECQ SI
-	JNZ  tcib2
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image4:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done5
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00020000, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -8346,17 +8151,17 @@ image4:
 	IMUL3Q $0x00008000, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000002, (SP)
 
 	// 2 group(s) of 2 vector block(s)
-group6:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000029, BX
 
-tile7:
+tile4:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -8374,13 +8179,13 @@ tile7:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000010, R9
 
-kblock8:
+kblock5:
 	PREFETCHT1 (R8)
 	PREFETCHT1 64(R8)
 	ADDQ       $0x00000080, R8
 	MOVQ       $0x00000002, R10
 
-k9:
+k6:
 	VMOVUPS      (DI), Y12
 	VMOVUPS      4096(DI), Y13
 	VBROADCASTSS (SI), Y14
@@ -8464,10 +8269,10 @@ k9:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k9
+	JNZ          k6
 	ADDQ         $0x00001fe0, SI
 	DECQ         R9
-	JNZ          kblock8
+	JNZ          kblock5
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -8484,10 +8289,10 @@ k9:
 	ADDQ         $0x000000c0, CX
 	ADDQ         $0x000000c0, DX
 	DECQ         BX
-	JNZ          tile7
+	JNZ          tile4
 	MOVQ         $0x00000002, BX
 
-tile10:
+tile7:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -8503,13 +8308,13 @@ tile10:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000010, R9
 
-kblock11:
+kblock8:
 	PREFETCHT1 (R8)
 	PREFETCHT1 64(R8)
 	ADDQ       $0x00000080, R8
 	MOVQ       $0x00000002, R10
 
-k12:
+k9:
 	VMOVUPS      (DI), Y10
 	VMOVUPS      4096(DI), Y11
 	VBROADCASTSS (SI), Y12
@@ -8581,10 +8386,10 @@ k12:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k12
+	JNZ          k9
 	ADDQ         $0x00001fe0, SI
 	DECQ         R9
-	JNZ          kblock11
+	JNZ          kblock8
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -8599,18 +8404,18 @@ k12:
 	ADDQ         $0x000000a0, CX
 	ADDQ         $0x000000a0, DX
 	DECQ         BX
-	JNZ          tile10
+	JNZ          tile7
 	ADDQ         $0x00002000, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00004000, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000040, 8(SP)
 	DECQ         (SP)
-	JNZ          group6
+	JNZ          group3
 	INCQ         56(SP)
-	JMP          image4
+	JMP          image1
 
-done5:
+done2:
 	VZEROUPPER
 	RET
 
@@ -10371,52 +10176,13 @@ done2:
 // func conv1x1DxN128C64K256H8W8S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN128C64K256H8W8S1AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000020, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ $0x00000008, SI
-
-tcib2:
-	MOVQ BX, DI
-	MOVQ $0x00000008, R8
-
-tci3:
-	MOVL (AX), R9
-	MOVL R9, (DI)
-	MOVL 4(AX), R9
-	MOVL R9, 32(DI)
-	MOVL 8(AX), R9
-	MOVL R9, 64(DI)
-	MOVL 12(AX), R9
-	MOVL R9, 96(DI)
-	MOVL 16(AX), R9
-	MOVL R9, 128(DI)
-	MOVL 20(AX), R9
-	MOVL R9, 160(DI)
-	MOVL 24(AX), R9
-	MOVL R9, 192(DI)
-	MOVL 28(AX), R9
-	MOVL R9, 224(DI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, DI
-	DECQ R8
-	JNZ  tci3
-	ADDQ $0x00002000, BX
-	DECQ SI
-	JNZ  tcib2
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image4:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done5
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00010000, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -10428,17 +10194,17 @@ image4:
 	IMUL3Q $0x00004000, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000002, (SP)
 
 	// 2 group(s) of 3 vector block(s)
-group6:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000010, BX
 
-tile7:
+tile4:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -10456,12 +10222,12 @@ tile7:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000020, R9
 
-kblock8:
+kblock5:
 	PREFETCHT1 (R8)
 	ADDQ       $0x00000040, R8
 	MOVQ       $0x00000002, R10
 
-k9:
+k6:
 	VMOVUPS      (DI), Y12
 	VMOVUPS      8192(DI), Y13
 	VMOVUPS      16384(DI), Y14
@@ -10541,10 +10307,10 @@ k9:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k9
+	JNZ          k6
 	ADDQ         $0x000007e0, SI
 	DECQ         R9
-	JNZ          kblock8
+	JNZ          kblock5
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y3, 32(DX)
@@ -10561,23 +10327,23 @@ k9:
 	ADDQ         $0x00000080, CX
 	ADDQ         $0x00000080, DX
 	DECQ         BX
-	JNZ          tile7
+	JNZ          tile4
 	ADDQ         $0x00006000, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00001800, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000060, 8(SP)
 	DECQ         (SP)
-	JNZ          group6
+	JNZ          group3
 	MOVQ         $0x00000001, (SP)
 
 	// 1 group(s) of 2 vector block(s)
-group10:
+group7:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000009, BX
 
-tile11:
+tile8:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -10595,12 +10361,12 @@ tile11:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000020, R9
 
-kblock12:
+kblock9:
 	PREFETCHT1 (R8)
 	ADDQ       $0x00000040, R8
 	MOVQ       $0x00000002, R10
 
-k13:
+k10:
 	VMOVUPS      (DI), Y12
 	VMOVUPS      8192(DI), Y13
 	VBROADCASTSS (SI), Y14
@@ -10684,10 +10450,10 @@ k13:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k13
+	JNZ          k10
 	ADDQ         $0x000007e0, SI
 	DECQ         R9
-	JNZ          kblock12
+	JNZ          kblock9
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -10704,10 +10470,10 @@ k13:
 	ADDQ         $0x000000c0, CX
 	ADDQ         $0x000000c0, DX
 	DECQ         BX
-	JNZ          tile11
+	JNZ          tile8
 	MOVQ         $0x00000002, BX
 
-tile14:
+tile11:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -10723,12 +10489,12 @@ tile14:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000020, R9
 
-kblock15:
+kblock12:
 	PREFETCHT1 (R8)
 	ADDQ       $0x00000040, R8
 	MOVQ       $0x00000002, R10
 
-k16:
+k13:
 	VMOVUPS      (DI), Y10
 	VMOVUPS      8192(DI), Y11
 	VBROADCASTSS (SI), Y12
@@ -10800,10 +10566,10 @@ k16:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k16
+	JNZ          k13
 	ADDQ         $0x000007e0, SI
 	DECQ         R9
-	JNZ          kblock15
+	JNZ          kblock12
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -10818,18 +10584,18 @@ k16:
 	ADDQ         $0x000000a0, CX
 	ADDQ         $0x000000a0, DX
 	DECQ         BX
-	JNZ          tile14
+	JNZ          tile11
 	ADDQ         $0x00004000, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00001000, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000040, 8(SP)
 	DECQ         (SP)
-	JNZ          group10
+	JNZ          group7
 	INCQ         56(SP)
-	JMP          image4
+	JMP          image1
 
-done5:
+done2:
 	VZEROUPPER
 	RET
 
@@ -12224,52 +11990,13 @@ done2:
 // func conv1x1DxN128C64K128H32W32S2AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN128C64K128H32W32S2AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000010, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ $0x00000008, SI
-
-tcib2:
-	MOVQ BX, DI
-	MOVQ $0x00000008, R8
-
-tci3:
-	MOVL (AX), R9
-	MOVL R9, (DI)
-	MOVL 4(AX), R9
-	MOVL R9, 32(DI)
-	MOVL 8(AX), R9
-	MOVL R9, 64(DI)
-	MOVL 12(AX), R9
-	MOVL R9, 96(DI)
-	MOVL 16(AX), R9
-	MOVL R9, 128(DI)
-	MOVL 20(AX), R9
-	MOVL R9, 160(DI)
-	MOVL 24(AX), R9
-	MOVL R9, 192(DI)
-	MOVL 28(AX), R9
-	MOVL R9, 224(DI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, DI
-	DECQ R8
-	JNZ  tci3
-	ADDQ $0x00001000, BX
-	DECQ SI
-	JNZ  tcib2
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image4:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done5
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00020000, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -12281,21 +12008,21 @@ image4:
 	IMUL3Q $0x00040000, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000002, (SP)
 
 	// 2 group(s) of 3 vector block(s)
-group6:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000010, BX
 
-row7:
+row4:
 	MOVQ DX, SI
 	MOVQ $0x00000004, DI
 
-tile8:
+tile5:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -12313,12 +12040,12 @@ tile8:
 	MOVQ   64(SP), R10
 	MOVQ   $0x00000010, R11
 
-kblock9:
+kblock6:
 	PREFETCHT1 (R10)
 	ADDQ       $0x00000040, R10
 	MOVQ       $0x00000002, R12
 
-k10:
+k7:
 	VMOVUPS      (R9), Y12
 	VMOVUPS      4096(R9), Y13
 	VMOVUPS      8192(R9), Y14
@@ -12398,10 +12125,10 @@ k10:
 	ADDQ         $0x00000010, R8
 	ADDQ         $0x00000080, R9
 	DECQ         R12
-	JNZ          k10
+	JNZ          k7
 	ADDQ         $0x00001fe0, R8
 	DECQ         R11
-	JNZ          kblock9
+	JNZ          kblock6
 	MOVQ         R10, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y3, 64(DX)
@@ -12418,7 +12145,7 @@ k10:
 	ADDQ         $0x00000080, CX
 	ADDQ         $0x00000100, DX
 	DECQ         DI
-	JNZ          tile8
+	JNZ          tile5
 	VXORPS       Y15, Y15, Y15
 	VMOVUPS      Y15, 32(SI)
 	VMOVUPS      Y15, 96(SI)
@@ -12471,7 +12198,7 @@ k10:
 	LEAQ         1024(SI), DX
 	MOVQ         $0x00000004, DI
 
-zrun12:
+zrun9:
 	VMOVUPS Y15, (DX)
 	VMOVUPS Y15, 32(DX)
 	VMOVUPS Y15, 64(DX)
@@ -12482,11 +12209,11 @@ zrun12:
 	VMOVUPS Y15, 224(DX)
 	ADDQ    $0x00000100, DX
 	DECQ    DI
-	JNZ     zrun12
+	JNZ     zrun9
 	LEAQ    33792(SI), DX
 	MOVQ    $0x00000004, DI
 
-zrun13:
+zrun10:
 	VMOVUPS Y15, (DX)
 	VMOVUPS Y15, 32(DX)
 	VMOVUPS Y15, 64(DX)
@@ -12497,11 +12224,11 @@ zrun13:
 	VMOVUPS Y15, 224(DX)
 	ADDQ    $0x00000100, DX
 	DECQ    DI
-	JNZ     zrun13
+	JNZ     zrun10
 	LEAQ    66560(SI), DX
 	MOVQ    $0x00000004, DI
 
-zrun14:
+zrun11:
 	VMOVUPS Y15, (DX)
 	VMOVUPS Y15, 32(DX)
 	VMOVUPS Y15, 64(DX)
@@ -12512,26 +12239,26 @@ zrun14:
 	VMOVUPS Y15, 224(DX)
 	ADDQ    $0x00000100, DX
 	DECQ    DI
-	JNZ     zrun14
+	JNZ     zrun11
 	LEAQ    2048(SI), DX
 	DECQ    BX
-	JNZ     row7
+	JNZ     row4
 	ADDQ    $0x00003000, AX
 	MOVQ    16(SP), CX
 	ADDQ    $0x00018000, CX
 	MOVQ    CX, 16(SP)
 	ADDQ    $0x00000060, 8(SP)
 	DECQ    (SP)
-	JNZ     group6
+	JNZ     group3
 	MOVQ    $0x00000001, (SP)
 
 	// 1 group(s) of 2 vector block(s)
-group15:
+group12:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000010, BX
 
-row16:
+row13:
 	MOVQ   DX, SI
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -12550,12 +12277,12 @@ row16:
 	MOVQ   64(SP), R9
 	MOVQ   $0x00000010, R10
 
-kblock17:
+kblock14:
 	PREFETCHT1 (R9)
 	ADDQ       $0x00000040, R9
 	MOVQ       $0x00000002, R11
 
-k18:
+k15:
 	VMOVUPS      (R8), Y12
 	VMOVUPS      4096(R8), Y13
 	VBROADCASTSS (DI), Y14
@@ -12639,10 +12366,10 @@ k18:
 	ADDQ         $0x00000010, DI
 	ADDQ         $0x00000080, R8
 	DECQ         R11
-	JNZ          k18
+	JNZ          k15
 	ADDQ         $0x00001fe0, DI
 	DECQ         R10
-	JNZ          kblock17
+	JNZ          kblock14
 	MOVQ         R9, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 64(DX)
@@ -12660,7 +12387,7 @@ k18:
 	ADDQ         $0x00000180, DX
 	MOVQ         $0x00000002, DI
 
-tile19:
+tile16:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -12676,12 +12403,12 @@ tile19:
 	MOVQ   64(SP), R10
 	MOVQ   $0x00000010, R11
 
-kblock20:
+kblock17:
 	PREFETCHT1 (R10)
 	ADDQ       $0x00000040, R10
 	MOVQ       $0x00000002, R12
 
-k21:
+k18:
 	VMOVUPS      (R9), Y10
 	VMOVUPS      4096(R9), Y11
 	VBROADCASTSS (R8), Y12
@@ -12753,10 +12480,10 @@ k21:
 	ADDQ         $0x00000010, R8
 	ADDQ         $0x00000080, R9
 	DECQ         R12
-	JNZ          k21
+	JNZ          k18
 	ADDQ         $0x00001fe0, R8
 	DECQ         R11
-	JNZ          kblock20
+	JNZ          kblock17
 	MOVQ         R10, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 64(DX)
@@ -12771,7 +12498,7 @@ k21:
 	ADDQ         $0x000000a0, CX
 	ADDQ         $0x00000140, DX
 	DECQ         DI
-	JNZ          tile19
+	JNZ          tile16
 	VXORPS       Y15, Y15, Y15
 	VMOVUPS      Y15, 32(SI)
 	VMOVUPS      Y15, 96(SI)
@@ -12808,7 +12535,7 @@ k21:
 	LEAQ         1024(SI), DX
 	MOVQ         $0x00000004, DI
 
-zrun23:
+zrun20:
 	VMOVUPS Y15, (DX)
 	VMOVUPS Y15, 32(DX)
 	VMOVUPS Y15, 64(DX)
@@ -12819,11 +12546,11 @@ zrun23:
 	VMOVUPS Y15, 224(DX)
 	ADDQ    $0x00000100, DX
 	DECQ    DI
-	JNZ     zrun23
+	JNZ     zrun20
 	LEAQ    33792(SI), DX
 	MOVQ    $0x00000004, DI
 
-zrun24:
+zrun21:
 	VMOVUPS Y15, (DX)
 	VMOVUPS Y15, 32(DX)
 	VMOVUPS Y15, 64(DX)
@@ -12834,21 +12561,21 @@ zrun24:
 	VMOVUPS Y15, 224(DX)
 	ADDQ    $0x00000100, DX
 	DECQ    DI
-	JNZ     zrun24
+	JNZ     zrun21
 	LEAQ    2048(SI), DX
 	DECQ    BX
-	JNZ     row16
+	JNZ     row13
 	ADDQ    $0x00002000, AX
 	MOVQ    16(SP), CX
 	ADDQ    $0x00010000, CX
 	MOVQ    CX, 16(SP)
 	ADDQ    $0x00000040, 8(SP)
 	DECQ    (SP)
-	JNZ     group15
+	JNZ     group12
 	INCQ    56(SP)
-	JMP     image4
+	JMP     image1
 
-done5:
+done2:
 	VZEROUPPER
 	RET
 
@@ -14255,52 +13982,13 @@ done2:
 // func conv1x1DxN128C128K256H16W16S2AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN128C128K256H16W16S2AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000020, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ $0x00000010, SI
-
-tcib2:
-	MOVQ BX, DI
-	MOVQ $0x00000008, R8
-
-tci3:
-	MOVL (AX), R9
-	MOVL R9, (DI)
-	MOVL 4(AX), R9
-	MOVL R9, 32(DI)
-	MOVL 8(AX), R9
-	MOVL R9, 64(DI)
-	MOVL 12(AX), R9
-	MOVL R9, 96(DI)
-	MOVL 16(AX), R9
-	MOVL R9, 128(DI)
-	MOVL 20(AX), R9
-	MOVL R9, 160(DI)
-	MOVL 24(AX), R9
-	MOVL R9, 192(DI)
-	MOVL 28(AX), R9
-	MOVL R9, 224(DI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, DI
-	DECQ R8
-	JNZ  tci3
-	ADDQ $0x00002000, BX
-	DECQ SI
-	JNZ  tcib2
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image4:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done5
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00010000, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -14312,21 +14000,21 @@ image4:
 	IMUL3Q $0x00020000, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000005, (SP)
 
 	// 5 group(s) of 3 vector block(s)
-group6:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000008, BX
 
-row7:
+row4:
 	MOVQ DX, SI
 	MOVQ $0x00000002, DI
 
-tile8:
+tile5:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -14344,12 +14032,12 @@ tile8:
 	MOVQ   64(SP), R10
 	MOVQ   $0x00000020, R11
 
-kblock9:
+kblock6:
 	PREFETCHT1 (R10)
 	ADDQ       $0x00000040, R10
 	MOVQ       $0x00000002, R12
 
-k10:
+k7:
 	VMOVUPS      (R9), Y12
 	VMOVUPS      8192(R9), Y13
 	VMOVUPS      16384(R9), Y14
@@ -14429,10 +14117,10 @@ k10:
 	ADDQ         $0x00000010, R8
 	ADDQ         $0x00000080, R9
 	DECQ         R12
-	JNZ          k10
+	JNZ          k7
 	ADDQ         $0x000007e0, R8
 	DECQ         R11
-	JNZ          kblock9
+	JNZ          kblock6
 	MOVQ         R10, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y3, 64(DX)
@@ -14449,7 +14137,7 @@ k10:
 	ADDQ         $0x00000080, CX
 	ADDQ         $0x00000100, DX
 	DECQ         DI
-	JNZ          tile8
+	JNZ          tile5
 	VXORPS       Y15, Y15, Y15
 	VMOVUPS      Y15, 32(SI)
 	VMOVUPS      Y15, 96(SI)
@@ -14525,23 +14213,23 @@ k10:
 	VMOVUPS      Y15, 17376(SI)
 	LEAQ         1024(SI), DX
 	DECQ         BX
-	JNZ          row7
+	JNZ          row4
 	ADDQ         $0x00006000, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00006000, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000060, 8(SP)
 	DECQ         (SP)
-	JNZ          group6
+	JNZ          group3
 	MOVQ         $0x00000001, (SP)
 
 	// 1 group(s) of 1 vector block(s)
-group12:
+group9:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000008, BX
 
-row13:
+row10:
 	MOVQ   DX, SI
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -14556,12 +14244,12 @@ row13:
 	MOVQ   64(SP), R9
 	MOVQ   $0x00000020, R10
 
-kblock14:
+kblock11:
 	PREFETCHT1 (R9)
 	ADDQ       $0x00000040, R9
 	MOVQ       $0x00000002, R11
 
-k15:
+k12:
 	VMOVUPS      (R8), Y8
 	VBROADCASTSS (DI), Y9
 	VFMADD231PS  Y8, Y9, Y0
@@ -14633,10 +14321,10 @@ k15:
 	ADDQ         $0x00000010, DI
 	ADDQ         $0x00000080, R8
 	DECQ         R11
-	JNZ          k15
+	JNZ          k12
 	ADDQ         $0x000007e0, DI
 	DECQ         R10
-	JNZ          kblock14
+	JNZ          kblock11
 	MOVQ         R9, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y1, 64(DX)
@@ -14675,18 +14363,18 @@ k15:
 	VMOVUPS      Y15, 992(SI)
 	LEAQ         1024(SI), DX
 	DECQ         BX
-	JNZ          row13
+	JNZ          row10
 	ADDQ         $0x00002000, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00002000, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000020, 8(SP)
 	DECQ         (SP)
-	JNZ          group12
+	JNZ          group9
 	INCQ         56(SP)
-	JMP          image4
+	JMP          image1
 
-done5:
+done2:
 	VZEROUPPER
 	RET
 
@@ -15944,52 +15632,13 @@ done2:
 // func conv1x1DxN128C64K32H32W32S2AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN128C64K32H32W32S2AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000004, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ $0x00000008, SI
-
-tcib2:
-	MOVQ BX, DI
-	MOVQ $0x00000008, R8
-
-tci3:
-	MOVL (AX), R9
-	MOVL R9, (DI)
-	MOVL 4(AX), R9
-	MOVL R9, 32(DI)
-	MOVL 8(AX), R9
-	MOVL R9, 64(DI)
-	MOVL 12(AX), R9
-	MOVL R9, 96(DI)
-	MOVL 16(AX), R9
-	MOVL R9, 128(DI)
-	MOVL 20(AX), R9
-	MOVL R9, 160(DI)
-	MOVL 24(AX), R9
-	MOVL R9, 192(DI)
-	MOVL 28(AX), R9
-	MOVL R9, 224(DI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, DI
-	DECQ R8
-	JNZ  tci3
-	ADDQ $0x00000400, BX
-	DECQ SI
-	JNZ  tcib2
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image4:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done5
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00008000, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -16001,21 +15650,21 @@ image4:
 	IMUL3Q $0x00040000, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000002, (SP)
 
 	// 2 group(s) of 3 vector block(s)
-group6:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000010, BX
 
-row7:
+row4:
 	MOVQ DX, SI
 	MOVQ $0x00000004, DI
 
-tile8:
+tile5:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -16033,12 +15682,12 @@ tile8:
 	MOVQ   64(SP), R10
 	MOVQ   $0x00000004, R11
 
-kblock9:
+kblock6:
 	PREFETCHT1 (R10)
 	ADDQ       $0x00000040, R10
 	MOVQ       $0x00000002, R12
 
-k10:
+k7:
 	VMOVUPS      (R9), Y12
 	VMOVUPS      1024(R9), Y13
 	VMOVUPS      2048(R9), Y14
@@ -16118,10 +15767,10 @@ k10:
 	ADDQ         $0x00000010, R8
 	ADDQ         $0x00000080, R9
 	DECQ         R12
-	JNZ          k10
+	JNZ          k7
 	ADDQ         $0x00001fe0, R8
 	DECQ         R11
-	JNZ          kblock9
+	JNZ          kblock6
 	MOVQ         R10, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y3, 64(DX)
@@ -16138,7 +15787,7 @@ k10:
 	ADDQ         $0x00000080, CX
 	ADDQ         $0x00000100, DX
 	DECQ         DI
-	JNZ          tile8
+	JNZ          tile5
 	VXORPS       Y15, Y15, Y15
 	VMOVUPS      Y15, 32(SI)
 	VMOVUPS      Y15, 96(SI)
@@ -16191,7 +15840,7 @@ k10:
 	LEAQ         1024(SI), DX
 	MOVQ         $0x00000004, DI
 
-zrun12:
+zrun9:
 	VMOVUPS Y15, (DX)
 	VMOVUPS Y15, 32(DX)
 	VMOVUPS Y15, 64(DX)
@@ -16202,11 +15851,11 @@ zrun12:
 	VMOVUPS Y15, 224(DX)
 	ADDQ    $0x00000100, DX
 	DECQ    DI
-	JNZ     zrun12
+	JNZ     zrun9
 	LEAQ    33792(SI), DX
 	MOVQ    $0x00000004, DI
 
-zrun13:
+zrun10:
 	VMOVUPS Y15, (DX)
 	VMOVUPS Y15, 32(DX)
 	VMOVUPS Y15, 64(DX)
@@ -16217,11 +15866,11 @@ zrun13:
 	VMOVUPS Y15, 224(DX)
 	ADDQ    $0x00000100, DX
 	DECQ    DI
-	JNZ     zrun13
+	JNZ     zrun10
 	LEAQ    66560(SI), DX
 	MOVQ    $0x00000004, DI
 
-zrun14:
+zrun11:
 	VMOVUPS Y15, (DX)
 	VMOVUPS Y15, 32(DX)
 	VMOVUPS Y15, 64(DX)
@@ -16232,26 +15881,26 @@ zrun14:
 	VMOVUPS Y15, 224(DX)
 	ADDQ    $0x00000100, DX
 	DECQ    DI
-	JNZ     zrun14
+	JNZ     zrun11
 	LEAQ    2048(SI), DX
 	DECQ    BX
-	JNZ     row7
+	JNZ     row4
 	ADDQ    $0x00000c00, AX
 	MOVQ    16(SP), CX
 	ADDQ    $0x00018000, CX
 	MOVQ    CX, 16(SP)
 	ADDQ    $0x00000060, 8(SP)
 	DECQ    (SP)
-	JNZ     group6
+	JNZ     group3
 	MOVQ    $0x00000001, (SP)
 
 	// 1 group(s) of 2 vector block(s)
-group15:
+group12:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000010, BX
 
-row16:
+row13:
 	MOVQ   DX, SI
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -16270,12 +15919,12 @@ row16:
 	MOVQ   64(SP), R9
 	MOVQ   $0x00000004, R10
 
-kblock17:
+kblock14:
 	PREFETCHT1 (R9)
 	ADDQ       $0x00000040, R9
 	MOVQ       $0x00000002, R11
 
-k18:
+k15:
 	VMOVUPS      (R8), Y12
 	VMOVUPS      1024(R8), Y13
 	VBROADCASTSS (DI), Y14
@@ -16359,10 +16008,10 @@ k18:
 	ADDQ         $0x00000010, DI
 	ADDQ         $0x00000080, R8
 	DECQ         R11
-	JNZ          k18
+	JNZ          k15
 	ADDQ         $0x00001fe0, DI
 	DECQ         R10
-	JNZ          kblock17
+	JNZ          kblock14
 	MOVQ         R9, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 64(DX)
@@ -16380,7 +16029,7 @@ k18:
 	ADDQ         $0x00000180, DX
 	MOVQ         $0x00000002, DI
 
-tile19:
+tile16:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -16396,12 +16045,12 @@ tile19:
 	MOVQ   64(SP), R10
 	MOVQ   $0x00000004, R11
 
-kblock20:
+kblock17:
 	PREFETCHT1 (R10)
 	ADDQ       $0x00000040, R10
 	MOVQ       $0x00000002, R12
 
-k21:
+k18:
 	VMOVUPS      (R9), Y10
 	VMOVUPS      1024(R9), Y11
 	VBROADCASTSS (R8), Y12
@@ -16473,10 +16122,10 @@ k21:
 	ADDQ         $0x00000010, R8
 	ADDQ         $0x00000080, R9
 	DECQ         R12
-	JNZ          k21
+	JNZ          k18
 	ADDQ         $0x00001fe0, R8
 	DECQ         R11
-	JNZ          kblock20
+	JNZ          kblock17
 	MOVQ         R10, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 64(DX)
@@ -16491,7 +16140,7 @@ k21:
 	ADDQ         $0x000000a0, CX
 	ADDQ         $0x00000140, DX
 	DECQ         DI
-	JNZ          tile19
+	JNZ          tile16
 	VXORPS       Y15, Y15, Y15
 	VMOVUPS      Y15, 32(SI)
 	VMOVUPS      Y15, 96(SI)
@@ -16528,7 +16177,7 @@ k21:
 	LEAQ         1024(SI), DX
 	MOVQ         $0x00000004, DI
 
-zrun23:
+zrun20:
 	VMOVUPS Y15, (DX)
 	VMOVUPS Y15, 32(DX)
 	VMOVUPS Y15, 64(DX)
@@ -16539,11 +16188,11 @@ zrun23:
 	VMOVUPS Y15, 224(DX)
 	ADDQ    $0x00000100, DX
 	DECQ    DI
-	JNZ     zrun23
+	JNZ     zrun20
 	LEAQ    33792(SI), DX
 	MOVQ    $0x00000004, DI
 
-zrun24:
+zrun21:
 	VMOVUPS Y15, (DX)
 	VMOVUPS Y15, 32(DX)
 	VMOVUPS Y15, 64(DX)
@@ -16554,21 +16203,21 @@ zrun24:
 	VMOVUPS Y15, 224(DX)
 	ADDQ    $0x00000100, DX
 	DECQ    DI
-	JNZ     zrun24
+	JNZ     zrun21
 	LEAQ    2048(SI), DX
 	DECQ    BX
-	JNZ     row16
+	JNZ     row13
 	ADDQ    $0x00000800, AX
 	MOVQ    16(SP), CX
 	ADDQ    $0x00010000, CX
 	MOVQ    CX, 16(SP)
 	ADDQ    $0x00000040, 8(SP)
 	DECQ    (SP)
-	JNZ     group15
+	JNZ     group12
 	INCQ    56(SP)
-	JMP     image4
+	JMP     image1
 
-done5:
+done2:
 	VZEROUPPER
 	RET
 
@@ -18162,52 +17811,13 @@ done2:
 // func conv1x1DxN128C128K64H16W16S2AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN128C128K64H16W16S2AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000008, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ $0x00000010, SI
-
-tcib2:
-	MOVQ BX, DI
-	MOVQ $0x00000008, R8
-
-tci3:
-	MOVL (AX), R9
-	MOVL R9, (DI)
-	MOVL 4(AX), R9
-	MOVL R9, 32(DI)
-	MOVL 8(AX), R9
-	MOVL R9, 64(DI)
-	MOVL 12(AX), R9
-	MOVL R9, 96(DI)
-	MOVL 16(AX), R9
-	MOVL R9, 128(DI)
-	MOVL 20(AX), R9
-	MOVL R9, 160(DI)
-	MOVL 24(AX), R9
-	MOVL R9, 192(DI)
-	MOVL 28(AX), R9
-	MOVL R9, 224(DI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, DI
-	DECQ R8
-	JNZ  tci3
-	ADDQ $0x00000800, BX
-	DECQ SI
-	JNZ  tcib2
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image4:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done5
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00004000, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -18219,21 +17829,21 @@ image4:
 	IMUL3Q $0x00020000, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000005, (SP)
 
 	// 5 group(s) of 3 vector block(s)
-group6:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000008, BX
 
-row7:
+row4:
 	MOVQ DX, SI
 	MOVQ $0x00000002, DI
 
-tile8:
+tile5:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -18251,12 +17861,12 @@ tile8:
 	MOVQ   64(SP), R10
 	MOVQ   $0x00000008, R11
 
-kblock9:
+kblock6:
 	PREFETCHT1 (R10)
 	ADDQ       $0x00000040, R10
 	MOVQ       $0x00000002, R12
 
-k10:
+k7:
 	VMOVUPS      (R9), Y12
 	VMOVUPS      2048(R9), Y13
 	VMOVUPS      4096(R9), Y14
@@ -18336,10 +17946,10 @@ k10:
 	ADDQ         $0x00000010, R8
 	ADDQ         $0x00000080, R9
 	DECQ         R12
-	JNZ          k10
+	JNZ          k7
 	ADDQ         $0x000007e0, R8
 	DECQ         R11
-	JNZ          kblock9
+	JNZ          kblock6
 	MOVQ         R10, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y3, 64(DX)
@@ -18356,7 +17966,7 @@ k10:
 	ADDQ         $0x00000080, CX
 	ADDQ         $0x00000100, DX
 	DECQ         DI
-	JNZ          tile8
+	JNZ          tile5
 	VXORPS       Y15, Y15, Y15
 	VMOVUPS      Y15, 32(SI)
 	VMOVUPS      Y15, 96(SI)
@@ -18432,23 +18042,23 @@ k10:
 	VMOVUPS      Y15, 17376(SI)
 	LEAQ         1024(SI), DX
 	DECQ         BX
-	JNZ          row7
+	JNZ          row4
 	ADDQ         $0x00001800, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00006000, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000060, 8(SP)
 	DECQ         (SP)
-	JNZ          group6
+	JNZ          group3
 	MOVQ         $0x00000001, (SP)
 
 	// 1 group(s) of 1 vector block(s)
-group12:
+group9:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000008, BX
 
-row13:
+row10:
 	MOVQ   DX, SI
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -18463,12 +18073,12 @@ row13:
 	MOVQ   64(SP), R9
 	MOVQ   $0x00000008, R10
 
-kblock14:
+kblock11:
 	PREFETCHT1 (R9)
 	ADDQ       $0x00000040, R9
 	MOVQ       $0x00000002, R11
 
-k15:
+k12:
 	VMOVUPS      (R8), Y8
 	VBROADCASTSS (DI), Y9
 	VFMADD231PS  Y8, Y9, Y0
@@ -18540,10 +18150,10 @@ k15:
 	ADDQ         $0x00000010, DI
 	ADDQ         $0x00000080, R8
 	DECQ         R11
-	JNZ          k15
+	JNZ          k12
 	ADDQ         $0x000007e0, DI
 	DECQ         R10
-	JNZ          kblock14
+	JNZ          kblock11
 	MOVQ         R9, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y1, 64(DX)
@@ -18582,18 +18192,18 @@ k15:
 	VMOVUPS      Y15, 992(SI)
 	LEAQ         1024(SI), DX
 	DECQ         BX
-	JNZ          row13
+	JNZ          row10
 	ADDQ         $0x00000800, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00002000, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000020, 8(SP)
 	DECQ         (SP)
-	JNZ          group12
+	JNZ          group9
 	INCQ         56(SP)
-	JMP          image4
+	JMP          image1
 
-done5:
+done2:
 	VZEROUPPER
 	RET
 
@@ -23569,52 +23179,13 @@ done2:
 // func conv1x1DxN2C24K40H5W7S1U1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN2C24K40H5W7S1U1AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000005, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ $0x00000003, SI
-
-tcib2:
-	MOVQ BX, DI
-	MOVQ $0x00000008, R8
-
-tci3:
-	MOVL (AX), R9
-	MOVL R9, (DI)
-	MOVL 4(AX), R9
-	MOVL R9, 32(DI)
-	MOVL 8(AX), R9
-	MOVL R9, 64(DI)
-	MOVL 12(AX), R9
-	MOVL R9, 96(DI)
-	MOVL 16(AX), R9
-	MOVL R9, 128(DI)
-	MOVL 20(AX), R9
-	MOVL R9, 160(DI)
-	MOVL 24(AX), R9
-	MOVL R9, 192(DI)
-	MOVL 28(AX), R9
-	MOVL R9, 224(DI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, DI
-	DECQ R8
-	JNZ  tci3
-	ADDQ $0x00000500, BX
-	DECQ SI
-	JNZ  tcib2
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image4:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done5
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x000015e0, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -23626,17 +23197,17 @@ image4:
 	IMUL3Q $0x00000d20, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000001, (SP)
 
 	// 1 group(s) of 3 vector block(s)
-group6:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000008, BX
 
-tile7:
+tile4:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -23654,13 +23225,13 @@ tile7:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000005, R9
 
-kblock8:
+kblock5:
 	PREFETCHT1 (R8)
 	PREFETCHT1 64(R8)
 	ADDQ       $0x00000080, R8
 	MOVQ       $0x00000008, R10
 
-k9:
+k6:
 	VMOVUPS      (DI), Y12
 	VMOVUPS      1280(DI), Y13
 	VMOVUPS      2560(DI), Y14
@@ -23683,10 +23254,10 @@ k9:
 	ADDQ         $0x00000004, SI
 	ADDQ         $0x00000020, DI
 	DECQ         R10
-	JNZ          k9
+	JNZ          k6
 	ADDQ         $0x00000440, SI
 	DECQ         R9
-	JNZ          kblock8
+	JNZ          kblock5
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y3, 32(DX)
@@ -23703,7 +23274,7 @@ k9:
 	ADDQ         $0x00000080, CX
 	ADDQ         $0x00000080, DX
 	DECQ         BX
-	JNZ          tile7
+	JNZ          tile4
 	VXORPS       Y0, Y0, Y0
 	VXORPS       Y1, Y1, Y1
 	VXORPS       Y2, Y2, Y2
@@ -23718,13 +23289,13 @@ k9:
 	MOVQ         64(SP), DI
 	MOVQ         $0x00000005, R8
 
-kblock10:
+kblock7:
 	PREFETCHT1 (DI)
 	PREFETCHT1 64(DI)
 	ADDQ       $0x00000080, DI
 	MOVQ       $0x00000008, R9
 
-k11:
+k8:
 	VMOVUPS      (SI), Y9
 	VMOVUPS      1280(SI), Y10
 	VMOVUPS      2560(SI), Y11
@@ -23743,10 +23314,10 @@ k11:
 	ADDQ         $0x00000004, BX
 	ADDQ         $0x00000020, SI
 	DECQ         R9
-	JNZ          k11
+	JNZ          k8
 	ADDQ         $0x00000440, BX
 	DECQ         R8
-	JNZ          kblock10
+	JNZ          kblock7
 	MOVQ         DI, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y3, 32(DX)
@@ -23765,11 +23336,11 @@ k11:
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000060, 8(SP)
 	DECQ         (SP)
-	JNZ          group6
+	JNZ          group3
 	INCQ         56(SP)
-	JMP          image4
+	JMP          image1
 
-done5:
+done2:
 	VZEROUPPER
 	RET
 
@@ -24226,52 +23797,13 @@ done2:
 // func conv1x1DxN2C16K24H7W5S2U1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN2C16K24H7W5S2U1AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000003, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ $0x00000002, SI
-
-tcib2:
-	MOVQ BX, DI
-	MOVQ $0x00000008, R8
-
-tci3:
-	MOVL (AX), R9
-	MOVL R9, (DI)
-	MOVL 4(AX), R9
-	MOVL R9, 32(DI)
-	MOVL 8(AX), R9
-	MOVL R9, 64(DI)
-	MOVL 12(AX), R9
-	MOVL R9, 96(DI)
-	MOVL 16(AX), R9
-	MOVL R9, 128(DI)
-	MOVL 20(AX), R9
-	MOVL R9, 160(DI)
-	MOVL 24(AX), R9
-	MOVL R9, 192(DI)
-	MOVL 28(AX), R9
-	MOVL R9, 224(DI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, DI
-	DECQ R8
-	JNZ  tci3
-	ADDQ $0x00000300, BX
-	DECQ SI
-	JNZ  tcib2
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image4:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done5
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00000480, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -24283,17 +23815,17 @@ image4:
 	IMUL3Q $0x000008c0, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000001, (SP)
 
 	// 1 group(s) of 2 vector block(s)
-group6:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000004, BX
 
-row7:
+row4:
 	MOVQ   DX, SI
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -24306,13 +23838,13 @@ row7:
 	MOVQ   64(SP), R9
 	MOVQ   $0x00000003, R10
 
-kblock8:
+kblock5:
 	PREFETCHT1 (R9)
 	PREFETCHT1 64(R9)
 	ADDQ       $0x00000080, R9
 	MOVQ       $0x00000008, R11
 
-k9:
+k6:
 	VMOVUPS      (R8), Y6
 	VMOVUPS      768(R8), Y7
 	VBROADCASTSS (DI), Y8
@@ -24327,10 +23859,10 @@ k9:
 	ADDQ         $0x00000004, DI
 	ADDQ         $0x00000020, R8
 	DECQ         R11
-	JNZ          k9
+	JNZ          k6
 	ADDQ         $0x00000160, DI
 	DECQ         R10
-	JNZ          kblock8
+	JNZ          kblock5
 	MOVQ         R9, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 64(DX)
@@ -24346,7 +23878,7 @@ k9:
 	VMOVUPS      Y15, 1152(SI)
 	VMOVUPS      Y15, 1216(SI)
 	CMPQ         BX, $0x00000001
-	JE           lastrow10
+	JE           lastrow7
 	VMOVUPS      Y15, 160(SI)
 	VMOVUPS      Y15, 192(SI)
 	VMOVUPS      Y15, 224(SI)
@@ -24358,21 +23890,21 @@ k9:
 	VMOVUPS      Y15, 1376(SI)
 	VMOVUPS      Y15, 1408(SI)
 
-lastrow10:
+lastrow7:
 	LEAQ 320(SI), DX
 	DECQ BX
-	JNZ  row7
+	JNZ  row4
 	ADDQ $0x00000600, AX
 	MOVQ 16(SP), CX
 	ADDQ $0x000008c0, CX
 	MOVQ CX, 16(SP)
 	ADDQ $0x00000040, 8(SP)
 	DECQ (SP)
-	JNZ  group6
+	JNZ  group3
 	INCQ 56(SP)
-	JMP  image4
+	JMP  image1
 
-done5:
+done2:
 	VZEROUPPER
 	RET
 
@@ -24993,47 +24525,13 @@ done2:
 // func conv1x1DxN1C8K16H6W4S2U1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN1C8K16H6W4S2U1AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000002, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ BX, SI
-	MOVQ $0x00000008, DI
-
-tci2:
-	MOVL (AX), R8
-	MOVL R8, (SI)
-	MOVL 4(AX), R8
-	MOVL R8, 32(SI)
-	MOVL 8(AX), R8
-	MOVL R8, 64(SI)
-	MOVL 12(AX), R8
-	MOVL R8, 96(SI)
-	MOVL 16(AX), R8
-	MOVL R8, 128(SI)
-	MOVL 20(AX), R8
-	MOVL R8, 160(SI)
-	MOVL 24(AX), R8
-	MOVL R8, 192(SI)
-	MOVL 28(AX), R8
-	MOVL R8, 224(SI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, SI
-	DECQ DI
-	JNZ  tci2
-	ADDQ $0x00000200, BX
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image3:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done4
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00000180, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -25045,17 +24543,17 @@ image3:
 	IMUL3Q $0x00000300, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000001, (SP)
 
 	// 1 group(s) of 1 vector block(s)
-group5:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000003, BX
 
-row6:
+row4:
 	MOVQ   DX, SI
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -25064,12 +24562,12 @@ row6:
 	MOVQ   64(SP), R9
 	MOVQ   $0x00000002, R10
 
-kblock7:
+kblock5:
 	PREFETCHT1 (R9)
 	ADDQ       $0x00000040, R9
 	MOVQ       $0x00000008, R11
 
-k8:
+k6:
 	VMOVUPS      (R8), Y2
 	VBROADCASTSS (DI), Y3
 	VFMADD231PS  Y2, Y3, Y0
@@ -25078,10 +24576,10 @@ k8:
 	ADDQ         $0x00000004, DI
 	ADDQ         $0x00000020, R8
 	DECQ         R11
-	JNZ          k8
+	JNZ          k6
 	ADDQ         $0x000000a0, DI
 	DECQ         R10
-	JNZ          kblock7
+	JNZ          kblock5
 	MOVQ         R9, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y1, 64(DX)
@@ -25096,18 +24594,18 @@ k8:
 	VMOVUPS      Y15, 224(SI)
 	LEAQ         256(SI), DX
 	DECQ         BX
-	JNZ          row6
+	JNZ          row4
 	ADDQ         $0x00000200, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00000300, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000020, 8(SP)
 	DECQ         (SP)
-	JNZ          group5
+	JNZ          group3
 	INCQ         56(SP)
-	JMP          image3
+	JMP          image1
 
-done4:
+done2:
 	VZEROUPPER
 	RET
 
@@ -25884,47 +25382,13 @@ done2:
 // func conv1x1DxN1C40K8H5W5S1U1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN1C40K8H5W5S1U1AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ CX, DX
-	MOVQ $0x00000005, BX
-
-tcib1:
-	MOVQ DX, SI
-	MOVQ $0x00000008, DI
-
-tci2:
-	MOVL (AX), R8
-	MOVL R8, (SI)
-	MOVL 4(AX), R8
-	MOVL R8, 32(SI)
-	MOVL 8(AX), R8
-	MOVL R8, 64(SI)
-	MOVL 12(AX), R8
-	MOVL R8, 96(SI)
-	MOVL 16(AX), R8
-	MOVL R8, 128(SI)
-	MOVL 20(AX), R8
-	MOVL R8, 160(SI)
-	MOVL 24(AX), R8
-	MOVL R8, 192(SI)
-	MOVL 28(AX), R8
-	MOVL R8, 224(SI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, SI
-	DECQ DI
-	JNZ  tci2
-	ADDQ $0x00000100, DX
-	DECQ BX
-	JNZ  tcib1
-	ADDQ $0x00000100, CX
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image3:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done4
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00000320, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -25936,17 +25400,17 @@ image3:
 	IMUL3Q $0x00000fa0, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000001, (SP)
 
 	// 1 group(s) of 3 vector block(s)
-group5:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000004, BX
 
-tile6:
+tile4:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -25963,7 +25427,7 @@ tile6:
 	MOVQ   AX, DI
 	MOVQ   $0x00000008, R8
 
-k7:
+k5:
 	VMOVUPS      (DI), Y12
 	VMOVUPS      256(DI), Y13
 	VMOVUPS      512(DI), Y14
@@ -25986,7 +25450,7 @@ k7:
 	ADDQ         $0x00000004, SI
 	ADDQ         $0x00000020, DI
 	DECQ         R8
-	JNZ          k7
+	JNZ          k5
 	ADDQ         $0x00000300, SI
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y3, 32(DX)
@@ -26008,10 +25472,10 @@ k7:
 	ADDQ         $0x00000080, CX
 	ADDQ         $0x00000080, DX
 	DECQ         BX
-	JNZ          tile6
+	JNZ          tile4
 	MOVQ         $0x00000003, BX
 
-tile8:
+tile6:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -26025,7 +25489,7 @@ tile8:
 	MOVQ   AX, DI
 	MOVQ   $0x00000008, R8
 
-k9:
+k7:
 	VMOVUPS      (DI), Y9
 	VMOVUPS      256(DI), Y10
 	VMOVUPS      512(DI), Y11
@@ -26044,7 +25508,7 @@ k9:
 	ADDQ         $0x00000004, SI
 	ADDQ         $0x00000020, DI
 	DECQ         R8
-	JNZ          k9
+	JNZ          k7
 	ADDQ         $0x00000300, SI
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y3, 32(DX)
@@ -26063,23 +25527,23 @@ k9:
 	ADDQ         $0x00000060, CX
 	ADDQ         $0x00000060, DX
 	DECQ         BX
-	JNZ          tile8
+	JNZ          tile6
 	ADDQ         $0x00000300, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00000960, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000060, 8(SP)
 	DECQ         (SP)
-	JNZ          group5
+	JNZ          group3
 	MOVQ         $0x00000001, (SP)
 
 	// 1 group(s) of 2 vector block(s)
-group10:
+group8:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000005, BX
 
-tile11:
+tile9:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -26094,7 +25558,7 @@ tile11:
 	MOVQ   AX, DI
 	MOVQ   $0x00000008, R8
 
-k12:
+k10:
 	VMOVUPS      (DI), Y10
 	VMOVUPS      256(DI), Y11
 	VBROADCASTSS (SI), Y12
@@ -26115,7 +25579,7 @@ k12:
 	ADDQ         $0x00000004, SI
 	ADDQ         $0x00000020, DI
 	DECQ         R8
-	JNZ          k12
+	JNZ          k10
 	ADDQ         $0x00000300, SI
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -26135,18 +25599,18 @@ k12:
 	ADDQ         $0x000000a0, CX
 	ADDQ         $0x000000a0, DX
 	DECQ         BX
-	JNZ          tile11
+	JNZ          tile9
 	ADDQ         $0x00000200, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00000640, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000040, 8(SP)
 	DECQ         (SP)
-	JNZ          group10
+	JNZ          group8
 	INCQ         56(SP)
-	JMP          image3
+	JMP          image1
 
-done4:
+done2:
 	VZEROUPPER
 	RET
 
@@ -26984,52 +26448,13 @@ done2:
 // func conv1x1DxN2C16K32H7W7S1U2AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN2C16K32H7W7S1U2AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000004, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ $0x00000002, SI
-
-tcib2:
-	MOVQ BX, DI
-	MOVQ $0x00000008, R8
-
-tci3:
-	MOVL (AX), R9
-	MOVL R9, (DI)
-	MOVL 4(AX), R9
-	MOVL R9, 32(DI)
-	MOVL 8(AX), R9
-	MOVL R9, 64(DI)
-	MOVL 12(AX), R9
-	MOVL R9, 96(DI)
-	MOVL 16(AX), R9
-	MOVL R9, 128(DI)
-	MOVL 20(AX), R9
-	MOVL R9, 160(DI)
-	MOVL 24(AX), R9
-	MOVL R9, 192(DI)
-	MOVL 28(AX), R9
-	MOVL R9, 224(DI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, DI
-	DECQ R8
-	JNZ  tci3
-	ADDQ $0x00000400, BX
-	DECQ SI
-	JNZ  tcib2
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image4:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done5
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00001880, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -27041,17 +26466,17 @@ image4:
 	IMUL3Q $0x00000c40, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000001, (SP)
 
 	// 1 group(s) of 2 vector block(s)
-group6:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000004, BX
 
-tile7:
+tile4:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -27069,14 +26494,14 @@ tile7:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000004, R9
 
-kblock8:
+kblock5:
 	PREFETCHT1 (R8)
 	PREFETCHT1 64(R8)
 	PREFETCHT1 128(R8)
 	ADDQ       $0x000000c0, R8
 	MOVQ       $0x00000004, R10
 
-k9:
+k6:
 	VMOVUPS      (DI), Y12
 	VMOVUPS      1024(DI), Y13
 	VBROADCASTSS (SI), Y14
@@ -27120,10 +26545,10 @@ k9:
 	ADDQ         $0x00000008, SI
 	ADDQ         $0x00000040, DI
 	DECQ         R10
-	JNZ          k9
+	JNZ          k6
 	ADDQ         $0x00000600, SI
 	DECQ         R9
-	JNZ          kblock8
+	JNZ          kblock5
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -27140,10 +26565,10 @@ k9:
 	ADDQ         $0x000000c0, CX
 	ADDQ         $0x000000c0, DX
 	DECQ         BX
-	JNZ          tile7
+	JNZ          tile4
 	MOVQ         $0x00000005, BX
 
-tile10:
+tile7:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -27159,14 +26584,14 @@ tile10:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000004, R9
 
-kblock11:
+kblock8:
 	PREFETCHT1 (R8)
 	PREFETCHT1 64(R8)
 	PREFETCHT1 128(R8)
 	ADDQ       $0x000000c0, R8
 	MOVQ       $0x00000004, R10
 
-k12:
+k9:
 	VMOVUPS      (DI), Y10
 	VMOVUPS      1024(DI), Y11
 	VBROADCASTSS (SI), Y12
@@ -27204,10 +26629,10 @@ k12:
 	ADDQ         $0x00000008, SI
 	ADDQ         $0x00000040, DI
 	DECQ         R10
-	JNZ          k12
+	JNZ          k9
 	ADDQ         $0x00000600, SI
 	DECQ         R9
-	JNZ          kblock11
+	JNZ          kblock8
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -27222,18 +26647,18 @@ k12:
 	ADDQ         $0x000000a0, CX
 	ADDQ         $0x000000a0, DX
 	DECQ         BX
-	JNZ          tile10
+	JNZ          tile7
 	ADDQ         $0x00000800, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00000c40, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000040, 8(SP)
 	DECQ         (SP)
-	JNZ          group6
+	JNZ          group3
 	INCQ         56(SP)
-	JMP          image4
+	JMP          image1
 
-done5:
+done2:
 	VZEROUPPER
 	RET
 
@@ -27770,47 +27195,13 @@ done2:
 // func conv1x1DxN1C8K16H1W1S2U1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN1C8K16H1W1S2U1AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000002, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ BX, SI
-	MOVQ $0x00000008, DI
-
-tci2:
-	MOVL (AX), R8
-	MOVL R8, (SI)
-	MOVL 4(AX), R8
-	MOVL R8, 32(SI)
-	MOVL 8(AX), R8
-	MOVL R8, 64(SI)
-	MOVL 12(AX), R8
-	MOVL R8, 96(SI)
-	MOVL 16(AX), R8
-	MOVL R8, 128(SI)
-	MOVL 20(AX), R8
-	MOVL R8, 160(SI)
-	MOVL 24(AX), R8
-	MOVL R8, 192(SI)
-	MOVL 28(AX), R8
-	MOVL R8, 224(SI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, SI
-	DECQ DI
-	JNZ  tci2
-	ADDQ $0x00000200, BX
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image3:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done4
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00000040, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -27822,12 +27213,12 @@ image3:
 	IMUL3Q $0x00000020, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000001, (SP)
 
 	// 1 group(s) of 1 vector block(s)
-group5:
+group3:
 	MOVQ   48(SP), CX
 	MOVQ   16(SP), DX
 	VXORPS Y0, Y0, Y0
@@ -27836,22 +27227,22 @@ group5:
 	MOVQ   64(SP), DI
 	MOVQ   $0x00000002, R8
 
-kblock6:
+kblock4:
 	PREFETCHT1 (DI)
 	ADDQ       $0x00000040, DI
 	MOVQ       $0x00000008, R9
 
-k7:
+k5:
 	VMOVUPS      (SI), Y1
 	VBROADCASTSS (BX), Y2
 	VFMADD231PS  Y1, Y2, Y0
 	ADDQ         $0x00000004, BX
 	ADDQ         $0x00000020, SI
 	DECQ         R9
-	JNZ          k7
+	JNZ          k5
 	ADDQ         $0x00000000, BX
 	DECQ         R8
-	JNZ          kblock6
+	JNZ          kblock4
 	MOVQ         DI, 64(SP)
 	VMOVUPS      Y0, (DX)
 	ADDQ         $0x00000020, CX
@@ -27862,11 +27253,11 @@ k7:
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000020, 8(SP)
 	DECQ         (SP)
-	JNZ          group5
+	JNZ          group3
 	INCQ         56(SP)
-	JMP          image3
+	JMP          image1
 
-done4:
+done2:
 	VZEROUPPER
 	RET
 
@@ -28566,47 +27957,13 @@ done2:
 // func conv1x1DxN1C16K8H13W13S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN1C16K8H13W13S1AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ CX, DX
-	MOVQ $0x00000002, BX
-
-tcib1:
-	MOVQ DX, SI
-	MOVQ $0x00000008, DI
-
-tci2:
-	MOVL (AX), R8
-	MOVL R8, (SI)
-	MOVL 4(AX), R8
-	MOVL R8, 32(SI)
-	MOVL 8(AX), R8
-	MOVL R8, 64(SI)
-	MOVL 12(AX), R8
-	MOVL R8, 96(SI)
-	MOVL 16(AX), R8
-	MOVL R8, 128(SI)
-	MOVL 20(AX), R8
-	MOVL R8, 160(SI)
-	MOVL 24(AX), R8
-	MOVL R8, 192(SI)
-	MOVL 28(AX), R8
-	MOVL R8, 224(SI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, SI
-	DECQ DI
-	JNZ  tci2
-	ADDQ $0x00000100, DX
-	DECQ BX
-	JNZ  tcib1
-	ADDQ $0x00000100, CX
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image3:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done4
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00001520, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -28618,17 +27975,17 @@ image3:
 	IMUL3Q $0x00002a40, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000001, (SP)
 
 	// 1 group(s) of 2 vector block(s)
-group5:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000018, BX
 
-tile6:
+tile4:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -28645,7 +28002,7 @@ tile6:
 	MOVQ   AX, DI
 	MOVQ   $0x00000002, R8
 
-k7:
+k5:
 	VMOVUPS      (DI), Y12
 	VMOVUPS      256(DI), Y13
 	VBROADCASTSS (SI), Y14
@@ -28729,7 +28086,7 @@ k7:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R8
-	JNZ          k7
+	JNZ          k5
 	ADDQ         $0x00001500, SI
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -28752,10 +28109,10 @@ k7:
 	ADDQ         $0x000000c0, CX
 	ADDQ         $0x000000c0, DX
 	DECQ         BX
-	JNZ          tile6
+	JNZ          tile4
 	MOVQ         $0x00000005, BX
 
-tile8:
+tile6:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -28770,7 +28127,7 @@ tile8:
 	MOVQ   AX, DI
 	MOVQ   $0x00000002, R8
 
-k9:
+k7:
 	VMOVUPS      (DI), Y10
 	VMOVUPS      256(DI), Y11
 	VBROADCASTSS (SI), Y12
@@ -28842,7 +28199,7 @@ k9:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R8
-	JNZ          k9
+	JNZ          k7
 	ADDQ         $0x00001500, SI
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -28863,18 +28220,18 @@ k9:
 	ADDQ         $0x000000a0, CX
 	ADDQ         $0x000000a0, DX
 	DECQ         BX
-	JNZ          tile8
+	JNZ          tile6
 	ADDQ         $0x00000200, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00002a40, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000040, 8(SP)
 	DECQ         (SP)
-	JNZ          group5
+	JNZ          group3
 	INCQ         56(SP)
-	JMP          image3
+	JMP          image1
 
-done4:
+done2:
 	VZEROUPPER
 	RET
 
@@ -30219,52 +29576,13 @@ done2:
 // func conv1x1DxN3C16K16H7W7S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN3C16K16H7W7S1AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000002, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ $0x00000002, SI
-
-tcib2:
-	MOVQ BX, DI
-	MOVQ $0x00000008, R8
-
-tci3:
-	MOVL (AX), R9
-	MOVL R9, (DI)
-	MOVL 4(AX), R9
-	MOVL R9, 32(DI)
-	MOVL 8(AX), R9
-	MOVL R9, 64(DI)
-	MOVL 12(AX), R9
-	MOVL R9, 96(DI)
-	MOVL 16(AX), R9
-	MOVL R9, 128(DI)
-	MOVL 20(AX), R9
-	MOVL R9, 160(DI)
-	MOVL 24(AX), R9
-	MOVL R9, 192(DI)
-	MOVL 28(AX), R9
-	MOVL R9, 224(DI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, DI
-	DECQ R8
-	JNZ  tci3
-	ADDQ $0x00000200, BX
-	DECQ SI
-	JNZ  tcib2
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image4:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done5
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00000c40, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -30276,17 +29594,17 @@ image4:
 	IMUL3Q $0x00000c40, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000001, (SP)
 
 	// 1 group(s) of 2 vector block(s)
-group6:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000004, BX
 
-tile7:
+tile4:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -30304,14 +29622,14 @@ tile7:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000002, R9
 
-kblock8:
+kblock5:
 	PREFETCHT1 (R8)
 	PREFETCHT1 64(R8)
 	PREFETCHT1 128(R8)
 	ADDQ       $0x000000c0, R8
 	MOVQ       $0x00000002, R10
 
-k9:
+k6:
 	VMOVUPS      (DI), Y12
 	VMOVUPS      512(DI), Y13
 	VBROADCASTSS (SI), Y14
@@ -30395,10 +29713,10 @@ k9:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k9
+	JNZ          k6
 	ADDQ         $0x00000600, SI
 	DECQ         R9
-	JNZ          kblock8
+	JNZ          kblock5
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -30415,10 +29733,10 @@ k9:
 	ADDQ         $0x000000c0, CX
 	ADDQ         $0x000000c0, DX
 	DECQ         BX
-	JNZ          tile7
+	JNZ          tile4
 	MOVQ         $0x00000005, BX
 
-tile10:
+tile7:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -30434,14 +29752,14 @@ tile10:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000002, R9
 
-kblock11:
+kblock8:
 	PREFETCHT1 (R8)
 	PREFETCHT1 64(R8)
 	PREFETCHT1 128(R8)
 	ADDQ       $0x000000c0, R8
 	MOVQ       $0x00000002, R10
 
-k12:
+k9:
 	VMOVUPS      (DI), Y10
 	VMOVUPS      512(DI), Y11
 	VBROADCASTSS (SI), Y12
@@ -30513,10 +29831,10 @@ k12:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k12
+	JNZ          k9
 	ADDQ         $0x00000600, SI
 	DECQ         R9
-	JNZ          kblock11
+	JNZ          kblock8
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -30531,18 +29849,18 @@ k12:
 	ADDQ         $0x000000a0, CX
 	ADDQ         $0x000000a0, DX
 	DECQ         BX
-	JNZ          tile10
+	JNZ          tile7
 	ADDQ         $0x00000400, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00000c40, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000040, 8(SP)
 	DECQ         (SP)
-	JNZ          group6
+	JNZ          group3
 	INCQ         56(SP)
-	JMP          image4
+	JMP          image1
 
-done5:
+done2:
 	VZEROUPPER
 	RET
 
@@ -31418,52 +30736,13 @@ done2:
 // func conv1x1DxN3C16K16H7W7S1U8AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN3C16K16H7W7S1U8AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000002, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ $0x00000002, SI
-
-tcib2:
-	MOVQ BX, DI
-	MOVQ $0x00000008, R8
-
-tci3:
-	MOVL (AX), R9
-	MOVL R9, (DI)
-	MOVL 4(AX), R9
-	MOVL R9, 32(DI)
-	MOVL 8(AX), R9
-	MOVL R9, 64(DI)
-	MOVL 12(AX), R9
-	MOVL R9, 96(DI)
-	MOVL 16(AX), R9
-	MOVL R9, 128(DI)
-	MOVL 20(AX), R9
-	MOVL R9, 160(DI)
-	MOVL 24(AX), R9
-	MOVL R9, 192(DI)
-	MOVL 28(AX), R9
-	MOVL R9, 224(DI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, DI
-	DECQ R8
-	JNZ  tci3
-	ADDQ $0x00000200, BX
-	DECQ SI
-	JNZ  tcib2
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image4:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done5
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00000c40, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -31475,17 +30754,17 @@ image4:
 	IMUL3Q $0x00000c40, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000001, (SP)
 
 	// 1 group(s) of 2 vector block(s)
-group6:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000004, BX
 
-tile7:
+tile4:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -31503,7 +30782,7 @@ tile7:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000002, R9
 
-kblock8:
+kblock5:
 	PREFETCHT1   (R8)
 	PREFETCHT1   64(R8)
 	PREFETCHT1   128(R8)
@@ -31671,7 +30950,7 @@ kblock8:
 	ADDQ         $0x00000620, SI
 	ADDQ         $0x00000100, DI
 	DECQ         R9
-	JNZ          kblock8
+	JNZ          kblock5
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -31688,10 +30967,10 @@ kblock8:
 	ADDQ         $0x000000c0, CX
 	ADDQ         $0x000000c0, DX
 	DECQ         BX
-	JNZ          tile7
+	JNZ          tile4
 	MOVQ         $0x00000005, BX
 
-tile9:
+tile6:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -31707,7 +30986,7 @@ tile9:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000002, R9
 
-kblock10:
+kblock7:
 	PREFETCHT1   (R8)
 	PREFETCHT1   64(R8)
 	PREFETCHT1   128(R8)
@@ -31851,7 +31130,7 @@ kblock10:
 	ADDQ         $0x00000620, SI
 	ADDQ         $0x00000100, DI
 	DECQ         R9
-	JNZ          kblock10
+	JNZ          kblock7
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -31866,18 +31145,18 @@ kblock10:
 	ADDQ         $0x000000a0, CX
 	ADDQ         $0x000000a0, DX
 	DECQ         BX
-	JNZ          tile9
+	JNZ          tile6
 	ADDQ         $0x00000400, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00000c40, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000040, 8(SP)
 	DECQ         (SP)
-	JNZ          group6
+	JNZ          group3
 	INCQ         56(SP)
-	JMP          image4
+	JMP          image1
 
-done5:
+done2:
 	VZEROUPPER
 	RET
 

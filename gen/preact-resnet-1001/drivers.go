@@ -108,12 +108,11 @@ func (m *Model) conv3x3Dx(fn Conv3x3DxFunc, scratch, n, cin, cout int, dx, dy, w
 	m.ctx.Parallel(t, n)
 }
 
-// conv1x1Dx runs a specialized 1x1 backward-data convolution; it takes
-// the forward's packed weights.
+// conv1x1Dx runs a specialized 1x1 backward-data convolution.
 func (m *Model) conv1x1Dx(fn Conv1x1DxFunc, scratch, n, cin, cout int, dx, dy, w []float32) {
 	t := &m.k.dx
 	t.w = m.k.packed[:cout*cin]
-	check(PackConv1x1Weights(t.w, w, cout, cin))
+	check(PackConv1x1DxWeights(t.w, w, cout, cin))
 	t.fn, t.dy, t.dx, t.scratch, t.m = fn, dy, dx, scratch, m
 	m.ctx.Parallel(t, n)
 }
@@ -163,7 +162,7 @@ func (m *Model) conv3x3DxGrad(fn Conv3x3DxFunc, scratch, n, cin, cout int, dx, d
 func (m *Model) conv1x1DxGrad(fn Conv1x1DxFunc, scratch, n, cin, cout int, dx, dscale, dshift, dy, w, x, scale, shift, acc []float32) {
 	t := &m.k.dxGrad
 	t.w = m.k.packed[:cout*cin]
-	check(PackConv1x1Weights(t.w, w, cout, cin))
+	check(PackConv1x1DxWeights(t.w, w, cout, cin))
 	m.dxGrad(fn, scratch, n, cin, dx, dscale, dshift, dy, x, scale, shift, acc)
 }
 

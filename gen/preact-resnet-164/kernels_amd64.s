@@ -15893,52 +15893,13 @@ done2:
 // func conv1x1DxN128C64K256H8W8S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN128C64K256H8W8S1AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000020, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ $0x00000008, SI
-
-tcib2:
-	MOVQ BX, DI
-	MOVQ $0x00000008, R8
-
-tci3:
-	MOVL (AX), R9
-	MOVL R9, (DI)
-	MOVL 4(AX), R9
-	MOVL R9, 32(DI)
-	MOVL 8(AX), R9
-	MOVL R9, 64(DI)
-	MOVL 12(AX), R9
-	MOVL R9, 96(DI)
-	MOVL 16(AX), R9
-	MOVL R9, 128(DI)
-	MOVL 20(AX), R9
-	MOVL R9, 160(DI)
-	MOVL 24(AX), R9
-	MOVL R9, 192(DI)
-	MOVL 28(AX), R9
-	MOVL R9, 224(DI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, DI
-	DECQ R8
-	JNZ  tci3
-	ADDQ $0x00002000, BX
-	DECQ SI
-	JNZ  tcib2
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image4:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done5
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00010000, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -15950,17 +15911,17 @@ image4:
 	IMUL3Q $0x00004000, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000002, (SP)
 
 	// 2 group(s) of 3 vector block(s)
-group6:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000010, BX
 
-tile7:
+tile4:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -15978,12 +15939,12 @@ tile7:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000020, R9
 
-kblock8:
+kblock5:
 	PREFETCHT1 (R8)
 	ADDQ       $0x00000040, R8
 	MOVQ       $0x00000002, R10
 
-k9:
+k6:
 	VMOVUPS      (DI), Y12
 	VMOVUPS      8192(DI), Y13
 	VMOVUPS      16384(DI), Y14
@@ -16063,10 +16024,10 @@ k9:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k9
+	JNZ          k6
 	ADDQ         $0x000007e0, SI
 	DECQ         R9
-	JNZ          kblock8
+	JNZ          kblock5
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y3, 32(DX)
@@ -16083,23 +16044,23 @@ k9:
 	ADDQ         $0x00000080, CX
 	ADDQ         $0x00000080, DX
 	DECQ         BX
-	JNZ          tile7
+	JNZ          tile4
 	ADDQ         $0x00006000, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00001800, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000060, 8(SP)
 	DECQ         (SP)
-	JNZ          group6
+	JNZ          group3
 	MOVQ         $0x00000001, (SP)
 
 	// 1 group(s) of 2 vector block(s)
-group10:
+group7:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000009, BX
 
-tile11:
+tile8:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -16117,12 +16078,12 @@ tile11:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000020, R9
 
-kblock12:
+kblock9:
 	PREFETCHT1 (R8)
 	ADDQ       $0x00000040, R8
 	MOVQ       $0x00000002, R10
 
-k13:
+k10:
 	VMOVUPS      (DI), Y12
 	VMOVUPS      8192(DI), Y13
 	VBROADCASTSS (SI), Y14
@@ -16206,10 +16167,10 @@ k13:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k13
+	JNZ          k10
 	ADDQ         $0x000007e0, SI
 	DECQ         R9
-	JNZ          kblock12
+	JNZ          kblock9
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -16226,10 +16187,10 @@ k13:
 	ADDQ         $0x000000c0, CX
 	ADDQ         $0x000000c0, DX
 	DECQ         BX
-	JNZ          tile11
+	JNZ          tile8
 	MOVQ         $0x00000002, BX
 
-tile14:
+tile11:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -16245,12 +16206,12 @@ tile14:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000020, R9
 
-kblock15:
+kblock12:
 	PREFETCHT1 (R8)
 	ADDQ       $0x00000040, R8
 	MOVQ       $0x00000002, R10
 
-k16:
+k13:
 	VMOVUPS      (DI), Y10
 	VMOVUPS      8192(DI), Y11
 	VBROADCASTSS (SI), Y12
@@ -16322,10 +16283,10 @@ k16:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k16
+	JNZ          k13
 	ADDQ         $0x000007e0, SI
 	DECQ         R9
-	JNZ          kblock15
+	JNZ          kblock12
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -16340,18 +16301,18 @@ k16:
 	ADDQ         $0x000000a0, CX
 	ADDQ         $0x000000a0, DX
 	DECQ         BX
-	JNZ          tile14
+	JNZ          tile11
 	ADDQ         $0x00004000, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00001000, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000040, 8(SP)
 	DECQ         (SP)
-	JNZ          group10
+	JNZ          group7
 	INCQ         56(SP)
-	JMP          image4
+	JMP          image1
 
-done5:
+done2:
 	VZEROUPPER
 	RET
 
@@ -16708,52 +16669,13 @@ done2:
 // func conv1x1DxN128C256K64H8W8S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN128C256K64H8W8S1AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000008, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ $0x00000020, SI
-
-tcib2:
-	MOVQ BX, DI
-	MOVQ $0x00000008, R8
-
-tci3:
-	MOVL (AX), R9
-	MOVL R9, (DI)
-	MOVL 4(AX), R9
-	MOVL R9, 32(DI)
-	MOVL 8(AX), R9
-	MOVL R9, 64(DI)
-	MOVL 12(AX), R9
-	MOVL R9, 96(DI)
-	MOVL 16(AX), R9
-	MOVL R9, 128(DI)
-	MOVL 20(AX), R9
-	MOVL R9, 160(DI)
-	MOVL 24(AX), R9
-	MOVL R9, 192(DI)
-	MOVL 28(AX), R9
-	MOVL R9, 224(DI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, DI
-	DECQ R8
-	JNZ  tci3
-	ADDQ $0x00000800, BX
-	DECQ SI
-	JNZ  tcib2
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image4:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done5
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00004000, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -16765,17 +16687,17 @@ image4:
 	IMUL3Q $0x00010000, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x0000000a, (SP)
 
 	// 10 group(s) of 3 vector block(s)
-group6:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000010, BX
 
-tile7:
+tile4:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -16793,12 +16715,12 @@ tile7:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000008, R9
 
-kblock8:
+kblock5:
 	PREFETCHT1 (R8)
 	ADDQ       $0x00000040, R8
 	MOVQ       $0x00000002, R10
 
-k9:
+k6:
 	VMOVUPS      (DI), Y12
 	VMOVUPS      2048(DI), Y13
 	VMOVUPS      4096(DI), Y14
@@ -16878,10 +16800,10 @@ k9:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k9
+	JNZ          k6
 	ADDQ         $0x000007e0, SI
 	DECQ         R9
-	JNZ          kblock8
+	JNZ          kblock5
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y3, 32(DX)
@@ -16898,23 +16820,23 @@ k9:
 	ADDQ         $0x00000080, CX
 	ADDQ         $0x00000080, DX
 	DECQ         BX
-	JNZ          tile7
+	JNZ          tile4
 	ADDQ         $0x00001800, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00001800, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000060, 8(SP)
 	DECQ         (SP)
-	JNZ          group6
+	JNZ          group3
 	MOVQ         $0x00000001, (SP)
 
 	// 1 group(s) of 2 vector block(s)
-group10:
+group7:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000009, BX
 
-tile11:
+tile8:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -16932,12 +16854,12 @@ tile11:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000008, R9
 
-kblock12:
+kblock9:
 	PREFETCHT1 (R8)
 	ADDQ       $0x00000040, R8
 	MOVQ       $0x00000002, R10
 
-k13:
+k10:
 	VMOVUPS      (DI), Y12
 	VMOVUPS      2048(DI), Y13
 	VBROADCASTSS (SI), Y14
@@ -17021,10 +16943,10 @@ k13:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k13
+	JNZ          k10
 	ADDQ         $0x000007e0, SI
 	DECQ         R9
-	JNZ          kblock12
+	JNZ          kblock9
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -17041,10 +16963,10 @@ k13:
 	ADDQ         $0x000000c0, CX
 	ADDQ         $0x000000c0, DX
 	DECQ         BX
-	JNZ          tile11
+	JNZ          tile8
 	MOVQ         $0x00000002, BX
 
-tile14:
+tile11:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -17060,12 +16982,12 @@ tile14:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000008, R9
 
-kblock15:
+kblock12:
 	PREFETCHT1 (R8)
 	ADDQ       $0x00000040, R8
 	MOVQ       $0x00000002, R10
 
-k16:
+k13:
 	VMOVUPS      (DI), Y10
 	VMOVUPS      2048(DI), Y11
 	VBROADCASTSS (SI), Y12
@@ -17137,10 +17059,10 @@ k16:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k16
+	JNZ          k13
 	ADDQ         $0x000007e0, SI
 	DECQ         R9
-	JNZ          kblock15
+	JNZ          kblock12
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -17155,18 +17077,18 @@ k16:
 	ADDQ         $0x000000a0, CX
 	ADDQ         $0x000000a0, DX
 	DECQ         BX
-	JNZ          tile14
+	JNZ          tile11
 	ADDQ         $0x00001000, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00001000, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000040, 8(SP)
 	DECQ         (SP)
-	JNZ          group10
+	JNZ          group7
 	INCQ         56(SP)
-	JMP          image4
+	JMP          image1
 
-done5:
+done2:
 	VZEROUPPER
 	RET
 
@@ -17517,52 +17439,13 @@ done2:
 // func conv1x1DxN128C128K256H16W16S2AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN128C128K256H16W16S2AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000020, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ $0x00000010, SI
-
-tcib2:
-	MOVQ BX, DI
-	MOVQ $0x00000008, R8
-
-tci3:
-	MOVL (AX), R9
-	MOVL R9, (DI)
-	MOVL 4(AX), R9
-	MOVL R9, 32(DI)
-	MOVL 8(AX), R9
-	MOVL R9, 64(DI)
-	MOVL 12(AX), R9
-	MOVL R9, 96(DI)
-	MOVL 16(AX), R9
-	MOVL R9, 128(DI)
-	MOVL 20(AX), R9
-	MOVL R9, 160(DI)
-	MOVL 24(AX), R9
-	MOVL R9, 192(DI)
-	MOVL 28(AX), R9
-	MOVL R9, 224(DI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, DI
-	DECQ R8
-	JNZ  tci3
-	ADDQ $0x00002000, BX
-	DECQ SI
-	JNZ  tcib2
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image4:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done5
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00010000, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -17574,21 +17457,21 @@ image4:
 	IMUL3Q $0x00020000, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000005, (SP)
 
 	// 5 group(s) of 3 vector block(s)
-group6:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000008, BX
 
-row7:
+row4:
 	MOVQ DX, SI
 	MOVQ $0x00000002, DI
 
-tile8:
+tile5:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -17606,12 +17489,12 @@ tile8:
 	MOVQ   64(SP), R10
 	MOVQ   $0x00000020, R11
 
-kblock9:
+kblock6:
 	PREFETCHT1 (R10)
 	ADDQ       $0x00000040, R10
 	MOVQ       $0x00000002, R12
 
-k10:
+k7:
 	VMOVUPS      (R9), Y12
 	VMOVUPS      8192(R9), Y13
 	VMOVUPS      16384(R9), Y14
@@ -17691,10 +17574,10 @@ k10:
 	ADDQ         $0x00000010, R8
 	ADDQ         $0x00000080, R9
 	DECQ         R12
-	JNZ          k10
+	JNZ          k7
 	ADDQ         $0x000007e0, R8
 	DECQ         R11
-	JNZ          kblock9
+	JNZ          kblock6
 	MOVQ         R10, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y3, 64(DX)
@@ -17711,7 +17594,7 @@ k10:
 	ADDQ         $0x00000080, CX
 	ADDQ         $0x00000100, DX
 	DECQ         DI
-	JNZ          tile8
+	JNZ          tile5
 	VXORPS       Y15, Y15, Y15
 	VMOVUPS      Y15, 32(SI)
 	VMOVUPS      Y15, 96(SI)
@@ -17787,23 +17670,23 @@ k10:
 	VMOVUPS      Y15, 17376(SI)
 	LEAQ         1024(SI), DX
 	DECQ         BX
-	JNZ          row7
+	JNZ          row4
 	ADDQ         $0x00006000, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00006000, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000060, 8(SP)
 	DECQ         (SP)
-	JNZ          group6
+	JNZ          group3
 	MOVQ         $0x00000001, (SP)
 
 	// 1 group(s) of 1 vector block(s)
-group12:
+group9:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000008, BX
 
-row13:
+row10:
 	MOVQ   DX, SI
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -17818,12 +17701,12 @@ row13:
 	MOVQ   64(SP), R9
 	MOVQ   $0x00000020, R10
 
-kblock14:
+kblock11:
 	PREFETCHT1 (R9)
 	ADDQ       $0x00000040, R9
 	MOVQ       $0x00000002, R11
 
-k15:
+k12:
 	VMOVUPS      (R8), Y8
 	VBROADCASTSS (DI), Y9
 	VFMADD231PS  Y8, Y9, Y0
@@ -17895,10 +17778,10 @@ k15:
 	ADDQ         $0x00000010, DI
 	ADDQ         $0x00000080, R8
 	DECQ         R11
-	JNZ          k15
+	JNZ          k12
 	ADDQ         $0x000007e0, DI
 	DECQ         R10
-	JNZ          kblock14
+	JNZ          kblock11
 	MOVQ         R9, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y1, 64(DX)
@@ -17937,18 +17820,18 @@ k15:
 	VMOVUPS      Y15, 992(SI)
 	LEAQ         1024(SI), DX
 	DECQ         BX
-	JNZ          row13
+	JNZ          row10
 	ADDQ         $0x00002000, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00002000, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000020, 8(SP)
 	DECQ         (SP)
-	JNZ          group12
+	JNZ          group9
 	INCQ         56(SP)
-	JMP          image4
+	JMP          image1
 
-done5:
+done2:
 	VZEROUPPER
 	RET
 
@@ -18299,52 +18182,13 @@ done2:
 // func conv1x1DxN128C128K64H16W16S2AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN128C128K64H16W16S2AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000008, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ $0x00000010, SI
-
-tcib2:
-	MOVQ BX, DI
-	MOVQ $0x00000008, R8
-
-tci3:
-	MOVL (AX), R9
-	MOVL R9, (DI)
-	MOVL 4(AX), R9
-	MOVL R9, 32(DI)
-	MOVL 8(AX), R9
-	MOVL R9, 64(DI)
-	MOVL 12(AX), R9
-	MOVL R9, 96(DI)
-	MOVL 16(AX), R9
-	MOVL R9, 128(DI)
-	MOVL 20(AX), R9
-	MOVL R9, 160(DI)
-	MOVL 24(AX), R9
-	MOVL R9, 192(DI)
-	MOVL 28(AX), R9
-	MOVL R9, 224(DI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, DI
-	DECQ R8
-	JNZ  tci3
-	ADDQ $0x00000800, BX
-	DECQ SI
-	JNZ  tcib2
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image4:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done5
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00004000, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -18356,21 +18200,21 @@ image4:
 	IMUL3Q $0x00020000, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000005, (SP)
 
 	// 5 group(s) of 3 vector block(s)
-group6:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000008, BX
 
-row7:
+row4:
 	MOVQ DX, SI
 	MOVQ $0x00000002, DI
 
-tile8:
+tile5:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -18388,12 +18232,12 @@ tile8:
 	MOVQ   64(SP), R10
 	MOVQ   $0x00000008, R11
 
-kblock9:
+kblock6:
 	PREFETCHT1 (R10)
 	ADDQ       $0x00000040, R10
 	MOVQ       $0x00000002, R12
 
-k10:
+k7:
 	VMOVUPS      (R9), Y12
 	VMOVUPS      2048(R9), Y13
 	VMOVUPS      4096(R9), Y14
@@ -18473,10 +18317,10 @@ k10:
 	ADDQ         $0x00000010, R8
 	ADDQ         $0x00000080, R9
 	DECQ         R12
-	JNZ          k10
+	JNZ          k7
 	ADDQ         $0x000007e0, R8
 	DECQ         R11
-	JNZ          kblock9
+	JNZ          kblock6
 	MOVQ         R10, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y3, 64(DX)
@@ -18493,7 +18337,7 @@ k10:
 	ADDQ         $0x00000080, CX
 	ADDQ         $0x00000100, DX
 	DECQ         DI
-	JNZ          tile8
+	JNZ          tile5
 	VXORPS       Y15, Y15, Y15
 	VMOVUPS      Y15, 32(SI)
 	VMOVUPS      Y15, 96(SI)
@@ -18569,23 +18413,23 @@ k10:
 	VMOVUPS      Y15, 17376(SI)
 	LEAQ         1024(SI), DX
 	DECQ         BX
-	JNZ          row7
+	JNZ          row4
 	ADDQ         $0x00001800, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00006000, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000060, 8(SP)
 	DECQ         (SP)
-	JNZ          group6
+	JNZ          group3
 	MOVQ         $0x00000001, (SP)
 
 	// 1 group(s) of 1 vector block(s)
-group12:
+group9:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000008, BX
 
-row13:
+row10:
 	MOVQ   DX, SI
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -18600,12 +18444,12 @@ row13:
 	MOVQ   64(SP), R9
 	MOVQ   $0x00000008, R10
 
-kblock14:
+kblock11:
 	PREFETCHT1 (R9)
 	ADDQ       $0x00000040, R9
 	MOVQ       $0x00000002, R11
 
-k15:
+k12:
 	VMOVUPS      (R8), Y8
 	VBROADCASTSS (DI), Y9
 	VFMADD231PS  Y8, Y9, Y0
@@ -18677,10 +18521,10 @@ k15:
 	ADDQ         $0x00000010, DI
 	ADDQ         $0x00000080, R8
 	DECQ         R11
-	JNZ          k15
+	JNZ          k12
 	ADDQ         $0x000007e0, DI
 	DECQ         R10
-	JNZ          kblock14
+	JNZ          kblock11
 	MOVQ         R9, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y1, 64(DX)
@@ -18719,18 +18563,18 @@ k15:
 	VMOVUPS      Y15, 992(SI)
 	LEAQ         1024(SI), DX
 	DECQ         BX
-	JNZ          row13
+	JNZ          row10
 	ADDQ         $0x00000800, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00002000, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000020, 8(SP)
 	DECQ         (SP)
-	JNZ          group12
+	JNZ          group9
 	INCQ         56(SP)
-	JMP          image4
+	JMP          image1
 
-done5:
+done2:
 	VZEROUPPER
 	RET
 
@@ -19099,52 +18943,13 @@ done2:
 // func conv1x1DxN128C32K128H16W16S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN128C32K128H16W16S1AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000010, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ $0x00000004, SI
-
-tcib2:
-	MOVQ BX, DI
-	MOVQ $0x00000008, R8
-
-tci3:
-	MOVL (AX), R9
-	MOVL R9, (DI)
-	MOVL 4(AX), R9
-	MOVL R9, 32(DI)
-	MOVL 8(AX), R9
-	MOVL R9, 64(DI)
-	MOVL 12(AX), R9
-	MOVL R9, 96(DI)
-	MOVL 16(AX), R9
-	MOVL R9, 128(DI)
-	MOVL 20(AX), R9
-	MOVL R9, 160(DI)
-	MOVL 24(AX), R9
-	MOVL R9, 192(DI)
-	MOVL 28(AX), R9
-	MOVL R9, 224(DI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, DI
-	DECQ R8
-	JNZ  tci3
-	ADDQ $0x00001000, BX
-	DECQ SI
-	JNZ  tcib2
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image4:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done5
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00020000, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -19156,17 +18961,17 @@ image4:
 	IMUL3Q $0x00008000, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000002, (SP)
 
 	// 2 group(s) of 2 vector block(s)
-group6:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000029, BX
 
-tile7:
+tile4:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -19184,13 +18989,13 @@ tile7:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000010, R9
 
-kblock8:
+kblock5:
 	PREFETCHT1 (R8)
 	PREFETCHT1 64(R8)
 	ADDQ       $0x00000080, R8
 	MOVQ       $0x00000002, R10
 
-k9:
+k6:
 	VMOVUPS      (DI), Y12
 	VMOVUPS      4096(DI), Y13
 	VBROADCASTSS (SI), Y14
@@ -19274,10 +19079,10 @@ k9:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k9
+	JNZ          k6
 	ADDQ         $0x00001fe0, SI
 	DECQ         R9
-	JNZ          kblock8
+	JNZ          kblock5
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -19294,10 +19099,10 @@ k9:
 	ADDQ         $0x000000c0, CX
 	ADDQ         $0x000000c0, DX
 	DECQ         BX
-	JNZ          tile7
+	JNZ          tile4
 	MOVQ         $0x00000002, BX
 
-tile10:
+tile7:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -19313,13 +19118,13 @@ tile10:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000010, R9
 
-kblock11:
+kblock8:
 	PREFETCHT1 (R8)
 	PREFETCHT1 64(R8)
 	ADDQ       $0x00000080, R8
 	MOVQ       $0x00000002, R10
 
-k12:
+k9:
 	VMOVUPS      (DI), Y10
 	VMOVUPS      4096(DI), Y11
 	VBROADCASTSS (SI), Y12
@@ -19391,10 +19196,10 @@ k12:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k12
+	JNZ          k9
 	ADDQ         $0x00001fe0, SI
 	DECQ         R9
-	JNZ          kblock11
+	JNZ          kblock8
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -19409,18 +19214,18 @@ k12:
 	ADDQ         $0x000000a0, CX
 	ADDQ         $0x000000a0, DX
 	DECQ         BX
-	JNZ          tile10
+	JNZ          tile7
 	ADDQ         $0x00002000, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00004000, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000040, 8(SP)
 	DECQ         (SP)
-	JNZ          group6
+	JNZ          group3
 	INCQ         56(SP)
-	JMP          image4
+	JMP          image1
 
-done5:
+done2:
 	VZEROUPPER
 	RET
 
@@ -19789,52 +19594,13 @@ done2:
 // func conv1x1DxN128C128K32H16W16S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN128C128K32H16W16S1AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000004, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ $0x00000010, SI
-
-tcib2:
-	MOVQ BX, DI
-	MOVQ $0x00000008, R8
-
-tci3:
-	MOVL (AX), R9
-	MOVL R9, (DI)
-	MOVL 4(AX), R9
-	MOVL R9, 32(DI)
-	MOVL 8(AX), R9
-	MOVL R9, 64(DI)
-	MOVL 12(AX), R9
-	MOVL R9, 96(DI)
-	MOVL 16(AX), R9
-	MOVL R9, 128(DI)
-	MOVL 20(AX), R9
-	MOVL R9, 160(DI)
-	MOVL 24(AX), R9
-	MOVL R9, 192(DI)
-	MOVL 28(AX), R9
-	MOVL R9, 224(DI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, DI
-	DECQ R8
-	JNZ  tci3
-	ADDQ $0x00000400, BX
-	DECQ SI
-	JNZ  tcib2
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image4:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done5
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00008000, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -19846,17 +19612,17 @@ image4:
 	IMUL3Q $0x00020000, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000008, (SP)
 
 	// 8 group(s) of 2 vector block(s)
-group6:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000029, BX
 
-tile7:
+tile4:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -19874,12 +19640,12 @@ tile7:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000004, R9
 
-kblock8:
+kblock5:
 	PREFETCHT1 (R8)
 	ADDQ       $0x00000040, R8
 	MOVQ       $0x00000002, R10
 
-k9:
+k6:
 	VMOVUPS      (DI), Y12
 	VMOVUPS      1024(DI), Y13
 	VBROADCASTSS (SI), Y14
@@ -19963,10 +19729,10 @@ k9:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k9
+	JNZ          k6
 	ADDQ         $0x00001fe0, SI
 	DECQ         R9
-	JNZ          kblock8
+	JNZ          kblock5
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -19983,10 +19749,10 @@ k9:
 	ADDQ         $0x000000c0, CX
 	ADDQ         $0x000000c0, DX
 	DECQ         BX
-	JNZ          tile7
+	JNZ          tile4
 	MOVQ         $0x00000002, BX
 
-tile10:
+tile7:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -20002,12 +19768,12 @@ tile10:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000004, R9
 
-kblock11:
+kblock8:
 	PREFETCHT1 (R8)
 	ADDQ       $0x00000040, R8
 	MOVQ       $0x00000002, R10
 
-k12:
+k9:
 	VMOVUPS      (DI), Y10
 	VMOVUPS      1024(DI), Y11
 	VBROADCASTSS (SI), Y12
@@ -20079,10 +19845,10 @@ k12:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k12
+	JNZ          k9
 	ADDQ         $0x00001fe0, SI
 	DECQ         R9
-	JNZ          kblock11
+	JNZ          kblock8
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -20097,18 +19863,18 @@ k12:
 	ADDQ         $0x000000a0, CX
 	ADDQ         $0x000000a0, DX
 	DECQ         BX
-	JNZ          tile10
+	JNZ          tile7
 	ADDQ         $0x00000800, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00004000, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000040, 8(SP)
 	DECQ         (SP)
-	JNZ          group6
+	JNZ          group3
 	INCQ         56(SP)
-	JMP          image4
+	JMP          image1
 
-done5:
+done2:
 	VZEROUPPER
 	RET
 
@@ -20487,52 +20253,13 @@ done2:
 // func conv1x1DxN128C64K128H32W32S2AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN128C64K128H32W32S2AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000010, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ $0x00000008, SI
-
-tcib2:
-	MOVQ BX, DI
-	MOVQ $0x00000008, R8
-
-tci3:
-	MOVL (AX), R9
-	MOVL R9, (DI)
-	MOVL 4(AX), R9
-	MOVL R9, 32(DI)
-	MOVL 8(AX), R9
-	MOVL R9, 64(DI)
-	MOVL 12(AX), R9
-	MOVL R9, 96(DI)
-	MOVL 16(AX), R9
-	MOVL R9, 128(DI)
-	MOVL 20(AX), R9
-	MOVL R9, 160(DI)
-	MOVL 24(AX), R9
-	MOVL R9, 192(DI)
-	MOVL 28(AX), R9
-	MOVL R9, 224(DI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, DI
-	DECQ R8
-	JNZ  tci3
-	ADDQ $0x00001000, BX
-	DECQ SI
-	JNZ  tcib2
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image4:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done5
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00020000, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -20544,21 +20271,21 @@ image4:
 	IMUL3Q $0x00040000, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000002, (SP)
 
 	// 2 group(s) of 3 vector block(s)
-group6:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000010, BX
 
-row7:
+row4:
 	MOVQ DX, SI
 	MOVQ $0x00000004, DI
 
-tile8:
+tile5:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -20576,12 +20303,12 @@ tile8:
 	MOVQ   64(SP), R10
 	MOVQ   $0x00000010, R11
 
-kblock9:
+kblock6:
 	PREFETCHT1 (R10)
 	ADDQ       $0x00000040, R10
 	MOVQ       $0x00000002, R12
 
-k10:
+k7:
 	VMOVUPS      (R9), Y12
 	VMOVUPS      4096(R9), Y13
 	VMOVUPS      8192(R9), Y14
@@ -20661,10 +20388,10 @@ k10:
 	ADDQ         $0x00000010, R8
 	ADDQ         $0x00000080, R9
 	DECQ         R12
-	JNZ          k10
+	JNZ          k7
 	ADDQ         $0x00001fe0, R8
 	DECQ         R11
-	JNZ          kblock9
+	JNZ          kblock6
 	MOVQ         R10, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y3, 64(DX)
@@ -20681,7 +20408,7 @@ k10:
 	ADDQ         $0x00000080, CX
 	ADDQ         $0x00000100, DX
 	DECQ         DI
-	JNZ          tile8
+	JNZ          tile5
 	VXORPS       Y15, Y15, Y15
 	VMOVUPS      Y15, 32(SI)
 	VMOVUPS      Y15, 96(SI)
@@ -20734,7 +20461,7 @@ k10:
 	LEAQ         1024(SI), DX
 	MOVQ         $0x00000004, DI
 
-zrun12:
+zrun9:
 	VMOVUPS Y15, (DX)
 	VMOVUPS Y15, 32(DX)
 	VMOVUPS Y15, 64(DX)
@@ -20745,11 +20472,11 @@ zrun12:
 	VMOVUPS Y15, 224(DX)
 	ADDQ    $0x00000100, DX
 	DECQ    DI
-	JNZ     zrun12
+	JNZ     zrun9
 	LEAQ    33792(SI), DX
 	MOVQ    $0x00000004, DI
 
-zrun13:
+zrun10:
 	VMOVUPS Y15, (DX)
 	VMOVUPS Y15, 32(DX)
 	VMOVUPS Y15, 64(DX)
@@ -20760,11 +20487,11 @@ zrun13:
 	VMOVUPS Y15, 224(DX)
 	ADDQ    $0x00000100, DX
 	DECQ    DI
-	JNZ     zrun13
+	JNZ     zrun10
 	LEAQ    66560(SI), DX
 	MOVQ    $0x00000004, DI
 
-zrun14:
+zrun11:
 	VMOVUPS Y15, (DX)
 	VMOVUPS Y15, 32(DX)
 	VMOVUPS Y15, 64(DX)
@@ -20775,26 +20502,26 @@ zrun14:
 	VMOVUPS Y15, 224(DX)
 	ADDQ    $0x00000100, DX
 	DECQ    DI
-	JNZ     zrun14
+	JNZ     zrun11
 	LEAQ    2048(SI), DX
 	DECQ    BX
-	JNZ     row7
+	JNZ     row4
 	ADDQ    $0x00003000, AX
 	MOVQ    16(SP), CX
 	ADDQ    $0x00018000, CX
 	MOVQ    CX, 16(SP)
 	ADDQ    $0x00000060, 8(SP)
 	DECQ    (SP)
-	JNZ     group6
+	JNZ     group3
 	MOVQ    $0x00000001, (SP)
 
 	// 1 group(s) of 2 vector block(s)
-group15:
+group12:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000010, BX
 
-row16:
+row13:
 	MOVQ   DX, SI
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -20813,12 +20540,12 @@ row16:
 	MOVQ   64(SP), R9
 	MOVQ   $0x00000010, R10
 
-kblock17:
+kblock14:
 	PREFETCHT1 (R9)
 	ADDQ       $0x00000040, R9
 	MOVQ       $0x00000002, R11
 
-k18:
+k15:
 	VMOVUPS      (R8), Y12
 	VMOVUPS      4096(R8), Y13
 	VBROADCASTSS (DI), Y14
@@ -20902,10 +20629,10 @@ k18:
 	ADDQ         $0x00000010, DI
 	ADDQ         $0x00000080, R8
 	DECQ         R11
-	JNZ          k18
+	JNZ          k15
 	ADDQ         $0x00001fe0, DI
 	DECQ         R10
-	JNZ          kblock17
+	JNZ          kblock14
 	MOVQ         R9, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 64(DX)
@@ -20923,7 +20650,7 @@ k18:
 	ADDQ         $0x00000180, DX
 	MOVQ         $0x00000002, DI
 
-tile19:
+tile16:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -20939,12 +20666,12 @@ tile19:
 	MOVQ   64(SP), R10
 	MOVQ   $0x00000010, R11
 
-kblock20:
+kblock17:
 	PREFETCHT1 (R10)
 	ADDQ       $0x00000040, R10
 	MOVQ       $0x00000002, R12
 
-k21:
+k18:
 	VMOVUPS      (R9), Y10
 	VMOVUPS      4096(R9), Y11
 	VBROADCASTSS (R8), Y12
@@ -21016,10 +20743,10 @@ k21:
 	ADDQ         $0x00000010, R8
 	ADDQ         $0x00000080, R9
 	DECQ         R12
-	JNZ          k21
+	JNZ          k18
 	ADDQ         $0x00001fe0, R8
 	DECQ         R11
-	JNZ          kblock20
+	JNZ          kblock17
 	MOVQ         R10, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 64(DX)
@@ -21034,7 +20761,7 @@ k21:
 	ADDQ         $0x000000a0, CX
 	ADDQ         $0x00000140, DX
 	DECQ         DI
-	JNZ          tile19
+	JNZ          tile16
 	VXORPS       Y15, Y15, Y15
 	VMOVUPS      Y15, 32(SI)
 	VMOVUPS      Y15, 96(SI)
@@ -21071,7 +20798,7 @@ k21:
 	LEAQ         1024(SI), DX
 	MOVQ         $0x00000004, DI
 
-zrun23:
+zrun20:
 	VMOVUPS Y15, (DX)
 	VMOVUPS Y15, 32(DX)
 	VMOVUPS Y15, 64(DX)
@@ -21082,11 +20809,11 @@ zrun23:
 	VMOVUPS Y15, 224(DX)
 	ADDQ    $0x00000100, DX
 	DECQ    DI
-	JNZ     zrun23
+	JNZ     zrun20
 	LEAQ    33792(SI), DX
 	MOVQ    $0x00000004, DI
 
-zrun24:
+zrun21:
 	VMOVUPS Y15, (DX)
 	VMOVUPS Y15, 32(DX)
 	VMOVUPS Y15, 64(DX)
@@ -21097,21 +20824,21 @@ zrun24:
 	VMOVUPS Y15, 224(DX)
 	ADDQ    $0x00000100, DX
 	DECQ    DI
-	JNZ     zrun24
+	JNZ     zrun21
 	LEAQ    2048(SI), DX
 	DECQ    BX
-	JNZ     row16
+	JNZ     row13
 	ADDQ    $0x00002000, AX
 	MOVQ    16(SP), CX
 	ADDQ    $0x00010000, CX
 	MOVQ    CX, 16(SP)
 	ADDQ    $0x00000040, 8(SP)
 	DECQ    (SP)
-	JNZ     group15
+	JNZ     group12
 	INCQ    56(SP)
-	JMP     image4
+	JMP     image1
 
-done5:
+done2:
 	VZEROUPPER
 	RET
 
@@ -21506,52 +21233,13 @@ done2:
 // func conv1x1DxN128C64K32H32W32S2AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN128C64K32H32W32S2AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000004, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ $0x00000008, SI
-
-tcib2:
-	MOVQ BX, DI
-	MOVQ $0x00000008, R8
-
-tci3:
-	MOVL (AX), R9
-	MOVL R9, (DI)
-	MOVL 4(AX), R9
-	MOVL R9, 32(DI)
-	MOVL 8(AX), R9
-	MOVL R9, 64(DI)
-	MOVL 12(AX), R9
-	MOVL R9, 96(DI)
-	MOVL 16(AX), R9
-	MOVL R9, 128(DI)
-	MOVL 20(AX), R9
-	MOVL R9, 160(DI)
-	MOVL 24(AX), R9
-	MOVL R9, 192(DI)
-	MOVL 28(AX), R9
-	MOVL R9, 224(DI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, DI
-	DECQ R8
-	JNZ  tci3
-	ADDQ $0x00000400, BX
-	DECQ SI
-	JNZ  tcib2
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image4:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done5
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00008000, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -21563,21 +21251,21 @@ image4:
 	IMUL3Q $0x00040000, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000002, (SP)
 
 	// 2 group(s) of 3 vector block(s)
-group6:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000010, BX
 
-row7:
+row4:
 	MOVQ DX, SI
 	MOVQ $0x00000004, DI
 
-tile8:
+tile5:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -21595,12 +21283,12 @@ tile8:
 	MOVQ   64(SP), R10
 	MOVQ   $0x00000004, R11
 
-kblock9:
+kblock6:
 	PREFETCHT1 (R10)
 	ADDQ       $0x00000040, R10
 	MOVQ       $0x00000002, R12
 
-k10:
+k7:
 	VMOVUPS      (R9), Y12
 	VMOVUPS      1024(R9), Y13
 	VMOVUPS      2048(R9), Y14
@@ -21680,10 +21368,10 @@ k10:
 	ADDQ         $0x00000010, R8
 	ADDQ         $0x00000080, R9
 	DECQ         R12
-	JNZ          k10
+	JNZ          k7
 	ADDQ         $0x00001fe0, R8
 	DECQ         R11
-	JNZ          kblock9
+	JNZ          kblock6
 	MOVQ         R10, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y3, 64(DX)
@@ -21700,7 +21388,7 @@ k10:
 	ADDQ         $0x00000080, CX
 	ADDQ         $0x00000100, DX
 	DECQ         DI
-	JNZ          tile8
+	JNZ          tile5
 	VXORPS       Y15, Y15, Y15
 	VMOVUPS      Y15, 32(SI)
 	VMOVUPS      Y15, 96(SI)
@@ -21753,7 +21441,7 @@ k10:
 	LEAQ         1024(SI), DX
 	MOVQ         $0x00000004, DI
 
-zrun12:
+zrun9:
 	VMOVUPS Y15, (DX)
 	VMOVUPS Y15, 32(DX)
 	VMOVUPS Y15, 64(DX)
@@ -21764,11 +21452,11 @@ zrun12:
 	VMOVUPS Y15, 224(DX)
 	ADDQ    $0x00000100, DX
 	DECQ    DI
-	JNZ     zrun12
+	JNZ     zrun9
 	LEAQ    33792(SI), DX
 	MOVQ    $0x00000004, DI
 
-zrun13:
+zrun10:
 	VMOVUPS Y15, (DX)
 	VMOVUPS Y15, 32(DX)
 	VMOVUPS Y15, 64(DX)
@@ -21779,11 +21467,11 @@ zrun13:
 	VMOVUPS Y15, 224(DX)
 	ADDQ    $0x00000100, DX
 	DECQ    DI
-	JNZ     zrun13
+	JNZ     zrun10
 	LEAQ    66560(SI), DX
 	MOVQ    $0x00000004, DI
 
-zrun14:
+zrun11:
 	VMOVUPS Y15, (DX)
 	VMOVUPS Y15, 32(DX)
 	VMOVUPS Y15, 64(DX)
@@ -21794,26 +21482,26 @@ zrun14:
 	VMOVUPS Y15, 224(DX)
 	ADDQ    $0x00000100, DX
 	DECQ    DI
-	JNZ     zrun14
+	JNZ     zrun11
 	LEAQ    2048(SI), DX
 	DECQ    BX
-	JNZ     row7
+	JNZ     row4
 	ADDQ    $0x00000c00, AX
 	MOVQ    16(SP), CX
 	ADDQ    $0x00018000, CX
 	MOVQ    CX, 16(SP)
 	ADDQ    $0x00000060, 8(SP)
 	DECQ    (SP)
-	JNZ     group6
+	JNZ     group3
 	MOVQ    $0x00000001, (SP)
 
 	// 1 group(s) of 2 vector block(s)
-group15:
+group12:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000010, BX
 
-row16:
+row13:
 	MOVQ   DX, SI
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -21832,12 +21520,12 @@ row16:
 	MOVQ   64(SP), R9
 	MOVQ   $0x00000004, R10
 
-kblock17:
+kblock14:
 	PREFETCHT1 (R9)
 	ADDQ       $0x00000040, R9
 	MOVQ       $0x00000002, R11
 
-k18:
+k15:
 	VMOVUPS      (R8), Y12
 	VMOVUPS      1024(R8), Y13
 	VBROADCASTSS (DI), Y14
@@ -21921,10 +21609,10 @@ k18:
 	ADDQ         $0x00000010, DI
 	ADDQ         $0x00000080, R8
 	DECQ         R11
-	JNZ          k18
+	JNZ          k15
 	ADDQ         $0x00001fe0, DI
 	DECQ         R10
-	JNZ          kblock17
+	JNZ          kblock14
 	MOVQ         R9, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 64(DX)
@@ -21942,7 +21630,7 @@ k18:
 	ADDQ         $0x00000180, DX
 	MOVQ         $0x00000002, DI
 
-tile19:
+tile16:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -21958,12 +21646,12 @@ tile19:
 	MOVQ   64(SP), R10
 	MOVQ   $0x00000004, R11
 
-kblock20:
+kblock17:
 	PREFETCHT1 (R10)
 	ADDQ       $0x00000040, R10
 	MOVQ       $0x00000002, R12
 
-k21:
+k18:
 	VMOVUPS      (R9), Y10
 	VMOVUPS      1024(R9), Y11
 	VBROADCASTSS (R8), Y12
@@ -22035,10 +21723,10 @@ k21:
 	ADDQ         $0x00000010, R8
 	ADDQ         $0x00000080, R9
 	DECQ         R12
-	JNZ          k21
+	JNZ          k18
 	ADDQ         $0x00001fe0, R8
 	DECQ         R11
-	JNZ          kblock20
+	JNZ          kblock17
 	MOVQ         R10, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 64(DX)
@@ -22053,7 +21741,7 @@ k21:
 	ADDQ         $0x000000a0, CX
 	ADDQ         $0x00000140, DX
 	DECQ         DI
-	JNZ          tile19
+	JNZ          tile16
 	VXORPS       Y15, Y15, Y15
 	VMOVUPS      Y15, 32(SI)
 	VMOVUPS      Y15, 96(SI)
@@ -22090,7 +21778,7 @@ k21:
 	LEAQ         1024(SI), DX
 	MOVQ         $0x00000004, DI
 
-zrun23:
+zrun20:
 	VMOVUPS Y15, (DX)
 	VMOVUPS Y15, 32(DX)
 	VMOVUPS Y15, 64(DX)
@@ -22101,11 +21789,11 @@ zrun23:
 	VMOVUPS Y15, 224(DX)
 	ADDQ    $0x00000100, DX
 	DECQ    DI
-	JNZ     zrun23
+	JNZ     zrun20
 	LEAQ    33792(SI), DX
 	MOVQ    $0x00000004, DI
 
-zrun24:
+zrun21:
 	VMOVUPS Y15, (DX)
 	VMOVUPS Y15, 32(DX)
 	VMOVUPS Y15, 64(DX)
@@ -22116,21 +21804,21 @@ zrun24:
 	VMOVUPS Y15, 224(DX)
 	ADDQ    $0x00000100, DX
 	DECQ    DI
-	JNZ     zrun24
+	JNZ     zrun21
 	LEAQ    2048(SI), DX
 	DECQ    BX
-	JNZ     row16
+	JNZ     row13
 	ADDQ    $0x00000800, AX
 	MOVQ    16(SP), CX
 	ADDQ    $0x00010000, CX
 	MOVQ    CX, 16(SP)
 	ADDQ    $0x00000040, 8(SP)
 	DECQ    (SP)
-	JNZ     group15
+	JNZ     group12
 	INCQ    56(SP)
-	JMP     image4
+	JMP     image1
 
-done5:
+done2:
 	VZEROUPPER
 	RET
 
@@ -22494,52 +22182,13 @@ done2:
 // func conv1x1DxN128C16K64H32W32S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN128C16K64H32W32S1AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000008, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ $0x00000002, SI
-
-tcib2:
-	MOVQ BX, DI
-	MOVQ $0x00000008, R8
-
-tci3:
-	MOVL (AX), R9
-	MOVL R9, (DI)
-	MOVL 4(AX), R9
-	MOVL R9, 32(DI)
-	MOVL 8(AX), R9
-	MOVL R9, 64(DI)
-	MOVL 12(AX), R9
-	MOVL R9, 96(DI)
-	MOVL 16(AX), R9
-	MOVL R9, 128(DI)
-	MOVL 20(AX), R9
-	MOVL R9, 160(DI)
-	MOVL 24(AX), R9
-	MOVL R9, 192(DI)
-	MOVL 28(AX), R9
-	MOVL R9, 224(DI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, DI
-	DECQ R8
-	JNZ  tci3
-	ADDQ $0x00000800, BX
-	DECQ SI
-	JNZ  tcib2
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image4:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done5
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00040000, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -22551,17 +22200,17 @@ image4:
 	IMUL3Q $0x00010000, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000001, (SP)
 
 	// 1 group(s) of 2 vector block(s)
-group6:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x000000a9, BX
 
-tile7:
+tile4:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -22579,14 +22228,14 @@ tile7:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000008, R9
 
-kblock8:
+kblock5:
 	PREFETCHT1 (R8)
 	PREFETCHT1 64(R8)
 	PREFETCHT1 128(R8)
 	ADDQ       $0x000000c0, R8
 	MOVQ       $0x00000002, R10
 
-k9:
+k6:
 	VMOVUPS      (DI), Y12
 	VMOVUPS      2048(DI), Y13
 	VBROADCASTSS (SI), Y14
@@ -22670,10 +22319,10 @@ k9:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k9
+	JNZ          k6
 	ADDQ         $0x00007fe0, SI
 	DECQ         R9
-	JNZ          kblock8
+	JNZ          kblock5
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -22690,10 +22339,10 @@ k9:
 	ADDQ         $0x000000c0, CX
 	ADDQ         $0x000000c0, DX
 	DECQ         BX
-	JNZ          tile7
+	JNZ          tile4
 	MOVQ         $0x00000002, BX
 
-tile10:
+tile7:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -22709,14 +22358,14 @@ tile10:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000008, R9
 
-kblock11:
+kblock8:
 	PREFETCHT1 (R8)
 	PREFETCHT1 64(R8)
 	PREFETCHT1 128(R8)
 	ADDQ       $0x000000c0, R8
 	MOVQ       $0x00000002, R10
 
-k12:
+k9:
 	VMOVUPS      (DI), Y10
 	VMOVUPS      2048(DI), Y11
 	VBROADCASTSS (SI), Y12
@@ -22788,10 +22437,10 @@ k12:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k12
+	JNZ          k9
 	ADDQ         $0x00007fe0, SI
 	DECQ         R9
-	JNZ          kblock11
+	JNZ          kblock8
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -22806,18 +22455,18 @@ k12:
 	ADDQ         $0x000000a0, CX
 	ADDQ         $0x000000a0, DX
 	DECQ         BX
-	JNZ          tile10
+	JNZ          tile7
 	ADDQ         $0x00001000, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00010000, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000040, 8(SP)
 	DECQ         (SP)
-	JNZ          group6
+	JNZ          group3
 	INCQ         56(SP)
-	JMP          image4
+	JMP          image1
 
-done5:
+done2:
 	VZEROUPPER
 	RET
 
@@ -23038,52 +22687,13 @@ done2:
 // func conv1x1DxN128C64K16H32W32S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN128C64K16H32W32S1AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000002, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ $0x00000008, SI
-
-tcib2:
-	MOVQ BX, DI
-	MOVQ $0x00000008, R8
-
-tci3:
-	MOVL (AX), R9
-	MOVL R9, (DI)
-	MOVL 4(AX), R9
-	MOVL R9, 32(DI)
-	MOVL 8(AX), R9
-	MOVL R9, 64(DI)
-	MOVL 12(AX), R9
-	MOVL R9, 96(DI)
-	MOVL 16(AX), R9
-	MOVL R9, 128(DI)
-	MOVL 20(AX), R9
-	MOVL R9, 160(DI)
-	MOVL 24(AX), R9
-	MOVL R9, 192(DI)
-	MOVL 28(AX), R9
-	MOVL R9, 224(DI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, DI
-	DECQ R8
-	JNZ  tci3
-	ADDQ $0x00000200, BX
-	DECQ SI
-	JNZ  tcib2
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image4:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done5
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00010000, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -23095,17 +22705,17 @@ image4:
 	IMUL3Q $0x00040000, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000002, (SP)
 
 	// 2 group(s) of 3 vector block(s)
-group6:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x00000100, BX
 
-tile7:
+tile4:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -23123,12 +22733,12 @@ tile7:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000002, R9
 
-kblock8:
+kblock5:
 	PREFETCHT1 (R8)
 	ADDQ       $0x00000040, R8
 	MOVQ       $0x00000002, R10
 
-k9:
+k6:
 	VMOVUPS      (DI), Y12
 	VMOVUPS      512(DI), Y13
 	VMOVUPS      1024(DI), Y14
@@ -23208,10 +22818,10 @@ k9:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k9
+	JNZ          k6
 	ADDQ         $0x00007fe0, SI
 	DECQ         R9
-	JNZ          kblock8
+	JNZ          kblock5
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y3, 32(DX)
@@ -23228,23 +22838,23 @@ k9:
 	ADDQ         $0x00000080, CX
 	ADDQ         $0x00000080, DX
 	DECQ         BX
-	JNZ          tile7
+	JNZ          tile4
 	ADDQ         $0x00000600, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00018000, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000060, 8(SP)
 	DECQ         (SP)
-	JNZ          group6
+	JNZ          group3
 	MOVQ         $0x00000001, (SP)
 
 	// 1 group(s) of 2 vector block(s)
-group10:
+group7:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x000000a9, BX
 
-tile11:
+tile8:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -23262,12 +22872,12 @@ tile11:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000002, R9
 
-kblock12:
+kblock9:
 	PREFETCHT1 (R8)
 	ADDQ       $0x00000040, R8
 	MOVQ       $0x00000002, R10
 
-k13:
+k10:
 	VMOVUPS      (DI), Y12
 	VMOVUPS      512(DI), Y13
 	VBROADCASTSS (SI), Y14
@@ -23351,10 +22961,10 @@ k13:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k13
+	JNZ          k10
 	ADDQ         $0x00007fe0, SI
 	DECQ         R9
-	JNZ          kblock12
+	JNZ          kblock9
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -23371,10 +22981,10 @@ k13:
 	ADDQ         $0x000000c0, CX
 	ADDQ         $0x000000c0, DX
 	DECQ         BX
-	JNZ          tile11
+	JNZ          tile8
 	MOVQ         $0x00000002, BX
 
-tile14:
+tile11:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -23390,12 +23000,12 @@ tile14:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000002, R9
 
-kblock15:
+kblock12:
 	PREFETCHT1 (R8)
 	ADDQ       $0x00000040, R8
 	MOVQ       $0x00000002, R10
 
-k16:
+k13:
 	VMOVUPS      (DI), Y10
 	VMOVUPS      512(DI), Y11
 	VBROADCASTSS (SI), Y12
@@ -23467,10 +23077,10 @@ k16:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k16
+	JNZ          k13
 	ADDQ         $0x00007fe0, SI
 	DECQ         R9
-	JNZ          kblock15
+	JNZ          kblock12
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -23485,18 +23095,18 @@ k16:
 	ADDQ         $0x000000a0, CX
 	ADDQ         $0x000000a0, DX
 	DECQ         BX
-	JNZ          tile14
+	JNZ          tile11
 	ADDQ         $0x00000400, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00010000, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000040, 8(SP)
 	DECQ         (SP)
-	JNZ          group10
+	JNZ          group7
 	INCQ         56(SP)
-	JMP          image4
+	JMP          image1
 
-done5:
+done2:
 	VZEROUPPER
 	RET
 
@@ -23964,52 +23574,13 @@ done2:
 // func conv1x1DxN128C16K16H32W32S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·conv1x1DxN128C16K16H32W32S1AVX2(SB), NOSPLIT, $80-112
-	MOVQ w_base+24(FP), AX
-	MOVQ scratch_base+72(FP), CX
-	MOVQ $0x00000002, DX
-
-tcob1:
-	MOVQ CX, BX
-	MOVQ $0x00000002, SI
-
-tcib2:
-	MOVQ BX, DI
-	MOVQ $0x00000008, R8
-
-tci3:
-	MOVL (AX), R9
-	MOVL R9, (DI)
-	MOVL 4(AX), R9
-	MOVL R9, 32(DI)
-	MOVL 8(AX), R9
-	MOVL R9, 64(DI)
-	MOVL 12(AX), R9
-	MOVL R9, 96(DI)
-	MOVL 16(AX), R9
-	MOVL R9, 128(DI)
-	MOVL 20(AX), R9
-	MOVL R9, 160(DI)
-	MOVL 24(AX), R9
-	MOVL R9, 192(DI)
-	MOVL 28(AX), R9
-	MOVL R9, 224(DI)
-	ADDQ $0x00000020, AX
-	ADDQ $0x00000004, DI
-	DECQ R8
-	JNZ  tci3
-	ADDQ $0x00000200, BX
-	DECQ SI
-	JNZ  tcib2
-	ADDQ $0x00000100, CX
-	DECQ DX
-	JNZ  tcob1
 	MOVQ n0+96(FP), AX
 	MOVQ AX, 56(SP)
 
-image4:
+image1:
 	MOVQ   56(SP), AX
 	CMPQ   AX, n1+104(FP)
-	JGE    done5
+	JGE    done2
 	LEAQ   1(AX), CX
 	IMUL3Q $0x00010000, CX, CX
 	ADDQ   dy_base+0(FP), CX
@@ -24021,17 +23592,17 @@ image4:
 	IMUL3Q $0x00010000, AX, AX
 	ADDQ   dx_base+48(FP), AX
 	MOVQ   AX, 16(SP)
-	MOVQ   scratch_base+72(FP), AX
+	MOVQ   w_base+24(FP), AX
 	MOVQ   $0x00000000, 8(SP)
 	MOVQ   $0x00000001, (SP)
 
 	// 1 group(s) of 2 vector block(s)
-group6:
+group3:
 	MOVQ 48(SP), CX
 	MOVQ 16(SP), DX
 	MOVQ $0x000000a9, BX
 
-tile7:
+tile4:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -24049,14 +23620,14 @@ tile7:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000002, R9
 
-kblock8:
+kblock5:
 	PREFETCHT1 (R8)
 	PREFETCHT1 64(R8)
 	PREFETCHT1 128(R8)
 	ADDQ       $0x000000c0, R8
 	MOVQ       $0x00000002, R10
 
-k9:
+k6:
 	VMOVUPS      (DI), Y12
 	VMOVUPS      512(DI), Y13
 	VBROADCASTSS (SI), Y14
@@ -24140,10 +23711,10 @@ k9:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k9
+	JNZ          k6
 	ADDQ         $0x00007fe0, SI
 	DECQ         R9
-	JNZ          kblock8
+	JNZ          kblock5
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -24160,10 +23731,10 @@ k9:
 	ADDQ         $0x000000c0, CX
 	ADDQ         $0x000000c0, DX
 	DECQ         BX
-	JNZ          tile7
+	JNZ          tile4
 	MOVQ         $0x00000002, BX
 
-tile10:
+tile7:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -24179,14 +23750,14 @@ tile10:
 	MOVQ   64(SP), R8
 	MOVQ   $0x00000002, R9
 
-kblock11:
+kblock8:
 	PREFETCHT1 (R8)
 	PREFETCHT1 64(R8)
 	PREFETCHT1 128(R8)
 	ADDQ       $0x000000c0, R8
 	MOVQ       $0x00000002, R10
 
-k12:
+k9:
 	VMOVUPS      (DI), Y10
 	VMOVUPS      512(DI), Y11
 	VBROADCASTSS (SI), Y12
@@ -24258,10 +23829,10 @@ k12:
 	ADDQ         $0x00000010, SI
 	ADDQ         $0x00000080, DI
 	DECQ         R10
-	JNZ          k12
+	JNZ          k9
 	ADDQ         $0x00007fe0, SI
 	DECQ         R9
-	JNZ          kblock11
+	JNZ          kblock8
 	MOVQ         R8, 64(SP)
 	VMOVUPS      Y0, (DX)
 	VMOVUPS      Y2, 32(DX)
@@ -24276,18 +23847,18 @@ k12:
 	ADDQ         $0x000000a0, CX
 	ADDQ         $0x000000a0, DX
 	DECQ         BX
-	JNZ          tile10
+	JNZ          tile7
 	ADDQ         $0x00000400, AX
 	MOVQ         16(SP), CX
 	ADDQ         $0x00010000, CX
 	MOVQ         CX, 16(SP)
 	ADDQ         $0x00000040, 8(SP)
 	DECQ         (SP)
-	JNZ          group6
+	JNZ          group3
 	INCQ         56(SP)
-	JMP          image4
+	JMP          image1
 
-done5:
+done2:
 	VZEROUPPER
 	RET
 

@@ -13,8 +13,8 @@ import "fmt"
 type Conv1x1Func func(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int)
 
 // Conv1x1DxFunc is the signature of every backward-data 1x1 kernel: dx
-// of images [n0, n1) from dy and the forward's packed weights w, which
-// the kernel transposes into scratch. dy and dx need hold only the
+// of images [n0, n1) from dy and the weights w packed by
+// PackConv1x1DxWeights. dy and dx need hold only the
 // images up to n1: a caller may pass views that start at image k and ask
 // for images [0, n1-k).
 type Conv1x1DxFunc func(dy, w, dx, scratch []float32, n0, n1 int)
@@ -73,13 +73,13 @@ func (s *Conv1x1Shape) YLen() int { return s.N * s.Cout * s.OutH * s.OutW }
 func (s *Conv1x1Shape) StatsLen() int { return s.N * 2 * s.Cout }
 
 // ScratchLen is the length of the scratch each concurrent call needs:
-// for dx the transposed weights, [Cin/8][Cout][8]; for the others
-// prologue(x) of one image at the output pixels, [Cin/8][OutH*OutW][8],
-// or nothing when the stride is 1 and there is no prologue.
+// for the forward and dw kernels prologue(x) of one image at the output
+// pixels, [Cin/8][OutH*OutW][8], or nothing when the stride is 1 and
+// there is no prologue; dx needs none.
 func (s *Conv1x1Shape) ScratchLen() int {
 	switch {
 	case s.Op == "dx":
-		return s.Cin * s.Cout
+		return 0
 	case s.Stride != 1 || s.Prologue != "none":
 		return s.Cin * s.OutH * s.OutW
 	}
@@ -239,7 +239,7 @@ func conv1x1DxGo(s *Conv1x1Shape, dy, w, dx, scratch []float32, n0, n1 int) {
 					for co := range s.Cout {
 						d := dy[((n*cob+co/8)*op+i*s.OutW+j)*8+co%8]
 						for l := range acc {
-							acc[l] += w[((co/8)*s.Cin+ib*8+l)*8+co%8] * d
+							acc[l] += w[(ib*s.Cout+co)*8+l] * d
 						}
 					}
 					copy(img[(ib*hw+i*s.Stride*s.W+j*s.Stride)*8:][:8], acc[:])
@@ -282,6 +282,21 @@ func PackConv1x1Weights(dst, src []float32, cout, cin int) error {
 	for o := range cout {
 		for i := range cin {
 			dst[((o/8)*cin+i)*8+o%8] = src[o*cin+i]
+		}
+	}
+	return nil
+}
+
+// PackConv1x1DxWeights packs plain [cout][cin] weights for the
+// backward-data kernels, [cin/8][cout][8 ci]: the eight input channels
+// of one output channel are one vector.
+func PackConv1x1DxWeights(dst, src []float32, cout, cin int) error {
+	if err := checkPacked1x1("PackConv1x1DxWeights", dst, src, cout, cin); err != nil {
+		return err
+	}
+	for o := range cout {
+		for i := range cin {
+			dst[((i/8)*cout+o)*8+i%8] = src[o*cin+i]
 		}
 	}
 	return nil

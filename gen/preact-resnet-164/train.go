@@ -349,7 +349,7 @@ func (m *Model) trainS3Backward(t *[56]int) {
 	// conv3.dw: conv2d_dw_fused
 	m.conv1x1Dw(Conv1x1DwN128C64K256H8W8S1InAffineRelu, 4096, 128, 64, 256, a[t[9]:t[9]+16384], a[t[5]:t[5]+2097152], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64])
 	// conv3.da, conv3.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv1x1DxGrad(Conv1x1DxN128C64K256H8W8S1, 16384, 128, 64, 256, a[t[12]:t[12]+524288], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[5]:t[5]+2097152], p[t[10]:t[10]+16384], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nil)
+	m.conv1x1DxGrad(Conv1x1DxN128C64K256H8W8S1, 0, 128, 64, 256, a[t[12]:t[12]+524288], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[5]:t[5]+2097152], p[t[10]:t[10]+16384], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[20]:t[20]+64], a[t[21]:t[21]+64], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[15]:t[15]+64], a[t[16]:t[16]+64], p[t[17]:t[17]+64], 64, 1e-05)
 	// conv2.stats.dy: bnstats_grad
@@ -365,7 +365,7 @@ func (m *Model) trainS3Backward(t *[56]int) {
 	// conv1.dw: conv2d_dw_fused
 	m.conv1x1Dw(Conv1x1DwN128C256K64H8W8S1InAffineRelu, 16384, 128, 256, 64, a[t[43]:t[43]+16384], a[t[39]:t[39]+524288], a[t[40]:t[40]+2097152], a[t[41]:t[41]+256], a[t[42]:t[42]+256])
 	// conv1.da, conv1.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv1x1DxGrad(Conv1x1DxN128C256K64H8W8S1, 16384, 128, 256, 64, a[t[46]:t[46]+2097152], a[t[47]:t[47]+256], a[t[48]:t[48]+256], a[t[39]:t[39]+524288], p[t[44]:t[44]+16384], a[t[40]:t[40]+2097152], a[t[41]:t[41]+256], a[t[42]:t[42]+256], a[t[5]:t[5]+2097152])
+	m.conv1x1DxGrad(Conv1x1DxN128C256K64H8W8S1, 0, 128, 256, 64, a[t[46]:t[46]+2097152], a[t[47]:t[47]+256], a[t[48]:t[48]+256], a[t[39]:t[39]+524288], p[t[44]:t[44]+16384], a[t[40]:t[40]+2097152], a[t[41]:t[41]+256], a[t[42]:t[42]+256], a[t[5]:t[5]+2097152])
 	// bn1.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[52]:t[52]+256], a[t[53]:t[53]+256], a[t[54]:t[54]+256], a[t[55]:t[55]+256], a[t[47]:t[47]+256], a[t[48]:t[48]+256], a[t[49]:t[49]+256], a[t[50]:t[50]+256], p[t[51]:t[51]+256], 256, 1e-05)
 }
@@ -378,11 +378,11 @@ func (m *Model) trainS3Backward2(t *[61]int) {
 	// shortcut.conv.dw: conv2d_dw
 	m.conv1x1Dw(Conv1x1DwN128C128K256H16W16S2, 8192, 128, 128, 256, a[t[7]:t[7]+32768], a[t[5]:t[5]+2097152], a[t[6]:t[6]+4194304], nil, nil)
 	// shortcut.conv.dx: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C128K256H16W16S2, 32768, 128, 128, 256, a[t[9]:t[9]+4194304], a[t[5]:t[5]+2097152], p[t[8]:t[8]+32768])
+	m.conv1x1Dx(Conv1x1DxN128C128K256H16W16S2, 0, 128, 128, 256, a[t[9]:t[9]+4194304], a[t[5]:t[5]+2097152], p[t[8]:t[8]+32768])
 	// conv3.dw: conv2d_dw_fused
 	m.conv1x1Dw(Conv1x1DwN128C64K256H8W8S1InAffineRelu, 4096, 128, 64, 256, a[t[13]:t[13]+16384], a[t[5]:t[5]+2097152], a[t[10]:t[10]+524288], a[t[11]:t[11]+64], a[t[12]:t[12]+64])
 	// conv3.da, conv3.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv1x1DxGrad(Conv1x1DxN128C64K256H8W8S1, 16384, 128, 64, 256, a[t[16]:t[16]+524288], a[t[17]:t[17]+64], a[t[18]:t[18]+64], a[t[5]:t[5]+2097152], p[t[14]:t[14]+16384], a[t[10]:t[10]+524288], a[t[11]:t[11]+64], a[t[12]:t[12]+64], nil)
+	m.conv1x1DxGrad(Conv1x1DxN128C64K256H8W8S1, 0, 128, 64, 256, a[t[16]:t[16]+524288], a[t[17]:t[17]+64], a[t[18]:t[18]+64], a[t[5]:t[5]+2097152], p[t[14]:t[14]+16384], a[t[10]:t[10]+524288], a[t[11]:t[11]+64], a[t[12]:t[12]+64], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[22]:t[22]+64], a[t[23]:t[23]+64], a[t[24]:t[24]+64], a[t[25]:t[25]+64], a[t[17]:t[17]+64], a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[20]:t[20]+64], p[t[21]:t[21]+64], 64, 1e-05)
 	// conv2.stats.dy: bnstats_grad
@@ -398,7 +398,7 @@ func (m *Model) trainS3Backward2(t *[61]int) {
 	// conv1.dw: conv2d_dw
 	m.conv1x1Dw(Conv1x1DwN128C128K64H16W16S2, 8192, 128, 128, 64, a[t[44]:t[44]+8192], a[t[43]:t[43]+524288], a[t[6]:t[6]+4194304], nil, nil)
 	// conv1.dx: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C128K64H16W16S2, 8192, 128, 128, 64, a[t[46]:t[46]+4194304], a[t[43]:t[43]+524288], p[t[45]:t[45]+8192])
+	m.conv1x1Dx(Conv1x1DxN128C128K64H16W16S2, 0, 128, 128, 64, a[t[46]:t[46]+4194304], a[t[43]:t[43]+524288], p[t[45]:t[45]+8192])
 	// relu1.dsum: add
 	nn.Add(m.ctx, a[t[47]:t[47]+4194304], a[t[9]:t[9]+4194304], a[t[46]:t[46]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
 	// relu1.grad: affine_relu_grad
@@ -415,7 +415,7 @@ func (m *Model) trainS2Backward(t *[56]int) {
 	// conv3.dw: conv2d_dw_fused
 	m.conv1x1Dw(Conv1x1DwN128C32K128H16W16S1InAffineRelu, 8192, 128, 32, 128, a[t[9]:t[9]+4096], a[t[5]:t[5]+4194304], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32])
 	// conv3.da, conv3.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv1x1DxGrad(Conv1x1DxN128C32K128H16W16S1, 4096, 128, 32, 128, a[t[12]:t[12]+1048576], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[5]:t[5]+4194304], p[t[10]:t[10]+4096], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil)
+	m.conv1x1DxGrad(Conv1x1DxN128C32K128H16W16S1, 0, 128, 32, 128, a[t[12]:t[12]+1048576], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[5]:t[5]+4194304], p[t[10]:t[10]+4096], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[20]:t[20]+32], a[t[21]:t[21]+32], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[15]:t[15]+32], a[t[16]:t[16]+32], p[t[17]:t[17]+32], 32, 1e-05)
 	// conv2.stats.dy: bnstats_grad
@@ -431,7 +431,7 @@ func (m *Model) trainS2Backward(t *[56]int) {
 	// conv1.dw: conv2d_dw_fused
 	m.conv1x1Dw(Conv1x1DwN128C128K32H16W16S1InAffineRelu, 32768, 128, 128, 32, a[t[43]:t[43]+4096], a[t[39]:t[39]+1048576], a[t[40]:t[40]+4194304], a[t[41]:t[41]+128], a[t[42]:t[42]+128])
 	// conv1.da, conv1.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv1x1DxGrad(Conv1x1DxN128C128K32H16W16S1, 4096, 128, 128, 32, a[t[46]:t[46]+4194304], a[t[47]:t[47]+128], a[t[48]:t[48]+128], a[t[39]:t[39]+1048576], p[t[44]:t[44]+4096], a[t[40]:t[40]+4194304], a[t[41]:t[41]+128], a[t[42]:t[42]+128], a[t[5]:t[5]+4194304])
+	m.conv1x1DxGrad(Conv1x1DxN128C128K32H16W16S1, 0, 128, 128, 32, a[t[46]:t[46]+4194304], a[t[47]:t[47]+128], a[t[48]:t[48]+128], a[t[39]:t[39]+1048576], p[t[44]:t[44]+4096], a[t[40]:t[40]+4194304], a[t[41]:t[41]+128], a[t[42]:t[42]+128], a[t[5]:t[5]+4194304])
 	// bn1.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[52]:t[52]+128], a[t[53]:t[53]+128], a[t[54]:t[54]+128], a[t[55]:t[55]+128], a[t[47]:t[47]+128], a[t[48]:t[48]+128], a[t[49]:t[49]+128], a[t[50]:t[50]+128], p[t[51]:t[51]+128], 128, 1e-05)
 }
@@ -444,11 +444,11 @@ func (m *Model) trainS2Backward2(t *[61]int) {
 	// shortcut.conv.dw: conv2d_dw
 	m.conv1x1Dw(Conv1x1DwN128C64K128H32W32S2, 16384, 128, 64, 128, a[t[7]:t[7]+8192], a[t[5]:t[5]+4194304], a[t[6]:t[6]+8388608], nil, nil)
 	// shortcut.conv.dx: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C64K128H32W32S2, 8192, 128, 64, 128, a[t[9]:t[9]+8388608], a[t[5]:t[5]+4194304], p[t[8]:t[8]+8192])
+	m.conv1x1Dx(Conv1x1DxN128C64K128H32W32S2, 0, 128, 64, 128, a[t[9]:t[9]+8388608], a[t[5]:t[5]+4194304], p[t[8]:t[8]+8192])
 	// conv3.dw: conv2d_dw_fused
 	m.conv1x1Dw(Conv1x1DwN128C32K128H16W16S1InAffineRelu, 8192, 128, 32, 128, a[t[13]:t[13]+4096], a[t[5]:t[5]+4194304], a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32])
 	// conv3.da, conv3.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv1x1DxGrad(Conv1x1DxN128C32K128H16W16S1, 4096, 128, 32, 128, a[t[16]:t[16]+1048576], a[t[17]:t[17]+32], a[t[18]:t[18]+32], a[t[5]:t[5]+4194304], p[t[14]:t[14]+4096], a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32], nil)
+	m.conv1x1DxGrad(Conv1x1DxN128C32K128H16W16S1, 0, 128, 32, 128, a[t[16]:t[16]+1048576], a[t[17]:t[17]+32], a[t[18]:t[18]+32], a[t[5]:t[5]+4194304], p[t[14]:t[14]+4096], a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[22]:t[22]+32], a[t[23]:t[23]+32], a[t[24]:t[24]+32], a[t[25]:t[25]+32], a[t[17]:t[17]+32], a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[20]:t[20]+32], p[t[21]:t[21]+32], 32, 1e-05)
 	// conv2.stats.dy: bnstats_grad
@@ -464,7 +464,7 @@ func (m *Model) trainS2Backward2(t *[61]int) {
 	// conv1.dw: conv2d_dw
 	m.conv1x1Dw(Conv1x1DwN128C64K32H32W32S2, 16384, 128, 64, 32, a[t[44]:t[44]+2048], a[t[43]:t[43]+1048576], a[t[6]:t[6]+8388608], nil, nil)
 	// conv1.dx: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C64K32H32W32S2, 2048, 128, 64, 32, a[t[46]:t[46]+8388608], a[t[43]:t[43]+1048576], p[t[45]:t[45]+2048])
+	m.conv1x1Dx(Conv1x1DxN128C64K32H32W32S2, 0, 128, 64, 32, a[t[46]:t[46]+8388608], a[t[43]:t[43]+1048576], p[t[45]:t[45]+2048])
 	// relu1.dsum: add
 	nn.Add(m.ctx, a[t[47]:t[47]+8388608], a[t[9]:t[9]+8388608], a[t[46]:t[46]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
 	// relu1.grad: affine_relu_grad
@@ -481,7 +481,7 @@ func (m *Model) trainS1Backward(t *[56]int) {
 	// conv3.dw: conv2d_dw_fused
 	m.conv1x1Dw(Conv1x1DwN128C16K64H32W32S1InAffineRelu, 16384, 128, 16, 64, a[t[9]:t[9]+1024], a[t[5]:t[5]+8388608], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16])
 	// conv3.da, conv3.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv1x1DxGrad(Conv1x1DxN128C16K64H32W32S1, 1024, 128, 16, 64, a[t[12]:t[12]+2097152], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[5]:t[5]+8388608], p[t[10]:t[10]+1024], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil)
+	m.conv1x1DxGrad(Conv1x1DxN128C16K64H32W32S1, 0, 128, 16, 64, a[t[12]:t[12]+2097152], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[5]:t[5]+8388608], p[t[10]:t[10]+1024], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[20]:t[20]+16], a[t[21]:t[21]+16], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[16]:t[16]+16], p[t[17]:t[17]+16], 16, 1e-05)
 	// conv2.stats.dy: bnstats_grad
@@ -497,7 +497,7 @@ func (m *Model) trainS1Backward(t *[56]int) {
 	// conv1.dw: conv2d_dw_fused
 	m.conv1x1Dw(Conv1x1DwN128C64K16H32W32S1InAffineRelu, 65536, 128, 64, 16, a[t[43]:t[43]+1024], a[t[39]:t[39]+2097152], a[t[40]:t[40]+8388608], a[t[41]:t[41]+64], a[t[42]:t[42]+64])
 	// conv1.da, conv1.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv1x1DxGrad(Conv1x1DxN128C64K16H32W32S1, 1024, 128, 64, 16, a[t[46]:t[46]+8388608], a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[39]:t[39]+2097152], p[t[44]:t[44]+1024], a[t[40]:t[40]+8388608], a[t[41]:t[41]+64], a[t[42]:t[42]+64], a[t[5]:t[5]+8388608])
+	m.conv1x1DxGrad(Conv1x1DxN128C64K16H32W32S1, 0, 128, 64, 16, a[t[46]:t[46]+8388608], a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[39]:t[39]+2097152], p[t[44]:t[44]+1024], a[t[40]:t[40]+8388608], a[t[41]:t[41]+64], a[t[42]:t[42]+64], a[t[5]:t[5]+8388608])
 	// bn1.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[52]:t[52]+64], a[t[53]:t[53]+64], a[t[54]:t[54]+64], a[t[55]:t[55]+64], a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[49]:t[49]+64], a[t[50]:t[50]+64], p[t[51]:t[51]+64], 64, 1e-05)
 }
@@ -510,11 +510,11 @@ func (m *Model) trainS1Backward2(t *[61]int) {
 	// shortcut.conv.dw: conv2d_dw
 	m.conv1x1Dw(Conv1x1DwN128C16K64H32W32S1, 0, 128, 16, 64, a[t[7]:t[7]+1024], a[t[5]:t[5]+8388608], a[t[6]:t[6]+2097152], nil, nil)
 	// shortcut.conv.dx: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C16K64H32W32S1, 1024, 128, 16, 64, a[t[9]:t[9]+2097152], a[t[5]:t[5]+8388608], p[t[8]:t[8]+1024])
+	m.conv1x1Dx(Conv1x1DxN128C16K64H32W32S1, 0, 128, 16, 64, a[t[9]:t[9]+2097152], a[t[5]:t[5]+8388608], p[t[8]:t[8]+1024])
 	// conv3.dw: conv2d_dw_fused
 	m.conv1x1Dw(Conv1x1DwN128C16K64H32W32S1InAffineRelu, 16384, 128, 16, 64, a[t[13]:t[13]+1024], a[t[5]:t[5]+8388608], a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16])
 	// conv3.da, conv3.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv1x1DxGrad(Conv1x1DxN128C16K64H32W32S1, 1024, 128, 16, 64, a[t[16]:t[16]+2097152], a[t[17]:t[17]+16], a[t[18]:t[18]+16], a[t[5]:t[5]+8388608], p[t[14]:t[14]+1024], a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16], nil)
+	m.conv1x1DxGrad(Conv1x1DxN128C16K64H32W32S1, 0, 128, 16, 64, a[t[16]:t[16]+2097152], a[t[17]:t[17]+16], a[t[18]:t[18]+16], a[t[5]:t[5]+8388608], p[t[14]:t[14]+1024], a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[22]:t[22]+16], a[t[23]:t[23]+16], a[t[24]:t[24]+16], a[t[25]:t[25]+16], a[t[17]:t[17]+16], a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[20]:t[20]+16], p[t[21]:t[21]+16], 16, 1e-05)
 	// conv2.stats.dy: bnstats_grad
@@ -530,7 +530,7 @@ func (m *Model) trainS1Backward2(t *[61]int) {
 	// conv1.dw: conv2d_dw
 	m.conv1x1Dw(Conv1x1DwN128C16K16H32W32S1, 0, 128, 16, 16, a[t[44]:t[44]+256], a[t[43]:t[43]+2097152], a[t[6]:t[6]+2097152], nil, nil)
 	// conv1.dx: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C16K16H32W32S1, 256, 128, 16, 16, a[t[46]:t[46]+2097152], a[t[43]:t[43]+2097152], p[t[45]:t[45]+256])
+	m.conv1x1Dx(Conv1x1DxN128C16K16H32W32S1, 0, 128, 16, 16, a[t[46]:t[46]+2097152], a[t[43]:t[43]+2097152], p[t[45]:t[45]+256])
 	// relu1.dsum: add
 	nn.Add(m.ctx, a[t[47]:t[47]+2097152], a[t[9]:t[9]+2097152], a[t[46]:t[46]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// relu1.grad: affine_relu_grad
