@@ -494,13 +494,20 @@ func (k *kernelPlan) dxKernel(op *ir.Op) (dxCall, bool) {
 // fusesDxGrad reports whether ops a and b are a backward-data conv and
 // the gradient of its forward's affine-ReLU prologue that a generated
 // package runs as one (conv1x1DxGrad, conv3x3DxGrad): b takes a's result
-// as its da and nothing else reads it (uses are the graph's), and every
-// activation is blocked.
-func fusesDxGrad(a, b *ir.Op, uses map[*ir.Value][]*ir.Op) bool {
+// as its da and nothing else reads it (uses are the graph's), every
+// activation is blocked, and b's dx does not overlap a's dy in storage
+// (refs) unless image n of one is image n of the other. Run apart, b may
+// take the storage of the dy a leaves dead; fused, the workers write
+// image n of dx while others still read other images of dy. (b's
+// per-channel sums are written after every image is done.)
+func fusesDxGrad(a, b *ir.Op, uses map[*ir.Value][]*ir.Op, refs map[*ir.Value]ref) bool {
 	if a.Kind != ir.Conv2DDx || b.Kind != ir.AffineReLUGrad || b.Args[0] != a.Results[0] {
 		return false
 	}
 	if u := uses[a.Results[0]]; len(u) != 1 || u[0] != b {
+		return false
+	}
+	if dx, dy := refs[b.Results[0]], refs[a.Args[0]]; dx.overlaps(dy) && dx != dy {
 		return false
 	}
 	for _, v := range append(b.Args[:2:2], b.Results[0]) {

@@ -486,7 +486,7 @@ func fusedPairs(s *stepCode) map[*blockFn]map[int]bool {
 	for _, b := range s.blocks {
 		pairs := map[int]bool{}
 		for i := 0; i+1 < len(b.ops); i++ {
-			if fusesDxGrad(b.ops[i], b.ops[i+1], uses) {
+			if fusesDxGrad(b.ops[i], b.ops[i+1], uses, s.l.refs) {
 				pairs[i] = true
 			}
 		}

@@ -32,6 +32,11 @@ type ref struct {
 	Off, Len int
 }
 
+// overlaps reports whether r and q share an element.
+func (r ref) overlaps(q ref) bool {
+	return r.Buf == q.Buf && r.Off < q.Off+q.Len && q.Off < r.Off+r.Len
+}
+
 // layout is the storage of one graph: every value it reads or computes,
 // mapped to a ref.
 type layout struct {
