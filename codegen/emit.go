@@ -415,10 +415,10 @@ func (e *emitter) emitStep(f *jen.File, s *stepCode) error {
 	f.Comment(fmt.Sprintf("%s runs %s: the schedule of %q after the passes (%d ops in", s.name, what, s.g.Name, len(s.g.Ops)))
 	f.Comment(fmt.Sprintf("%d blocks of %d functions), on the arena laid out by the memory plan.", len(s.blocks), len(s.fns)))
 	f.Func().Params(jen.Id("m").Op("*").Id("Model")).Id(s.name).Params().Block(body...)
-	fused := fusedPairs(s)
+	chains := bwdChains(s)
 	for _, fn := range s.fns {
 		f.Line()
-		code, err := e.blockFunc(fn, fused[fn])
+		code, err := e.blockFunc(fn, chains[fn])
 		if err != nil {
 			return err
 		}
@@ -478,36 +478,10 @@ func bufField(b bufKind) string {
 	return [...]string{inArena: "arena", inParams: "params", inState: "state", inLabels: "labels"}[b]
 }
 
-// fusedPairs returns, for each block function of s, the ops i whose pair
-// i, i+1 fusesDxGrad in every block the function runs.
-func fusedPairs(s *stepCode) map[*blockFn]map[int]bool {
-	uses := s.g.Uses()
-	fused := map[*blockFn]map[int]bool{}
-	for _, b := range s.blocks {
-		pairs := map[int]bool{}
-		for i := 0; i+1 < len(b.ops); i++ {
-			if fusesDxGrad(b.ops[i], b.ops[i+1], uses, s.l.refs) {
-				pairs[i] = true
-			}
-		}
-		prev, seen := fused[b.fn]
-		if !seen {
-			fused[b.fn] = pairs
-			continue
-		}
-		for i := range prev {
-			if !pairs[i] {
-				delete(prev, i)
-			}
-		}
-	}
-	return fused
-}
-
 // blockFunc writes one block function: each op of its first block, its
-// storage taken from the row t of its table; the pairs fused lists run
-// as one call.
-func (e *emitter) blockFunc(fn *blockFn, fused map[int]bool) (jen.Code, error) {
+// storage taken from the row t of its table; the chains that start at an
+// op index run as one call.
+func (e *emitter) blockFunc(fn *blockFn, chains map[int]bwdChain) (jen.Code, error) {
 	b := fn.proto
 	used := map[bufKind]bool{}
 	for _, c := range b.cols {
@@ -539,11 +513,15 @@ func (e *emitter) blockFunc(fn *blockFn, fused map[int]bool) (jen.Code, error) {
 	for i := 0; i < len(b.ops); i++ {
 		op := b.ops[i]
 		c := call(op)
-		if fused[i] {
-			next := b.ops[i+1]
-			if code := e.k.specialDxGrad(c, call(next)); code != nil {
-				body = append(body, jen.Comment(localName(op, b.group)+", "+localName(next, b.group)+": "+string(op.Kind)+", "+string(next.Kind)), code)
-				i++
+		if ch, ok := chains[i]; ok {
+			if code := e.k.specialBwd(ch, func(j int) *OpCall { return call(b.ops[j]) }); code != nil {
+				var names, kinds []string
+				for _, op := range ch.ops(b.ops) {
+					names = append(names, localName(op, b.group))
+					kinds = append(kinds, string(op.Kind))
+				}
+				body = append(body, jen.Comment(strings.Join(names, ", ")+": "+strings.Join(kinds, ", ")), code)
+				i += ch.len() - 1
 				continue
 			}
 		}

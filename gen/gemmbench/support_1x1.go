@@ -23,7 +23,8 @@ type Conv1x1DxFunc func(dy, w, dx, scratch []float32, n0, n1 int)
 // it adds the weight gradient of images [n0, n1) to dw, packed like w.
 // Each worker accumulates into a partial of its own, zeroed first, and
 // the caller adds the partials in worker order, so the result does not
-// depend on timing.
+// depend on timing. dy and x need hold only the images up to n1, as for
+// Conv1x1DxFunc.
 type Conv1x1DwFunc func(dy, x, scale, shift, dw, scratch []float32, n0, n1 int)
 
 // Conv1x1Shape is the shape of one generated 1x1 conv kernel (pad 0):
@@ -143,12 +144,12 @@ func checkConv1x1Dx(s *Conv1x1Shape, dy, w, dx, scratch []float32, n0, n1 int) {
 }
 
 func checkConv1x1Dw(s *Conv1x1Shape, dy, x, scale, shift, dw, scratch []float32, n0, n1 int) {
-	s.need("dy", len(dy), s.YLen())
-	s.need("x", len(x), s.XLen())
+	s.needImages(n0, n1)
+	s.need("dy", len(dy), n1*(s.YLen()/s.N))
+	s.need("x", len(x), n1*(s.XLen()/s.N))
 	s.needPrologue(scale, shift)
 	s.need("dw", len(dw), s.WLen())
 	s.need("scratch", len(scratch), s.ScratchLen())
-	s.needImages(n0, n1)
 }
 
 // operandA returns what the forward and dw kernels multiply for image n:

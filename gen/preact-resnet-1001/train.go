@@ -409,26 +409,33 @@ func (m *Model) trainS3Backward(t *[56]int) {
 	a, p := m.arena, m.params
 	// conv3.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+2097152], a[t[0]:t[0]+256], a[t[1]:t[1]+256], a[t[2]:t[2]+2097152], a[t[3]:t[3]+256], a[t[4]:t[4]+2097152], nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true})
-	// conv3.dw: conv2d_dw_fused
-	m.conv1x1Dw(Conv1x1DwN128C64K256H8W8S1InAffineRelu, 4096, 128, 64, 256, a[t[9]:t[9]+16384], a[t[5]:t[5]+2097152], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64])
-	// conv3.da, conv3.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv1x1DxGrad(Conv1x1DxN128C64K256H8W8S1, 0, 128, 64, 256, a[t[12]:t[12]+524288], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[5]:t[5]+2097152], p[t[10]:t[10]+16384], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nil)
+	// conv3.dw, conv3.da, conv3.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw1:     Conv1x1DwN128C64K256H8W8S1InAffineRelu,
+		dx:      Conv1x1DxN128C64K256H8W8S1,
+		scratch: 4096,
+		taps:    1,
+	}, 128, 64, 256, p[t[10]:t[10]+16384], a[t[9]:t[9]+16384], a[t[5]:t[5]+2097152], nil, nil, nil, nil, nil, a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nil, a[t[12]:t[12]+524288], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[20]:t[20]+64], a[t[21]:t[21]+64], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[15]:t[15]+64], a[t[16]:t[16]+64], p[t[17]:t[17]+64], 64, 1e-05)
-	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[22]:t[22]+524288], a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[6]:t[6]+524288], a[t[15]:t[15]+64], a[t[12]:t[12]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
-	// conv2.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C64K64H8W8S1InAffineRelu, 6400, 128, 64, 64, a[t[26]:t[26]+36864], a[t[22]:t[22]+524288], a[t[23]:t[23]+524288], a[t[24]:t[24]+64], a[t[25]:t[25]+64])
-	// conv2.da, conv2.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv3x3DxGrad(Conv3x3DxN128C64K64H8W8S1, 6400, 128, 64, 64, a[t[29]:t[29]+524288], a[t[30]:t[30]+64], a[t[31]:t[31]+64], a[t[22]:t[22]+524288], p[t[27]:t[27]+36864], a[t[23]:t[23]+524288], a[t[24]:t[24]+64], a[t[25]:t[25]+64], nil)
+	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw3:     Conv3x3DwN128C64K64H8W8S1InAffineRelu,
+		dx:      Conv3x3DxN128C64K64H8W8S1,
+		scratch: 6400,
+		taps:    9,
+	}, 128, 64, 64, p[t[27]:t[27]+36864], a[t[26]:t[26]+36864], nil, a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[6]:t[6]+524288], a[t[15]:t[15]+64], a[t[12]:t[12]+524288], a[t[23]:t[23]+524288], a[t[24]:t[24]+64], a[t[25]:t[25]+64], nil, a[t[29]:t[29]+524288], a[t[30]:t[30]+64], a[t[31]:t[31]+64], a[t[23]:t[23]+524288], a[t[24]:t[24]+64], a[t[25]:t[25]+64], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[35]:t[35]+64], a[t[36]:t[36]+64], a[t[37]:t[37]+64], a[t[38]:t[38]+64], a[t[30]:t[30]+64], a[t[31]:t[31]+64], a[t[32]:t[32]+64], a[t[33]:t[33]+64], p[t[34]:t[34]+64], 64, 1e-05)
 	// conv1.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[39]:t[39]+524288], a[t[35]:t[35]+64], a[t[36]:t[36]+64], a[t[23]:t[23]+524288], a[t[32]:t[32]+64], a[t[29]:t[29]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
-	// conv1.dw: conv2d_dw_fused
-	m.conv1x1Dw(Conv1x1DwN128C256K64H8W8S1InAffineRelu, 16384, 128, 256, 64, a[t[43]:t[43]+16384], a[t[39]:t[39]+524288], a[t[40]:t[40]+2097152], a[t[41]:t[41]+256], a[t[42]:t[42]+256])
-	// conv1.da, conv1.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv1x1DxGrad(Conv1x1DxN128C256K64H8W8S1, 0, 128, 256, 64, a[t[46]:t[46]+2097152], a[t[47]:t[47]+256], a[t[48]:t[48]+256], a[t[39]:t[39]+524288], p[t[44]:t[44]+16384], a[t[40]:t[40]+2097152], a[t[41]:t[41]+256], a[t[42]:t[42]+256], a[t[5]:t[5]+2097152])
+	// conv1.dw, conv1.da, conv1.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw1:     Conv1x1DwN128C256K64H8W8S1InAffineRelu,
+		dx:      Conv1x1DxN128C256K64H8W8S1,
+		scratch: 16384,
+		taps:    1,
+	}, 128, 256, 64, p[t[44]:t[44]+16384], a[t[43]:t[43]+16384], a[t[39]:t[39]+524288], nil, nil, nil, nil, nil, a[t[40]:t[40]+2097152], a[t[41]:t[41]+256], a[t[42]:t[42]+256], nil, a[t[46]:t[46]+2097152], a[t[47]:t[47]+256], a[t[48]:t[48]+256], a[t[40]:t[40]+2097152], a[t[41]:t[41]+256], a[t[42]:t[42]+256], a[t[5]:t[5]+2097152])
 	// bn1.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[52]:t[52]+256], a[t[53]:t[53]+256], a[t[54]:t[54]+256], a[t[55]:t[55]+256], a[t[47]:t[47]+256], a[t[48]:t[48]+256], a[t[49]:t[49]+256], a[t[50]:t[50]+256], p[t[51]:t[51]+256], 256, 1e-05)
 }
@@ -450,30 +457,40 @@ func (m *Model) trainS3Recompute(t *[4]int) {
 // trainS3Backward3 runs the backward ops of s3.u1; t is a row of trainS3Backward3Rows.
 func (m *Model) trainS3Backward3(t *[56]int) {
 	a, p := m.arena, m.params
-	// shortcut.conv.dw: conv2d_dw
-	m.conv1x1Dw(Conv1x1DwN128C128K256H16W16S2, 8192, 128, 128, 256, a[t[2]:t[2]+32768], a[t[0]:t[0]+2097152], a[t[1]:t[1]+4194304], nil, nil)
-	// shortcut.conv.dx: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C128K256H16W16S2, 0, 128, 128, 256, a[t[4]:t[4]+4194304], a[t[0]:t[0]+2097152], p[t[3]:t[3]+32768])
-	// conv3.dw: conv2d_dw_fused
-	m.conv1x1Dw(Conv1x1DwN128C64K256H8W8S1InAffineRelu, 4096, 128, 64, 256, a[t[8]:t[8]+16384], a[t[0]:t[0]+2097152], a[t[5]:t[5]+524288], a[t[6]:t[6]+64], a[t[7]:t[7]+64])
-	// conv3.da, conv3.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv1x1DxGrad(Conv1x1DxN128C64K256H8W8S1, 0, 128, 64, 256, a[t[11]:t[11]+524288], a[t[12]:t[12]+64], a[t[13]:t[13]+64], a[t[0]:t[0]+2097152], p[t[9]:t[9]+16384], a[t[5]:t[5]+524288], a[t[6]:t[6]+64], a[t[7]:t[7]+64], nil)
+	// shortcut.conv.dw, shortcut.conv.dx: conv2d_dw, conv2d_dx
+	m.convBwd(bwdKernels{
+		dw1:     Conv1x1DwN128C128K256H16W16S2,
+		dx:      Conv1x1DxN128C128K256H16W16S2,
+		scratch: 8192,
+		taps:    1,
+	}, 128, 128, 256, p[t[3]:t[3]+32768], a[t[2]:t[2]+32768], a[t[0]:t[0]+2097152], nil, nil, nil, nil, nil, a[t[1]:t[1]+4194304], nil, nil, a[t[4]:t[4]+4194304], nil, nil, nil, nil, nil, nil, nil)
+	// conv3.dw, conv3.da, conv3.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw1:     Conv1x1DwN128C64K256H8W8S1InAffineRelu,
+		dx:      Conv1x1DxN128C64K256H8W8S1,
+		scratch: 4096,
+		taps:    1,
+	}, 128, 64, 256, p[t[9]:t[9]+16384], a[t[8]:t[8]+16384], a[t[0]:t[0]+2097152], nil, nil, nil, nil, nil, a[t[5]:t[5]+524288], a[t[6]:t[6]+64], a[t[7]:t[7]+64], nil, a[t[11]:t[11]+524288], a[t[12]:t[12]+64], a[t[13]:t[13]+64], a[t[5]:t[5]+524288], a[t[6]:t[6]+64], a[t[7]:t[7]+64], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[17]:t[17]+64], a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[20]:t[20]+64], a[t[12]:t[12]+64], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[15]:t[15]+64], p[t[16]:t[16]+64], 64, 1e-05)
 	// conv2.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[21]:t[21]+524288], a[t[17]:t[17]+64], a[t[18]:t[18]+64], a[t[5]:t[5]+524288], a[t[14]:t[14]+64], a[t[11]:t[11]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
-	// conv2.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C64K64H8W8S1InAffineRelu, 6400, 128, 64, 64, a[t[25]:t[25]+36864], a[t[21]:t[21]+524288], a[t[22]:t[22]+524288], a[t[23]:t[23]+64], a[t[24]:t[24]+64])
-	// conv2.da, conv2.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv3x3DxGrad(Conv3x3DxN128C64K64H8W8S1, 6400, 128, 64, 64, a[t[28]:t[28]+524288], a[t[29]:t[29]+64], a[t[30]:t[30]+64], a[t[21]:t[21]+524288], p[t[26]:t[26]+36864], a[t[22]:t[22]+524288], a[t[23]:t[23]+64], a[t[24]:t[24]+64], nil)
+	// conv2.dw, conv2.da, conv2.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw3:     Conv3x3DwN128C64K64H8W8S1InAffineRelu,
+		dx:      Conv3x3DxN128C64K64H8W8S1,
+		scratch: 6400,
+		taps:    9,
+	}, 128, 64, 64, p[t[26]:t[26]+36864], a[t[25]:t[25]+36864], a[t[21]:t[21]+524288], nil, nil, nil, nil, nil, a[t[22]:t[22]+524288], a[t[23]:t[23]+64], a[t[24]:t[24]+64], nil, a[t[28]:t[28]+524288], a[t[29]:t[29]+64], a[t[30]:t[30]+64], a[t[22]:t[22]+524288], a[t[23]:t[23]+64], a[t[24]:t[24]+64], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[34]:t[34]+64], a[t[35]:t[35]+64], a[t[36]:t[36]+64], a[t[37]:t[37]+64], a[t[29]:t[29]+64], a[t[30]:t[30]+64], a[t[31]:t[31]+64], a[t[32]:t[32]+64], p[t[33]:t[33]+64], 64, 1e-05)
-	// conv1.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[38]:t[38]+524288], a[t[34]:t[34]+64], a[t[35]:t[35]+64], a[t[22]:t[22]+524288], a[t[31]:t[31]+64], a[t[28]:t[28]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
-	// conv1.dw: conv2d_dw
-	m.conv1x1Dw(Conv1x1DwN128C128K64H16W16S2, 8192, 128, 128, 64, a[t[39]:t[39]+8192], a[t[38]:t[38]+524288], a[t[1]:t[1]+4194304], nil, nil)
-	// conv1.dx: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C128K64H16W16S2, 0, 128, 128, 64, a[t[41]:t[41]+4194304], a[t[38]:t[38]+524288], p[t[40]:t[40]+8192])
+	// conv1.stats.dy, conv1.dw, conv1.dx: bnstats_grad, conv2d_dw, conv2d_dx
+	m.convBwd(bwdKernels{
+		dw1:     Conv1x1DwN128C128K64H16W16S2,
+		dx:      Conv1x1DxN128C128K64H16W16S2,
+		scratch: 8192,
+		taps:    1,
+	}, 128, 128, 64, p[t[40]:t[40]+8192], a[t[39]:t[39]+8192], nil, a[t[34]:t[34]+64], a[t[35]:t[35]+64], a[t[22]:t[22]+524288], a[t[31]:t[31]+64], a[t[28]:t[28]+524288], a[t[1]:t[1]+4194304], nil, nil, a[t[41]:t[41]+4194304], nil, nil, nil, nil, nil, nil, nil)
 	// relu1.dsum: add
 	nn.Add(m.ctx, a[t[42]:t[42]+4194304], a[t[4]:t[4]+4194304], a[t[41]:t[41]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
 	// relu1.grad: affine_relu_grad
@@ -487,26 +504,33 @@ func (m *Model) trainS2Backward(t *[56]int) {
 	a, p := m.arena, m.params
 	// conv3.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+4194304], a[t[0]:t[0]+128], a[t[1]:t[1]+128], a[t[2]:t[2]+4194304], a[t[3]:t[3]+128], a[t[4]:t[4]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
-	// conv3.dw: conv2d_dw_fused
-	m.conv1x1Dw(Conv1x1DwN128C32K128H16W16S1InAffineRelu, 8192, 128, 32, 128, a[t[9]:t[9]+4096], a[t[5]:t[5]+4194304], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32])
-	// conv3.da, conv3.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv1x1DxGrad(Conv1x1DxN128C32K128H16W16S1, 0, 128, 32, 128, a[t[12]:t[12]+1048576], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[5]:t[5]+4194304], p[t[10]:t[10]+4096], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil)
+	// conv3.dw, conv3.da, conv3.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw1:     Conv1x1DwN128C32K128H16W16S1InAffineRelu,
+		dx:      Conv1x1DxN128C32K128H16W16S1,
+		scratch: 8192,
+		taps:    1,
+	}, 128, 32, 128, p[t[10]:t[10]+4096], a[t[9]:t[9]+4096], a[t[5]:t[5]+4194304], nil, nil, nil, nil, nil, a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil, a[t[12]:t[12]+1048576], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[20]:t[20]+32], a[t[21]:t[21]+32], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[15]:t[15]+32], a[t[16]:t[16]+32], p[t[17]:t[17]+32], 32, 1e-05)
-	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[22]:t[22]+1048576], a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[6]:t[6]+1048576], a[t[15]:t[15]+32], a[t[12]:t[12]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
-	// conv2.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C32K32H16W16S1InAffineRelu, 10368, 128, 32, 32, a[t[26]:t[26]+9216], a[t[22]:t[22]+1048576], a[t[23]:t[23]+1048576], a[t[24]:t[24]+32], a[t[25]:t[25]+32])
-	// conv2.da, conv2.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv3x3DxGrad(Conv3x3DxN128C32K32H16W16S1, 10368, 128, 32, 32, a[t[29]:t[29]+1048576], a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[22]:t[22]+1048576], p[t[27]:t[27]+9216], a[t[23]:t[23]+1048576], a[t[24]:t[24]+32], a[t[25]:t[25]+32], nil)
+	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw3:     Conv3x3DwN128C32K32H16W16S1InAffineRelu,
+		dx:      Conv3x3DxN128C32K32H16W16S1,
+		scratch: 10368,
+		taps:    9,
+	}, 128, 32, 32, p[t[27]:t[27]+9216], a[t[26]:t[26]+9216], nil, a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[6]:t[6]+1048576], a[t[15]:t[15]+32], a[t[12]:t[12]+1048576], a[t[23]:t[23]+1048576], a[t[24]:t[24]+32], a[t[25]:t[25]+32], nil, a[t[29]:t[29]+1048576], a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[23]:t[23]+1048576], a[t[24]:t[24]+32], a[t[25]:t[25]+32], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[37]:t[37]+32], a[t[38]:t[38]+32], a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[32]:t[32]+32], a[t[33]:t[33]+32], p[t[34]:t[34]+32], 32, 1e-05)
 	// conv1.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[39]:t[39]+1048576], a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[23]:t[23]+1048576], a[t[32]:t[32]+32], a[t[29]:t[29]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
-	// conv1.dw: conv2d_dw_fused
-	m.conv1x1Dw(Conv1x1DwN128C128K32H16W16S1InAffineRelu, 32768, 128, 128, 32, a[t[43]:t[43]+4096], a[t[39]:t[39]+1048576], a[t[40]:t[40]+4194304], a[t[41]:t[41]+128], a[t[42]:t[42]+128])
-	// conv1.da, conv1.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv1x1DxGrad(Conv1x1DxN128C128K32H16W16S1, 0, 128, 128, 32, a[t[46]:t[46]+4194304], a[t[47]:t[47]+128], a[t[48]:t[48]+128], a[t[39]:t[39]+1048576], p[t[44]:t[44]+4096], a[t[40]:t[40]+4194304], a[t[41]:t[41]+128], a[t[42]:t[42]+128], a[t[5]:t[5]+4194304])
+	// conv1.dw, conv1.da, conv1.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw1:     Conv1x1DwN128C128K32H16W16S1InAffineRelu,
+		dx:      Conv1x1DxN128C128K32H16W16S1,
+		scratch: 32768,
+		taps:    1,
+	}, 128, 128, 32, p[t[44]:t[44]+4096], a[t[43]:t[43]+4096], a[t[39]:t[39]+1048576], nil, nil, nil, nil, nil, a[t[40]:t[40]+4194304], a[t[41]:t[41]+128], a[t[42]:t[42]+128], nil, a[t[46]:t[46]+4194304], a[t[47]:t[47]+128], a[t[48]:t[48]+128], a[t[40]:t[40]+4194304], a[t[41]:t[41]+128], a[t[42]:t[42]+128], a[t[5]:t[5]+4194304])
 	// bn1.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[52]:t[52]+128], a[t[53]:t[53]+128], a[t[54]:t[54]+128], a[t[55]:t[55]+128], a[t[47]:t[47]+128], a[t[48]:t[48]+128], a[t[49]:t[49]+128], a[t[50]:t[50]+128], p[t[51]:t[51]+128], 128, 1e-05)
 }
@@ -541,26 +565,33 @@ func (m *Model) trainS2Recompute2(t *[13]int) {
 // trainS2Backward3 runs the backward ops of 3 blocks like s2.u89; t is a row of trainS2Backward3Rows.
 func (m *Model) trainS2Backward3(t *[51]int) {
 	a, p := m.arena, m.params
-	// conv3.dw: conv2d_dw_fused
-	m.conv1x1Dw(Conv1x1DwN128C32K128H16W16S1InAffineRelu, 8192, 128, 32, 128, a[t[4]:t[4]+4096], a[t[0]:t[0]+4194304], a[t[1]:t[1]+1048576], a[t[2]:t[2]+32], a[t[3]:t[3]+32])
-	// conv3.da, conv3.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv1x1DxGrad(Conv1x1DxN128C32K128H16W16S1, 0, 128, 32, 128, a[t[7]:t[7]+1048576], a[t[8]:t[8]+32], a[t[9]:t[9]+32], a[t[0]:t[0]+4194304], p[t[5]:t[5]+4096], a[t[1]:t[1]+1048576], a[t[2]:t[2]+32], a[t[3]:t[3]+32], nil)
+	// conv3.dw, conv3.da, conv3.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw1:     Conv1x1DwN128C32K128H16W16S1InAffineRelu,
+		dx:      Conv1x1DxN128C32K128H16W16S1,
+		scratch: 8192,
+		taps:    1,
+	}, 128, 32, 128, p[t[5]:t[5]+4096], a[t[4]:t[4]+4096], a[t[0]:t[0]+4194304], nil, nil, nil, nil, nil, a[t[1]:t[1]+1048576], a[t[2]:t[2]+32], a[t[3]:t[3]+32], nil, a[t[7]:t[7]+1048576], a[t[8]:t[8]+32], a[t[9]:t[9]+32], a[t[1]:t[1]+1048576], a[t[2]:t[2]+32], a[t[3]:t[3]+32], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[15]:t[15]+32], a[t[16]:t[16]+32], a[t[8]:t[8]+32], a[t[9]:t[9]+32], a[t[10]:t[10]+32], a[t[11]:t[11]+32], p[t[12]:t[12]+32], 32, 1e-05)
-	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[17]:t[17]+1048576], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[1]:t[1]+1048576], a[t[10]:t[10]+32], a[t[7]:t[7]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
-	// conv2.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C32K32H16W16S1InAffineRelu, 10368, 128, 32, 32, a[t[21]:t[21]+9216], a[t[17]:t[17]+1048576], a[t[18]:t[18]+1048576], a[t[19]:t[19]+32], a[t[20]:t[20]+32])
-	// conv2.da, conv2.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv3x3DxGrad(Conv3x3DxN128C32K32H16W16S1, 10368, 128, 32, 32, a[t[24]:t[24]+1048576], a[t[25]:t[25]+32], a[t[26]:t[26]+32], a[t[17]:t[17]+1048576], p[t[22]:t[22]+9216], a[t[18]:t[18]+1048576], a[t[19]:t[19]+32], a[t[20]:t[20]+32], nil)
+	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw3:     Conv3x3DwN128C32K32H16W16S1InAffineRelu,
+		dx:      Conv3x3DxN128C32K32H16W16S1,
+		scratch: 10368,
+		taps:    9,
+	}, 128, 32, 32, p[t[22]:t[22]+9216], a[t[21]:t[21]+9216], nil, a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[1]:t[1]+1048576], a[t[10]:t[10]+32], a[t[7]:t[7]+1048576], a[t[18]:t[18]+1048576], a[t[19]:t[19]+32], a[t[20]:t[20]+32], nil, a[t[24]:t[24]+1048576], a[t[25]:t[25]+32], a[t[26]:t[26]+32], a[t[18]:t[18]+1048576], a[t[19]:t[19]+32], a[t[20]:t[20]+32], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[32]:t[32]+32], a[t[33]:t[33]+32], a[t[25]:t[25]+32], a[t[26]:t[26]+32], a[t[27]:t[27]+32], a[t[28]:t[28]+32], p[t[29]:t[29]+32], 32, 1e-05)
 	// conv1.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[34]:t[34]+1048576], a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[18]:t[18]+1048576], a[t[27]:t[27]+32], a[t[24]:t[24]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
-	// conv1.dw: conv2d_dw_fused
-	m.conv1x1Dw(Conv1x1DwN128C128K32H16W16S1InAffineRelu, 32768, 128, 128, 32, a[t[38]:t[38]+4096], a[t[34]:t[34]+1048576], a[t[35]:t[35]+4194304], a[t[36]:t[36]+128], a[t[37]:t[37]+128])
-	// conv1.da, conv1.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv1x1DxGrad(Conv1x1DxN128C128K32H16W16S1, 0, 128, 128, 32, a[t[41]:t[41]+4194304], a[t[42]:t[42]+128], a[t[43]:t[43]+128], a[t[34]:t[34]+1048576], p[t[39]:t[39]+4096], a[t[35]:t[35]+4194304], a[t[36]:t[36]+128], a[t[37]:t[37]+128], a[t[0]:t[0]+4194304])
+	// conv1.dw, conv1.da, conv1.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw1:     Conv1x1DwN128C128K32H16W16S1InAffineRelu,
+		dx:      Conv1x1DxN128C128K32H16W16S1,
+		scratch: 32768,
+		taps:    1,
+	}, 128, 128, 32, p[t[39]:t[39]+4096], a[t[38]:t[38]+4096], a[t[34]:t[34]+1048576], nil, nil, nil, nil, nil, a[t[35]:t[35]+4194304], a[t[36]:t[36]+128], a[t[37]:t[37]+128], nil, a[t[41]:t[41]+4194304], a[t[42]:t[42]+128], a[t[43]:t[43]+128], a[t[35]:t[35]+4194304], a[t[36]:t[36]+128], a[t[37]:t[37]+128], a[t[0]:t[0]+4194304])
 	// bn1.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[47]:t[47]+128], a[t[48]:t[48]+128], a[t[49]:t[49]+128], a[t[50]:t[50]+128], a[t[42]:t[42]+128], a[t[43]:t[43]+128], a[t[44]:t[44]+128], a[t[45]:t[45]+128], p[t[46]:t[46]+128], 128, 1e-05)
 }
@@ -596,30 +627,40 @@ func (m *Model) trainS2Backward4(t *[61]int) {
 	a, p := m.arena, m.params
 	// shortcut.conv.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+4194304], a[t[0]:t[0]+128], a[t[1]:t[1]+128], a[t[2]:t[2]+4194304], a[t[3]:t[3]+128], a[t[4]:t[4]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
-	// shortcut.conv.dw: conv2d_dw
-	m.conv1x1Dw(Conv1x1DwN128C64K128H32W32S2, 16384, 128, 64, 128, a[t[7]:t[7]+8192], a[t[5]:t[5]+4194304], a[t[6]:t[6]+8388608], nil, nil)
-	// shortcut.conv.dx: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C64K128H32W32S2, 0, 128, 64, 128, a[t[9]:t[9]+8388608], a[t[5]:t[5]+4194304], p[t[8]:t[8]+8192])
-	// conv3.dw: conv2d_dw_fused
-	m.conv1x1Dw(Conv1x1DwN128C32K128H16W16S1InAffineRelu, 8192, 128, 32, 128, a[t[13]:t[13]+4096], a[t[5]:t[5]+4194304], a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32])
-	// conv3.da, conv3.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv1x1DxGrad(Conv1x1DxN128C32K128H16W16S1, 0, 128, 32, 128, a[t[16]:t[16]+1048576], a[t[17]:t[17]+32], a[t[18]:t[18]+32], a[t[5]:t[5]+4194304], p[t[14]:t[14]+4096], a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32], nil)
+	// shortcut.conv.dw, shortcut.conv.dx: conv2d_dw, conv2d_dx
+	m.convBwd(bwdKernels{
+		dw1:     Conv1x1DwN128C64K128H32W32S2,
+		dx:      Conv1x1DxN128C64K128H32W32S2,
+		scratch: 16384,
+		taps:    1,
+	}, 128, 64, 128, p[t[8]:t[8]+8192], a[t[7]:t[7]+8192], a[t[5]:t[5]+4194304], nil, nil, nil, nil, nil, a[t[6]:t[6]+8388608], nil, nil, a[t[9]:t[9]+8388608], nil, nil, nil, nil, nil, nil, nil)
+	// conv3.dw, conv3.da, conv3.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw1:     Conv1x1DwN128C32K128H16W16S1InAffineRelu,
+		dx:      Conv1x1DxN128C32K128H16W16S1,
+		scratch: 8192,
+		taps:    1,
+	}, 128, 32, 128, p[t[14]:t[14]+4096], a[t[13]:t[13]+4096], a[t[5]:t[5]+4194304], nil, nil, nil, nil, nil, a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32], nil, a[t[16]:t[16]+1048576], a[t[17]:t[17]+32], a[t[18]:t[18]+32], a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[22]:t[22]+32], a[t[23]:t[23]+32], a[t[24]:t[24]+32], a[t[25]:t[25]+32], a[t[17]:t[17]+32], a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[20]:t[20]+32], p[t[21]:t[21]+32], 32, 1e-05)
 	// conv2.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[26]:t[26]+1048576], a[t[22]:t[22]+32], a[t[23]:t[23]+32], a[t[10]:t[10]+1048576], a[t[19]:t[19]+32], a[t[16]:t[16]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
-	// conv2.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C32K32H16W16S1InAffineRelu, 10368, 128, 32, 32, a[t[30]:t[30]+9216], a[t[26]:t[26]+1048576], a[t[27]:t[27]+1048576], a[t[28]:t[28]+32], a[t[29]:t[29]+32])
-	// conv2.da, conv2.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv3x3DxGrad(Conv3x3DxN128C32K32H16W16S1, 10368, 128, 32, 32, a[t[33]:t[33]+1048576], a[t[34]:t[34]+32], a[t[35]:t[35]+32], a[t[26]:t[26]+1048576], p[t[31]:t[31]+9216], a[t[27]:t[27]+1048576], a[t[28]:t[28]+32], a[t[29]:t[29]+32], nil)
+	// conv2.dw, conv2.da, conv2.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw3:     Conv3x3DwN128C32K32H16W16S1InAffineRelu,
+		dx:      Conv3x3DxN128C32K32H16W16S1,
+		scratch: 10368,
+		taps:    9,
+	}, 128, 32, 32, p[t[31]:t[31]+9216], a[t[30]:t[30]+9216], a[t[26]:t[26]+1048576], nil, nil, nil, nil, nil, a[t[27]:t[27]+1048576], a[t[28]:t[28]+32], a[t[29]:t[29]+32], nil, a[t[33]:t[33]+1048576], a[t[34]:t[34]+32], a[t[35]:t[35]+32], a[t[27]:t[27]+1048576], a[t[28]:t[28]+32], a[t[29]:t[29]+32], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[39]:t[39]+32], a[t[40]:t[40]+32], a[t[41]:t[41]+32], a[t[42]:t[42]+32], a[t[34]:t[34]+32], a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[37]:t[37]+32], p[t[38]:t[38]+32], 32, 1e-05)
-	// conv1.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[43]:t[43]+1048576], a[t[39]:t[39]+32], a[t[40]:t[40]+32], a[t[27]:t[27]+1048576], a[t[36]:t[36]+32], a[t[33]:t[33]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
-	// conv1.dw: conv2d_dw
-	m.conv1x1Dw(Conv1x1DwN128C64K32H32W32S2, 16384, 128, 64, 32, a[t[44]:t[44]+2048], a[t[43]:t[43]+1048576], a[t[6]:t[6]+8388608], nil, nil)
-	// conv1.dx: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C64K32H32W32S2, 0, 128, 64, 32, a[t[46]:t[46]+8388608], a[t[43]:t[43]+1048576], p[t[45]:t[45]+2048])
+	// conv1.stats.dy, conv1.dw, conv1.dx: bnstats_grad, conv2d_dw, conv2d_dx
+	m.convBwd(bwdKernels{
+		dw1:     Conv1x1DwN128C64K32H32W32S2,
+		dx:      Conv1x1DxN128C64K32H32W32S2,
+		scratch: 16384,
+		taps:    1,
+	}, 128, 64, 32, p[t[45]:t[45]+2048], a[t[44]:t[44]+2048], nil, a[t[39]:t[39]+32], a[t[40]:t[40]+32], a[t[27]:t[27]+1048576], a[t[36]:t[36]+32], a[t[33]:t[33]+1048576], a[t[6]:t[6]+8388608], nil, nil, a[t[46]:t[46]+8388608], nil, nil, nil, nil, nil, nil, nil)
 	// relu1.dsum: add
 	nn.Add(m.ctx, a[t[47]:t[47]+8388608], a[t[9]:t[9]+8388608], a[t[46]:t[46]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
 	// relu1.grad: affine_relu_grad
@@ -633,26 +674,33 @@ func (m *Model) trainS1Backward(t *[56]int) {
 	a, p := m.arena, m.params
 	// conv3.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+8388608], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+8388608], a[t[3]:t[3]+64], a[t[4]:t[4]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
-	// conv3.dw: conv2d_dw_fused
-	m.conv1x1Dw(Conv1x1DwN128C16K64H32W32S1InAffineRelu, 16384, 128, 16, 64, a[t[9]:t[9]+1024], a[t[5]:t[5]+8388608], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16])
-	// conv3.da, conv3.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv1x1DxGrad(Conv1x1DxN128C16K64H32W32S1, 0, 128, 16, 64, a[t[12]:t[12]+2097152], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[5]:t[5]+8388608], p[t[10]:t[10]+1024], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil)
+	// conv3.dw, conv3.da, conv3.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw1:     Conv1x1DwN128C16K64H32W32S1InAffineRelu,
+		dx:      Conv1x1DxN128C16K64H32W32S1,
+		scratch: 16384,
+		taps:    1,
+	}, 128, 16, 64, p[t[10]:t[10]+1024], a[t[9]:t[9]+1024], a[t[5]:t[5]+8388608], nil, nil, nil, nil, nil, a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil, a[t[12]:t[12]+2097152], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[20]:t[20]+16], a[t[21]:t[21]+16], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[16]:t[16]+16], p[t[17]:t[17]+16], 16, 1e-05)
-	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[22]:t[22]+2097152], a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[6]:t[6]+2097152], a[t[15]:t[15]+16], a[t[12]:t[12]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
-	// conv2.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C16K16H32W32S1InAffineRelu, 18496, 128, 16, 16, a[t[26]:t[26]+2304], a[t[22]:t[22]+2097152], a[t[23]:t[23]+2097152], a[t[24]:t[24]+16], a[t[25]:t[25]+16])
-	// conv2.da, conv2.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv3x3DxGrad(Conv3x3DxN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[29]:t[29]+2097152], a[t[30]:t[30]+16], a[t[31]:t[31]+16], a[t[22]:t[22]+2097152], p[t[27]:t[27]+2304], a[t[23]:t[23]+2097152], a[t[24]:t[24]+16], a[t[25]:t[25]+16], nil)
+	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw3:     Conv3x3DwN128C16K16H32W32S1InAffineRelu,
+		dx:      Conv3x3DxN128C16K16H32W32S1,
+		scratch: 18496,
+		taps:    9,
+	}, 128, 16, 16, p[t[27]:t[27]+2304], a[t[26]:t[26]+2304], nil, a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[6]:t[6]+2097152], a[t[15]:t[15]+16], a[t[12]:t[12]+2097152], a[t[23]:t[23]+2097152], a[t[24]:t[24]+16], a[t[25]:t[25]+16], nil, a[t[29]:t[29]+2097152], a[t[30]:t[30]+16], a[t[31]:t[31]+16], a[t[23]:t[23]+2097152], a[t[24]:t[24]+16], a[t[25]:t[25]+16], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[35]:t[35]+16], a[t[36]:t[36]+16], a[t[37]:t[37]+16], a[t[38]:t[38]+16], a[t[30]:t[30]+16], a[t[31]:t[31]+16], a[t[32]:t[32]+16], a[t[33]:t[33]+16], p[t[34]:t[34]+16], 16, 1e-05)
 	// conv1.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[39]:t[39]+2097152], a[t[35]:t[35]+16], a[t[36]:t[36]+16], a[t[23]:t[23]+2097152], a[t[32]:t[32]+16], a[t[29]:t[29]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
-	// conv1.dw: conv2d_dw_fused
-	m.conv1x1Dw(Conv1x1DwN128C64K16H32W32S1InAffineRelu, 65536, 128, 64, 16, a[t[43]:t[43]+1024], a[t[39]:t[39]+2097152], a[t[40]:t[40]+8388608], a[t[41]:t[41]+64], a[t[42]:t[42]+64])
-	// conv1.da, conv1.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv1x1DxGrad(Conv1x1DxN128C64K16H32W32S1, 0, 128, 64, 16, a[t[46]:t[46]+8388608], a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[39]:t[39]+2097152], p[t[44]:t[44]+1024], a[t[40]:t[40]+8388608], a[t[41]:t[41]+64], a[t[42]:t[42]+64], a[t[5]:t[5]+8388608])
+	// conv1.dw, conv1.da, conv1.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw1:     Conv1x1DwN128C64K16H32W32S1InAffineRelu,
+		dx:      Conv1x1DxN128C64K16H32W32S1,
+		scratch: 65536,
+		taps:    1,
+	}, 128, 64, 16, p[t[44]:t[44]+1024], a[t[43]:t[43]+1024], a[t[39]:t[39]+2097152], nil, nil, nil, nil, nil, a[t[40]:t[40]+8388608], a[t[41]:t[41]+64], a[t[42]:t[42]+64], nil, a[t[46]:t[46]+8388608], a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[40]:t[40]+8388608], a[t[41]:t[41]+64], a[t[42]:t[42]+64], a[t[5]:t[5]+8388608])
 	// bn1.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[52]:t[52]+64], a[t[53]:t[53]+64], a[t[54]:t[54]+64], a[t[55]:t[55]+64], a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[49]:t[49]+64], a[t[50]:t[50]+64], p[t[51]:t[51]+64], 64, 1e-05)
 }
@@ -676,26 +724,33 @@ func (m *Model) trainS1Recompute2(t *[13]int) {
 // trainS1Backward3 runs the backward ops of 2 blocks like s1.u80; t is a row of trainS1Backward3Rows.
 func (m *Model) trainS1Backward3(t *[51]int) {
 	a, p := m.arena, m.params
-	// conv3.dw: conv2d_dw_fused
-	m.conv1x1Dw(Conv1x1DwN128C16K64H32W32S1InAffineRelu, 16384, 128, 16, 64, a[t[4]:t[4]+1024], a[t[0]:t[0]+8388608], a[t[1]:t[1]+2097152], a[t[2]:t[2]+16], a[t[3]:t[3]+16])
-	// conv3.da, conv3.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv1x1DxGrad(Conv1x1DxN128C16K64H32W32S1, 0, 128, 16, 64, a[t[7]:t[7]+2097152], a[t[8]:t[8]+16], a[t[9]:t[9]+16], a[t[0]:t[0]+8388608], p[t[5]:t[5]+1024], a[t[1]:t[1]+2097152], a[t[2]:t[2]+16], a[t[3]:t[3]+16], nil)
+	// conv3.dw, conv3.da, conv3.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw1:     Conv1x1DwN128C16K64H32W32S1InAffineRelu,
+		dx:      Conv1x1DxN128C16K64H32W32S1,
+		scratch: 16384,
+		taps:    1,
+	}, 128, 16, 64, p[t[5]:t[5]+1024], a[t[4]:t[4]+1024], a[t[0]:t[0]+8388608], nil, nil, nil, nil, nil, a[t[1]:t[1]+2097152], a[t[2]:t[2]+16], a[t[3]:t[3]+16], nil, a[t[7]:t[7]+2097152], a[t[8]:t[8]+16], a[t[9]:t[9]+16], a[t[1]:t[1]+2097152], a[t[2]:t[2]+16], a[t[3]:t[3]+16], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[16]:t[16]+16], a[t[8]:t[8]+16], a[t[9]:t[9]+16], a[t[10]:t[10]+16], a[t[11]:t[11]+16], p[t[12]:t[12]+16], 16, 1e-05)
-	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[17]:t[17]+2097152], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[1]:t[1]+2097152], a[t[10]:t[10]+16], a[t[7]:t[7]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
-	// conv2.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C16K16H32W32S1InAffineRelu, 18496, 128, 16, 16, a[t[21]:t[21]+2304], a[t[17]:t[17]+2097152], a[t[18]:t[18]+2097152], a[t[19]:t[19]+16], a[t[20]:t[20]+16])
-	// conv2.da, conv2.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv3x3DxGrad(Conv3x3DxN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[24]:t[24]+2097152], a[t[25]:t[25]+16], a[t[26]:t[26]+16], a[t[17]:t[17]+2097152], p[t[22]:t[22]+2304], a[t[18]:t[18]+2097152], a[t[19]:t[19]+16], a[t[20]:t[20]+16], nil)
+	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw3:     Conv3x3DwN128C16K16H32W32S1InAffineRelu,
+		dx:      Conv3x3DxN128C16K16H32W32S1,
+		scratch: 18496,
+		taps:    9,
+	}, 128, 16, 16, p[t[22]:t[22]+2304], a[t[21]:t[21]+2304], nil, a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[1]:t[1]+2097152], a[t[10]:t[10]+16], a[t[7]:t[7]+2097152], a[t[18]:t[18]+2097152], a[t[19]:t[19]+16], a[t[20]:t[20]+16], nil, a[t[24]:t[24]+2097152], a[t[25]:t[25]+16], a[t[26]:t[26]+16], a[t[18]:t[18]+2097152], a[t[19]:t[19]+16], a[t[20]:t[20]+16], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[30]:t[30]+16], a[t[31]:t[31]+16], a[t[32]:t[32]+16], a[t[33]:t[33]+16], a[t[25]:t[25]+16], a[t[26]:t[26]+16], a[t[27]:t[27]+16], a[t[28]:t[28]+16], p[t[29]:t[29]+16], 16, 1e-05)
 	// conv1.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[34]:t[34]+2097152], a[t[30]:t[30]+16], a[t[31]:t[31]+16], a[t[18]:t[18]+2097152], a[t[27]:t[27]+16], a[t[24]:t[24]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
-	// conv1.dw: conv2d_dw_fused
-	m.conv1x1Dw(Conv1x1DwN128C64K16H32W32S1InAffineRelu, 65536, 128, 64, 16, a[t[38]:t[38]+1024], a[t[34]:t[34]+2097152], a[t[35]:t[35]+8388608], a[t[36]:t[36]+64], a[t[37]:t[37]+64])
-	// conv1.da, conv1.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv1x1DxGrad(Conv1x1DxN128C64K16H32W32S1, 0, 128, 64, 16, a[t[41]:t[41]+8388608], a[t[42]:t[42]+64], a[t[43]:t[43]+64], a[t[34]:t[34]+2097152], p[t[39]:t[39]+1024], a[t[35]:t[35]+8388608], a[t[36]:t[36]+64], a[t[37]:t[37]+64], a[t[0]:t[0]+8388608])
+	// conv1.dw, conv1.da, conv1.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw1:     Conv1x1DwN128C64K16H32W32S1InAffineRelu,
+		dx:      Conv1x1DxN128C64K16H32W32S1,
+		scratch: 65536,
+		taps:    1,
+	}, 128, 64, 16, p[t[39]:t[39]+1024], a[t[38]:t[38]+1024], a[t[34]:t[34]+2097152], nil, nil, nil, nil, nil, a[t[35]:t[35]+8388608], a[t[36]:t[36]+64], a[t[37]:t[37]+64], nil, a[t[41]:t[41]+8388608], a[t[42]:t[42]+64], a[t[43]:t[43]+64], a[t[35]:t[35]+8388608], a[t[36]:t[36]+64], a[t[37]:t[37]+64], a[t[0]:t[0]+8388608])
 	// bn1.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[49]:t[49]+64], a[t[50]:t[50]+64], a[t[42]:t[42]+64], a[t[43]:t[43]+64], a[t[44]:t[44]+64], a[t[45]:t[45]+64], p[t[46]:t[46]+64], 64, 1e-05)
 }
@@ -720,30 +775,38 @@ func (m *Model) trainS1Backward4(t *[61]int) {
 	a, p := m.arena, m.params
 	// shortcut.conv.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+8388608], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+8388608], a[t[3]:t[3]+64], a[t[4]:t[4]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
-	// shortcut.conv.dw: conv2d_dw
-	m.conv1x1Dw(Conv1x1DwN128C16K64H32W32S1, 0, 128, 16, 64, a[t[7]:t[7]+1024], a[t[5]:t[5]+8388608], a[t[6]:t[6]+2097152], nil, nil)
-	// shortcut.conv.dx: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C16K64H32W32S1, 0, 128, 16, 64, a[t[9]:t[9]+2097152], a[t[5]:t[5]+8388608], p[t[8]:t[8]+1024])
-	// conv3.dw: conv2d_dw_fused
-	m.conv1x1Dw(Conv1x1DwN128C16K64H32W32S1InAffineRelu, 16384, 128, 16, 64, a[t[13]:t[13]+1024], a[t[5]:t[5]+8388608], a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16])
-	// conv3.da, conv3.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv1x1DxGrad(Conv1x1DxN128C16K64H32W32S1, 0, 128, 16, 64, a[t[16]:t[16]+2097152], a[t[17]:t[17]+16], a[t[18]:t[18]+16], a[t[5]:t[5]+8388608], p[t[14]:t[14]+1024], a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16], nil)
+	// shortcut.conv.dw, shortcut.conv.dx: conv2d_dw, conv2d_dx
+	m.convBwd(bwdKernels{
+		dw1:     Conv1x1DwN128C16K64H32W32S1,
+		dx:      Conv1x1DxN128C16K64H32W32S1,
+		scratch: 0,
+		taps:    1,
+	}, 128, 16, 64, p[t[8]:t[8]+1024], a[t[7]:t[7]+1024], a[t[5]:t[5]+8388608], nil, nil, nil, nil, nil, a[t[6]:t[6]+2097152], nil, nil, a[t[9]:t[9]+2097152], nil, nil, nil, nil, nil, nil, nil)
+	// conv3.dw, conv3.da, conv3.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw1:     Conv1x1DwN128C16K64H32W32S1InAffineRelu,
+		dx:      Conv1x1DxN128C16K64H32W32S1,
+		scratch: 16384,
+		taps:    1,
+	}, 128, 16, 64, p[t[14]:t[14]+1024], a[t[13]:t[13]+1024], a[t[5]:t[5]+8388608], nil, nil, nil, nil, nil, a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16], nil, a[t[16]:t[16]+2097152], a[t[17]:t[17]+16], a[t[18]:t[18]+16], a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[22]:t[22]+16], a[t[23]:t[23]+16], a[t[24]:t[24]+16], a[t[25]:t[25]+16], a[t[17]:t[17]+16], a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[20]:t[20]+16], p[t[21]:t[21]+16], 16, 1e-05)
-	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[26]:t[26]+2097152], a[t[22]:t[22]+16], a[t[23]:t[23]+16], a[t[10]:t[10]+2097152], a[t[19]:t[19]+16], a[t[16]:t[16]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
-	// conv2.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C16K16H32W32S1InAffineRelu, 18496, 128, 16, 16, a[t[30]:t[30]+2304], a[t[26]:t[26]+2097152], a[t[27]:t[27]+2097152], a[t[28]:t[28]+16], a[t[29]:t[29]+16])
-	// conv2.da, conv2.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv3x3DxGrad(Conv3x3DxN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[33]:t[33]+2097152], a[t[34]:t[34]+16], a[t[35]:t[35]+16], a[t[26]:t[26]+2097152], p[t[31]:t[31]+2304], a[t[27]:t[27]+2097152], a[t[28]:t[28]+16], a[t[29]:t[29]+16], nil)
+	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw3:     Conv3x3DwN128C16K16H32W32S1InAffineRelu,
+		dx:      Conv3x3DxN128C16K16H32W32S1,
+		scratch: 18496,
+		taps:    9,
+	}, 128, 16, 16, p[t[31]:t[31]+2304], a[t[30]:t[30]+2304], nil, a[t[22]:t[22]+16], a[t[23]:t[23]+16], a[t[10]:t[10]+2097152], a[t[19]:t[19]+16], a[t[16]:t[16]+2097152], a[t[27]:t[27]+2097152], a[t[28]:t[28]+16], a[t[29]:t[29]+16], nil, a[t[33]:t[33]+2097152], a[t[34]:t[34]+16], a[t[35]:t[35]+16], a[t[27]:t[27]+2097152], a[t[28]:t[28]+16], a[t[29]:t[29]+16], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[39]:t[39]+16], a[t[40]:t[40]+16], a[t[41]:t[41]+16], a[t[42]:t[42]+16], a[t[34]:t[34]+16], a[t[35]:t[35]+16], a[t[36]:t[36]+16], a[t[37]:t[37]+16], p[t[38]:t[38]+16], 16, 1e-05)
-	// conv1.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[43]:t[43]+2097152], a[t[39]:t[39]+16], a[t[40]:t[40]+16], a[t[27]:t[27]+2097152], a[t[36]:t[36]+16], a[t[33]:t[33]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
-	// conv1.dw: conv2d_dw
-	m.conv1x1Dw(Conv1x1DwN128C16K16H32W32S1, 0, 128, 16, 16, a[t[44]:t[44]+256], a[t[43]:t[43]+2097152], a[t[6]:t[6]+2097152], nil, nil)
-	// conv1.dx: conv2d_dx
-	m.conv1x1Dx(Conv1x1DxN128C16K16H32W32S1, 0, 128, 16, 16, a[t[46]:t[46]+2097152], a[t[43]:t[43]+2097152], p[t[45]:t[45]+256])
+	// conv1.stats.dy, conv1.dw, conv1.dx: bnstats_grad, conv2d_dw, conv2d_dx
+	m.convBwd(bwdKernels{
+		dw1:     Conv1x1DwN128C16K16H32W32S1,
+		dx:      Conv1x1DxN128C16K16H32W32S1,
+		scratch: 0,
+		taps:    1,
+	}, 128, 16, 16, p[t[45]:t[45]+256], a[t[44]:t[44]+256], nil, a[t[39]:t[39]+16], a[t[40]:t[40]+16], a[t[27]:t[27]+2097152], a[t[36]:t[36]+16], a[t[33]:t[33]+2097152], a[t[6]:t[6]+2097152], nil, nil, a[t[46]:t[46]+2097152], nil, nil, nil, nil, nil, nil, nil)
 	// relu1.dsum: add
 	nn.Add(m.ctx, a[t[47]:t[47]+2097152], a[t[9]:t[9]+2097152], a[t[46]:t[46]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// relu1.grad: affine_relu_grad

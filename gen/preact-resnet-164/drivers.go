@@ -14,11 +14,12 @@ type kernelBuffers struct {
 	stats   []float32   // per-image sums of the stats epilogue
 	dwParts [][]float32 // each worker's partial weight gradient
 	dwView  [][]float32 // dwParts cut to one kernel's length
+	dyImage [][]float32 // each worker's image of a backward kernel's input
 	daImage [][]float32 // each worker's image of a backward-data kernel's output
 	parts   [][]float64 // each worker's per-channel sums of a backward epilogue
 	conv    convTask
 	dx      dxTask
-	dxGrad  dxGradTask
+	bwd     bwdTask
 	dw      dwTask
 }
 
@@ -28,11 +29,13 @@ func newKernelBuffers(threads int) kernelBuffers {
 		stats:   AlignedFloats(statsLen),
 		dwParts: make([][]float32, threads),
 		dwView:  make([][]float32, threads),
+		dyImage: make([][]float32, threads),
 		daImage: make([][]float32, threads),
 		parts:   make([][]float64, threads),
 	}
 	for w := range b.dwParts {
 		b.dwParts[w] = AlignedFloats(dwPartLen)
+		b.dyImage[w] = AlignedFloats(dyImageLen)
 		b.daImage[w] = AlignedFloats(daImageLen)
 		b.parts[w] = make([]float64, partLen)
 	}
@@ -117,73 +120,141 @@ func (m *Model) conv1x1Dx(fn Conv1x1DxFunc, scratch, n, cin, cout int, dx, dy, w
 	m.ctx.Parallel(t, n)
 }
 
-// dxGradTask runs a backward-data kernel image by image into the
-// worker's daImage and, while that image is in cache, the gradient of the
-// forward conv's affine-ReLU prologue on it (nn.AffineReLUGradPart): the
-// input gradient da never goes to memory.
-type dxGradTask struct {
-	fn                              func(dy, w, dx, scratch []float32, n0, n1 int)
-	dy, w, dx, x, scale, shift, acc []float32
-	dyImage, dxImage                int    // elements of one image of dy and of dx
-	act                             nn.Act // one image of dx
-	scratch                         int
-	m                               *Model
+// bwdKernels are the specialized kernels of one convolution's backward
+// that convBwd runs image by image: the weight gradient's (dw3 or dw1, or
+// neither) and the input gradient's, and the scratch they share.
+type bwdKernels struct {
+	dw3     Conv3x3DwFunc
+	dw1     Conv1x1DwFunc
+	dx      func(dy, w, dx, scratch []float32, n0, n1 int)
+	taps    int // 9 for 3x3 weights, 1 for 1x1
+	scratch int
 }
 
-func (t *dxGradTask) Run(w, lo, hi int) {
-	da := t.m.k.daImage[w][:t.dxImage]
-	part := t.m.k.parts[w][:2*t.act.C]
-	scratch := t.m.ctx.Scratch(w)[:t.scratch]
-	for n := lo; n < hi; n++ {
-		// The kernel computes image 0 of the views that start at image n.
-		t.fn(t.dy[n*t.dyImage:(n+1)*t.dyImage], t.w, da, scratch, 0, 1)
-		o, e := n*t.dxImage, (n+1)*t.dxImage
-		var acc []float32
-		if t.acc != nil {
-			acc = t.acc[o:e]
+// bwdTask runs convBwd's stages on each image of its range in turn, so
+// that what one stage writes is in cache when the next reads it.
+type bwdTask struct {
+	k                              bwdKernels
+	dy, dmean, dvar, y, mean, yacc []float32
+	x, scale, shift, w, da         []float32
+	dz, gx, gscale, gshift, gacc   []float32
+	count, dyImage, xImage         int
+	yAct, xAct                     nn.Act // one image of dy and of dx
+	m                              *Model
+}
+
+func (t *bwdTask) Run(w, lo, hi int) {
+	k := &t.m.k
+	scratch := t.m.ctx.Scratch(w)[:t.k.scratch]
+	at := func(v []float32, n, size int) []float32 {
+		if v == nil {
+			return nil
 		}
-		nn.AffineReLUGradPart(t.dx[o:e], da, t.x[o:e], t.scale, t.shift, acc, part, t.act)
+		return v[n*size : (n+1)*size]
+	}
+	for n := lo; n < hi; n++ {
+		// The kernels compute image 0 of views that start at image n.
+		dy := at(t.dy, n, t.dyImage)
+		if t.dmean != nil {
+			if dy == nil {
+				dy = k.dyImage[w][:t.dyImage]
+			}
+			nn.BNStatsGradPart(dy, t.dmean, t.dvar, at(t.y, n, t.dyImage), t.mean, at(t.yacc, n, t.dyImage), t.yAct, t.count)
+		}
+		if t.k.dw3 != nil {
+			t.k.dw3(at(t.x, n, t.xImage), dy, t.scale, t.shift, k.dwView[w], scratch, 0, 1)
+		}
+		if t.k.dw1 != nil {
+			t.k.dw1(dy, at(t.x, n, t.xImage), t.scale, t.shift, k.dwView[w], scratch, 0, 1)
+		}
+		if t.dz == nil {
+			t.k.dx(dy, t.w, at(t.da, n, t.xImage), scratch, 0, 1)
+			continue
+		}
+		da := k.daImage[w][:t.xImage]
+		t.k.dx(dy, t.w, da, scratch, 0, 1)
+		nn.AffineReLUGradPart(at(t.dz, n, t.xImage), da, at(t.gx, n, t.xImage), t.gscale, t.gshift, at(t.gacc, n, t.xImage),
+			k.parts[w][:2*t.xAct.C], t.xAct)
 	}
 }
 
-// conv3x3DxGrad runs a 3x3 backward-data convolution fused with the
-// gradient of the affine-ReLU prologue of the forward conv, the pair
-// conv2d_dx, affine_relu_grad: dx, dscale and dshift as
-// nn.AffineReLUGrad (nn.AffineReLUGradAdd when acc is not nil) computes
-// them from the convolution's output.
-func (m *Model) conv3x3DxGrad(fn Conv3x3DxFunc, scratch, n, cin, cout int, dx, dscale, dshift, dy, w, x, scale, shift, acc []float32) {
-	t := &m.k.dxGrad
-	t.w = m.k.packed[:cout*cin*9]
-	check(PackConv3x3DxWeights(t.w, w, cout, cin))
-	m.dxGrad(fn, scratch, n, cin, dx, dscale, dshift, dy, x, scale, shift, acc)
-}
-
-// conv1x1DxGrad is conv3x3DxGrad for a 1x1 convolution.
-func (m *Model) conv1x1DxGrad(fn Conv1x1DxFunc, scratch, n, cin, cout int, dx, dscale, dshift, dy, w, x, scale, shift, acc []float32) {
-	t := &m.k.dxGrad
-	t.w = m.k.packed[:cout*cin]
-	check(PackConv1x1DxWeights(t.w, w, cout, cin))
-	m.dxGrad(fn, scratch, n, cin, dx, dscale, dshift, dy, x, scale, shift, acc)
-}
-
-// dxGrad runs m.k.dxGrad, whose packed weights are set, over the workers
-// and adds their per-channel sums in worker order, in float64.
-func (m *Model) dxGrad(fn func(dy, w, dx, scratch []float32, n0, n1 int), scratch, n, c int, dx, dscale, dshift, dy, x, scale, shift, acc []float32) {
-	t := &m.k.dxGrad
-	t.fn, t.dy, t.dx, t.x, t.scale, t.shift, t.acc, t.scratch, t.m = fn, dy, dx, x, scale, shift, acc, scratch, m
-	t.dyImage, t.dxImage = len(dy)/n, len(dx)/n
-	t.act = nn.Act{N: 1, C: c, H: 1, W: t.dxImage / c, Blocked: true}
-	for _, p := range m.k.parts {
-		clear(p[:2*c])
+// convBwd runs the backward of one convolution of n images, cin to
+// cout channels, weights w, image by image over the workers, as the ops
+// it stands for would run one after the other over the batch:
+//   - when dmean is not nil, bnstats_grad: dy from dmean, dvar, the
+//     convolution's output y, mean and yacc (nn.BNStatsGradPart), into
+//     dy, or, when dy is nil, into a worker's buffer of one image;
+//   - when a dw kernel is set, conv2d_dw(_fused): dw from dy and the
+//     input x (scale and shift its prologue's), each worker summing its
+//     images into its own partial, the partials added in worker order;
+//   - conv2d_dx: the input gradient, into da, or, when dz is not nil,
+//     into a worker's buffer of one image that affine_relu_grad takes
+//     (nn.AffineReLUGradPart with gx, gscale, gshift and gacc) into dz,
+//     dscale and dshift, the per-channel sums added in worker order.
+func (m *Model) convBwd(k bwdKernels, n, cin, cout int, w, dw, dy, dmean, dvar, y, mean, yacc, x, scale, shift, da, dz, dscale, dshift, gx, gscale, gshift, gacc []float32) {
+	t := &m.k.bwd
+	size := cout * cin * k.taps
+	t.w = m.k.packed[:size]
+	if k.taps == 9 {
+		check(PackConv3x3DxWeights(t.w, w, cout, cin))
+	} else {
+		check(PackConv1x1DxWeights(t.w, w, cout, cin))
+	}
+	hasDw := k.dw3 != nil || k.dw1 != nil
+	if hasDw {
+		for w := range m.k.dwView {
+			m.k.dwView[w] = m.k.dwParts[w][:size]
+			clear(m.k.dwView[w])
+		}
+	}
+	t.k, t.m = k, m
+	t.dy, t.dmean, t.dvar, t.y, t.mean, t.yacc = dy, dmean, dvar, y, mean, yacc
+	t.x, t.scale, t.shift, t.da = x, scale, shift, da
+	t.dz, t.gx, t.gscale, t.gshift, t.gacc = dz, gx, gscale, gshift, gacc
+	if dmean != nil {
+		t.dyImage = len(y) / n
+	} else {
+		t.dyImage = len(dy) / n
+	}
+	if dz != nil {
+		t.xImage = len(dz) / n
+	} else {
+		t.xImage = len(da) / n
+	}
+	t.count = n * t.dyImage / cout
+	t.yAct = nn.Act{N: 1, C: cout, H: 1, W: t.dyImage / cout, Blocked: true}
+	t.xAct = nn.Act{N: 1, C: cin, H: 1, W: t.xImage / cin, Blocked: true}
+	if dz != nil {
+		for _, p := range m.k.parts {
+			clear(p[:2*cin])
+		}
 	}
 	m.ctx.Parallel(t, n)
-	for ch := range c {
-		var s, b float64
-		for _, p := range m.k.parts {
-			s += p[ch]
-			b += p[c+ch]
+	if hasDw {
+		packed := m.k.packed[:size]
+		if k.taps == 9 {
+			check(SumConv3x3Dw(packed, m.k.dwView, cout, cin))
+			check(UnpackConv3x3Weights(dw, packed, cout, cin))
+		} else {
+			for i := range packed {
+				var s float64
+				for _, p := range m.k.dwView {
+					s += float64(p[i])
+				}
+				packed[i] = float32(s)
+			}
+			check(UnpackConv1x1Weights(dw, packed, cout, cin))
 		}
-		dscale[ch], dshift[ch] = float32(s), float32(b)
+	}
+	if dz != nil {
+		for ch := range cin {
+			var s, b float64
+			for _, p := range m.k.parts {
+				s += p[ch]
+				b += p[cin+ch]
+			}
+			dscale[ch], dshift[ch] = float32(s), float32(b)
+		}
 	}
 }
 
@@ -248,6 +319,7 @@ const (
 	packedLen  = 36864
 	statsLen   = 65536
 	dwPartLen  = 36864
+	dyImageLen = 16384
 	daImageLen = 65536
 	partLen    = 512
 )

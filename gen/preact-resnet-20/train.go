@@ -283,18 +283,22 @@ func (m *Model) trainS3Backward(t *[39]int) {
 	a, p := m.arena, m.params
 	// conv2.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+524288], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+524288], a[t[3]:t[3]+64], a[t[4]:t[4]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
-	// conv2.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C64K64H8W8S1InAffineRelu, 6400, 128, 64, 64, a[t[9]:t[9]+36864], a[t[5]:t[5]+524288], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64])
-	// conv2.da, conv2.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv3x3DxGrad(Conv3x3DxN128C64K64H8W8S1, 6400, 128, 64, 64, a[t[12]:t[12]+524288], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[5]:t[5]+524288], p[t[10]:t[10]+36864], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nil)
+	// conv2.dw, conv2.da, conv2.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw3:     Conv3x3DwN128C64K64H8W8S1InAffineRelu,
+		dx:      Conv3x3DxN128C64K64H8W8S1,
+		scratch: 6400,
+		taps:    9,
+	}, 128, 64, 64, p[t[10]:t[10]+36864], a[t[9]:t[9]+36864], a[t[5]:t[5]+524288], nil, nil, nil, nil, nil, a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nil, a[t[12]:t[12]+524288], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[20]:t[20]+64], a[t[21]:t[21]+64], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[15]:t[15]+64], a[t[16]:t[16]+64], p[t[17]:t[17]+64], 64, 1e-05)
-	// conv1.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[22]:t[22]+524288], a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[6]:t[6]+524288], a[t[15]:t[15]+64], a[t[12]:t[12]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
-	// conv1.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C64K64H8W8S1InAffineRelu, 6400, 128, 64, 64, a[t[26]:t[26]+36864], a[t[22]:t[22]+524288], a[t[23]:t[23]+524288], a[t[24]:t[24]+64], a[t[25]:t[25]+64])
-	// conv1.da, conv1.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv3x3DxGrad(Conv3x3DxN128C64K64H8W8S1, 6400, 128, 64, 64, a[t[29]:t[29]+524288], a[t[30]:t[30]+64], a[t[31]:t[31]+64], a[t[22]:t[22]+524288], p[t[27]:t[27]+36864], a[t[23]:t[23]+524288], a[t[24]:t[24]+64], a[t[25]:t[25]+64], a[t[5]:t[5]+524288])
+	// conv1.stats.dy, conv1.dw, conv1.da, conv1.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw3:     Conv3x3DwN128C64K64H8W8S1InAffineRelu,
+		dx:      Conv3x3DxN128C64K64H8W8S1,
+		scratch: 6400,
+		taps:    9,
+	}, 128, 64, 64, p[t[27]:t[27]+36864], a[t[26]:t[26]+36864], nil, a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[6]:t[6]+524288], a[t[15]:t[15]+64], a[t[12]:t[12]+524288], a[t[23]:t[23]+524288], a[t[24]:t[24]+64], a[t[25]:t[25]+64], nil, a[t[29]:t[29]+524288], a[t[30]:t[30]+64], a[t[31]:t[31]+64], a[t[23]:t[23]+524288], a[t[24]:t[24]+64], a[t[25]:t[25]+64], a[t[5]:t[5]+524288])
 	// bn1.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[35]:t[35]+64], a[t[36]:t[36]+64], a[t[37]:t[37]+64], a[t[38]:t[38]+64], a[t[30]:t[30]+64], a[t[31]:t[31]+64], a[t[32]:t[32]+64], a[t[33]:t[33]+64], p[t[34]:t[34]+64], 64, 1e-05)
 }
@@ -302,22 +306,24 @@ func (m *Model) trainS3Backward(t *[39]int) {
 // trainS3Backward2 runs the backward ops of s3.u1; t is a row of trainS3Backward2Rows.
 func (m *Model) trainS3Backward2(t *[42]int) {
 	a, p := m.arena, m.params
-	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+524288], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+524288], a[t[3]:t[3]+64], a[t[4]:t[4]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
-	// conv2.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C64K64H8W8S1InAffineRelu, 6400, 128, 64, 64, a[t[9]:t[9]+36864], a[t[5]:t[5]+524288], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64])
-	// conv2.da, conv2.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv3x3DxGrad(Conv3x3DxN128C64K64H8W8S1, 6400, 128, 64, 64, a[t[12]:t[12]+524288], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[5]:t[5]+524288], p[t[10]:t[10]+36864], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nil)
+	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw3:     Conv3x3DwN128C64K64H8W8S1InAffineRelu,
+		dx:      Conv3x3DxN128C64K64H8W8S1,
+		scratch: 6400,
+		taps:    9,
+	}, 128, 64, 64, p[t[10]:t[10]+36864], a[t[9]:t[9]+36864], a[t[5]:t[5]+524288], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+524288], a[t[3]:t[3]+64], a[t[4]:t[4]+524288], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nil, a[t[12]:t[12]+524288], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nil)
 	// shortcut.dx: subsample_pad_grad
 	nn.SubsamplePadGrad(m.ctx, a[t[15]:t[15]+1048576], a[t[5]:t[5]+524288], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true}, 2)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[19]:t[19]+64], a[t[20]:t[20]+64], a[t[21]:t[21]+64], a[t[22]:t[22]+64], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[16]:t[16]+64], a[t[17]:t[17]+64], p[t[18]:t[18]+64], 64, 1e-05)
-	// conv1.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[23]:t[23]+524288], a[t[19]:t[19]+64], a[t[20]:t[20]+64], a[t[6]:t[6]+524288], a[t[16]:t[16]+64], a[t[12]:t[12]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
-	// conv1.dw: conv2d_dw
-	m.conv3x3Dw(Conv3x3DwN128C32K64H16W16S2, 10368, 128, 32, 64, a[t[25]:t[25]+18432], a[t[23]:t[23]+524288], a[t[24]:t[24]+1048576], nil, nil)
-	// conv1.dx: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C32K64H16W16S2, 6400, 128, 32, 64, a[t[27]:t[27]+1048576], a[t[23]:t[23]+524288], p[t[26]:t[26]+18432])
+	// conv1.stats.dy, conv1.dw, conv1.dx: bnstats_grad, conv2d_dw, conv2d_dx
+	m.convBwd(bwdKernels{
+		dw3:     Conv3x3DwN128C32K64H16W16S2,
+		dx:      Conv3x3DxN128C32K64H16W16S2,
+		scratch: 10368,
+		taps:    9,
+	}, 128, 32, 64, p[t[26]:t[26]+18432], a[t[25]:t[25]+18432], nil, a[t[19]:t[19]+64], a[t[20]:t[20]+64], a[t[6]:t[6]+524288], a[t[16]:t[16]+64], a[t[12]:t[12]+524288], a[t[24]:t[24]+1048576], nil, nil, a[t[27]:t[27]+1048576], nil, nil, nil, nil, nil, nil, nil)
 	// relu1.dsum: add
 	nn.Add(m.ctx, a[t[28]:t[28]+1048576], a[t[15]:t[15]+1048576], a[t[27]:t[27]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// relu1.grad: affine_relu_grad
@@ -331,18 +337,22 @@ func (m *Model) trainS2Backward(t *[39]int) {
 	a, p := m.arena, m.params
 	// conv2.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+1048576], a[t[0]:t[0]+32], a[t[1]:t[1]+32], a[t[2]:t[2]+1048576], a[t[3]:t[3]+32], a[t[4]:t[4]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
-	// conv2.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C32K32H16W16S1InAffineRelu, 10368, 128, 32, 32, a[t[9]:t[9]+9216], a[t[5]:t[5]+1048576], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32])
-	// conv2.da, conv2.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv3x3DxGrad(Conv3x3DxN128C32K32H16W16S1, 10368, 128, 32, 32, a[t[12]:t[12]+1048576], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[5]:t[5]+1048576], p[t[10]:t[10]+9216], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil)
+	// conv2.dw, conv2.da, conv2.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw3:     Conv3x3DwN128C32K32H16W16S1InAffineRelu,
+		dx:      Conv3x3DxN128C32K32H16W16S1,
+		scratch: 10368,
+		taps:    9,
+	}, 128, 32, 32, p[t[10]:t[10]+9216], a[t[9]:t[9]+9216], a[t[5]:t[5]+1048576], nil, nil, nil, nil, nil, a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil, a[t[12]:t[12]+1048576], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[20]:t[20]+32], a[t[21]:t[21]+32], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[15]:t[15]+32], a[t[16]:t[16]+32], p[t[17]:t[17]+32], 32, 1e-05)
-	// conv1.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[22]:t[22]+1048576], a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[6]:t[6]+1048576], a[t[15]:t[15]+32], a[t[12]:t[12]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
-	// conv1.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C32K32H16W16S1InAffineRelu, 10368, 128, 32, 32, a[t[26]:t[26]+9216], a[t[22]:t[22]+1048576], a[t[23]:t[23]+1048576], a[t[24]:t[24]+32], a[t[25]:t[25]+32])
-	// conv1.da, conv1.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv3x3DxGrad(Conv3x3DxN128C32K32H16W16S1, 10368, 128, 32, 32, a[t[29]:t[29]+1048576], a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[22]:t[22]+1048576], p[t[27]:t[27]+9216], a[t[23]:t[23]+1048576], a[t[24]:t[24]+32], a[t[25]:t[25]+32], a[t[5]:t[5]+1048576])
+	// conv1.stats.dy, conv1.dw, conv1.da, conv1.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw3:     Conv3x3DwN128C32K32H16W16S1InAffineRelu,
+		dx:      Conv3x3DxN128C32K32H16W16S1,
+		scratch: 10368,
+		taps:    9,
+	}, 128, 32, 32, p[t[27]:t[27]+9216], a[t[26]:t[26]+9216], nil, a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[6]:t[6]+1048576], a[t[15]:t[15]+32], a[t[12]:t[12]+1048576], a[t[23]:t[23]+1048576], a[t[24]:t[24]+32], a[t[25]:t[25]+32], nil, a[t[29]:t[29]+1048576], a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[23]:t[23]+1048576], a[t[24]:t[24]+32], a[t[25]:t[25]+32], a[t[5]:t[5]+1048576])
 	// bn1.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[37]:t[37]+32], a[t[38]:t[38]+32], a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[32]:t[32]+32], a[t[33]:t[33]+32], p[t[34]:t[34]+32], 32, 1e-05)
 }
@@ -350,22 +360,24 @@ func (m *Model) trainS2Backward(t *[39]int) {
 // trainS2Backward2 runs the backward ops of s2.u1; t is a row of trainS2Backward2Rows.
 func (m *Model) trainS2Backward2(t *[42]int) {
 	a, p := m.arena, m.params
-	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+1048576], a[t[0]:t[0]+32], a[t[1]:t[1]+32], a[t[2]:t[2]+1048576], a[t[3]:t[3]+32], a[t[4]:t[4]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
-	// conv2.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C32K32H16W16S1InAffineRelu, 10368, 128, 32, 32, a[t[9]:t[9]+9216], a[t[5]:t[5]+1048576], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32])
-	// conv2.da, conv2.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv3x3DxGrad(Conv3x3DxN128C32K32H16W16S1, 10368, 128, 32, 32, a[t[12]:t[12]+1048576], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[5]:t[5]+1048576], p[t[10]:t[10]+9216], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil)
+	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw3:     Conv3x3DwN128C32K32H16W16S1InAffineRelu,
+		dx:      Conv3x3DxN128C32K32H16W16S1,
+		scratch: 10368,
+		taps:    9,
+	}, 128, 32, 32, p[t[10]:t[10]+9216], a[t[9]:t[9]+9216], a[t[5]:t[5]+1048576], a[t[0]:t[0]+32], a[t[1]:t[1]+32], a[t[2]:t[2]+1048576], a[t[3]:t[3]+32], a[t[4]:t[4]+1048576], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil, a[t[12]:t[12]+1048576], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil)
 	// shortcut.dx: subsample_pad_grad
 	nn.SubsamplePadGrad(m.ctx, a[t[15]:t[15]+2097152], a[t[5]:t[5]+1048576], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, 2)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[19]:t[19]+32], a[t[20]:t[20]+32], a[t[21]:t[21]+32], a[t[22]:t[22]+32], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[16]:t[16]+32], a[t[17]:t[17]+32], p[t[18]:t[18]+32], 32, 1e-05)
-	// conv1.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[23]:t[23]+1048576], a[t[19]:t[19]+32], a[t[20]:t[20]+32], a[t[6]:t[6]+1048576], a[t[16]:t[16]+32], a[t[12]:t[12]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
-	// conv1.dw: conv2d_dw
-	m.conv3x3Dw(Conv3x3DwN128C16K32H32W32S2, 18496, 128, 16, 32, a[t[25]:t[25]+4608], a[t[23]:t[23]+1048576], a[t[24]:t[24]+2097152], nil, nil)
-	// conv1.dx: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C16K32H32W32S2, 10368, 128, 16, 32, a[t[27]:t[27]+2097152], a[t[23]:t[23]+1048576], p[t[26]:t[26]+4608])
+	// conv1.stats.dy, conv1.dw, conv1.dx: bnstats_grad, conv2d_dw, conv2d_dx
+	m.convBwd(bwdKernels{
+		dw3:     Conv3x3DwN128C16K32H32W32S2,
+		dx:      Conv3x3DxN128C16K32H32W32S2,
+		scratch: 18496,
+		taps:    9,
+	}, 128, 16, 32, p[t[26]:t[26]+4608], a[t[25]:t[25]+4608], nil, a[t[19]:t[19]+32], a[t[20]:t[20]+32], a[t[6]:t[6]+1048576], a[t[16]:t[16]+32], a[t[12]:t[12]+1048576], a[t[24]:t[24]+2097152], nil, nil, a[t[27]:t[27]+2097152], nil, nil, nil, nil, nil, nil, nil)
 	// relu1.dsum: add
 	nn.Add(m.ctx, a[t[28]:t[28]+2097152], a[t[15]:t[15]+2097152], a[t[27]:t[27]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// relu1.grad: affine_relu_grad
@@ -379,18 +391,22 @@ func (m *Model) trainS1Backward(t *[39]int) {
 	a, p := m.arena, m.params
 	// conv2.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+2097152], a[t[0]:t[0]+16], a[t[1]:t[1]+16], a[t[2]:t[2]+2097152], a[t[3]:t[3]+16], a[t[4]:t[4]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
-	// conv2.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C16K16H32W32S1InAffineRelu, 18496, 128, 16, 16, a[t[9]:t[9]+2304], a[t[5]:t[5]+2097152], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16])
-	// conv2.da, conv2.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv3x3DxGrad(Conv3x3DxN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[12]:t[12]+2097152], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[5]:t[5]+2097152], p[t[10]:t[10]+2304], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil)
+	// conv2.dw, conv2.da, conv2.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw3:     Conv3x3DwN128C16K16H32W32S1InAffineRelu,
+		dx:      Conv3x3DxN128C16K16H32W32S1,
+		scratch: 18496,
+		taps:    9,
+	}, 128, 16, 16, p[t[10]:t[10]+2304], a[t[9]:t[9]+2304], a[t[5]:t[5]+2097152], nil, nil, nil, nil, nil, a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil, a[t[12]:t[12]+2097152], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[20]:t[20]+16], a[t[21]:t[21]+16], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[16]:t[16]+16], p[t[17]:t[17]+16], 16, 1e-05)
-	// conv1.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[22]:t[22]+2097152], a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[6]:t[6]+2097152], a[t[15]:t[15]+16], a[t[12]:t[12]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
-	// conv1.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C16K16H32W32S1InAffineRelu, 18496, 128, 16, 16, a[t[26]:t[26]+2304], a[t[22]:t[22]+2097152], a[t[23]:t[23]+2097152], a[t[24]:t[24]+16], a[t[25]:t[25]+16])
-	// conv1.da, conv1.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv3x3DxGrad(Conv3x3DxN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[29]:t[29]+2097152], a[t[30]:t[30]+16], a[t[31]:t[31]+16], a[t[22]:t[22]+2097152], p[t[27]:t[27]+2304], a[t[23]:t[23]+2097152], a[t[24]:t[24]+16], a[t[25]:t[25]+16], a[t[5]:t[5]+2097152])
+	// conv1.stats.dy, conv1.dw, conv1.da, conv1.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw3:     Conv3x3DwN128C16K16H32W32S1InAffineRelu,
+		dx:      Conv3x3DxN128C16K16H32W32S1,
+		scratch: 18496,
+		taps:    9,
+	}, 128, 16, 16, p[t[27]:t[27]+2304], a[t[26]:t[26]+2304], nil, a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[6]:t[6]+2097152], a[t[15]:t[15]+16], a[t[12]:t[12]+2097152], a[t[23]:t[23]+2097152], a[t[24]:t[24]+16], a[t[25]:t[25]+16], nil, a[t[29]:t[29]+2097152], a[t[30]:t[30]+16], a[t[31]:t[31]+16], a[t[23]:t[23]+2097152], a[t[24]:t[24]+16], a[t[25]:t[25]+16], a[t[5]:t[5]+2097152])
 	// bn1.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[35]:t[35]+16], a[t[36]:t[36]+16], a[t[37]:t[37]+16], a[t[38]:t[38]+16], a[t[30]:t[30]+16], a[t[31]:t[31]+16], a[t[32]:t[32]+16], a[t[33]:t[33]+16], p[t[34]:t[34]+16], 16, 1e-05)
 }
@@ -400,18 +416,22 @@ func (m *Model) trainS1Backward2(t *[41]int) {
 	a, p := m.arena, m.params
 	// conv2.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+2097152], a[t[0]:t[0]+16], a[t[1]:t[1]+16], a[t[2]:t[2]+2097152], a[t[3]:t[3]+16], a[t[4]:t[4]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
-	// conv2.dw: conv2d_dw_fused
-	m.conv3x3Dw(Conv3x3DwN128C16K16H32W32S1InAffineRelu, 18496, 128, 16, 16, a[t[9]:t[9]+2304], a[t[5]:t[5]+2097152], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16])
-	// conv2.da, conv2.prologue.grad: conv2d_dx, affine_relu_grad
-	m.conv3x3DxGrad(Conv3x3DxN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[12]:t[12]+2097152], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[5]:t[5]+2097152], p[t[10]:t[10]+2304], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil)
+	// conv2.dw, conv2.da, conv2.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw3:     Conv3x3DwN128C16K16H32W32S1InAffineRelu,
+		dx:      Conv3x3DxN128C16K16H32W32S1,
+		scratch: 18496,
+		taps:    9,
+	}, 128, 16, 16, p[t[10]:t[10]+2304], a[t[9]:t[9]+2304], a[t[5]:t[5]+2097152], nil, nil, nil, nil, nil, a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil, a[t[12]:t[12]+2097152], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[20]:t[20]+16], a[t[21]:t[21]+16], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[16]:t[16]+16], p[t[17]:t[17]+16], 16, 1e-05)
-	// conv1.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[22]:t[22]+2097152], a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[6]:t[6]+2097152], a[t[15]:t[15]+16], a[t[12]:t[12]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
-	// conv1.dw: conv2d_dw
-	m.conv3x3Dw(Conv3x3DwN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[24]:t[24]+2304], a[t[22]:t[22]+2097152], a[t[23]:t[23]+2097152], nil, nil)
-	// conv1.dx: conv2d_dx
-	m.conv3x3Dx(Conv3x3DxN128C16K16H32W32S1, 18496, 128, 16, 16, a[t[26]:t[26]+2097152], a[t[22]:t[22]+2097152], p[t[25]:t[25]+2304])
+	// conv1.stats.dy, conv1.dw, conv1.dx: bnstats_grad, conv2d_dw, conv2d_dx
+	m.convBwd(bwdKernels{
+		dw3:     Conv3x3DwN128C16K16H32W32S1,
+		dx:      Conv3x3DxN128C16K16H32W32S1,
+		scratch: 18496,
+		taps:    9,
+	}, 128, 16, 16, p[t[25]:t[25]+2304], a[t[24]:t[24]+2304], nil, a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[6]:t[6]+2097152], a[t[15]:t[15]+16], a[t[12]:t[12]+2097152], a[t[23]:t[23]+2097152], nil, nil, a[t[26]:t[26]+2097152], nil, nil, nil, nil, nil, nil, nil)
 	// relu1.dsum: add
 	nn.Add(m.ctx, a[t[27]:t[27]+2097152], a[t[5]:t[5]+2097152], a[t[26]:t[26]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// relu1.grad: affine_relu_grad

@@ -224,10 +224,33 @@ func BNStatsGradAdd(c *Ctx, dx, dmean, dvar, x, mean, acc []float32, a Act) {
 	t.spread(rowsOf(a).count, 3*a.Len())
 }
 
+// BNStatsGradPart is BNStatsGrad (BNStatsGradAdd when acc is not nil) of
+// the a.N images in the slices, part of a batch whose statistics counted
+// count elements per channel (M), on the calling goroutine: the prologue
+// a convolution's backward runs on each image before its kernels read it.
+// dx may be x or acc.
+func BNStatsGradPart(dx, dmean, dvar, x, mean, acc []float32, a Act, count int) {
+	mustAct("BNStatsGradPart", a)
+	mustLen("BNStatsGradPart", "dx", dx, a.Len())
+	mustLen("BNStatsGradPart", "x", x, a.Len())
+	if acc != nil {
+		mustLen("BNStatsGradPart", "acc", acc, a.Len())
+	}
+	vecs("BNStatsGradPart", a.C, dmean, dvar, mean)
+	if count < 1 {
+		panic(fmt.Sprintf("BUG: nn.BNStatsGradPart: count %d, want at least 1", count))
+	}
+	r := rowsOf(a)
+	bnStatsGradRows(dx, dmean, dvar, x, mean, acc, r, float64(count), 0, r.count)
+}
+
 func bnStatsGradRange(t *opTask, _, lo, hi int) {
-	dx, dmean, dvar, x, mean, acc := t.y[0], t.x[0], t.x[1], t.x[2], t.x[3], t.x[4]
 	r := rowsOf(t.a)
-	m := float64(t.a.N * r.pix)
+	bnStatsGradRows(t.y[0], t.x[0], t.x[1], t.x[2], t.x[3], t.x[4], r, float64(t.a.N*r.pix), lo, hi)
+}
+
+// bnStatsGradRows runs rows [lo, hi) of r with m elements per channel.
+func bnStatsGradRows(dx, dmean, dvar, x, mean, acc []float32, r rows, m float64, lo, hi int) {
 	for u := lo; u < hi; u++ {
 		var a, b [8]float32
 		ch0 := r.first(u)

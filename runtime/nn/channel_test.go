@@ -115,6 +115,28 @@ func TestBNStatsGrad(t *testing.T) {
 		dx = pack(a, acc)
 		BNStatsGradAdd(c, dx, f32s(dmean), f32s(dvar), pack(a, x), f32s(mean), dx, a)
 		checkAct(t, "BNStatsGradAdd in place", a, dx, wantAdd)
+
+		// BNStatsGradPart image by image, with the batch's count.
+		img := a
+		img.N = 1
+		size := img.Len()
+		for _, add := range []bool{false, true} {
+			px, pacc := pack(a, x), pack(a, acc)
+			dx := make([]float32, a.Len())
+			for n := range a.N {
+				at := func(v []float32) []float32 { return v[n*size : (n+1)*size] }
+				var acc []float32
+				if add {
+					acc = at(pacc)
+				}
+				BNStatsGradPart(at(dx), f32s(dmean), f32s(dvar), at(px), f32s(mean), acc, img, a.N*a.H*a.W)
+			}
+			w := want
+			if add {
+				w = wantAdd
+			}
+			checkAct(t, fmt.Sprintf("BNStatsGradPart (acc %v)", add), a, dx, w)
+		}
 	})
 }
 

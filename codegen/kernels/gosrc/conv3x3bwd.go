@@ -209,7 +209,8 @@ func PackConv3x3DxWeights(dst, src []float32, cout, cin int) error {
 // kernel, assembly and twin: the conv's input x and output gradient dy
 // (NCHW8c), the prologue's per-channel scale and shift (nil unless
 // affine_relu), the partial weight gradient dw it adds into (OIhw8o8i,
-// see SumConv3x3Dw) and the caller's scratch, for images [n0, n1).
+// see SumConv3x3Dw) and the caller's scratch, for images [n0, n1). x and
+// dy need hold only the images up to n1, as for Conv3x3DxFunc.
 type Conv3x3DwFunc func(x, dy, scale, shift, dw, scratch []float32, n0, n1 int)
 
 // Conv3x3DwShape is the shape of one generated backward-weights kernel:
@@ -255,16 +256,16 @@ func checkConv3x3Dw(s *Conv3x3DwShape, x, dy, scale, shift, dw, scratch []float3
 			panic(fmt.Sprintf("BUG: %s: %s has length %d, want at least %d", s.Name, what, got, want))
 		}
 	}
-	need("x", len(x), s.XLen())
-	need("dy", len(dy), s.DyLen())
+	if n0 < 0 || n0 > n1 || n1 > s.N {
+		panic(fmt.Sprintf("BUG: %s: images [%d, %d) outside [0, %d)", s.Name, n0, n1, s.N))
+	}
+	need("x", len(x), n1*(s.XLen()/s.N))
+	need("dy", len(dy), n1*(s.DyLen()/s.N))
 	need("dw", len(dw), s.DwLen())
 	need("scratch", len(scratch), s.ScratchLen())
 	if s.Prologue == "affine_relu" {
 		need("scale", len(scale), s.Cin)
 		need("shift", len(shift), s.Cin)
-	}
-	if n0 < 0 || n0 > n1 || n1 > s.N {
-		panic(fmt.Sprintf("BUG: %s: images [%d, %d) outside [0, %d)", s.Name, n0, n1, s.N))
 	}
 }
 
