@@ -125,7 +125,8 @@ func (c bwdChain) ops(ops []*ir.Op) []*ir.Op {
 // (image n over image n) and the read comes first: at an earlier stage
 // of the image, or at the same stage of an elementwise op
 // (bnstats_grad, affine_relu_grad). The weight gradient and the
-// per-channel sums are written after every image is done.
+// per-channel sums are written after every image is done, and the
+// per-channel vectors the chain reads are copied before the first.
 func bwdHazard(c bwdChain, ops []*ir.Op, refs map[*ir.Value]ref) bool {
 	type access struct {
 		v     *ir.Value
@@ -145,7 +146,9 @@ func bwdHazard(c bwdChain, ops []*ir.Op, refs map[*ir.Value]ref) bool {
 		}
 		op := ops[i]
 		for _, a := range op.Args {
-			if !internal[a] {
+			// convBwd reads per-channel vectors from copies it makes
+			// first, and the weights are not in the arena.
+			if !internal[a] && len(a.Type.Shape) == 4 && a.Def.Kind != ir.Param {
 				reads = append(reads, access{a, stage})
 			}
 		}
@@ -274,6 +277,7 @@ func (k *kernelPlan) specialBwd(c bwdChain, calls func(i int) *OpCall) jen.Code 
 		k.partLen = max(k.partLen, 2*xs[1])
 	}
 	k.scratchLen = max(k.scratchLen, scratch)
+	k.vecLen = max(k.vecLen, d.cin, d.cout)
 	return jen.Id("m").Dot("convBwd").Call(jen.Id("bwdKernels").Values(kern), jen.Lit(d.n), jen.Lit(d.cin), jen.Lit(d.cout),
 		x.Args[1], dw, dy, dmean, dvar, y, mean, yacc, xin, scale, shift, da, dz, dscale, dshift, gx, gscale, gshift, gacc)
 }

@@ -35,6 +35,7 @@ type kernelBuffers struct {
 	dyImage [][]float32 // each worker's image of a backward kernel's input
 	daImage [][]float32 // each worker's image of a backward-data kernel's output
 	parts   [][]float64 // each worker's per-channel sums of a backward epilogue
+	vecs    []float32   // copies of convBwd's per-channel vectors
 	conv    convTask
 	dx      dxTask
 	bwd     bwdTask
@@ -50,6 +51,7 @@ func newKernelBuffers(threads int) kernelBuffers {
 		dyImage: make([][]float32, threads),
 		daImage: make([][]float32, threads),
 		parts:   make([][]float64, threads),
+		vecs:    AlignedFloats(7 * vecLen),
 	}
 	for w := range b.dwParts {
 		b.dwParts[w] = AlignedFloats(dwPartLen)
@@ -247,6 +249,19 @@ func (m *Model) convBwd(k bwdKernels, n, cin, cout int, w, dw, dy, dmean, dvar, 
 			clear(p[:2*cin])
 		}
 	}
+	// The per-channel vectors are read from copies: the memory plan may
+	// give their storage, free after the op that reads them last when the
+	// ops run apart, to an image the workers write.
+	vec := func(i int, v []float32) []float32 {
+		if v == nil {
+			return nil
+		}
+		c := m.k.vecs[i*vecLen : i*vecLen+len(v)]
+		copy(c, v)
+		return c
+	}
+	t.dmean, t.dvar, t.mean = vec(0, dmean), vec(1, dvar), vec(2, mean)
+	t.scale, t.shift, t.gscale, t.gshift = vec(3, scale), vec(4, shift), vec(5, gscale), vec(6, gshift)
 	m.ctx.Parallel(t, n)
 	if hasDw {
 		packed := m.k.packed[:size]
@@ -340,6 +355,7 @@ type kernelPlan struct {
 	seen                            map[string]bool
 	packedLen, statsLen, dwPartLen  int
 	dyImageLen, daImageLen, partLen int // buffers of convBwd
+	vecLen                          int
 	scratchLen                      int
 }
 
@@ -577,7 +593,7 @@ func (k *kernelPlan) dxKernel(op *ir.Op) (dxCall, bool) {
 // buffer sizes of k.
 func (k *kernelPlan) driverFile(pkg string) []byte {
 	src := strings.Replace(driversSource, "package PKG", header+"\n\npackage "+pkg, 1)
-	src += fmt.Sprintf("\n// Sizes of the kernels' buffers, in float32s (partLen in float64s).\nconst (\n\tpackedLen = %d\n\tstatsLen = %d\n\tdwPartLen = %d\n\tdyImageLen = %d\n\tdaImageLen = %d\n\tpartLen = %d\n)\n",
-		max(k.packedLen, 1), max(k.statsLen, 1), max(k.dwPartLen, 1), max(k.dyImageLen, 1), max(k.daImageLen, 1), max(k.partLen, 1))
+	src += fmt.Sprintf("\n// Sizes of the kernels' buffers, in float32s (partLen in float64s).\nconst (\n\tpackedLen = %d\n\tstatsLen = %d\n\tdwPartLen = %d\n\tdyImageLen = %d\n\tdaImageLen = %d\n\tpartLen = %d\n\tvecLen = %d\n)\n",
+		max(k.packedLen, 1), max(k.statsLen, 1), max(k.dwPartLen, 1), max(k.dyImageLen, 1), max(k.daImageLen, 1), max(k.partLen, 1), max(k.vecLen, 1))
 	return []byte(src)
 }

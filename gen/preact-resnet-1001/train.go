@@ -473,15 +473,13 @@ func (m *Model) trainS3Backward3(t *[56]int) {
 	}, 128, 64, 256, p[t[9]:t[9]+16384], a[t[8]:t[8]+16384], a[t[0]:t[0]+2097152], nil, nil, nil, nil, nil, a[t[5]:t[5]+524288], a[t[6]:t[6]+64], a[t[7]:t[7]+64], nil, a[t[11]:t[11]+524288], a[t[12]:t[12]+64], a[t[13]:t[13]+64], a[t[5]:t[5]+524288], a[t[6]:t[6]+64], a[t[7]:t[7]+64], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[17]:t[17]+64], a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[20]:t[20]+64], a[t[12]:t[12]+64], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[15]:t[15]+64], p[t[16]:t[16]+64], 64, 1e-05)
-	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[21]:t[21]+524288], a[t[17]:t[17]+64], a[t[18]:t[18]+64], a[t[5]:t[5]+524288], a[t[14]:t[14]+64], a[t[11]:t[11]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
-	// conv2.dw, conv2.da, conv2.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C64K64H8W8S1InAffineRelu,
 		dx:      Conv3x3DxN128C64K64H8W8S1,
 		scratch: 6400,
 		taps:    9,
-	}, 128, 64, 64, p[t[26]:t[26]+36864], a[t[25]:t[25]+36864], a[t[21]:t[21]+524288], nil, nil, nil, nil, nil, a[t[22]:t[22]+524288], a[t[23]:t[23]+64], a[t[24]:t[24]+64], nil, a[t[28]:t[28]+524288], a[t[29]:t[29]+64], a[t[30]:t[30]+64], a[t[22]:t[22]+524288], a[t[23]:t[23]+64], a[t[24]:t[24]+64], nil)
+	}, 128, 64, 64, p[t[26]:t[26]+36864], a[t[25]:t[25]+36864], nil, a[t[17]:t[17]+64], a[t[18]:t[18]+64], a[t[5]:t[5]+524288], a[t[14]:t[14]+64], a[t[11]:t[11]+524288], a[t[22]:t[22]+524288], a[t[23]:t[23]+64], a[t[24]:t[24]+64], nil, a[t[28]:t[28]+524288], a[t[29]:t[29]+64], a[t[30]:t[30]+64], a[t[22]:t[22]+524288], a[t[23]:t[23]+64], a[t[24]:t[24]+64], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[34]:t[34]+64], a[t[35]:t[35]+64], a[t[36]:t[36]+64], a[t[37]:t[37]+64], a[t[29]:t[29]+64], a[t[30]:t[30]+64], a[t[31]:t[31]+64], a[t[32]:t[32]+64], p[t[33]:t[33]+64], 64, 1e-05)
 	// conv1.stats.dy, conv1.dw, conv1.dx: bnstats_grad, conv2d_dw, conv2d_dx
@@ -643,15 +641,13 @@ func (m *Model) trainS2Backward4(t *[61]int) {
 	}, 128, 32, 128, p[t[14]:t[14]+4096], a[t[13]:t[13]+4096], a[t[5]:t[5]+4194304], nil, nil, nil, nil, nil, a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32], nil, a[t[16]:t[16]+1048576], a[t[17]:t[17]+32], a[t[18]:t[18]+32], a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[22]:t[22]+32], a[t[23]:t[23]+32], a[t[24]:t[24]+32], a[t[25]:t[25]+32], a[t[17]:t[17]+32], a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[20]:t[20]+32], p[t[21]:t[21]+32], 32, 1e-05)
-	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[26]:t[26]+1048576], a[t[22]:t[22]+32], a[t[23]:t[23]+32], a[t[10]:t[10]+1048576], a[t[19]:t[19]+32], a[t[16]:t[16]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
-	// conv2.dw, conv2.da, conv2.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C32K32H16W16S1InAffineRelu,
 		dx:      Conv3x3DxN128C32K32H16W16S1,
 		scratch: 10368,
 		taps:    9,
-	}, 128, 32, 32, p[t[31]:t[31]+9216], a[t[30]:t[30]+9216], a[t[26]:t[26]+1048576], nil, nil, nil, nil, nil, a[t[27]:t[27]+1048576], a[t[28]:t[28]+32], a[t[29]:t[29]+32], nil, a[t[33]:t[33]+1048576], a[t[34]:t[34]+32], a[t[35]:t[35]+32], a[t[27]:t[27]+1048576], a[t[28]:t[28]+32], a[t[29]:t[29]+32], nil)
+	}, 128, 32, 32, p[t[31]:t[31]+9216], a[t[30]:t[30]+9216], nil, a[t[22]:t[22]+32], a[t[23]:t[23]+32], a[t[10]:t[10]+1048576], a[t[19]:t[19]+32], a[t[16]:t[16]+1048576], a[t[27]:t[27]+1048576], a[t[28]:t[28]+32], a[t[29]:t[29]+32], nil, a[t[33]:t[33]+1048576], a[t[34]:t[34]+32], a[t[35]:t[35]+32], a[t[27]:t[27]+1048576], a[t[28]:t[28]+32], a[t[29]:t[29]+32], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[39]:t[39]+32], a[t[40]:t[40]+32], a[t[41]:t[41]+32], a[t[42]:t[42]+32], a[t[34]:t[34]+32], a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[37]:t[37]+32], p[t[38]:t[38]+32], 32, 1e-05)
 	// conv1.stats.dy, conv1.dw, conv1.dx: bnstats_grad, conv2d_dw, conv2d_dx

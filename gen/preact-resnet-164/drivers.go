@@ -17,6 +17,7 @@ type kernelBuffers struct {
 	dyImage [][]float32 // each worker's image of a backward kernel's input
 	daImage [][]float32 // each worker's image of a backward-data kernel's output
 	parts   [][]float64 // each worker's per-channel sums of a backward epilogue
+	vecs    []float32   // copies of convBwd's per-channel vectors
 	conv    convTask
 	dx      dxTask
 	bwd     bwdTask
@@ -32,6 +33,7 @@ func newKernelBuffers(threads int) kernelBuffers {
 		dyImage: make([][]float32, threads),
 		daImage: make([][]float32, threads),
 		parts:   make([][]float64, threads),
+		vecs:    AlignedFloats(7 * vecLen),
 	}
 	for w := range b.dwParts {
 		b.dwParts[w] = AlignedFloats(dwPartLen)
@@ -229,6 +231,19 @@ func (m *Model) convBwd(k bwdKernels, n, cin, cout int, w, dw, dy, dmean, dvar, 
 			clear(p[:2*cin])
 		}
 	}
+	// The per-channel vectors are read from copies: the memory plan may
+	// give their storage, free after the op that reads them last when the
+	// ops run apart, to an image the workers write.
+	vec := func(i int, v []float32) []float32 {
+		if v == nil {
+			return nil
+		}
+		c := m.k.vecs[i*vecLen : i*vecLen+len(v)]
+		copy(c, v)
+		return c
+	}
+	t.dmean, t.dvar, t.mean = vec(0, dmean), vec(1, dvar), vec(2, mean)
+	t.scale, t.shift, t.gscale, t.gshift = vec(3, scale), vec(4, shift), vec(5, gscale), vec(6, gshift)
 	m.ctx.Parallel(t, n)
 	if hasDw {
 		packed := m.k.packed[:size]
@@ -319,7 +334,8 @@ const (
 	packedLen  = 36864
 	statsLen   = 65536
 	dwPartLen  = 36864
-	dyImageLen = 16384
+	dyImageLen = 65536
 	daImageLen = 65536
 	partLen    = 512
+	vecLen     = 256
 )

@@ -398,15 +398,13 @@ func (m *Model) trainS3Backward2(t *[61]int) {
 	}, 128, 64, 256, p[t[14]:t[14]+16384], a[t[13]:t[13]+16384], a[t[5]:t[5]+2097152], nil, nil, nil, nil, nil, a[t[10]:t[10]+524288], a[t[11]:t[11]+64], a[t[12]:t[12]+64], nil, a[t[16]:t[16]+524288], a[t[17]:t[17]+64], a[t[18]:t[18]+64], a[t[10]:t[10]+524288], a[t[11]:t[11]+64], a[t[12]:t[12]+64], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[22]:t[22]+64], a[t[23]:t[23]+64], a[t[24]:t[24]+64], a[t[25]:t[25]+64], a[t[17]:t[17]+64], a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[20]:t[20]+64], p[t[21]:t[21]+64], 64, 1e-05)
-	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[26]:t[26]+524288], a[t[22]:t[22]+64], a[t[23]:t[23]+64], a[t[10]:t[10]+524288], a[t[19]:t[19]+64], a[t[16]:t[16]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
-	// conv2.dw, conv2.da, conv2.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C64K64H8W8S1InAffineRelu,
 		dx:      Conv3x3DxN128C64K64H8W8S1,
 		scratch: 6400,
 		taps:    9,
-	}, 128, 64, 64, p[t[31]:t[31]+36864], a[t[30]:t[30]+36864], a[t[26]:t[26]+524288], nil, nil, nil, nil, nil, a[t[27]:t[27]+524288], a[t[28]:t[28]+64], a[t[29]:t[29]+64], nil, a[t[33]:t[33]+524288], a[t[34]:t[34]+64], a[t[35]:t[35]+64], a[t[27]:t[27]+524288], a[t[28]:t[28]+64], a[t[29]:t[29]+64], nil)
+	}, 128, 64, 64, p[t[31]:t[31]+36864], a[t[30]:t[30]+36864], nil, a[t[22]:t[22]+64], a[t[23]:t[23]+64], a[t[10]:t[10]+524288], a[t[19]:t[19]+64], a[t[16]:t[16]+524288], a[t[27]:t[27]+524288], a[t[28]:t[28]+64], a[t[29]:t[29]+64], nil, a[t[33]:t[33]+524288], a[t[34]:t[34]+64], a[t[35]:t[35]+64], a[t[27]:t[27]+524288], a[t[28]:t[28]+64], a[t[29]:t[29]+64], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[39]:t[39]+64], a[t[40]:t[40]+64], a[t[41]:t[41]+64], a[t[42]:t[42]+64], a[t[34]:t[34]+64], a[t[35]:t[35]+64], a[t[36]:t[36]+64], a[t[37]:t[37]+64], p[t[38]:t[38]+64], 64, 1e-05)
 	// conv1.stats.dy, conv1.dw, conv1.dx: bnstats_grad, conv2d_dw, conv2d_dx
@@ -427,15 +425,13 @@ func (m *Model) trainS3Backward2(t *[61]int) {
 // trainS2Backward runs the backward ops of 17 blocks like s2.u18; t is a row of trainS2BackwardRows.
 func (m *Model) trainS2Backward(t *[56]int) {
 	a, p := m.arena, m.params
-	// conv3.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+4194304], a[t[0]:t[0]+128], a[t[1]:t[1]+128], a[t[2]:t[2]+4194304], a[t[3]:t[3]+128], a[t[4]:t[4]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
-	// conv3.dw, conv3.da, conv3.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	// conv3.stats.dy, conv3.dw, conv3.da, conv3.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw1:     Conv1x1DwN128C32K128H16W16S1InAffineRelu,
 		dx:      Conv1x1DxN128C32K128H16W16S1,
 		scratch: 8192,
 		taps:    1,
-	}, 128, 32, 128, p[t[10]:t[10]+4096], a[t[9]:t[9]+4096], a[t[5]:t[5]+4194304], nil, nil, nil, nil, nil, a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil, a[t[12]:t[12]+1048576], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil)
+	}, 128, 32, 128, p[t[10]:t[10]+4096], a[t[9]:t[9]+4096], a[t[5]:t[5]+4194304], a[t[0]:t[0]+128], a[t[1]:t[1]+128], a[t[2]:t[2]+4194304], a[t[3]:t[3]+128], a[t[4]:t[4]+4194304], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil, a[t[12]:t[12]+1048576], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[20]:t[20]+32], a[t[21]:t[21]+32], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[15]:t[15]+32], a[t[16]:t[16]+32], p[t[17]:t[17]+32], 32, 1e-05)
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
@@ -481,15 +477,13 @@ func (m *Model) trainS2Backward2(t *[61]int) {
 	}, 128, 32, 128, p[t[14]:t[14]+4096], a[t[13]:t[13]+4096], a[t[5]:t[5]+4194304], nil, nil, nil, nil, nil, a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32], nil, a[t[16]:t[16]+1048576], a[t[17]:t[17]+32], a[t[18]:t[18]+32], a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[22]:t[22]+32], a[t[23]:t[23]+32], a[t[24]:t[24]+32], a[t[25]:t[25]+32], a[t[17]:t[17]+32], a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[20]:t[20]+32], p[t[21]:t[21]+32], 32, 1e-05)
-	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[26]:t[26]+1048576], a[t[22]:t[22]+32], a[t[23]:t[23]+32], a[t[10]:t[10]+1048576], a[t[19]:t[19]+32], a[t[16]:t[16]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
-	// conv2.dw, conv2.da, conv2.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C32K32H16W16S1InAffineRelu,
 		dx:      Conv3x3DxN128C32K32H16W16S1,
 		scratch: 10368,
 		taps:    9,
-	}, 128, 32, 32, p[t[31]:t[31]+9216], a[t[30]:t[30]+9216], a[t[26]:t[26]+1048576], nil, nil, nil, nil, nil, a[t[27]:t[27]+1048576], a[t[28]:t[28]+32], a[t[29]:t[29]+32], nil, a[t[33]:t[33]+1048576], a[t[34]:t[34]+32], a[t[35]:t[35]+32], a[t[27]:t[27]+1048576], a[t[28]:t[28]+32], a[t[29]:t[29]+32], nil)
+	}, 128, 32, 32, p[t[31]:t[31]+9216], a[t[30]:t[30]+9216], nil, a[t[22]:t[22]+32], a[t[23]:t[23]+32], a[t[10]:t[10]+1048576], a[t[19]:t[19]+32], a[t[16]:t[16]+1048576], a[t[27]:t[27]+1048576], a[t[28]:t[28]+32], a[t[29]:t[29]+32], nil, a[t[33]:t[33]+1048576], a[t[34]:t[34]+32], a[t[35]:t[35]+32], a[t[27]:t[27]+1048576], a[t[28]:t[28]+32], a[t[29]:t[29]+32], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[39]:t[39]+32], a[t[40]:t[40]+32], a[t[41]:t[41]+32], a[t[42]:t[42]+32], a[t[34]:t[34]+32], a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[37]:t[37]+32], p[t[38]:t[38]+32], 32, 1e-05)
 	// conv1.stats.dy, conv1.dw, conv1.dx: bnstats_grad, conv2d_dw, conv2d_dx
@@ -510,15 +504,13 @@ func (m *Model) trainS2Backward2(t *[61]int) {
 // trainS1Backward runs the backward ops of 17 blocks like s1.u18; t is a row of trainS1BackwardRows.
 func (m *Model) trainS1Backward(t *[56]int) {
 	a, p := m.arena, m.params
-	// conv3.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+8388608], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+8388608], a[t[3]:t[3]+64], a[t[4]:t[4]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
-	// conv3.dw, conv3.da, conv3.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	// conv3.stats.dy, conv3.dw, conv3.da, conv3.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw1:     Conv1x1DwN128C16K64H32W32S1InAffineRelu,
 		dx:      Conv1x1DxN128C16K64H32W32S1,
 		scratch: 16384,
 		taps:    1,
-	}, 128, 16, 64, p[t[10]:t[10]+1024], a[t[9]:t[9]+1024], a[t[5]:t[5]+8388608], nil, nil, nil, nil, nil, a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil, a[t[12]:t[12]+2097152], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil)
+	}, 128, 16, 64, p[t[10]:t[10]+1024], a[t[9]:t[9]+1024], a[t[5]:t[5]+8388608], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+8388608], a[t[3]:t[3]+64], a[t[4]:t[4]+8388608], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil, a[t[12]:t[12]+2097152], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[20]:t[20]+16], a[t[21]:t[21]+16], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[16]:t[16]+16], p[t[17]:t[17]+16], 16, 1e-05)
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
@@ -546,15 +538,13 @@ func (m *Model) trainS1Backward(t *[56]int) {
 // trainS1Backward2 runs the backward ops of s1.u1; t is a row of trainS1Backward2Rows.
 func (m *Model) trainS1Backward2(t *[61]int) {
 	a, p := m.arena, m.params
-	// shortcut.conv.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+8388608], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+8388608], a[t[3]:t[3]+64], a[t[4]:t[4]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
-	// shortcut.conv.dw, shortcut.conv.dx: conv2d_dw, conv2d_dx
+	// shortcut.conv.stats.dy, shortcut.conv.dw, shortcut.conv.dx: bnstats_grad, conv2d_dw, conv2d_dx
 	m.convBwd(bwdKernels{
 		dw1:     Conv1x1DwN128C16K64H32W32S1,
 		dx:      Conv1x1DxN128C16K64H32W32S1,
 		scratch: 0,
 		taps:    1,
-	}, 128, 16, 64, p[t[8]:t[8]+1024], a[t[7]:t[7]+1024], a[t[5]:t[5]+8388608], nil, nil, nil, nil, nil, a[t[6]:t[6]+2097152], nil, nil, a[t[9]:t[9]+2097152], nil, nil, nil, nil, nil, nil, nil)
+	}, 128, 16, 64, p[t[8]:t[8]+1024], a[t[7]:t[7]+1024], a[t[5]:t[5]+8388608], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+8388608], a[t[3]:t[3]+64], a[t[4]:t[4]+8388608], a[t[6]:t[6]+2097152], nil, nil, a[t[9]:t[9]+2097152], nil, nil, nil, nil, nil, nil, nil)
 	// conv3.dw, conv3.da, conv3.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw1:     Conv1x1DwN128C16K64H32W32S1InAffineRelu,
@@ -564,15 +554,13 @@ func (m *Model) trainS1Backward2(t *[61]int) {
 	}, 128, 16, 64, p[t[14]:t[14]+1024], a[t[13]:t[13]+1024], a[t[5]:t[5]+8388608], nil, nil, nil, nil, nil, a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16], nil, a[t[16]:t[16]+2097152], a[t[17]:t[17]+16], a[t[18]:t[18]+16], a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16], nil)
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[22]:t[22]+16], a[t[23]:t[23]+16], a[t[24]:t[24]+16], a[t[25]:t[25]+16], a[t[17]:t[17]+16], a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[20]:t[20]+16], p[t[21]:t[21]+16], 16, 1e-05)
-	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[26]:t[26]+2097152], a[t[22]:t[22]+16], a[t[23]:t[23]+16], a[t[10]:t[10]+2097152], a[t[19]:t[19]+16], a[t[16]:t[16]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
-	// conv2.dw, conv2.da, conv2.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C16K16H32W32S1InAffineRelu,
 		dx:      Conv3x3DxN128C16K16H32W32S1,
 		scratch: 18496,
 		taps:    9,
-	}, 128, 16, 16, p[t[31]:t[31]+2304], a[t[30]:t[30]+2304], a[t[26]:t[26]+2097152], nil, nil, nil, nil, nil, a[t[27]:t[27]+2097152], a[t[28]:t[28]+16], a[t[29]:t[29]+16], nil, a[t[33]:t[33]+2097152], a[t[34]:t[34]+16], a[t[35]:t[35]+16], a[t[27]:t[27]+2097152], a[t[28]:t[28]+16], a[t[29]:t[29]+16], nil)
+	}, 128, 16, 16, p[t[31]:t[31]+2304], a[t[30]:t[30]+2304], nil, a[t[22]:t[22]+16], a[t[23]:t[23]+16], a[t[10]:t[10]+2097152], a[t[19]:t[19]+16], a[t[16]:t[16]+2097152], a[t[27]:t[27]+2097152], a[t[28]:t[28]+16], a[t[29]:t[29]+16], nil, a[t[33]:t[33]+2097152], a[t[34]:t[34]+16], a[t[35]:t[35]+16], a[t[27]:t[27]+2097152], a[t[28]:t[28]+16], a[t[29]:t[29]+16], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[39]:t[39]+16], a[t[40]:t[40]+16], a[t[41]:t[41]+16], a[t[42]:t[42]+16], a[t[34]:t[34]+16], a[t[35]:t[35]+16], a[t[36]:t[36]+16], a[t[37]:t[37]+16], p[t[38]:t[38]+16], 16, 1e-05)
 	// conv1.stats.dy, conv1.dw, conv1.dx: bnstats_grad, conv2d_dw, conv2d_dx

@@ -281,15 +281,13 @@ func (m *Model) trainHeadBackward(t *[20]int) {
 // trainS3Backward runs the backward ops of 2 blocks like s3.u3; t is a row of trainS3BackwardRows.
 func (m *Model) trainS3Backward(t *[39]int) {
 	a, p := m.arena, m.params
-	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+524288], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+524288], a[t[3]:t[3]+64], a[t[4]:t[4]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
-	// conv2.dw, conv2.da, conv2.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C64K64H8W8S1InAffineRelu,
 		dx:      Conv3x3DxN128C64K64H8W8S1,
 		scratch: 6400,
 		taps:    9,
-	}, 128, 64, 64, p[t[10]:t[10]+36864], a[t[9]:t[9]+36864], a[t[5]:t[5]+524288], nil, nil, nil, nil, nil, a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nil, a[t[12]:t[12]+524288], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nil)
+	}, 128, 64, 64, p[t[10]:t[10]+36864], a[t[9]:t[9]+36864], a[t[5]:t[5]+524288], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+524288], a[t[3]:t[3]+64], a[t[4]:t[4]+524288], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nil, a[t[12]:t[12]+524288], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[20]:t[20]+64], a[t[21]:t[21]+64], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[15]:t[15]+64], a[t[16]:t[16]+64], p[t[17]:t[17]+64], 64, 1e-05)
 	// conv1.stats.dy, conv1.dw, conv1.da, conv1.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
@@ -335,15 +333,13 @@ func (m *Model) trainS3Backward2(t *[42]int) {
 // trainS2Backward runs the backward ops of 2 blocks like s2.u3; t is a row of trainS2BackwardRows.
 func (m *Model) trainS2Backward(t *[39]int) {
 	a, p := m.arena, m.params
-	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+1048576], a[t[0]:t[0]+32], a[t[1]:t[1]+32], a[t[2]:t[2]+1048576], a[t[3]:t[3]+32], a[t[4]:t[4]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
-	// conv2.dw, conv2.da, conv2.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C32K32H16W16S1InAffineRelu,
 		dx:      Conv3x3DxN128C32K32H16W16S1,
 		scratch: 10368,
 		taps:    9,
-	}, 128, 32, 32, p[t[10]:t[10]+9216], a[t[9]:t[9]+9216], a[t[5]:t[5]+1048576], nil, nil, nil, nil, nil, a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil, a[t[12]:t[12]+1048576], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil)
+	}, 128, 32, 32, p[t[10]:t[10]+9216], a[t[9]:t[9]+9216], a[t[5]:t[5]+1048576], a[t[0]:t[0]+32], a[t[1]:t[1]+32], a[t[2]:t[2]+1048576], a[t[3]:t[3]+32], a[t[4]:t[4]+1048576], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil, a[t[12]:t[12]+1048576], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[20]:t[20]+32], a[t[21]:t[21]+32], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[15]:t[15]+32], a[t[16]:t[16]+32], p[t[17]:t[17]+32], 32, 1e-05)
 	// conv1.stats.dy, conv1.dw, conv1.da, conv1.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
@@ -389,15 +385,13 @@ func (m *Model) trainS2Backward2(t *[42]int) {
 // trainS1Backward runs the backward ops of 2 blocks like s1.u3; t is a row of trainS1BackwardRows.
 func (m *Model) trainS1Backward(t *[39]int) {
 	a, p := m.arena, m.params
-	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+2097152], a[t[0]:t[0]+16], a[t[1]:t[1]+16], a[t[2]:t[2]+2097152], a[t[3]:t[3]+16], a[t[4]:t[4]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
-	// conv2.dw, conv2.da, conv2.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C16K16H32W32S1InAffineRelu,
 		dx:      Conv3x3DxN128C16K16H32W32S1,
 		scratch: 18496,
 		taps:    9,
-	}, 128, 16, 16, p[t[10]:t[10]+2304], a[t[9]:t[9]+2304], a[t[5]:t[5]+2097152], nil, nil, nil, nil, nil, a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil, a[t[12]:t[12]+2097152], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil)
+	}, 128, 16, 16, p[t[10]:t[10]+2304], a[t[9]:t[9]+2304], a[t[5]:t[5]+2097152], a[t[0]:t[0]+16], a[t[1]:t[1]+16], a[t[2]:t[2]+2097152], a[t[3]:t[3]+16], a[t[4]:t[4]+2097152], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil, a[t[12]:t[12]+2097152], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[20]:t[20]+16], a[t[21]:t[21]+16], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[16]:t[16]+16], p[t[17]:t[17]+16], 16, 1e-05)
 	// conv1.stats.dy, conv1.dw, conv1.da, conv1.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
@@ -414,15 +408,13 @@ func (m *Model) trainS1Backward(t *[39]int) {
 // trainS1Backward2 runs the backward ops of s1.u1; t is a row of trainS1Backward2Rows.
 func (m *Model) trainS1Backward2(t *[41]int) {
 	a, p := m.arena, m.params
-	// conv2.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+2097152], a[t[0]:t[0]+16], a[t[1]:t[1]+16], a[t[2]:t[2]+2097152], a[t[3]:t[3]+16], a[t[4]:t[4]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
-	// conv2.dw, conv2.da, conv2.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C16K16H32W32S1InAffineRelu,
 		dx:      Conv3x3DxN128C16K16H32W32S1,
 		scratch: 18496,
 		taps:    9,
-	}, 128, 16, 16, p[t[10]:t[10]+2304], a[t[9]:t[9]+2304], a[t[5]:t[5]+2097152], nil, nil, nil, nil, nil, a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil, a[t[12]:t[12]+2097152], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil)
+	}, 128, 16, 16, p[t[10]:t[10]+2304], a[t[9]:t[9]+2304], a[t[5]:t[5]+2097152], a[t[0]:t[0]+16], a[t[1]:t[1]+16], a[t[2]:t[2]+2097152], a[t[3]:t[3]+16], a[t[4]:t[4]+2097152], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil, a[t[12]:t[12]+2097152], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil)
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[20]:t[20]+16], a[t[21]:t[21]+16], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[16]:t[16]+16], p[t[17]:t[17]+16], 16, 1e-05)
 	// conv1.stats.dy, conv1.dw, conv1.dx: bnstats_grad, conv2d_dw, conv2d_dx
