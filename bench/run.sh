@@ -98,6 +98,11 @@ for net in "${nets[@]}"; do
 	echo "== $net: go test -bench (-count $COUNT -benchtime $benchtime)"
 	go test "./gen/$net" -run '^$' -bench . -timeout 0 -count "$COUNT" -benchtime "$benchtime" -cpu "$THREADS" | tee "$OUT/go-$net.txt"
 	go_files+=(--go "$OUT/go-$net.txt")
+	if [[ -d "gen/$net-b1" ]]; then
+		echo "== $net-b1: go test -bench Infer (-count $COUNT)"
+		go test "./gen/$net-b1" -run '^$' -bench Infer -timeout 0 -count "$COUNT" -benchtime 100x -cpu "$THREADS" | tee "$OUT/go-$net-b1.txt"
+		go_files+=(--go "$OUT/go-$net-b1.txt")
+	fi
 
 	echo "== $net: PyTorch, default settings"
 	# shellcheck disable=SC2086 # pysteps is a list of flags

@@ -37,6 +37,7 @@ type kernelBuffers struct {
 	parts   [][]float64 // each worker's per-channel sums of a backward epilogue
 	vecs    []float32   // copies of convBwd's per-channel vectors
 	conv    convTask
+	split   splitTask
 	dx      dxTask
 	bwd     bwdTask
 	dw      dwTask
@@ -109,6 +110,50 @@ func (m *Model) conv(fn func(x, w, bias, scale, shift, res, y, stats, scratch []
 	if sum != nil {
 		check(ReduceStats(t.stats, n, cout, sum, sumsq))
 	}
+}
+
+// splitTask runs a forward kernel specialized to half the output
+// channels on each half of one image: halves of the packed weights, of
+// the bias and, the layout being blocked, of the output and the residual
+// are contiguous.
+type splitTask struct {
+	fn                               func(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int)
+	x, w, bias, scale, shift, res, y []float32
+	scratch                          int
+	m                                *Model
+}
+
+func (t *splitTask) Run(w, lo, hi int) {
+	half := func(v []float32, h int) []float32 {
+		if v == nil {
+			return nil
+		}
+		return v[h*len(v)/2 : (h+1)*len(v)/2]
+	}
+	for h := lo; h < hi; h++ {
+		t.fn(t.x, half(t.w, h), half(t.bias, h), t.scale, t.shift, half(t.res, h), half(t.y, h), nil, t.m.ctx.Scratch(w)[:t.scratch], 0, 1)
+	}
+}
+
+// conv3x3Split runs a 3x3 convolution of one image, cin to cout
+// channels, as two halves of cout/2 channels over the workers.
+func (m *Model) conv3x3Split(fn Conv3x3Func, scratch, cin, cout int, x, w, bias, scale, shift, res, y []float32) {
+	packed := m.k.packed[:cout*cin*9]
+	check(PackConv3x3Weights(packed, w, cout, cin))
+	m.convSplit(fn, scratch, packed, x, bias, scale, shift, res, y)
+}
+
+// conv1x1Split is conv3x3Split for a 1x1 convolution.
+func (m *Model) conv1x1Split(fn Conv1x1Func, scratch, cin, cout int, x, w, bias, scale, shift, res, y []float32) {
+	packed := m.k.packed[:cout*cin]
+	check(PackConv1x1Weights(packed, w, cout, cin))
+	m.convSplit(fn, scratch, packed, x, bias, scale, shift, res, y)
+}
+
+func (m *Model) convSplit(fn func(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int), scratch int, packed, x, bias, scale, shift, res, y []float32) {
+	t := &m.k.split
+	t.fn, t.x, t.w, t.bias, t.scale, t.shift, t.res, t.y, t.scratch, t.m = fn, x, packed, bias, scale, shift, res, y, scratch, m
+	m.ctx.Parallel(t, 2)
 }
 
 type dxTask struct {
@@ -455,6 +500,15 @@ func (k *kernelPlan) special(c *OpCall) jen.Code {
 			if k1.Validate() != nil {
 				return nil
 			}
+			if h := k1; splits(h.N, cout, h.Stats) {
+				h.Cout = cout / 2
+				if h.Validate() == nil {
+					k.add1x1(h)
+					k.packedLen = max(k.packedLen, cout*cin)
+					return jen.Id("m").Dot("conv1x1Split").Call(jen.Id(h.Name()), jen.Lit(h.ScratchLen()), jen.Lit(cin), jen.Lit(cout),
+						c.Args[0], c.Args[1], bias, scale, shift, res, c.Results[0])
+				}
+			}
 			k.add1x1(k1)
 			if kc.Stats {
 				k.statsLen = max(k.statsLen, k1.N*2*cout)
@@ -469,6 +523,19 @@ func (k *kernelPlan) special(c *OpCall) jen.Code {
 		kc.N, kc.Cin, kc.Cout, kc.H, kc.W, kc.Stride = xs[0], cin, cout, xs[2], xs[3], stride
 		if kc.Validate() != nil {
 			return nil
+		}
+		if h := kc; splits(h.N, cout, h.Stats) {
+			h.Cout = cout / 2
+			if h.Validate() == nil {
+				if !k.seen[h.Name()] {
+					k.seen[h.Name()] = true
+					k.set.Convs = append(k.set.Convs, h)
+				}
+				k.packedLen = max(k.packedLen, cout*cin*9)
+				k.scratchLen = max(k.scratchLen, h.ScratchLen())
+				return jen.Id("m").Dot("conv3x3Split").Call(jen.Id(h.Name()), jen.Lit(h.ScratchLen()), jen.Lit(cin), jen.Lit(cout),
+					c.Args[0], c.Args[1], bias, scale, shift, res, c.Results[0])
+			}
 		}
 		if kc.Stats {
 			k.statsLen = max(k.statsLen, kc.N*2*cout)
@@ -501,6 +568,15 @@ func (k *kernelPlan) special(c *OpCall) jen.Code {
 			c.Results[0], c.Args[0], c.Args[1], scale, shift)
 	}
 	return nil
+}
+
+// splits reports whether a forward convolution of a batch of n images to
+// cout channels runs as two halves of its output channels, each on a
+// worker, with a kernel specialized to cout/2 (conv1x1Split,
+// conv3x3Split): for a single image, where splitting the batch leaves a
+// core idle. The statistics epilogue of training is not split.
+func splits(n, cout int, stats bool) bool {
+	return n == 1 && cout%16 == 0 && !stats
 }
 
 // dwKernel adds the specialized kernel of the conv2d_dw or

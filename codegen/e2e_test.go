@@ -79,16 +79,18 @@ const (
 // of 16 to 256 channels (partial tiles, stride 2, the drivers' splits of
 // the work) are checked against the interpreter too: preact-resnet-20
 // (3x3 kernels, option A shortcuts) and an 11-layer full pre-activation
-// bottleneck net (1x1 kernels, projection shortcuts), one unit per stage.
+// bottleneck net (1x1 kernels, projection shortcuts), one unit per stage,
+// also at batch 1, where forward convolutions split their output channels
+// over the workers.
 func e2eCases(t *testing.T) []e2eCase {
 	var cs []e2eCase
 	for _, a := range e2eNets(t) {
 		cs = append(cs, e2eCase{a, 2, 3})
 	}
 	for _, p := range []struct {
-		name  string
-		depth int
-	}{{"preact-resnet-20", 0}, {"preact-resnet-bottleneck", 11}} {
+		name         string
+		depth, batch int
+	}{{"preact-resnet-20", 0, 2}, {"preact-resnet-bottleneck", 11, 2}, {"preact-resnet-bottleneck", 11, 1}} {
 		a, err := resnet.LoadPreset(p.name)
 		if err != nil {
 			t.Fatal(err)
@@ -98,7 +100,7 @@ func e2eCases(t *testing.T) []e2eCase {
 				t.Fatal(err)
 			}
 		}
-		cs = append(cs, e2eCase{a, 2, 1})
+		cs = append(cs, e2eCase{a, p.batch, 1})
 	}
 	return cs
 }
