@@ -211,7 +211,6 @@ func bwdChains(s *stepCode) map[*blockFn]map[int]bwdChain {
 // calls (indexed like the block's ops), or returns nil when its
 // convolution has no specialized kernels.
 func (k *kernelPlan) specialBwd(c bwdChain, calls func(i int) *OpCall) jen.Code {
-	nilf := jen.Nil()
 	x := calls(c.dx)
 	var dk dxCall
 	if c.dw >= 0 { // registered first, as the ops run apart would
@@ -230,9 +229,7 @@ func (k *kernelPlan) specialBwd(c bwdChain, calls func(i int) *OpCall) jen.Code 
 	}
 	kern := jen.Dict{jen.Id("dx"): jen.Id(d.name), jen.Id("taps"): jen.Lit(taps)}
 	scratch := d.scratch
-	dw, xin, scale, shift := jen.Code(nilf), jen.Code(nilf), jen.Code(nilf), jen.Code(nilf)
 	if c.dw >= 0 {
-		w := calls(c.dw)
 		if (dk.driver == "conv1x1Dw") != (d.driver == "conv1x1Dx") {
 			return nil
 		}
@@ -242,35 +239,48 @@ func (k *kernelPlan) specialBwd(c bwdChain, calls func(i int) *OpCall) jen.Code 
 		}
 		kern[jen.Id(field)] = jen.Id(dk.name)
 		scratch = max(scratch, dk.scratch)
-		dw, xin = w.Results[0], w.Args[1]
-		if len(w.Args) == 4 {
-			scale, shift = w.Args[2], w.Args[3]
-		}
 	}
 	kern[jen.Id("scratch")] = jen.Lit(scratch)
-	dy, dmean, dvar, y, mean, yacc := x.Args[0], jen.Code(nilf), jen.Code(nilf), jen.Code(nilf), jen.Code(nilf), jen.Code(nilf)
-	if c.stats >= 0 {
+	// The tensors, in the order of bwdArgs' fields; absent ones are left
+	// out of the literal (nil).
+	var args []jen.Code
+	arg := func(name string, v jen.Code) {
+		args = append(args, jen.Line().Id(name).Op(":").Add(v))
+	}
+	arg("w", x.Args[1])
+	if c.dw >= 0 {
+		arg("dw", calls(c.dw).Results[0])
+	}
+	if c.stats < 0 {
+		arg("dy", x.Args[0])
+	} else {
 		s := calls(c.stats)
-		dmean, dvar, y, mean = s.Args[0], s.Args[1], s.Args[2], s.Args[3]
-		if len(s.Args) == 5 {
-			yacc = s.Args[4]
+		if c.dyInArena {
+			arg("dy", s.Results[0])
+		}
+		for i, name := range []string{"dmean", "dvar", "y", "mean", "yacc"}[:len(s.Args)] {
+			arg(name, s.Args[i])
 		}
 		ys := s.Op.Args[2].Type.Shape
 		k.dyImageLen = max(k.dyImageLen, ys[1]*ys[2]*ys[3])
-		if !c.dyInArena {
-			dy = nilf
-		} else {
-			dy = s.Results[0]
+	}
+	if c.dw >= 0 {
+		w := calls(c.dw)
+		arg("x", w.Args[1])
+		if len(w.Args) == 4 {
+			arg("scale", w.Args[2])
+			arg("shift", w.Args[3])
 		}
 	}
-	da, dz, dscale, dshift, gx, gscale, gshift, gacc := x.Results[0], jen.Code(nilf), jen.Code(nilf), jen.Code(nilf), jen.Code(nilf), jen.Code(nilf), jen.Code(nilf), jen.Code(nilf)
-	if c.grad >= 0 {
+	if c.grad < 0 {
+		arg("da", x.Results[0])
+	} else {
 		g := calls(c.grad)
-		da = nilf
-		dz, dscale, dshift = g.Results[0], g.Results[1], g.Results[2]
-		gx, gscale, gshift = g.Args[1], g.Args[2], g.Args[3]
-		if len(g.Args) == 5 {
-			gacc = g.Args[4]
+		for i, name := range []string{"dz", "dscale", "dshift"} {
+			arg(name, g.Results[i])
+		}
+		for i, name := range []string{"gx", "gscale", "gshift", "gacc"}[:len(g.Args)-1] {
+			arg(name, g.Args[i+1])
 		}
 		xs := g.Op.Args[1].Type.Shape
 		k.daImageLen = max(k.daImageLen, xs[1]*xs[2]*xs[3])
@@ -279,5 +289,5 @@ func (k *kernelPlan) specialBwd(c bwdChain, calls func(i int) *OpCall) jen.Code 
 	k.scratchLen = max(k.scratchLen, scratch)
 	k.vecLen = max(k.vecLen, d.cin, d.cout)
 	return jen.Id("m").Dot("convBwd").Call(jen.Id("bwdKernels").Values(kern), jen.Lit(d.n), jen.Lit(d.cin), jen.Lit(d.cout),
-		x.Args[1], dw, dy, dmean, dvar, y, mean, yacc, xin, scale, shift, da, dz, dscale, dshift, gx, gscale, gshift, gacc)
+		jen.Id("bwdArgs").Values(append(args, jen.Line())...))
 }

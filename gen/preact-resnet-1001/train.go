@@ -415,7 +415,20 @@ func (m *Model) trainS3Backward(t *[56]int) {
 		dx:      Conv1x1DxN128C64K256H8W8S1,
 		scratch: 4096,
 		taps:    1,
-	}, 128, 64, 256, p[t[10]:t[10]+16384], a[t[9]:t[9]+16384], a[t[5]:t[5]+2097152], nil, nil, nil, nil, nil, a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nil, a[t[12]:t[12]+524288], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nil)
+	}, 128, 64, 256, bwdArgs{
+		w:      p[t[10] : t[10]+16384],
+		dw:     a[t[9] : t[9]+16384],
+		dy:     a[t[5] : t[5]+2097152],
+		x:      a[t[6] : t[6]+524288],
+		scale:  a[t[7] : t[7]+64],
+		shift:  a[t[8] : t[8]+64],
+		dz:     a[t[12] : t[12]+524288],
+		dscale: a[t[13] : t[13]+64],
+		dshift: a[t[14] : t[14]+64],
+		gx:     a[t[6] : t[6]+524288],
+		gscale: a[t[7] : t[7]+64],
+		gshift: a[t[8] : t[8]+64],
+	})
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[20]:t[20]+64], a[t[21]:t[21]+64], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[15]:t[15]+64], a[t[16]:t[16]+64], p[t[17]:t[17]+64], 64, 1e-05)
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
@@ -424,7 +437,24 @@ func (m *Model) trainS3Backward(t *[56]int) {
 		dx:      Conv3x3DxN128C64K64H8W8S1,
 		scratch: 6400,
 		taps:    9,
-	}, 128, 64, 64, p[t[27]:t[27]+36864], a[t[26]:t[26]+36864], nil, a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[6]:t[6]+524288], a[t[15]:t[15]+64], a[t[12]:t[12]+524288], a[t[23]:t[23]+524288], a[t[24]:t[24]+64], a[t[25]:t[25]+64], nil, a[t[29]:t[29]+524288], a[t[30]:t[30]+64], a[t[31]:t[31]+64], a[t[23]:t[23]+524288], a[t[24]:t[24]+64], a[t[25]:t[25]+64], nil)
+	}, 128, 64, 64, bwdArgs{
+		w:      p[t[27] : t[27]+36864],
+		dw:     a[t[26] : t[26]+36864],
+		dmean:  a[t[18] : t[18]+64],
+		dvar:   a[t[19] : t[19]+64],
+		y:      a[t[6] : t[6]+524288],
+		mean:   a[t[15] : t[15]+64],
+		yacc:   a[t[12] : t[12]+524288],
+		x:      a[t[23] : t[23]+524288],
+		scale:  a[t[24] : t[24]+64],
+		shift:  a[t[25] : t[25]+64],
+		dz:     a[t[29] : t[29]+524288],
+		dscale: a[t[30] : t[30]+64],
+		dshift: a[t[31] : t[31]+64],
+		gx:     a[t[23] : t[23]+524288],
+		gscale: a[t[24] : t[24]+64],
+		gshift: a[t[25] : t[25]+64],
+	})
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[35]:t[35]+64], a[t[36]:t[36]+64], a[t[37]:t[37]+64], a[t[38]:t[38]+64], a[t[30]:t[30]+64], a[t[31]:t[31]+64], a[t[32]:t[32]+64], a[t[33]:t[33]+64], p[t[34]:t[34]+64], 64, 1e-05)
 	// conv1.stats.dy: bnstats_grad
@@ -435,7 +465,21 @@ func (m *Model) trainS3Backward(t *[56]int) {
 		dx:      Conv1x1DxN128C256K64H8W8S1,
 		scratch: 16384,
 		taps:    1,
-	}, 128, 256, 64, p[t[44]:t[44]+16384], a[t[43]:t[43]+16384], a[t[39]:t[39]+524288], nil, nil, nil, nil, nil, a[t[40]:t[40]+2097152], a[t[41]:t[41]+256], a[t[42]:t[42]+256], nil, a[t[46]:t[46]+2097152], a[t[47]:t[47]+256], a[t[48]:t[48]+256], a[t[40]:t[40]+2097152], a[t[41]:t[41]+256], a[t[42]:t[42]+256], a[t[5]:t[5]+2097152])
+	}, 128, 256, 64, bwdArgs{
+		w:      p[t[44] : t[44]+16384],
+		dw:     a[t[43] : t[43]+16384],
+		dy:     a[t[39] : t[39]+524288],
+		x:      a[t[40] : t[40]+2097152],
+		scale:  a[t[41] : t[41]+256],
+		shift:  a[t[42] : t[42]+256],
+		dz:     a[t[46] : t[46]+2097152],
+		dscale: a[t[47] : t[47]+256],
+		dshift: a[t[48] : t[48]+256],
+		gx:     a[t[40] : t[40]+2097152],
+		gscale: a[t[41] : t[41]+256],
+		gshift: a[t[42] : t[42]+256],
+		gacc:   a[t[5] : t[5]+2097152],
+	})
 	// bn1.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[52]:t[52]+256], a[t[53]:t[53]+256], a[t[54]:t[54]+256], a[t[55]:t[55]+256], a[t[47]:t[47]+256], a[t[48]:t[48]+256], a[t[49]:t[49]+256], a[t[50]:t[50]+256], p[t[51]:t[51]+256], 256, 1e-05)
 }
@@ -463,14 +507,33 @@ func (m *Model) trainS3Backward3(t *[56]int) {
 		dx:      Conv1x1DxN128C128K256H16W16S2,
 		scratch: 8192,
 		taps:    1,
-	}, 128, 128, 256, p[t[3]:t[3]+32768], a[t[2]:t[2]+32768], a[t[0]:t[0]+2097152], nil, nil, nil, nil, nil, a[t[1]:t[1]+4194304], nil, nil, a[t[4]:t[4]+4194304], nil, nil, nil, nil, nil, nil, nil)
+	}, 128, 128, 256, bwdArgs{
+		w:  p[t[3] : t[3]+32768],
+		dw: a[t[2] : t[2]+32768],
+		dy: a[t[0] : t[0]+2097152],
+		x:  a[t[1] : t[1]+4194304],
+		da: a[t[4] : t[4]+4194304],
+	})
 	// conv3.dw, conv3.da, conv3.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw1:     Conv1x1DwN128C64K256H8W8S1InAffineRelu,
 		dx:      Conv1x1DxN128C64K256H8W8S1,
 		scratch: 4096,
 		taps:    1,
-	}, 128, 64, 256, p[t[9]:t[9]+16384], a[t[8]:t[8]+16384], a[t[0]:t[0]+2097152], nil, nil, nil, nil, nil, a[t[5]:t[5]+524288], a[t[6]:t[6]+64], a[t[7]:t[7]+64], nil, a[t[11]:t[11]+524288], a[t[12]:t[12]+64], a[t[13]:t[13]+64], a[t[5]:t[5]+524288], a[t[6]:t[6]+64], a[t[7]:t[7]+64], nil)
+	}, 128, 64, 256, bwdArgs{
+		w:      p[t[9] : t[9]+16384],
+		dw:     a[t[8] : t[8]+16384],
+		dy:     a[t[0] : t[0]+2097152],
+		x:      a[t[5] : t[5]+524288],
+		scale:  a[t[6] : t[6]+64],
+		shift:  a[t[7] : t[7]+64],
+		dz:     a[t[11] : t[11]+524288],
+		dscale: a[t[12] : t[12]+64],
+		dshift: a[t[13] : t[13]+64],
+		gx:     a[t[5] : t[5]+524288],
+		gscale: a[t[6] : t[6]+64],
+		gshift: a[t[7] : t[7]+64],
+	})
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[17]:t[17]+64], a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[20]:t[20]+64], a[t[12]:t[12]+64], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[15]:t[15]+64], p[t[16]:t[16]+64], 64, 1e-05)
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
@@ -479,7 +542,24 @@ func (m *Model) trainS3Backward3(t *[56]int) {
 		dx:      Conv3x3DxN128C64K64H8W8S1,
 		scratch: 6400,
 		taps:    9,
-	}, 128, 64, 64, p[t[26]:t[26]+36864], a[t[25]:t[25]+36864], nil, a[t[17]:t[17]+64], a[t[18]:t[18]+64], a[t[5]:t[5]+524288], a[t[14]:t[14]+64], a[t[11]:t[11]+524288], a[t[22]:t[22]+524288], a[t[23]:t[23]+64], a[t[24]:t[24]+64], nil, a[t[28]:t[28]+524288], a[t[29]:t[29]+64], a[t[30]:t[30]+64], a[t[22]:t[22]+524288], a[t[23]:t[23]+64], a[t[24]:t[24]+64], nil)
+	}, 128, 64, 64, bwdArgs{
+		w:      p[t[26] : t[26]+36864],
+		dw:     a[t[25] : t[25]+36864],
+		dmean:  a[t[17] : t[17]+64],
+		dvar:   a[t[18] : t[18]+64],
+		y:      a[t[5] : t[5]+524288],
+		mean:   a[t[14] : t[14]+64],
+		yacc:   a[t[11] : t[11]+524288],
+		x:      a[t[22] : t[22]+524288],
+		scale:  a[t[23] : t[23]+64],
+		shift:  a[t[24] : t[24]+64],
+		dz:     a[t[28] : t[28]+524288],
+		dscale: a[t[29] : t[29]+64],
+		dshift: a[t[30] : t[30]+64],
+		gx:     a[t[22] : t[22]+524288],
+		gscale: a[t[23] : t[23]+64],
+		gshift: a[t[24] : t[24]+64],
+	})
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[34]:t[34]+64], a[t[35]:t[35]+64], a[t[36]:t[36]+64], a[t[37]:t[37]+64], a[t[29]:t[29]+64], a[t[30]:t[30]+64], a[t[31]:t[31]+64], a[t[32]:t[32]+64], p[t[33]:t[33]+64], 64, 1e-05)
 	// conv1.stats.dy, conv1.dw, conv1.dx: bnstats_grad, conv2d_dw, conv2d_dx
@@ -488,7 +568,17 @@ func (m *Model) trainS3Backward3(t *[56]int) {
 		dx:      Conv1x1DxN128C128K64H16W16S2,
 		scratch: 8192,
 		taps:    1,
-	}, 128, 128, 64, p[t[40]:t[40]+8192], a[t[39]:t[39]+8192], nil, a[t[34]:t[34]+64], a[t[35]:t[35]+64], a[t[22]:t[22]+524288], a[t[31]:t[31]+64], a[t[28]:t[28]+524288], a[t[1]:t[1]+4194304], nil, nil, a[t[41]:t[41]+4194304], nil, nil, nil, nil, nil, nil, nil)
+	}, 128, 128, 64, bwdArgs{
+		w:     p[t[40] : t[40]+8192],
+		dw:    a[t[39] : t[39]+8192],
+		dmean: a[t[34] : t[34]+64],
+		dvar:  a[t[35] : t[35]+64],
+		y:     a[t[22] : t[22]+524288],
+		mean:  a[t[31] : t[31]+64],
+		yacc:  a[t[28] : t[28]+524288],
+		x:     a[t[1] : t[1]+4194304],
+		da:    a[t[41] : t[41]+4194304],
+	})
 	// relu1.dsum: add
 	nn.Add(m.ctx, a[t[42]:t[42]+4194304], a[t[4]:t[4]+4194304], a[t[41]:t[41]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
 	// relu1.grad: affine_relu_grad
@@ -508,7 +598,20 @@ func (m *Model) trainS2Backward(t *[56]int) {
 		dx:      Conv1x1DxN128C32K128H16W16S1,
 		scratch: 8192,
 		taps:    1,
-	}, 128, 32, 128, p[t[10]:t[10]+4096], a[t[9]:t[9]+4096], a[t[5]:t[5]+4194304], nil, nil, nil, nil, nil, a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil, a[t[12]:t[12]+1048576], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil)
+	}, 128, 32, 128, bwdArgs{
+		w:      p[t[10] : t[10]+4096],
+		dw:     a[t[9] : t[9]+4096],
+		dy:     a[t[5] : t[5]+4194304],
+		x:      a[t[6] : t[6]+1048576],
+		scale:  a[t[7] : t[7]+32],
+		shift:  a[t[8] : t[8]+32],
+		dz:     a[t[12] : t[12]+1048576],
+		dscale: a[t[13] : t[13]+32],
+		dshift: a[t[14] : t[14]+32],
+		gx:     a[t[6] : t[6]+1048576],
+		gscale: a[t[7] : t[7]+32],
+		gshift: a[t[8] : t[8]+32],
+	})
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[20]:t[20]+32], a[t[21]:t[21]+32], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[15]:t[15]+32], a[t[16]:t[16]+32], p[t[17]:t[17]+32], 32, 1e-05)
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
@@ -517,7 +620,24 @@ func (m *Model) trainS2Backward(t *[56]int) {
 		dx:      Conv3x3DxN128C32K32H16W16S1,
 		scratch: 10368,
 		taps:    9,
-	}, 128, 32, 32, p[t[27]:t[27]+9216], a[t[26]:t[26]+9216], nil, a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[6]:t[6]+1048576], a[t[15]:t[15]+32], a[t[12]:t[12]+1048576], a[t[23]:t[23]+1048576], a[t[24]:t[24]+32], a[t[25]:t[25]+32], nil, a[t[29]:t[29]+1048576], a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[23]:t[23]+1048576], a[t[24]:t[24]+32], a[t[25]:t[25]+32], nil)
+	}, 128, 32, 32, bwdArgs{
+		w:      p[t[27] : t[27]+9216],
+		dw:     a[t[26] : t[26]+9216],
+		dmean:  a[t[18] : t[18]+32],
+		dvar:   a[t[19] : t[19]+32],
+		y:      a[t[6] : t[6]+1048576],
+		mean:   a[t[15] : t[15]+32],
+		yacc:   a[t[12] : t[12]+1048576],
+		x:      a[t[23] : t[23]+1048576],
+		scale:  a[t[24] : t[24]+32],
+		shift:  a[t[25] : t[25]+32],
+		dz:     a[t[29] : t[29]+1048576],
+		dscale: a[t[30] : t[30]+32],
+		dshift: a[t[31] : t[31]+32],
+		gx:     a[t[23] : t[23]+1048576],
+		gscale: a[t[24] : t[24]+32],
+		gshift: a[t[25] : t[25]+32],
+	})
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[37]:t[37]+32], a[t[38]:t[38]+32], a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[32]:t[32]+32], a[t[33]:t[33]+32], p[t[34]:t[34]+32], 32, 1e-05)
 	// conv1.stats.dy: bnstats_grad
@@ -528,7 +648,21 @@ func (m *Model) trainS2Backward(t *[56]int) {
 		dx:      Conv1x1DxN128C128K32H16W16S1,
 		scratch: 32768,
 		taps:    1,
-	}, 128, 128, 32, p[t[44]:t[44]+4096], a[t[43]:t[43]+4096], a[t[39]:t[39]+1048576], nil, nil, nil, nil, nil, a[t[40]:t[40]+4194304], a[t[41]:t[41]+128], a[t[42]:t[42]+128], nil, a[t[46]:t[46]+4194304], a[t[47]:t[47]+128], a[t[48]:t[48]+128], a[t[40]:t[40]+4194304], a[t[41]:t[41]+128], a[t[42]:t[42]+128], a[t[5]:t[5]+4194304])
+	}, 128, 128, 32, bwdArgs{
+		w:      p[t[44] : t[44]+4096],
+		dw:     a[t[43] : t[43]+4096],
+		dy:     a[t[39] : t[39]+1048576],
+		x:      a[t[40] : t[40]+4194304],
+		scale:  a[t[41] : t[41]+128],
+		shift:  a[t[42] : t[42]+128],
+		dz:     a[t[46] : t[46]+4194304],
+		dscale: a[t[47] : t[47]+128],
+		dshift: a[t[48] : t[48]+128],
+		gx:     a[t[40] : t[40]+4194304],
+		gscale: a[t[41] : t[41]+128],
+		gshift: a[t[42] : t[42]+128],
+		gacc:   a[t[5] : t[5]+4194304],
+	})
 	// bn1.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[52]:t[52]+128], a[t[53]:t[53]+128], a[t[54]:t[54]+128], a[t[55]:t[55]+128], a[t[47]:t[47]+128], a[t[48]:t[48]+128], a[t[49]:t[49]+128], a[t[50]:t[50]+128], p[t[51]:t[51]+128], 128, 1e-05)
 }
@@ -569,7 +703,20 @@ func (m *Model) trainS2Backward3(t *[51]int) {
 		dx:      Conv1x1DxN128C32K128H16W16S1,
 		scratch: 8192,
 		taps:    1,
-	}, 128, 32, 128, p[t[5]:t[5]+4096], a[t[4]:t[4]+4096], a[t[0]:t[0]+4194304], nil, nil, nil, nil, nil, a[t[1]:t[1]+1048576], a[t[2]:t[2]+32], a[t[3]:t[3]+32], nil, a[t[7]:t[7]+1048576], a[t[8]:t[8]+32], a[t[9]:t[9]+32], a[t[1]:t[1]+1048576], a[t[2]:t[2]+32], a[t[3]:t[3]+32], nil)
+	}, 128, 32, 128, bwdArgs{
+		w:      p[t[5] : t[5]+4096],
+		dw:     a[t[4] : t[4]+4096],
+		dy:     a[t[0] : t[0]+4194304],
+		x:      a[t[1] : t[1]+1048576],
+		scale:  a[t[2] : t[2]+32],
+		shift:  a[t[3] : t[3]+32],
+		dz:     a[t[7] : t[7]+1048576],
+		dscale: a[t[8] : t[8]+32],
+		dshift: a[t[9] : t[9]+32],
+		gx:     a[t[1] : t[1]+1048576],
+		gscale: a[t[2] : t[2]+32],
+		gshift: a[t[3] : t[3]+32],
+	})
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[15]:t[15]+32], a[t[16]:t[16]+32], a[t[8]:t[8]+32], a[t[9]:t[9]+32], a[t[10]:t[10]+32], a[t[11]:t[11]+32], p[t[12]:t[12]+32], 32, 1e-05)
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
@@ -578,7 +725,24 @@ func (m *Model) trainS2Backward3(t *[51]int) {
 		dx:      Conv3x3DxN128C32K32H16W16S1,
 		scratch: 10368,
 		taps:    9,
-	}, 128, 32, 32, p[t[22]:t[22]+9216], a[t[21]:t[21]+9216], nil, a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[1]:t[1]+1048576], a[t[10]:t[10]+32], a[t[7]:t[7]+1048576], a[t[18]:t[18]+1048576], a[t[19]:t[19]+32], a[t[20]:t[20]+32], nil, a[t[24]:t[24]+1048576], a[t[25]:t[25]+32], a[t[26]:t[26]+32], a[t[18]:t[18]+1048576], a[t[19]:t[19]+32], a[t[20]:t[20]+32], nil)
+	}, 128, 32, 32, bwdArgs{
+		w:      p[t[22] : t[22]+9216],
+		dw:     a[t[21] : t[21]+9216],
+		dmean:  a[t[13] : t[13]+32],
+		dvar:   a[t[14] : t[14]+32],
+		y:      a[t[1] : t[1]+1048576],
+		mean:   a[t[10] : t[10]+32],
+		yacc:   a[t[7] : t[7]+1048576],
+		x:      a[t[18] : t[18]+1048576],
+		scale:  a[t[19] : t[19]+32],
+		shift:  a[t[20] : t[20]+32],
+		dz:     a[t[24] : t[24]+1048576],
+		dscale: a[t[25] : t[25]+32],
+		dshift: a[t[26] : t[26]+32],
+		gx:     a[t[18] : t[18]+1048576],
+		gscale: a[t[19] : t[19]+32],
+		gshift: a[t[20] : t[20]+32],
+	})
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[32]:t[32]+32], a[t[33]:t[33]+32], a[t[25]:t[25]+32], a[t[26]:t[26]+32], a[t[27]:t[27]+32], a[t[28]:t[28]+32], p[t[29]:t[29]+32], 32, 1e-05)
 	// conv1.stats.dy: bnstats_grad
@@ -589,7 +753,21 @@ func (m *Model) trainS2Backward3(t *[51]int) {
 		dx:      Conv1x1DxN128C128K32H16W16S1,
 		scratch: 32768,
 		taps:    1,
-	}, 128, 128, 32, p[t[39]:t[39]+4096], a[t[38]:t[38]+4096], a[t[34]:t[34]+1048576], nil, nil, nil, nil, nil, a[t[35]:t[35]+4194304], a[t[36]:t[36]+128], a[t[37]:t[37]+128], nil, a[t[41]:t[41]+4194304], a[t[42]:t[42]+128], a[t[43]:t[43]+128], a[t[35]:t[35]+4194304], a[t[36]:t[36]+128], a[t[37]:t[37]+128], a[t[0]:t[0]+4194304])
+	}, 128, 128, 32, bwdArgs{
+		w:      p[t[39] : t[39]+4096],
+		dw:     a[t[38] : t[38]+4096],
+		dy:     a[t[34] : t[34]+1048576],
+		x:      a[t[35] : t[35]+4194304],
+		scale:  a[t[36] : t[36]+128],
+		shift:  a[t[37] : t[37]+128],
+		dz:     a[t[41] : t[41]+4194304],
+		dscale: a[t[42] : t[42]+128],
+		dshift: a[t[43] : t[43]+128],
+		gx:     a[t[35] : t[35]+4194304],
+		gscale: a[t[36] : t[36]+128],
+		gshift: a[t[37] : t[37]+128],
+		gacc:   a[t[0] : t[0]+4194304],
+	})
 	// bn1.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[47]:t[47]+128], a[t[48]:t[48]+128], a[t[49]:t[49]+128], a[t[50]:t[50]+128], a[t[42]:t[42]+128], a[t[43]:t[43]+128], a[t[44]:t[44]+128], a[t[45]:t[45]+128], p[t[46]:t[46]+128], 128, 1e-05)
 }
@@ -631,14 +809,33 @@ func (m *Model) trainS2Backward4(t *[61]int) {
 		dx:      Conv1x1DxN128C64K128H32W32S2,
 		scratch: 16384,
 		taps:    1,
-	}, 128, 64, 128, p[t[8]:t[8]+8192], a[t[7]:t[7]+8192], a[t[5]:t[5]+4194304], nil, nil, nil, nil, nil, a[t[6]:t[6]+8388608], nil, nil, a[t[9]:t[9]+8388608], nil, nil, nil, nil, nil, nil, nil)
+	}, 128, 64, 128, bwdArgs{
+		w:  p[t[8] : t[8]+8192],
+		dw: a[t[7] : t[7]+8192],
+		dy: a[t[5] : t[5]+4194304],
+		x:  a[t[6] : t[6]+8388608],
+		da: a[t[9] : t[9]+8388608],
+	})
 	// conv3.dw, conv3.da, conv3.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw1:     Conv1x1DwN128C32K128H16W16S1InAffineRelu,
 		dx:      Conv1x1DxN128C32K128H16W16S1,
 		scratch: 8192,
 		taps:    1,
-	}, 128, 32, 128, p[t[14]:t[14]+4096], a[t[13]:t[13]+4096], a[t[5]:t[5]+4194304], nil, nil, nil, nil, nil, a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32], nil, a[t[16]:t[16]+1048576], a[t[17]:t[17]+32], a[t[18]:t[18]+32], a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32], nil)
+	}, 128, 32, 128, bwdArgs{
+		w:      p[t[14] : t[14]+4096],
+		dw:     a[t[13] : t[13]+4096],
+		dy:     a[t[5] : t[5]+4194304],
+		x:      a[t[10] : t[10]+1048576],
+		scale:  a[t[11] : t[11]+32],
+		shift:  a[t[12] : t[12]+32],
+		dz:     a[t[16] : t[16]+1048576],
+		dscale: a[t[17] : t[17]+32],
+		dshift: a[t[18] : t[18]+32],
+		gx:     a[t[10] : t[10]+1048576],
+		gscale: a[t[11] : t[11]+32],
+		gshift: a[t[12] : t[12]+32],
+	})
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[22]:t[22]+32], a[t[23]:t[23]+32], a[t[24]:t[24]+32], a[t[25]:t[25]+32], a[t[17]:t[17]+32], a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[20]:t[20]+32], p[t[21]:t[21]+32], 32, 1e-05)
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
@@ -647,7 +844,24 @@ func (m *Model) trainS2Backward4(t *[61]int) {
 		dx:      Conv3x3DxN128C32K32H16W16S1,
 		scratch: 10368,
 		taps:    9,
-	}, 128, 32, 32, p[t[31]:t[31]+9216], a[t[30]:t[30]+9216], nil, a[t[22]:t[22]+32], a[t[23]:t[23]+32], a[t[10]:t[10]+1048576], a[t[19]:t[19]+32], a[t[16]:t[16]+1048576], a[t[27]:t[27]+1048576], a[t[28]:t[28]+32], a[t[29]:t[29]+32], nil, a[t[33]:t[33]+1048576], a[t[34]:t[34]+32], a[t[35]:t[35]+32], a[t[27]:t[27]+1048576], a[t[28]:t[28]+32], a[t[29]:t[29]+32], nil)
+	}, 128, 32, 32, bwdArgs{
+		w:      p[t[31] : t[31]+9216],
+		dw:     a[t[30] : t[30]+9216],
+		dmean:  a[t[22] : t[22]+32],
+		dvar:   a[t[23] : t[23]+32],
+		y:      a[t[10] : t[10]+1048576],
+		mean:   a[t[19] : t[19]+32],
+		yacc:   a[t[16] : t[16]+1048576],
+		x:      a[t[27] : t[27]+1048576],
+		scale:  a[t[28] : t[28]+32],
+		shift:  a[t[29] : t[29]+32],
+		dz:     a[t[33] : t[33]+1048576],
+		dscale: a[t[34] : t[34]+32],
+		dshift: a[t[35] : t[35]+32],
+		gx:     a[t[27] : t[27]+1048576],
+		gscale: a[t[28] : t[28]+32],
+		gshift: a[t[29] : t[29]+32],
+	})
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[39]:t[39]+32], a[t[40]:t[40]+32], a[t[41]:t[41]+32], a[t[42]:t[42]+32], a[t[34]:t[34]+32], a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[37]:t[37]+32], p[t[38]:t[38]+32], 32, 1e-05)
 	// conv1.stats.dy, conv1.dw, conv1.dx: bnstats_grad, conv2d_dw, conv2d_dx
@@ -656,7 +870,17 @@ func (m *Model) trainS2Backward4(t *[61]int) {
 		dx:      Conv1x1DxN128C64K32H32W32S2,
 		scratch: 16384,
 		taps:    1,
-	}, 128, 64, 32, p[t[45]:t[45]+2048], a[t[44]:t[44]+2048], nil, a[t[39]:t[39]+32], a[t[40]:t[40]+32], a[t[27]:t[27]+1048576], a[t[36]:t[36]+32], a[t[33]:t[33]+1048576], a[t[6]:t[6]+8388608], nil, nil, a[t[46]:t[46]+8388608], nil, nil, nil, nil, nil, nil, nil)
+	}, 128, 64, 32, bwdArgs{
+		w:     p[t[45] : t[45]+2048],
+		dw:    a[t[44] : t[44]+2048],
+		dmean: a[t[39] : t[39]+32],
+		dvar:  a[t[40] : t[40]+32],
+		y:     a[t[27] : t[27]+1048576],
+		mean:  a[t[36] : t[36]+32],
+		yacc:  a[t[33] : t[33]+1048576],
+		x:     a[t[6] : t[6]+8388608],
+		da:    a[t[46] : t[46]+8388608],
+	})
 	// relu1.dsum: add
 	nn.Add(m.ctx, a[t[47]:t[47]+8388608], a[t[9]:t[9]+8388608], a[t[46]:t[46]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
 	// relu1.grad: affine_relu_grad
@@ -676,7 +900,20 @@ func (m *Model) trainS1Backward(t *[56]int) {
 		dx:      Conv1x1DxN128C16K64H32W32S1,
 		scratch: 16384,
 		taps:    1,
-	}, 128, 16, 64, p[t[10]:t[10]+1024], a[t[9]:t[9]+1024], a[t[5]:t[5]+8388608], nil, nil, nil, nil, nil, a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil, a[t[12]:t[12]+2097152], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil)
+	}, 128, 16, 64, bwdArgs{
+		w:      p[t[10] : t[10]+1024],
+		dw:     a[t[9] : t[9]+1024],
+		dy:     a[t[5] : t[5]+8388608],
+		x:      a[t[6] : t[6]+2097152],
+		scale:  a[t[7] : t[7]+16],
+		shift:  a[t[8] : t[8]+16],
+		dz:     a[t[12] : t[12]+2097152],
+		dscale: a[t[13] : t[13]+16],
+		dshift: a[t[14] : t[14]+16],
+		gx:     a[t[6] : t[6]+2097152],
+		gscale: a[t[7] : t[7]+16],
+		gshift: a[t[8] : t[8]+16],
+	})
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[20]:t[20]+16], a[t[21]:t[21]+16], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[16]:t[16]+16], p[t[17]:t[17]+16], 16, 1e-05)
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
@@ -685,7 +922,24 @@ func (m *Model) trainS1Backward(t *[56]int) {
 		dx:      Conv3x3DxN128C16K16H32W32S1,
 		scratch: 18496,
 		taps:    9,
-	}, 128, 16, 16, p[t[27]:t[27]+2304], a[t[26]:t[26]+2304], nil, a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[6]:t[6]+2097152], a[t[15]:t[15]+16], a[t[12]:t[12]+2097152], a[t[23]:t[23]+2097152], a[t[24]:t[24]+16], a[t[25]:t[25]+16], nil, a[t[29]:t[29]+2097152], a[t[30]:t[30]+16], a[t[31]:t[31]+16], a[t[23]:t[23]+2097152], a[t[24]:t[24]+16], a[t[25]:t[25]+16], nil)
+	}, 128, 16, 16, bwdArgs{
+		w:      p[t[27] : t[27]+2304],
+		dw:     a[t[26] : t[26]+2304],
+		dmean:  a[t[18] : t[18]+16],
+		dvar:   a[t[19] : t[19]+16],
+		y:      a[t[6] : t[6]+2097152],
+		mean:   a[t[15] : t[15]+16],
+		yacc:   a[t[12] : t[12]+2097152],
+		x:      a[t[23] : t[23]+2097152],
+		scale:  a[t[24] : t[24]+16],
+		shift:  a[t[25] : t[25]+16],
+		dz:     a[t[29] : t[29]+2097152],
+		dscale: a[t[30] : t[30]+16],
+		dshift: a[t[31] : t[31]+16],
+		gx:     a[t[23] : t[23]+2097152],
+		gscale: a[t[24] : t[24]+16],
+		gshift: a[t[25] : t[25]+16],
+	})
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[35]:t[35]+16], a[t[36]:t[36]+16], a[t[37]:t[37]+16], a[t[38]:t[38]+16], a[t[30]:t[30]+16], a[t[31]:t[31]+16], a[t[32]:t[32]+16], a[t[33]:t[33]+16], p[t[34]:t[34]+16], 16, 1e-05)
 	// conv1.stats.dy: bnstats_grad
@@ -696,7 +950,21 @@ func (m *Model) trainS1Backward(t *[56]int) {
 		dx:      Conv1x1DxN128C64K16H32W32S1,
 		scratch: 65536,
 		taps:    1,
-	}, 128, 64, 16, p[t[44]:t[44]+1024], a[t[43]:t[43]+1024], a[t[39]:t[39]+2097152], nil, nil, nil, nil, nil, a[t[40]:t[40]+8388608], a[t[41]:t[41]+64], a[t[42]:t[42]+64], nil, a[t[46]:t[46]+8388608], a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[40]:t[40]+8388608], a[t[41]:t[41]+64], a[t[42]:t[42]+64], a[t[5]:t[5]+8388608])
+	}, 128, 64, 16, bwdArgs{
+		w:      p[t[44] : t[44]+1024],
+		dw:     a[t[43] : t[43]+1024],
+		dy:     a[t[39] : t[39]+2097152],
+		x:      a[t[40] : t[40]+8388608],
+		scale:  a[t[41] : t[41]+64],
+		shift:  a[t[42] : t[42]+64],
+		dz:     a[t[46] : t[46]+8388608],
+		dscale: a[t[47] : t[47]+64],
+		dshift: a[t[48] : t[48]+64],
+		gx:     a[t[40] : t[40]+8388608],
+		gscale: a[t[41] : t[41]+64],
+		gshift: a[t[42] : t[42]+64],
+		gacc:   a[t[5] : t[5]+8388608],
+	})
 	// bn1.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[52]:t[52]+64], a[t[53]:t[53]+64], a[t[54]:t[54]+64], a[t[55]:t[55]+64], a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[49]:t[49]+64], a[t[50]:t[50]+64], p[t[51]:t[51]+64], 64, 1e-05)
 }
@@ -726,7 +994,20 @@ func (m *Model) trainS1Backward3(t *[51]int) {
 		dx:      Conv1x1DxN128C16K64H32W32S1,
 		scratch: 16384,
 		taps:    1,
-	}, 128, 16, 64, p[t[5]:t[5]+1024], a[t[4]:t[4]+1024], a[t[0]:t[0]+8388608], nil, nil, nil, nil, nil, a[t[1]:t[1]+2097152], a[t[2]:t[2]+16], a[t[3]:t[3]+16], nil, a[t[7]:t[7]+2097152], a[t[8]:t[8]+16], a[t[9]:t[9]+16], a[t[1]:t[1]+2097152], a[t[2]:t[2]+16], a[t[3]:t[3]+16], nil)
+	}, 128, 16, 64, bwdArgs{
+		w:      p[t[5] : t[5]+1024],
+		dw:     a[t[4] : t[4]+1024],
+		dy:     a[t[0] : t[0]+8388608],
+		x:      a[t[1] : t[1]+2097152],
+		scale:  a[t[2] : t[2]+16],
+		shift:  a[t[3] : t[3]+16],
+		dz:     a[t[7] : t[7]+2097152],
+		dscale: a[t[8] : t[8]+16],
+		dshift: a[t[9] : t[9]+16],
+		gx:     a[t[1] : t[1]+2097152],
+		gscale: a[t[2] : t[2]+16],
+		gshift: a[t[3] : t[3]+16],
+	})
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[16]:t[16]+16], a[t[8]:t[8]+16], a[t[9]:t[9]+16], a[t[10]:t[10]+16], a[t[11]:t[11]+16], p[t[12]:t[12]+16], 16, 1e-05)
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
@@ -735,7 +1016,24 @@ func (m *Model) trainS1Backward3(t *[51]int) {
 		dx:      Conv3x3DxN128C16K16H32W32S1,
 		scratch: 18496,
 		taps:    9,
-	}, 128, 16, 16, p[t[22]:t[22]+2304], a[t[21]:t[21]+2304], nil, a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[1]:t[1]+2097152], a[t[10]:t[10]+16], a[t[7]:t[7]+2097152], a[t[18]:t[18]+2097152], a[t[19]:t[19]+16], a[t[20]:t[20]+16], nil, a[t[24]:t[24]+2097152], a[t[25]:t[25]+16], a[t[26]:t[26]+16], a[t[18]:t[18]+2097152], a[t[19]:t[19]+16], a[t[20]:t[20]+16], nil)
+	}, 128, 16, 16, bwdArgs{
+		w:      p[t[22] : t[22]+2304],
+		dw:     a[t[21] : t[21]+2304],
+		dmean:  a[t[13] : t[13]+16],
+		dvar:   a[t[14] : t[14]+16],
+		y:      a[t[1] : t[1]+2097152],
+		mean:   a[t[10] : t[10]+16],
+		yacc:   a[t[7] : t[7]+2097152],
+		x:      a[t[18] : t[18]+2097152],
+		scale:  a[t[19] : t[19]+16],
+		shift:  a[t[20] : t[20]+16],
+		dz:     a[t[24] : t[24]+2097152],
+		dscale: a[t[25] : t[25]+16],
+		dshift: a[t[26] : t[26]+16],
+		gx:     a[t[18] : t[18]+2097152],
+		gscale: a[t[19] : t[19]+16],
+		gshift: a[t[20] : t[20]+16],
+	})
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[30]:t[30]+16], a[t[31]:t[31]+16], a[t[32]:t[32]+16], a[t[33]:t[33]+16], a[t[25]:t[25]+16], a[t[26]:t[26]+16], a[t[27]:t[27]+16], a[t[28]:t[28]+16], p[t[29]:t[29]+16], 16, 1e-05)
 	// conv1.stats.dy: bnstats_grad
@@ -746,7 +1044,21 @@ func (m *Model) trainS1Backward3(t *[51]int) {
 		dx:      Conv1x1DxN128C64K16H32W32S1,
 		scratch: 65536,
 		taps:    1,
-	}, 128, 64, 16, p[t[39]:t[39]+1024], a[t[38]:t[38]+1024], a[t[34]:t[34]+2097152], nil, nil, nil, nil, nil, a[t[35]:t[35]+8388608], a[t[36]:t[36]+64], a[t[37]:t[37]+64], nil, a[t[41]:t[41]+8388608], a[t[42]:t[42]+64], a[t[43]:t[43]+64], a[t[35]:t[35]+8388608], a[t[36]:t[36]+64], a[t[37]:t[37]+64], a[t[0]:t[0]+8388608])
+	}, 128, 64, 16, bwdArgs{
+		w:      p[t[39] : t[39]+1024],
+		dw:     a[t[38] : t[38]+1024],
+		dy:     a[t[34] : t[34]+2097152],
+		x:      a[t[35] : t[35]+8388608],
+		scale:  a[t[36] : t[36]+64],
+		shift:  a[t[37] : t[37]+64],
+		dz:     a[t[41] : t[41]+8388608],
+		dscale: a[t[42] : t[42]+64],
+		dshift: a[t[43] : t[43]+64],
+		gx:     a[t[35] : t[35]+8388608],
+		gscale: a[t[36] : t[36]+64],
+		gshift: a[t[37] : t[37]+64],
+		gacc:   a[t[0] : t[0]+8388608],
+	})
 	// bn1.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[49]:t[49]+64], a[t[50]:t[50]+64], a[t[42]:t[42]+64], a[t[43]:t[43]+64], a[t[44]:t[44]+64], a[t[45]:t[45]+64], p[t[46]:t[46]+64], 64, 1e-05)
 }
@@ -777,14 +1089,33 @@ func (m *Model) trainS1Backward4(t *[61]int) {
 		dx:      Conv1x1DxN128C16K64H32W32S1,
 		scratch: 0,
 		taps:    1,
-	}, 128, 16, 64, p[t[8]:t[8]+1024], a[t[7]:t[7]+1024], a[t[5]:t[5]+8388608], nil, nil, nil, nil, nil, a[t[6]:t[6]+2097152], nil, nil, a[t[9]:t[9]+2097152], nil, nil, nil, nil, nil, nil, nil)
+	}, 128, 16, 64, bwdArgs{
+		w:  p[t[8] : t[8]+1024],
+		dw: a[t[7] : t[7]+1024],
+		dy: a[t[5] : t[5]+8388608],
+		x:  a[t[6] : t[6]+2097152],
+		da: a[t[9] : t[9]+2097152],
+	})
 	// conv3.dw, conv3.da, conv3.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw1:     Conv1x1DwN128C16K64H32W32S1InAffineRelu,
 		dx:      Conv1x1DxN128C16K64H32W32S1,
 		scratch: 16384,
 		taps:    1,
-	}, 128, 16, 64, p[t[14]:t[14]+1024], a[t[13]:t[13]+1024], a[t[5]:t[5]+8388608], nil, nil, nil, nil, nil, a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16], nil, a[t[16]:t[16]+2097152], a[t[17]:t[17]+16], a[t[18]:t[18]+16], a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16], nil)
+	}, 128, 16, 64, bwdArgs{
+		w:      p[t[14] : t[14]+1024],
+		dw:     a[t[13] : t[13]+1024],
+		dy:     a[t[5] : t[5]+8388608],
+		x:      a[t[10] : t[10]+2097152],
+		scale:  a[t[11] : t[11]+16],
+		shift:  a[t[12] : t[12]+16],
+		dz:     a[t[16] : t[16]+2097152],
+		dscale: a[t[17] : t[17]+16],
+		dshift: a[t[18] : t[18]+16],
+		gx:     a[t[10] : t[10]+2097152],
+		gscale: a[t[11] : t[11]+16],
+		gshift: a[t[12] : t[12]+16],
+	})
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[22]:t[22]+16], a[t[23]:t[23]+16], a[t[24]:t[24]+16], a[t[25]:t[25]+16], a[t[17]:t[17]+16], a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[20]:t[20]+16], p[t[21]:t[21]+16], 16, 1e-05)
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
@@ -793,7 +1124,24 @@ func (m *Model) trainS1Backward4(t *[61]int) {
 		dx:      Conv3x3DxN128C16K16H32W32S1,
 		scratch: 18496,
 		taps:    9,
-	}, 128, 16, 16, p[t[31]:t[31]+2304], a[t[30]:t[30]+2304], nil, a[t[22]:t[22]+16], a[t[23]:t[23]+16], a[t[10]:t[10]+2097152], a[t[19]:t[19]+16], a[t[16]:t[16]+2097152], a[t[27]:t[27]+2097152], a[t[28]:t[28]+16], a[t[29]:t[29]+16], nil, a[t[33]:t[33]+2097152], a[t[34]:t[34]+16], a[t[35]:t[35]+16], a[t[27]:t[27]+2097152], a[t[28]:t[28]+16], a[t[29]:t[29]+16], nil)
+	}, 128, 16, 16, bwdArgs{
+		w:      p[t[31] : t[31]+2304],
+		dw:     a[t[30] : t[30]+2304],
+		dmean:  a[t[22] : t[22]+16],
+		dvar:   a[t[23] : t[23]+16],
+		y:      a[t[10] : t[10]+2097152],
+		mean:   a[t[19] : t[19]+16],
+		yacc:   a[t[16] : t[16]+2097152],
+		x:      a[t[27] : t[27]+2097152],
+		scale:  a[t[28] : t[28]+16],
+		shift:  a[t[29] : t[29]+16],
+		dz:     a[t[33] : t[33]+2097152],
+		dscale: a[t[34] : t[34]+16],
+		dshift: a[t[35] : t[35]+16],
+		gx:     a[t[27] : t[27]+2097152],
+		gscale: a[t[28] : t[28]+16],
+		gshift: a[t[29] : t[29]+16],
+	})
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[39]:t[39]+16], a[t[40]:t[40]+16], a[t[41]:t[41]+16], a[t[42]:t[42]+16], a[t[34]:t[34]+16], a[t[35]:t[35]+16], a[t[36]:t[36]+16], a[t[37]:t[37]+16], p[t[38]:t[38]+16], 16, 1e-05)
 	// conv1.stats.dy, conv1.dw, conv1.dx: bnstats_grad, conv2d_dw, conv2d_dx
@@ -802,7 +1150,17 @@ func (m *Model) trainS1Backward4(t *[61]int) {
 		dx:      Conv1x1DxN128C16K16H32W32S1,
 		scratch: 0,
 		taps:    1,
-	}, 128, 16, 16, p[t[45]:t[45]+256], a[t[44]:t[44]+256], nil, a[t[39]:t[39]+16], a[t[40]:t[40]+16], a[t[27]:t[27]+2097152], a[t[36]:t[36]+16], a[t[33]:t[33]+2097152], a[t[6]:t[6]+2097152], nil, nil, a[t[46]:t[46]+2097152], nil, nil, nil, nil, nil, nil, nil)
+	}, 128, 16, 16, bwdArgs{
+		w:     p[t[45] : t[45]+256],
+		dw:    a[t[44] : t[44]+256],
+		dmean: a[t[39] : t[39]+16],
+		dvar:  a[t[40] : t[40]+16],
+		y:     a[t[27] : t[27]+2097152],
+		mean:  a[t[36] : t[36]+16],
+		yacc:  a[t[33] : t[33]+2097152],
+		x:     a[t[6] : t[6]+2097152],
+		da:    a[t[46] : t[46]+2097152],
+	})
 	// relu1.dsum: add
 	nn.Add(m.ctx, a[t[47]:t[47]+2097152], a[t[9]:t[9]+2097152], a[t[46]:t[46]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// relu1.grad: affine_relu_grad

@@ -352,7 +352,20 @@ func (m *Model) trainS3Backward(t *[56]int) {
 		dx:      Conv1x1DxN1C64K256H8W8S1,
 		scratch: 4096,
 		taps:    1,
-	}, 1, 64, 256, p[t[10]:t[10]+16384], a[t[9]:t[9]+16384], a[t[5]:t[5]+16384], nil, nil, nil, nil, nil, a[t[6]:t[6]+4096], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nil, a[t[12]:t[12]+4096], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[6]:t[6]+4096], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nil)
+	}, 1, 64, 256, bwdArgs{
+		w:      p[t[10] : t[10]+16384],
+		dw:     a[t[9] : t[9]+16384],
+		dy:     a[t[5] : t[5]+16384],
+		x:      a[t[6] : t[6]+4096],
+		scale:  a[t[7] : t[7]+64],
+		shift:  a[t[8] : t[8]+64],
+		dz:     a[t[12] : t[12]+4096],
+		dscale: a[t[13] : t[13]+64],
+		dshift: a[t[14] : t[14]+64],
+		gx:     a[t[6] : t[6]+4096],
+		gscale: a[t[7] : t[7]+64],
+		gshift: a[t[8] : t[8]+64],
+	})
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[20]:t[20]+64], a[t[21]:t[21]+64], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[15]:t[15]+64], a[t[16]:t[16]+64], p[t[17]:t[17]+64], 64, 1e-05)
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
@@ -361,7 +374,24 @@ func (m *Model) trainS3Backward(t *[56]int) {
 		dx:      Conv3x3DxN1C64K64H8W8S1,
 		scratch: 6400,
 		taps:    9,
-	}, 1, 64, 64, p[t[27]:t[27]+36864], a[t[26]:t[26]+36864], nil, a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[6]:t[6]+4096], a[t[15]:t[15]+64], a[t[12]:t[12]+4096], a[t[23]:t[23]+4096], a[t[24]:t[24]+64], a[t[25]:t[25]+64], nil, a[t[29]:t[29]+4096], a[t[30]:t[30]+64], a[t[31]:t[31]+64], a[t[23]:t[23]+4096], a[t[24]:t[24]+64], a[t[25]:t[25]+64], nil)
+	}, 1, 64, 64, bwdArgs{
+		w:      p[t[27] : t[27]+36864],
+		dw:     a[t[26] : t[26]+36864],
+		dmean:  a[t[18] : t[18]+64],
+		dvar:   a[t[19] : t[19]+64],
+		y:      a[t[6] : t[6]+4096],
+		mean:   a[t[15] : t[15]+64],
+		yacc:   a[t[12] : t[12]+4096],
+		x:      a[t[23] : t[23]+4096],
+		scale:  a[t[24] : t[24]+64],
+		shift:  a[t[25] : t[25]+64],
+		dz:     a[t[29] : t[29]+4096],
+		dscale: a[t[30] : t[30]+64],
+		dshift: a[t[31] : t[31]+64],
+		gx:     a[t[23] : t[23]+4096],
+		gscale: a[t[24] : t[24]+64],
+		gshift: a[t[25] : t[25]+64],
+	})
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[35]:t[35]+64], a[t[36]:t[36]+64], a[t[37]:t[37]+64], a[t[38]:t[38]+64], a[t[30]:t[30]+64], a[t[31]:t[31]+64], a[t[32]:t[32]+64], a[t[33]:t[33]+64], p[t[34]:t[34]+64], 64, 1e-05)
 	// conv1.stats.dy: bnstats_grad
@@ -372,7 +402,21 @@ func (m *Model) trainS3Backward(t *[56]int) {
 		dx:      Conv1x1DxN1C256K64H8W8S1,
 		scratch: 16384,
 		taps:    1,
-	}, 1, 256, 64, p[t[44]:t[44]+16384], a[t[43]:t[43]+16384], a[t[39]:t[39]+4096], nil, nil, nil, nil, nil, a[t[40]:t[40]+16384], a[t[41]:t[41]+256], a[t[42]:t[42]+256], nil, a[t[46]:t[46]+16384], a[t[47]:t[47]+256], a[t[48]:t[48]+256], a[t[40]:t[40]+16384], a[t[41]:t[41]+256], a[t[42]:t[42]+256], a[t[5]:t[5]+16384])
+	}, 1, 256, 64, bwdArgs{
+		w:      p[t[44] : t[44]+16384],
+		dw:     a[t[43] : t[43]+16384],
+		dy:     a[t[39] : t[39]+4096],
+		x:      a[t[40] : t[40]+16384],
+		scale:  a[t[41] : t[41]+256],
+		shift:  a[t[42] : t[42]+256],
+		dz:     a[t[46] : t[46]+16384],
+		dscale: a[t[47] : t[47]+256],
+		dshift: a[t[48] : t[48]+256],
+		gx:     a[t[40] : t[40]+16384],
+		gscale: a[t[41] : t[41]+256],
+		gshift: a[t[42] : t[42]+256],
+		gacc:   a[t[5] : t[5]+16384],
+	})
 	// bn1.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[52]:t[52]+256], a[t[53]:t[53]+256], a[t[54]:t[54]+256], a[t[55]:t[55]+256], a[t[47]:t[47]+256], a[t[48]:t[48]+256], a[t[49]:t[49]+256], a[t[50]:t[50]+256], p[t[51]:t[51]+256], 256, 1e-05)
 }
@@ -386,14 +430,38 @@ func (m *Model) trainS3Backward2(t *[61]int) {
 		dx:      Conv1x1DxN1C128K256H16W16S2,
 		scratch: 8192,
 		taps:    1,
-	}, 1, 128, 256, p[t[8]:t[8]+32768], a[t[7]:t[7]+32768], a[t[5]:t[5]+16384], a[t[0]:t[0]+256], a[t[1]:t[1]+256], a[t[2]:t[2]+16384], a[t[3]:t[3]+256], a[t[4]:t[4]+16384], a[t[6]:t[6]+32768], nil, nil, a[t[9]:t[9]+32768], nil, nil, nil, nil, nil, nil, nil)
+	}, 1, 128, 256, bwdArgs{
+		w:     p[t[8] : t[8]+32768],
+		dw:    a[t[7] : t[7]+32768],
+		dy:    a[t[5] : t[5]+16384],
+		dmean: a[t[0] : t[0]+256],
+		dvar:  a[t[1] : t[1]+256],
+		y:     a[t[2] : t[2]+16384],
+		mean:  a[t[3] : t[3]+256],
+		yacc:  a[t[4] : t[4]+16384],
+		x:     a[t[6] : t[6]+32768],
+		da:    a[t[9] : t[9]+32768],
+	})
 	// conv3.dw, conv3.da, conv3.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw1:     Conv1x1DwN1C64K256H8W8S1InAffineRelu,
 		dx:      Conv1x1DxN1C64K256H8W8S1,
 		scratch: 4096,
 		taps:    1,
-	}, 1, 64, 256, p[t[14]:t[14]+16384], a[t[13]:t[13]+16384], a[t[5]:t[5]+16384], nil, nil, nil, nil, nil, a[t[10]:t[10]+4096], a[t[11]:t[11]+64], a[t[12]:t[12]+64], nil, a[t[16]:t[16]+4096], a[t[17]:t[17]+64], a[t[18]:t[18]+64], a[t[10]:t[10]+4096], a[t[11]:t[11]+64], a[t[12]:t[12]+64], nil)
+	}, 1, 64, 256, bwdArgs{
+		w:      p[t[14] : t[14]+16384],
+		dw:     a[t[13] : t[13]+16384],
+		dy:     a[t[5] : t[5]+16384],
+		x:      a[t[10] : t[10]+4096],
+		scale:  a[t[11] : t[11]+64],
+		shift:  a[t[12] : t[12]+64],
+		dz:     a[t[16] : t[16]+4096],
+		dscale: a[t[17] : t[17]+64],
+		dshift: a[t[18] : t[18]+64],
+		gx:     a[t[10] : t[10]+4096],
+		gscale: a[t[11] : t[11]+64],
+		gshift: a[t[12] : t[12]+64],
+	})
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[22]:t[22]+64], a[t[23]:t[23]+64], a[t[24]:t[24]+64], a[t[25]:t[25]+64], a[t[17]:t[17]+64], a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[20]:t[20]+64], p[t[21]:t[21]+64], 64, 1e-05)
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
@@ -402,7 +470,24 @@ func (m *Model) trainS3Backward2(t *[61]int) {
 		dx:      Conv3x3DxN1C64K64H8W8S1,
 		scratch: 6400,
 		taps:    9,
-	}, 1, 64, 64, p[t[31]:t[31]+36864], a[t[30]:t[30]+36864], nil, a[t[22]:t[22]+64], a[t[23]:t[23]+64], a[t[10]:t[10]+4096], a[t[19]:t[19]+64], a[t[16]:t[16]+4096], a[t[27]:t[27]+4096], a[t[28]:t[28]+64], a[t[29]:t[29]+64], nil, a[t[33]:t[33]+4096], a[t[34]:t[34]+64], a[t[35]:t[35]+64], a[t[27]:t[27]+4096], a[t[28]:t[28]+64], a[t[29]:t[29]+64], nil)
+	}, 1, 64, 64, bwdArgs{
+		w:      p[t[31] : t[31]+36864],
+		dw:     a[t[30] : t[30]+36864],
+		dmean:  a[t[22] : t[22]+64],
+		dvar:   a[t[23] : t[23]+64],
+		y:      a[t[10] : t[10]+4096],
+		mean:   a[t[19] : t[19]+64],
+		yacc:   a[t[16] : t[16]+4096],
+		x:      a[t[27] : t[27]+4096],
+		scale:  a[t[28] : t[28]+64],
+		shift:  a[t[29] : t[29]+64],
+		dz:     a[t[33] : t[33]+4096],
+		dscale: a[t[34] : t[34]+64],
+		dshift: a[t[35] : t[35]+64],
+		gx:     a[t[27] : t[27]+4096],
+		gscale: a[t[28] : t[28]+64],
+		gshift: a[t[29] : t[29]+64],
+	})
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[39]:t[39]+64], a[t[40]:t[40]+64], a[t[41]:t[41]+64], a[t[42]:t[42]+64], a[t[34]:t[34]+64], a[t[35]:t[35]+64], a[t[36]:t[36]+64], a[t[37]:t[37]+64], p[t[38]:t[38]+64], 64, 1e-05)
 	// conv1.stats.dy, conv1.dw, conv1.dx: bnstats_grad, conv2d_dw, conv2d_dx
@@ -411,7 +496,17 @@ func (m *Model) trainS3Backward2(t *[61]int) {
 		dx:      Conv1x1DxN1C128K64H16W16S2,
 		scratch: 8192,
 		taps:    1,
-	}, 1, 128, 64, p[t[45]:t[45]+8192], a[t[44]:t[44]+8192], nil, a[t[39]:t[39]+64], a[t[40]:t[40]+64], a[t[27]:t[27]+4096], a[t[36]:t[36]+64], a[t[33]:t[33]+4096], a[t[6]:t[6]+32768], nil, nil, a[t[46]:t[46]+32768], nil, nil, nil, nil, nil, nil, nil)
+	}, 1, 128, 64, bwdArgs{
+		w:     p[t[45] : t[45]+8192],
+		dw:    a[t[44] : t[44]+8192],
+		dmean: a[t[39] : t[39]+64],
+		dvar:  a[t[40] : t[40]+64],
+		y:     a[t[27] : t[27]+4096],
+		mean:  a[t[36] : t[36]+64],
+		yacc:  a[t[33] : t[33]+4096],
+		x:     a[t[6] : t[6]+32768],
+		da:    a[t[46] : t[46]+32768],
+	})
 	// relu1.dsum: add
 	nn.Add(m.ctx, a[t[47]:t[47]+32768], a[t[9]:t[9]+32768], a[t[46]:t[46]+32768], nn.Act{N: 1, C: 128, H: 16, W: 16, Blocked: true})
 	// relu1.grad: affine_relu_grad
@@ -429,7 +524,25 @@ func (m *Model) trainS2Backward(t *[56]int) {
 		dx:      Conv1x1DxN1C32K128H16W16S1,
 		scratch: 8192,
 		taps:    1,
-	}, 1, 32, 128, p[t[10]:t[10]+4096], a[t[9]:t[9]+4096], a[t[5]:t[5]+32768], a[t[0]:t[0]+128], a[t[1]:t[1]+128], a[t[2]:t[2]+32768], a[t[3]:t[3]+128], a[t[4]:t[4]+32768], a[t[6]:t[6]+8192], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil, a[t[12]:t[12]+8192], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[6]:t[6]+8192], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil)
+	}, 1, 32, 128, bwdArgs{
+		w:      p[t[10] : t[10]+4096],
+		dw:     a[t[9] : t[9]+4096],
+		dy:     a[t[5] : t[5]+32768],
+		dmean:  a[t[0] : t[0]+128],
+		dvar:   a[t[1] : t[1]+128],
+		y:      a[t[2] : t[2]+32768],
+		mean:   a[t[3] : t[3]+128],
+		yacc:   a[t[4] : t[4]+32768],
+		x:      a[t[6] : t[6]+8192],
+		scale:  a[t[7] : t[7]+32],
+		shift:  a[t[8] : t[8]+32],
+		dz:     a[t[12] : t[12]+8192],
+		dscale: a[t[13] : t[13]+32],
+		dshift: a[t[14] : t[14]+32],
+		gx:     a[t[6] : t[6]+8192],
+		gscale: a[t[7] : t[7]+32],
+		gshift: a[t[8] : t[8]+32],
+	})
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[20]:t[20]+32], a[t[21]:t[21]+32], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[15]:t[15]+32], a[t[16]:t[16]+32], p[t[17]:t[17]+32], 32, 1e-05)
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
@@ -438,7 +551,24 @@ func (m *Model) trainS2Backward(t *[56]int) {
 		dx:      Conv3x3DxN1C32K32H16W16S1,
 		scratch: 10368,
 		taps:    9,
-	}, 1, 32, 32, p[t[27]:t[27]+9216], a[t[26]:t[26]+9216], nil, a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[6]:t[6]+8192], a[t[15]:t[15]+32], a[t[12]:t[12]+8192], a[t[23]:t[23]+8192], a[t[24]:t[24]+32], a[t[25]:t[25]+32], nil, a[t[29]:t[29]+8192], a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[23]:t[23]+8192], a[t[24]:t[24]+32], a[t[25]:t[25]+32], nil)
+	}, 1, 32, 32, bwdArgs{
+		w:      p[t[27] : t[27]+9216],
+		dw:     a[t[26] : t[26]+9216],
+		dmean:  a[t[18] : t[18]+32],
+		dvar:   a[t[19] : t[19]+32],
+		y:      a[t[6] : t[6]+8192],
+		mean:   a[t[15] : t[15]+32],
+		yacc:   a[t[12] : t[12]+8192],
+		x:      a[t[23] : t[23]+8192],
+		scale:  a[t[24] : t[24]+32],
+		shift:  a[t[25] : t[25]+32],
+		dz:     a[t[29] : t[29]+8192],
+		dscale: a[t[30] : t[30]+32],
+		dshift: a[t[31] : t[31]+32],
+		gx:     a[t[23] : t[23]+8192],
+		gscale: a[t[24] : t[24]+32],
+		gshift: a[t[25] : t[25]+32],
+	})
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[37]:t[37]+32], a[t[38]:t[38]+32], a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[32]:t[32]+32], a[t[33]:t[33]+32], p[t[34]:t[34]+32], 32, 1e-05)
 	// conv1.stats.dy: bnstats_grad
@@ -449,7 +579,21 @@ func (m *Model) trainS2Backward(t *[56]int) {
 		dx:      Conv1x1DxN1C128K32H16W16S1,
 		scratch: 32768,
 		taps:    1,
-	}, 1, 128, 32, p[t[44]:t[44]+4096], a[t[43]:t[43]+4096], a[t[39]:t[39]+8192], nil, nil, nil, nil, nil, a[t[40]:t[40]+32768], a[t[41]:t[41]+128], a[t[42]:t[42]+128], nil, a[t[46]:t[46]+32768], a[t[47]:t[47]+128], a[t[48]:t[48]+128], a[t[40]:t[40]+32768], a[t[41]:t[41]+128], a[t[42]:t[42]+128], a[t[5]:t[5]+32768])
+	}, 1, 128, 32, bwdArgs{
+		w:      p[t[44] : t[44]+4096],
+		dw:     a[t[43] : t[43]+4096],
+		dy:     a[t[39] : t[39]+8192],
+		x:      a[t[40] : t[40]+32768],
+		scale:  a[t[41] : t[41]+128],
+		shift:  a[t[42] : t[42]+128],
+		dz:     a[t[46] : t[46]+32768],
+		dscale: a[t[47] : t[47]+128],
+		dshift: a[t[48] : t[48]+128],
+		gx:     a[t[40] : t[40]+32768],
+		gscale: a[t[41] : t[41]+128],
+		gshift: a[t[42] : t[42]+128],
+		gacc:   a[t[5] : t[5]+32768],
+	})
 	// bn1.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[52]:t[52]+128], a[t[53]:t[53]+128], a[t[54]:t[54]+128], a[t[55]:t[55]+128], a[t[47]:t[47]+128], a[t[48]:t[48]+128], a[t[49]:t[49]+128], a[t[50]:t[50]+128], p[t[51]:t[51]+128], 128, 1e-05)
 }
@@ -465,14 +609,33 @@ func (m *Model) trainS2Backward2(t *[61]int) {
 		dx:      Conv1x1DxN1C64K128H32W32S2,
 		scratch: 16384,
 		taps:    1,
-	}, 1, 64, 128, p[t[8]:t[8]+8192], a[t[7]:t[7]+8192], a[t[5]:t[5]+32768], nil, nil, nil, nil, nil, a[t[6]:t[6]+65536], nil, nil, a[t[9]:t[9]+65536], nil, nil, nil, nil, nil, nil, nil)
+	}, 1, 64, 128, bwdArgs{
+		w:  p[t[8] : t[8]+8192],
+		dw: a[t[7] : t[7]+8192],
+		dy: a[t[5] : t[5]+32768],
+		x:  a[t[6] : t[6]+65536],
+		da: a[t[9] : t[9]+65536],
+	})
 	// conv3.dw, conv3.da, conv3.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw1:     Conv1x1DwN1C32K128H16W16S1InAffineRelu,
 		dx:      Conv1x1DxN1C32K128H16W16S1,
 		scratch: 8192,
 		taps:    1,
-	}, 1, 32, 128, p[t[14]:t[14]+4096], a[t[13]:t[13]+4096], a[t[5]:t[5]+32768], nil, nil, nil, nil, nil, a[t[10]:t[10]+8192], a[t[11]:t[11]+32], a[t[12]:t[12]+32], nil, a[t[16]:t[16]+8192], a[t[17]:t[17]+32], a[t[18]:t[18]+32], a[t[10]:t[10]+8192], a[t[11]:t[11]+32], a[t[12]:t[12]+32], nil)
+	}, 1, 32, 128, bwdArgs{
+		w:      p[t[14] : t[14]+4096],
+		dw:     a[t[13] : t[13]+4096],
+		dy:     a[t[5] : t[5]+32768],
+		x:      a[t[10] : t[10]+8192],
+		scale:  a[t[11] : t[11]+32],
+		shift:  a[t[12] : t[12]+32],
+		dz:     a[t[16] : t[16]+8192],
+		dscale: a[t[17] : t[17]+32],
+		dshift: a[t[18] : t[18]+32],
+		gx:     a[t[10] : t[10]+8192],
+		gscale: a[t[11] : t[11]+32],
+		gshift: a[t[12] : t[12]+32],
+	})
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[22]:t[22]+32], a[t[23]:t[23]+32], a[t[24]:t[24]+32], a[t[25]:t[25]+32], a[t[17]:t[17]+32], a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[20]:t[20]+32], p[t[21]:t[21]+32], 32, 1e-05)
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
@@ -481,7 +644,24 @@ func (m *Model) trainS2Backward2(t *[61]int) {
 		dx:      Conv3x3DxN1C32K32H16W16S1,
 		scratch: 10368,
 		taps:    9,
-	}, 1, 32, 32, p[t[31]:t[31]+9216], a[t[30]:t[30]+9216], nil, a[t[22]:t[22]+32], a[t[23]:t[23]+32], a[t[10]:t[10]+8192], a[t[19]:t[19]+32], a[t[16]:t[16]+8192], a[t[27]:t[27]+8192], a[t[28]:t[28]+32], a[t[29]:t[29]+32], nil, a[t[33]:t[33]+8192], a[t[34]:t[34]+32], a[t[35]:t[35]+32], a[t[27]:t[27]+8192], a[t[28]:t[28]+32], a[t[29]:t[29]+32], nil)
+	}, 1, 32, 32, bwdArgs{
+		w:      p[t[31] : t[31]+9216],
+		dw:     a[t[30] : t[30]+9216],
+		dmean:  a[t[22] : t[22]+32],
+		dvar:   a[t[23] : t[23]+32],
+		y:      a[t[10] : t[10]+8192],
+		mean:   a[t[19] : t[19]+32],
+		yacc:   a[t[16] : t[16]+8192],
+		x:      a[t[27] : t[27]+8192],
+		scale:  a[t[28] : t[28]+32],
+		shift:  a[t[29] : t[29]+32],
+		dz:     a[t[33] : t[33]+8192],
+		dscale: a[t[34] : t[34]+32],
+		dshift: a[t[35] : t[35]+32],
+		gx:     a[t[27] : t[27]+8192],
+		gscale: a[t[28] : t[28]+32],
+		gshift: a[t[29] : t[29]+32],
+	})
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[39]:t[39]+32], a[t[40]:t[40]+32], a[t[41]:t[41]+32], a[t[42]:t[42]+32], a[t[34]:t[34]+32], a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[37]:t[37]+32], p[t[38]:t[38]+32], 32, 1e-05)
 	// conv1.stats.dy, conv1.dw, conv1.dx: bnstats_grad, conv2d_dw, conv2d_dx
@@ -490,7 +670,17 @@ func (m *Model) trainS2Backward2(t *[61]int) {
 		dx:      Conv1x1DxN1C64K32H32W32S2,
 		scratch: 16384,
 		taps:    1,
-	}, 1, 64, 32, p[t[45]:t[45]+2048], a[t[44]:t[44]+2048], nil, a[t[39]:t[39]+32], a[t[40]:t[40]+32], a[t[27]:t[27]+8192], a[t[36]:t[36]+32], a[t[33]:t[33]+8192], a[t[6]:t[6]+65536], nil, nil, a[t[46]:t[46]+65536], nil, nil, nil, nil, nil, nil, nil)
+	}, 1, 64, 32, bwdArgs{
+		w:     p[t[45] : t[45]+2048],
+		dw:    a[t[44] : t[44]+2048],
+		dmean: a[t[39] : t[39]+32],
+		dvar:  a[t[40] : t[40]+32],
+		y:     a[t[27] : t[27]+8192],
+		mean:  a[t[36] : t[36]+32],
+		yacc:  a[t[33] : t[33]+8192],
+		x:     a[t[6] : t[6]+65536],
+		da:    a[t[46] : t[46]+65536],
+	})
 	// relu1.dsum: add
 	nn.Add(m.ctx, a[t[47]:t[47]+65536], a[t[9]:t[9]+65536], a[t[46]:t[46]+65536], nn.Act{N: 1, C: 64, H: 32, W: 32, Blocked: true})
 	// relu1.grad: affine_relu_grad
@@ -508,7 +698,25 @@ func (m *Model) trainS1Backward(t *[56]int) {
 		dx:      Conv1x1DxN1C16K64H32W32S1,
 		scratch: 16384,
 		taps:    1,
-	}, 1, 16, 64, p[t[10]:t[10]+1024], a[t[9]:t[9]+1024], a[t[5]:t[5]+65536], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+65536], a[t[3]:t[3]+64], a[t[4]:t[4]+65536], a[t[6]:t[6]+16384], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil, a[t[12]:t[12]+16384], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[6]:t[6]+16384], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil)
+	}, 1, 16, 64, bwdArgs{
+		w:      p[t[10] : t[10]+1024],
+		dw:     a[t[9] : t[9]+1024],
+		dy:     a[t[5] : t[5]+65536],
+		dmean:  a[t[0] : t[0]+64],
+		dvar:   a[t[1] : t[1]+64],
+		y:      a[t[2] : t[2]+65536],
+		mean:   a[t[3] : t[3]+64],
+		yacc:   a[t[4] : t[4]+65536],
+		x:      a[t[6] : t[6]+16384],
+		scale:  a[t[7] : t[7]+16],
+		shift:  a[t[8] : t[8]+16],
+		dz:     a[t[12] : t[12]+16384],
+		dscale: a[t[13] : t[13]+16],
+		dshift: a[t[14] : t[14]+16],
+		gx:     a[t[6] : t[6]+16384],
+		gscale: a[t[7] : t[7]+16],
+		gshift: a[t[8] : t[8]+16],
+	})
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[20]:t[20]+16], a[t[21]:t[21]+16], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[16]:t[16]+16], p[t[17]:t[17]+16], 16, 1e-05)
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
@@ -517,7 +725,24 @@ func (m *Model) trainS1Backward(t *[56]int) {
 		dx:      Conv3x3DxN1C16K16H32W32S1,
 		scratch: 18496,
 		taps:    9,
-	}, 1, 16, 16, p[t[27]:t[27]+2304], a[t[26]:t[26]+2304], nil, a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[6]:t[6]+16384], a[t[15]:t[15]+16], a[t[12]:t[12]+16384], a[t[23]:t[23]+16384], a[t[24]:t[24]+16], a[t[25]:t[25]+16], nil, a[t[29]:t[29]+16384], a[t[30]:t[30]+16], a[t[31]:t[31]+16], a[t[23]:t[23]+16384], a[t[24]:t[24]+16], a[t[25]:t[25]+16], nil)
+	}, 1, 16, 16, bwdArgs{
+		w:      p[t[27] : t[27]+2304],
+		dw:     a[t[26] : t[26]+2304],
+		dmean:  a[t[18] : t[18]+16],
+		dvar:   a[t[19] : t[19]+16],
+		y:      a[t[6] : t[6]+16384],
+		mean:   a[t[15] : t[15]+16],
+		yacc:   a[t[12] : t[12]+16384],
+		x:      a[t[23] : t[23]+16384],
+		scale:  a[t[24] : t[24]+16],
+		shift:  a[t[25] : t[25]+16],
+		dz:     a[t[29] : t[29]+16384],
+		dscale: a[t[30] : t[30]+16],
+		dshift: a[t[31] : t[31]+16],
+		gx:     a[t[23] : t[23]+16384],
+		gscale: a[t[24] : t[24]+16],
+		gshift: a[t[25] : t[25]+16],
+	})
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[35]:t[35]+16], a[t[36]:t[36]+16], a[t[37]:t[37]+16], a[t[38]:t[38]+16], a[t[30]:t[30]+16], a[t[31]:t[31]+16], a[t[32]:t[32]+16], a[t[33]:t[33]+16], p[t[34]:t[34]+16], 16, 1e-05)
 	// conv1.stats.dy: bnstats_grad
@@ -528,7 +753,21 @@ func (m *Model) trainS1Backward(t *[56]int) {
 		dx:      Conv1x1DxN1C64K16H32W32S1,
 		scratch: 65536,
 		taps:    1,
-	}, 1, 64, 16, p[t[44]:t[44]+1024], a[t[43]:t[43]+1024], a[t[39]:t[39]+16384], nil, nil, nil, nil, nil, a[t[40]:t[40]+65536], a[t[41]:t[41]+64], a[t[42]:t[42]+64], nil, a[t[46]:t[46]+65536], a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[40]:t[40]+65536], a[t[41]:t[41]+64], a[t[42]:t[42]+64], a[t[5]:t[5]+65536])
+	}, 1, 64, 16, bwdArgs{
+		w:      p[t[44] : t[44]+1024],
+		dw:     a[t[43] : t[43]+1024],
+		dy:     a[t[39] : t[39]+16384],
+		x:      a[t[40] : t[40]+65536],
+		scale:  a[t[41] : t[41]+64],
+		shift:  a[t[42] : t[42]+64],
+		dz:     a[t[46] : t[46]+65536],
+		dscale: a[t[47] : t[47]+64],
+		dshift: a[t[48] : t[48]+64],
+		gx:     a[t[40] : t[40]+65536],
+		gscale: a[t[41] : t[41]+64],
+		gshift: a[t[42] : t[42]+64],
+		gacc:   a[t[5] : t[5]+65536],
+	})
 	// bn1.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[52]:t[52]+64], a[t[53]:t[53]+64], a[t[54]:t[54]+64], a[t[55]:t[55]+64], a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[49]:t[49]+64], a[t[50]:t[50]+64], p[t[51]:t[51]+64], 64, 1e-05)
 }
@@ -542,14 +781,38 @@ func (m *Model) trainS1Backward2(t *[61]int) {
 		dx:      Conv1x1DxN1C16K64H32W32S1,
 		scratch: 0,
 		taps:    1,
-	}, 1, 16, 64, p[t[8]:t[8]+1024], a[t[7]:t[7]+1024], a[t[5]:t[5]+65536], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+65536], a[t[3]:t[3]+64], a[t[4]:t[4]+65536], a[t[6]:t[6]+16384], nil, nil, a[t[9]:t[9]+16384], nil, nil, nil, nil, nil, nil, nil)
+	}, 1, 16, 64, bwdArgs{
+		w:     p[t[8] : t[8]+1024],
+		dw:    a[t[7] : t[7]+1024],
+		dy:    a[t[5] : t[5]+65536],
+		dmean: a[t[0] : t[0]+64],
+		dvar:  a[t[1] : t[1]+64],
+		y:     a[t[2] : t[2]+65536],
+		mean:  a[t[3] : t[3]+64],
+		yacc:  a[t[4] : t[4]+65536],
+		x:     a[t[6] : t[6]+16384],
+		da:    a[t[9] : t[9]+16384],
+	})
 	// conv3.dw, conv3.da, conv3.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw1:     Conv1x1DwN1C16K64H32W32S1InAffineRelu,
 		dx:      Conv1x1DxN1C16K64H32W32S1,
 		scratch: 16384,
 		taps:    1,
-	}, 1, 16, 64, p[t[14]:t[14]+1024], a[t[13]:t[13]+1024], a[t[5]:t[5]+65536], nil, nil, nil, nil, nil, a[t[10]:t[10]+16384], a[t[11]:t[11]+16], a[t[12]:t[12]+16], nil, a[t[16]:t[16]+16384], a[t[17]:t[17]+16], a[t[18]:t[18]+16], a[t[10]:t[10]+16384], a[t[11]:t[11]+16], a[t[12]:t[12]+16], nil)
+	}, 1, 16, 64, bwdArgs{
+		w:      p[t[14] : t[14]+1024],
+		dw:     a[t[13] : t[13]+1024],
+		dy:     a[t[5] : t[5]+65536],
+		x:      a[t[10] : t[10]+16384],
+		scale:  a[t[11] : t[11]+16],
+		shift:  a[t[12] : t[12]+16],
+		dz:     a[t[16] : t[16]+16384],
+		dscale: a[t[17] : t[17]+16],
+		dshift: a[t[18] : t[18]+16],
+		gx:     a[t[10] : t[10]+16384],
+		gscale: a[t[11] : t[11]+16],
+		gshift: a[t[12] : t[12]+16],
+	})
 	// bn3.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[22]:t[22]+16], a[t[23]:t[23]+16], a[t[24]:t[24]+16], a[t[25]:t[25]+16], a[t[17]:t[17]+16], a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[20]:t[20]+16], p[t[21]:t[21]+16], 16, 1e-05)
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
@@ -558,7 +821,24 @@ func (m *Model) trainS1Backward2(t *[61]int) {
 		dx:      Conv3x3DxN1C16K16H32W32S1,
 		scratch: 18496,
 		taps:    9,
-	}, 1, 16, 16, p[t[31]:t[31]+2304], a[t[30]:t[30]+2304], nil, a[t[22]:t[22]+16], a[t[23]:t[23]+16], a[t[10]:t[10]+16384], a[t[19]:t[19]+16], a[t[16]:t[16]+16384], a[t[27]:t[27]+16384], a[t[28]:t[28]+16], a[t[29]:t[29]+16], nil, a[t[33]:t[33]+16384], a[t[34]:t[34]+16], a[t[35]:t[35]+16], a[t[27]:t[27]+16384], a[t[28]:t[28]+16], a[t[29]:t[29]+16], nil)
+	}, 1, 16, 16, bwdArgs{
+		w:      p[t[31] : t[31]+2304],
+		dw:     a[t[30] : t[30]+2304],
+		dmean:  a[t[22] : t[22]+16],
+		dvar:   a[t[23] : t[23]+16],
+		y:      a[t[10] : t[10]+16384],
+		mean:   a[t[19] : t[19]+16],
+		yacc:   a[t[16] : t[16]+16384],
+		x:      a[t[27] : t[27]+16384],
+		scale:  a[t[28] : t[28]+16],
+		shift:  a[t[29] : t[29]+16],
+		dz:     a[t[33] : t[33]+16384],
+		dscale: a[t[34] : t[34]+16],
+		dshift: a[t[35] : t[35]+16],
+		gx:     a[t[27] : t[27]+16384],
+		gscale: a[t[28] : t[28]+16],
+		gshift: a[t[29] : t[29]+16],
+	})
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[39]:t[39]+16], a[t[40]:t[40]+16], a[t[41]:t[41]+16], a[t[42]:t[42]+16], a[t[34]:t[34]+16], a[t[35]:t[35]+16], a[t[36]:t[36]+16], a[t[37]:t[37]+16], p[t[38]:t[38]+16], 16, 1e-05)
 	// conv1.stats.dy, conv1.dw, conv1.dx: bnstats_grad, conv2d_dw, conv2d_dx
@@ -567,7 +847,17 @@ func (m *Model) trainS1Backward2(t *[61]int) {
 		dx:      Conv1x1DxN1C16K16H32W32S1,
 		scratch: 0,
 		taps:    1,
-	}, 1, 16, 16, p[t[45]:t[45]+256], a[t[44]:t[44]+256], nil, a[t[39]:t[39]+16], a[t[40]:t[40]+16], a[t[27]:t[27]+16384], a[t[36]:t[36]+16], a[t[33]:t[33]+16384], a[t[6]:t[6]+16384], nil, nil, a[t[46]:t[46]+16384], nil, nil, nil, nil, nil, nil, nil)
+	}, 1, 16, 16, bwdArgs{
+		w:     p[t[45] : t[45]+256],
+		dw:    a[t[44] : t[44]+256],
+		dmean: a[t[39] : t[39]+16],
+		dvar:  a[t[40] : t[40]+16],
+		y:     a[t[27] : t[27]+16384],
+		mean:  a[t[36] : t[36]+16],
+		yacc:  a[t[33] : t[33]+16384],
+		x:     a[t[6] : t[6]+16384],
+		da:    a[t[46] : t[46]+16384],
+	})
 	// relu1.dsum: add
 	nn.Add(m.ctx, a[t[47]:t[47]+16384], a[t[9]:t[9]+16384], a[t[46]:t[46]+16384], nn.Act{N: 1, C: 16, H: 32, W: 32, Blocked: true})
 	// relu1.grad: affine_relu_grad

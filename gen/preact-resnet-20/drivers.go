@@ -181,13 +181,22 @@ type bwdKernels struct {
 // bwdTask runs convBwd's stages on each image of its range in turn, so
 // that what one stage writes is in cache when the next reads it.
 type bwdTask struct {
-	k                              bwdKernels
-	dy, dmean, dvar, y, mean, yacc []float32
-	x, scale, shift, w, da         []float32
-	dz, gx, gscale, gshift, gacc   []float32
-	count, dyImage, xImage         int
-	yAct, xAct                     nn.Act // one image of dy and of dx
-	m                              *Model
+	bwdArgs
+	k                      bwdKernels
+	packed                 []float32 // w packed for the dx kernel
+	count, dyImage, xImage int
+	yAct, xAct             nn.Act // one image of dy and of dx
+	m                      *Model
+}
+
+// bwdArgs are the tensors of convBwd, named as the arguments of the ops
+// it stands for; the absent ones are nil.
+type bwdArgs struct {
+	w, dw                                        []float32 // the weights and their gradient
+	dy, dmean, dvar, y, mean, yacc               []float32 // bnstats_grad's (dy: its result)
+	x, scale, shift                              []float32 // the dw op's input and prologue
+	da                                           []float32 // conv2d_dx's result
+	dz, dscale, dshift, gx, gscale, gshift, gacc []float32 // affine_relu_grad's
 }
 
 func (t *bwdTask) Run(w, lo, hi int) {
@@ -215,37 +224,37 @@ func (t *bwdTask) Run(w, lo, hi int) {
 			t.k.dw1(dy, at(t.x, n, t.xImage), t.scale, t.shift, k.dwView[w], scratch, 0, 1)
 		}
 		if t.dz == nil {
-			t.k.dx(dy, t.w, at(t.da, n, t.xImage), scratch, 0, 1)
+			t.k.dx(dy, t.packed, at(t.da, n, t.xImage), scratch, 0, 1)
 			continue
 		}
 		da := k.daImage[w][:t.xImage]
-		t.k.dx(dy, t.w, da, scratch, 0, 1)
+		t.k.dx(dy, t.packed, da, scratch, 0, 1)
 		nn.AffineReLUGradPart(at(t.dz, n, t.xImage), da, at(t.gx, n, t.xImage), t.gscale, t.gshift, at(t.gacc, n, t.xImage),
 			k.parts[w][:2*t.xAct.C], t.xAct)
 	}
 }
 
 // convBwd runs the backward of one convolution of n images, cin to
-// cout channels, weights w, image by image over the workers, as the ops
-// it stands for would run one after the other over the batch:
-//   - when dmean is not nil, bnstats_grad: dy from dmean, dvar, the
+// cout channels, weights a.w, image by image over the workers, as the
+// ops it stands for would run one after the other over the batch:
+//   - when a.dmean is not nil, bnstats_grad: dy from dmean, dvar, the
 //     convolution's output y, mean and yacc (nn.BNStatsGradPart), into
-//     dy, or, when dy is nil, into a worker's buffer of one image;
-//   - when a dw kernel is set, conv2d_dw(_fused): dw from dy and the
-//     input x (scale and shift its prologue's), each worker summing its
-//     images into its own partial, the partials added in worker order;
-//   - conv2d_dx: the input gradient, into da, or, when dz is not nil,
+//     a.dy, or, when that is nil, into a worker's buffer of one image;
+//   - when a dw kernel is set, conv2d_dw(_fused): a.dw from dy and the
+//     input a.x (a.scale and a.shift its prologue's), each worker summing
+//     its images into its own partial, the partials added in worker order;
+//   - conv2d_dx: the input gradient, into a.da, or, when a.dz is not nil,
 //     into a worker's buffer of one image that affine_relu_grad takes
 //     (nn.AffineReLUGradPart with gx, gscale, gshift and gacc) into dz,
 //     dscale and dshift, the per-channel sums added in worker order.
-func (m *Model) convBwd(k bwdKernels, n, cin, cout int, w, dw, dy, dmean, dvar, y, mean, yacc, x, scale, shift, da, dz, dscale, dshift, gx, gscale, gshift, gacc []float32) {
+func (m *Model) convBwd(k bwdKernels, n, cin, cout int, a bwdArgs) {
 	t := &m.k.bwd
 	size := cout * cin * k.taps
-	t.w = m.k.packed[:size]
+	t.packed = m.k.packed[:size]
 	if k.taps == 9 {
-		check(PackConv3x3DxWeights(t.w, w, cout, cin))
+		check(PackConv3x3DxWeights(t.packed, a.w, cout, cin))
 	} else {
-		check(PackConv1x1DxWeights(t.w, w, cout, cin))
+		check(PackConv1x1DxWeights(t.packed, a.w, cout, cin))
 	}
 	hasDw := k.dw3 != nil || k.dw1 != nil
 	if hasDw {
@@ -254,24 +263,21 @@ func (m *Model) convBwd(k bwdKernels, n, cin, cout int, w, dw, dy, dmean, dvar, 
 			clear(m.k.dwView[w])
 		}
 	}
-	t.k, t.m = k, m
-	t.dy, t.dmean, t.dvar, t.y, t.mean, t.yacc = dy, dmean, dvar, y, mean, yacc
-	t.x, t.scale, t.shift, t.da = x, scale, shift, da
-	t.dz, t.gx, t.gscale, t.gshift, t.gacc = dz, gx, gscale, gshift, gacc
-	if dmean != nil {
-		t.dyImage = len(y) / n
+	t.bwdArgs, t.k, t.m = a, k, m
+	if a.dmean != nil {
+		t.dyImage = len(a.y) / n
 	} else {
-		t.dyImage = len(dy) / n
+		t.dyImage = len(a.dy) / n
 	}
-	if dz != nil {
-		t.xImage = len(dz) / n
+	if a.dz != nil {
+		t.xImage = len(a.dz) / n
 	} else {
-		t.xImage = len(da) / n
+		t.xImage = len(a.da) / n
 	}
 	t.count = n * t.dyImage / cout
 	t.yAct = nn.Act{N: 1, C: cout, H: 1, W: t.dyImage / cout, Blocked: true}
 	t.xAct = nn.Act{N: 1, C: cin, H: 1, W: t.xImage / cin, Blocked: true}
-	if dz != nil {
+	if a.dz != nil {
 		for _, p := range m.k.parts {
 			clear(p[:2*cin])
 		}
@@ -287,14 +293,14 @@ func (m *Model) convBwd(k bwdKernels, n, cin, cout int, w, dw, dy, dmean, dvar, 
 		copy(c, v)
 		return c
 	}
-	t.dmean, t.dvar, t.mean = vec(0, dmean), vec(1, dvar), vec(2, mean)
-	t.scale, t.shift, t.gscale, t.gshift = vec(3, scale), vec(4, shift), vec(5, gscale), vec(6, gshift)
+	t.dmean, t.dvar, t.mean = vec(0, a.dmean), vec(1, a.dvar), vec(2, a.mean)
+	t.scale, t.shift, t.gscale, t.gshift = vec(3, a.scale), vec(4, a.shift), vec(5, a.gscale), vec(6, a.gshift)
 	m.ctx.Parallel(t, n)
 	if hasDw {
 		packed := m.k.packed[:size]
 		if k.taps == 9 {
 			check(SumConv3x3Dw(packed, m.k.dwView, cout, cin))
-			check(UnpackConv3x3Weights(dw, packed, cout, cin))
+			check(UnpackConv3x3Weights(a.dw, packed, cout, cin))
 		} else {
 			for i := range packed {
 				var s float64
@@ -303,17 +309,17 @@ func (m *Model) convBwd(k bwdKernels, n, cin, cout int, w, dw, dy, dmean, dvar, 
 				}
 				packed[i] = float32(s)
 			}
-			check(UnpackConv1x1Weights(dw, packed, cout, cin))
+			check(UnpackConv1x1Weights(a.dw, packed, cout, cin))
 		}
 	}
-	if dz != nil {
+	if a.dz != nil {
 		for ch := range cin {
 			var s, b float64
 			for _, p := range m.k.parts {
 				s += p[ch]
 				b += p[cin+ch]
 			}
-			dscale[ch], dshift[ch] = float32(s), float32(b)
+			a.dscale[ch], a.dshift[ch] = float32(s), float32(b)
 		}
 	}
 }

@@ -287,7 +287,25 @@ func (m *Model) trainS3Backward(t *[39]int) {
 		dx:      Conv3x3DxN128C64K64H8W8S1,
 		scratch: 6400,
 		taps:    9,
-	}, 128, 64, 64, p[t[10]:t[10]+36864], a[t[9]:t[9]+36864], a[t[5]:t[5]+524288], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+524288], a[t[3]:t[3]+64], a[t[4]:t[4]+524288], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nil, a[t[12]:t[12]+524288], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nil)
+	}, 128, 64, 64, bwdArgs{
+		w:      p[t[10] : t[10]+36864],
+		dw:     a[t[9] : t[9]+36864],
+		dy:     a[t[5] : t[5]+524288],
+		dmean:  a[t[0] : t[0]+64],
+		dvar:   a[t[1] : t[1]+64],
+		y:      a[t[2] : t[2]+524288],
+		mean:   a[t[3] : t[3]+64],
+		yacc:   a[t[4] : t[4]+524288],
+		x:      a[t[6] : t[6]+524288],
+		scale:  a[t[7] : t[7]+64],
+		shift:  a[t[8] : t[8]+64],
+		dz:     a[t[12] : t[12]+524288],
+		dscale: a[t[13] : t[13]+64],
+		dshift: a[t[14] : t[14]+64],
+		gx:     a[t[6] : t[6]+524288],
+		gscale: a[t[7] : t[7]+64],
+		gshift: a[t[8] : t[8]+64],
+	})
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[20]:t[20]+64], a[t[21]:t[21]+64], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[15]:t[15]+64], a[t[16]:t[16]+64], p[t[17]:t[17]+64], 64, 1e-05)
 	// conv1.stats.dy, conv1.dw, conv1.da, conv1.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
@@ -296,7 +314,25 @@ func (m *Model) trainS3Backward(t *[39]int) {
 		dx:      Conv3x3DxN128C64K64H8W8S1,
 		scratch: 6400,
 		taps:    9,
-	}, 128, 64, 64, p[t[27]:t[27]+36864], a[t[26]:t[26]+36864], nil, a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[6]:t[6]+524288], a[t[15]:t[15]+64], a[t[12]:t[12]+524288], a[t[23]:t[23]+524288], a[t[24]:t[24]+64], a[t[25]:t[25]+64], nil, a[t[29]:t[29]+524288], a[t[30]:t[30]+64], a[t[31]:t[31]+64], a[t[23]:t[23]+524288], a[t[24]:t[24]+64], a[t[25]:t[25]+64], a[t[5]:t[5]+524288])
+	}, 128, 64, 64, bwdArgs{
+		w:      p[t[27] : t[27]+36864],
+		dw:     a[t[26] : t[26]+36864],
+		dmean:  a[t[18] : t[18]+64],
+		dvar:   a[t[19] : t[19]+64],
+		y:      a[t[6] : t[6]+524288],
+		mean:   a[t[15] : t[15]+64],
+		yacc:   a[t[12] : t[12]+524288],
+		x:      a[t[23] : t[23]+524288],
+		scale:  a[t[24] : t[24]+64],
+		shift:  a[t[25] : t[25]+64],
+		dz:     a[t[29] : t[29]+524288],
+		dscale: a[t[30] : t[30]+64],
+		dshift: a[t[31] : t[31]+64],
+		gx:     a[t[23] : t[23]+524288],
+		gscale: a[t[24] : t[24]+64],
+		gshift: a[t[25] : t[25]+64],
+		gacc:   a[t[5] : t[5]+524288],
+	})
 	// bn1.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[35]:t[35]+64], a[t[36]:t[36]+64], a[t[37]:t[37]+64], a[t[38]:t[38]+64], a[t[30]:t[30]+64], a[t[31]:t[31]+64], a[t[32]:t[32]+64], a[t[33]:t[33]+64], p[t[34]:t[34]+64], 64, 1e-05)
 }
@@ -310,7 +346,25 @@ func (m *Model) trainS3Backward2(t *[42]int) {
 		dx:      Conv3x3DxN128C64K64H8W8S1,
 		scratch: 6400,
 		taps:    9,
-	}, 128, 64, 64, p[t[10]:t[10]+36864], a[t[9]:t[9]+36864], a[t[5]:t[5]+524288], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+524288], a[t[3]:t[3]+64], a[t[4]:t[4]+524288], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nil, a[t[12]:t[12]+524288], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[6]:t[6]+524288], a[t[7]:t[7]+64], a[t[8]:t[8]+64], nil)
+	}, 128, 64, 64, bwdArgs{
+		w:      p[t[10] : t[10]+36864],
+		dw:     a[t[9] : t[9]+36864],
+		dy:     a[t[5] : t[5]+524288],
+		dmean:  a[t[0] : t[0]+64],
+		dvar:   a[t[1] : t[1]+64],
+		y:      a[t[2] : t[2]+524288],
+		mean:   a[t[3] : t[3]+64],
+		yacc:   a[t[4] : t[4]+524288],
+		x:      a[t[6] : t[6]+524288],
+		scale:  a[t[7] : t[7]+64],
+		shift:  a[t[8] : t[8]+64],
+		dz:     a[t[12] : t[12]+524288],
+		dscale: a[t[13] : t[13]+64],
+		dshift: a[t[14] : t[14]+64],
+		gx:     a[t[6] : t[6]+524288],
+		gscale: a[t[7] : t[7]+64],
+		gshift: a[t[8] : t[8]+64],
+	})
 	// shortcut.dx: subsample_pad_grad
 	nn.SubsamplePadGrad(m.ctx, a[t[15]:t[15]+1048576], a[t[5]:t[5]+524288], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true}, 2)
 	// bn2.affine.grad: bnaffine_grad
@@ -321,7 +375,17 @@ func (m *Model) trainS3Backward2(t *[42]int) {
 		dx:      Conv3x3DxN128C32K64H16W16S2,
 		scratch: 10368,
 		taps:    9,
-	}, 128, 32, 64, p[t[26]:t[26]+18432], a[t[25]:t[25]+18432], nil, a[t[19]:t[19]+64], a[t[20]:t[20]+64], a[t[6]:t[6]+524288], a[t[16]:t[16]+64], a[t[12]:t[12]+524288], a[t[24]:t[24]+1048576], nil, nil, a[t[27]:t[27]+1048576], nil, nil, nil, nil, nil, nil, nil)
+	}, 128, 32, 64, bwdArgs{
+		w:     p[t[26] : t[26]+18432],
+		dw:    a[t[25] : t[25]+18432],
+		dmean: a[t[19] : t[19]+64],
+		dvar:  a[t[20] : t[20]+64],
+		y:     a[t[6] : t[6]+524288],
+		mean:  a[t[16] : t[16]+64],
+		yacc:  a[t[12] : t[12]+524288],
+		x:     a[t[24] : t[24]+1048576],
+		da:    a[t[27] : t[27]+1048576],
+	})
 	// relu1.dsum: add
 	nn.Add(m.ctx, a[t[28]:t[28]+1048576], a[t[15]:t[15]+1048576], a[t[27]:t[27]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
 	// relu1.grad: affine_relu_grad
@@ -339,7 +403,25 @@ func (m *Model) trainS2Backward(t *[39]int) {
 		dx:      Conv3x3DxN128C32K32H16W16S1,
 		scratch: 10368,
 		taps:    9,
-	}, 128, 32, 32, p[t[10]:t[10]+9216], a[t[9]:t[9]+9216], a[t[5]:t[5]+1048576], a[t[0]:t[0]+32], a[t[1]:t[1]+32], a[t[2]:t[2]+1048576], a[t[3]:t[3]+32], a[t[4]:t[4]+1048576], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil, a[t[12]:t[12]+1048576], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil)
+	}, 128, 32, 32, bwdArgs{
+		w:      p[t[10] : t[10]+9216],
+		dw:     a[t[9] : t[9]+9216],
+		dy:     a[t[5] : t[5]+1048576],
+		dmean:  a[t[0] : t[0]+32],
+		dvar:   a[t[1] : t[1]+32],
+		y:      a[t[2] : t[2]+1048576],
+		mean:   a[t[3] : t[3]+32],
+		yacc:   a[t[4] : t[4]+1048576],
+		x:      a[t[6] : t[6]+1048576],
+		scale:  a[t[7] : t[7]+32],
+		shift:  a[t[8] : t[8]+32],
+		dz:     a[t[12] : t[12]+1048576],
+		dscale: a[t[13] : t[13]+32],
+		dshift: a[t[14] : t[14]+32],
+		gx:     a[t[6] : t[6]+1048576],
+		gscale: a[t[7] : t[7]+32],
+		gshift: a[t[8] : t[8]+32],
+	})
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[20]:t[20]+32], a[t[21]:t[21]+32], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[15]:t[15]+32], a[t[16]:t[16]+32], p[t[17]:t[17]+32], 32, 1e-05)
 	// conv1.stats.dy, conv1.dw, conv1.da, conv1.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
@@ -348,7 +430,25 @@ func (m *Model) trainS2Backward(t *[39]int) {
 		dx:      Conv3x3DxN128C32K32H16W16S1,
 		scratch: 10368,
 		taps:    9,
-	}, 128, 32, 32, p[t[27]:t[27]+9216], a[t[26]:t[26]+9216], nil, a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[6]:t[6]+1048576], a[t[15]:t[15]+32], a[t[12]:t[12]+1048576], a[t[23]:t[23]+1048576], a[t[24]:t[24]+32], a[t[25]:t[25]+32], nil, a[t[29]:t[29]+1048576], a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[23]:t[23]+1048576], a[t[24]:t[24]+32], a[t[25]:t[25]+32], a[t[5]:t[5]+1048576])
+	}, 128, 32, 32, bwdArgs{
+		w:      p[t[27] : t[27]+9216],
+		dw:     a[t[26] : t[26]+9216],
+		dmean:  a[t[18] : t[18]+32],
+		dvar:   a[t[19] : t[19]+32],
+		y:      a[t[6] : t[6]+1048576],
+		mean:   a[t[15] : t[15]+32],
+		yacc:   a[t[12] : t[12]+1048576],
+		x:      a[t[23] : t[23]+1048576],
+		scale:  a[t[24] : t[24]+32],
+		shift:  a[t[25] : t[25]+32],
+		dz:     a[t[29] : t[29]+1048576],
+		dscale: a[t[30] : t[30]+32],
+		dshift: a[t[31] : t[31]+32],
+		gx:     a[t[23] : t[23]+1048576],
+		gscale: a[t[24] : t[24]+32],
+		gshift: a[t[25] : t[25]+32],
+		gacc:   a[t[5] : t[5]+1048576],
+	})
 	// bn1.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[37]:t[37]+32], a[t[38]:t[38]+32], a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[32]:t[32]+32], a[t[33]:t[33]+32], p[t[34]:t[34]+32], 32, 1e-05)
 }
@@ -362,7 +462,25 @@ func (m *Model) trainS2Backward2(t *[42]int) {
 		dx:      Conv3x3DxN128C32K32H16W16S1,
 		scratch: 10368,
 		taps:    9,
-	}, 128, 32, 32, p[t[10]:t[10]+9216], a[t[9]:t[9]+9216], a[t[5]:t[5]+1048576], a[t[0]:t[0]+32], a[t[1]:t[1]+32], a[t[2]:t[2]+1048576], a[t[3]:t[3]+32], a[t[4]:t[4]+1048576], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil, a[t[12]:t[12]+1048576], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[6]:t[6]+1048576], a[t[7]:t[7]+32], a[t[8]:t[8]+32], nil)
+	}, 128, 32, 32, bwdArgs{
+		w:      p[t[10] : t[10]+9216],
+		dw:     a[t[9] : t[9]+9216],
+		dy:     a[t[5] : t[5]+1048576],
+		dmean:  a[t[0] : t[0]+32],
+		dvar:   a[t[1] : t[1]+32],
+		y:      a[t[2] : t[2]+1048576],
+		mean:   a[t[3] : t[3]+32],
+		yacc:   a[t[4] : t[4]+1048576],
+		x:      a[t[6] : t[6]+1048576],
+		scale:  a[t[7] : t[7]+32],
+		shift:  a[t[8] : t[8]+32],
+		dz:     a[t[12] : t[12]+1048576],
+		dscale: a[t[13] : t[13]+32],
+		dshift: a[t[14] : t[14]+32],
+		gx:     a[t[6] : t[6]+1048576],
+		gscale: a[t[7] : t[7]+32],
+		gshift: a[t[8] : t[8]+32],
+	})
 	// shortcut.dx: subsample_pad_grad
 	nn.SubsamplePadGrad(m.ctx, a[t[15]:t[15]+2097152], a[t[5]:t[5]+1048576], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, 2)
 	// bn2.affine.grad: bnaffine_grad
@@ -373,7 +491,17 @@ func (m *Model) trainS2Backward2(t *[42]int) {
 		dx:      Conv3x3DxN128C16K32H32W32S2,
 		scratch: 18496,
 		taps:    9,
-	}, 128, 16, 32, p[t[26]:t[26]+4608], a[t[25]:t[25]+4608], nil, a[t[19]:t[19]+32], a[t[20]:t[20]+32], a[t[6]:t[6]+1048576], a[t[16]:t[16]+32], a[t[12]:t[12]+1048576], a[t[24]:t[24]+2097152], nil, nil, a[t[27]:t[27]+2097152], nil, nil, nil, nil, nil, nil, nil)
+	}, 128, 16, 32, bwdArgs{
+		w:     p[t[26] : t[26]+4608],
+		dw:    a[t[25] : t[25]+4608],
+		dmean: a[t[19] : t[19]+32],
+		dvar:  a[t[20] : t[20]+32],
+		y:     a[t[6] : t[6]+1048576],
+		mean:  a[t[16] : t[16]+32],
+		yacc:  a[t[12] : t[12]+1048576],
+		x:     a[t[24] : t[24]+2097152],
+		da:    a[t[27] : t[27]+2097152],
+	})
 	// relu1.dsum: add
 	nn.Add(m.ctx, a[t[28]:t[28]+2097152], a[t[15]:t[15]+2097152], a[t[27]:t[27]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// relu1.grad: affine_relu_grad
@@ -391,7 +519,25 @@ func (m *Model) trainS1Backward(t *[39]int) {
 		dx:      Conv3x3DxN128C16K16H32W32S1,
 		scratch: 18496,
 		taps:    9,
-	}, 128, 16, 16, p[t[10]:t[10]+2304], a[t[9]:t[9]+2304], a[t[5]:t[5]+2097152], a[t[0]:t[0]+16], a[t[1]:t[1]+16], a[t[2]:t[2]+2097152], a[t[3]:t[3]+16], a[t[4]:t[4]+2097152], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil, a[t[12]:t[12]+2097152], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil)
+	}, 128, 16, 16, bwdArgs{
+		w:      p[t[10] : t[10]+2304],
+		dw:     a[t[9] : t[9]+2304],
+		dy:     a[t[5] : t[5]+2097152],
+		dmean:  a[t[0] : t[0]+16],
+		dvar:   a[t[1] : t[1]+16],
+		y:      a[t[2] : t[2]+2097152],
+		mean:   a[t[3] : t[3]+16],
+		yacc:   a[t[4] : t[4]+2097152],
+		x:      a[t[6] : t[6]+2097152],
+		scale:  a[t[7] : t[7]+16],
+		shift:  a[t[8] : t[8]+16],
+		dz:     a[t[12] : t[12]+2097152],
+		dscale: a[t[13] : t[13]+16],
+		dshift: a[t[14] : t[14]+16],
+		gx:     a[t[6] : t[6]+2097152],
+		gscale: a[t[7] : t[7]+16],
+		gshift: a[t[8] : t[8]+16],
+	})
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[20]:t[20]+16], a[t[21]:t[21]+16], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[16]:t[16]+16], p[t[17]:t[17]+16], 16, 1e-05)
 	// conv1.stats.dy, conv1.dw, conv1.da, conv1.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
@@ -400,7 +546,25 @@ func (m *Model) trainS1Backward(t *[39]int) {
 		dx:      Conv3x3DxN128C16K16H32W32S1,
 		scratch: 18496,
 		taps:    9,
-	}, 128, 16, 16, p[t[27]:t[27]+2304], a[t[26]:t[26]+2304], nil, a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[6]:t[6]+2097152], a[t[15]:t[15]+16], a[t[12]:t[12]+2097152], a[t[23]:t[23]+2097152], a[t[24]:t[24]+16], a[t[25]:t[25]+16], nil, a[t[29]:t[29]+2097152], a[t[30]:t[30]+16], a[t[31]:t[31]+16], a[t[23]:t[23]+2097152], a[t[24]:t[24]+16], a[t[25]:t[25]+16], a[t[5]:t[5]+2097152])
+	}, 128, 16, 16, bwdArgs{
+		w:      p[t[27] : t[27]+2304],
+		dw:     a[t[26] : t[26]+2304],
+		dmean:  a[t[18] : t[18]+16],
+		dvar:   a[t[19] : t[19]+16],
+		y:      a[t[6] : t[6]+2097152],
+		mean:   a[t[15] : t[15]+16],
+		yacc:   a[t[12] : t[12]+2097152],
+		x:      a[t[23] : t[23]+2097152],
+		scale:  a[t[24] : t[24]+16],
+		shift:  a[t[25] : t[25]+16],
+		dz:     a[t[29] : t[29]+2097152],
+		dscale: a[t[30] : t[30]+16],
+		dshift: a[t[31] : t[31]+16],
+		gx:     a[t[23] : t[23]+2097152],
+		gscale: a[t[24] : t[24]+16],
+		gshift: a[t[25] : t[25]+16],
+		gacc:   a[t[5] : t[5]+2097152],
+	})
 	// bn1.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[35]:t[35]+16], a[t[36]:t[36]+16], a[t[37]:t[37]+16], a[t[38]:t[38]+16], a[t[30]:t[30]+16], a[t[31]:t[31]+16], a[t[32]:t[32]+16], a[t[33]:t[33]+16], p[t[34]:t[34]+16], 16, 1e-05)
 }
@@ -414,7 +578,25 @@ func (m *Model) trainS1Backward2(t *[41]int) {
 		dx:      Conv3x3DxN128C16K16H32W32S1,
 		scratch: 18496,
 		taps:    9,
-	}, 128, 16, 16, p[t[10]:t[10]+2304], a[t[9]:t[9]+2304], a[t[5]:t[5]+2097152], a[t[0]:t[0]+16], a[t[1]:t[1]+16], a[t[2]:t[2]+2097152], a[t[3]:t[3]+16], a[t[4]:t[4]+2097152], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil, a[t[12]:t[12]+2097152], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[6]:t[6]+2097152], a[t[7]:t[7]+16], a[t[8]:t[8]+16], nil)
+	}, 128, 16, 16, bwdArgs{
+		w:      p[t[10] : t[10]+2304],
+		dw:     a[t[9] : t[9]+2304],
+		dy:     a[t[5] : t[5]+2097152],
+		dmean:  a[t[0] : t[0]+16],
+		dvar:   a[t[1] : t[1]+16],
+		y:      a[t[2] : t[2]+2097152],
+		mean:   a[t[3] : t[3]+16],
+		yacc:   a[t[4] : t[4]+2097152],
+		x:      a[t[6] : t[6]+2097152],
+		scale:  a[t[7] : t[7]+16],
+		shift:  a[t[8] : t[8]+16],
+		dz:     a[t[12] : t[12]+2097152],
+		dscale: a[t[13] : t[13]+16],
+		dshift: a[t[14] : t[14]+16],
+		gx:     a[t[6] : t[6]+2097152],
+		gscale: a[t[7] : t[7]+16],
+		gshift: a[t[8] : t[8]+16],
+	})
 	// bn2.affine.grad: bnaffine_grad
 	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[20]:t[20]+16], a[t[21]:t[21]+16], a[t[13]:t[13]+16], a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[16]:t[16]+16], p[t[17]:t[17]+16], 16, 1e-05)
 	// conv1.stats.dy, conv1.dw, conv1.dx: bnstats_grad, conv2d_dw, conv2d_dx
@@ -423,7 +605,17 @@ func (m *Model) trainS1Backward2(t *[41]int) {
 		dx:      Conv3x3DxN128C16K16H32W32S1,
 		scratch: 18496,
 		taps:    9,
-	}, 128, 16, 16, p[t[25]:t[25]+2304], a[t[24]:t[24]+2304], nil, a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[6]:t[6]+2097152], a[t[15]:t[15]+16], a[t[12]:t[12]+2097152], a[t[23]:t[23]+2097152], nil, nil, a[t[26]:t[26]+2097152], nil, nil, nil, nil, nil, nil, nil)
+	}, 128, 16, 16, bwdArgs{
+		w:     p[t[25] : t[25]+2304],
+		dw:    a[t[24] : t[24]+2304],
+		dmean: a[t[18] : t[18]+16],
+		dvar:  a[t[19] : t[19]+16],
+		y:     a[t[6] : t[6]+2097152],
+		mean:  a[t[15] : t[15]+16],
+		yacc:  a[t[12] : t[12]+2097152],
+		x:     a[t[23] : t[23]+2097152],
+		da:    a[t[26] : t[26]+2097152],
+	})
 	// relu1.dsum: add
 	nn.Add(m.ctx, a[t[27]:t[27]+2097152], a[t[5]:t[5]+2097152], a[t[26]:t[26]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// relu1.grad: affine_relu_grad
