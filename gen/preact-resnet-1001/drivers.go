@@ -95,14 +95,15 @@ func (m *Model) conv(fn func(x, w, bias, scale, shift, res, y, stats, scratch []
 }
 
 // splitTask runs a forward kernel specialized to half the output
-// channels on each half of one image: halves of the packed weights, of
-// the bias and, the layout being blocked, of the output and the residual
-// are contiguous.
+// channels on each half of one image: halves of the plain and of the
+// packed weights, of the bias and, the layout being blocked, of the
+// output and the residual are contiguous. Each worker packs its half of
+// the weights.
 type splitTask struct {
-	fn                               func(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int)
-	x, w, bias, scale, shift, res, y []float32
-	scratch                          int
-	m                                *Model
+	fn                                       func(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int)
+	x, w, packed, bias, scale, shift, res, y []float32
+	cin, cout, taps, scratch                 int
+	m                                        *Model
 }
 
 func (t *splitTask) Run(w, lo, hi int) {
@@ -113,28 +114,31 @@ func (t *splitTask) Run(w, lo, hi int) {
 		return v[h*len(v)/2 : (h+1)*len(v)/2]
 	}
 	for h := lo; h < hi; h++ {
-		t.fn(t.x, half(t.w, h), half(t.bias, h), t.scale, t.shift, half(t.res, h), half(t.y, h), nil, t.m.ctx.Scratch(w)[:t.scratch], 0, 1)
+		packed := half(t.packed, h)
+		if t.taps == 9 {
+			check(PackConv3x3Weights(packed, half(t.w, h), t.cout/2, t.cin))
+		} else {
+			check(PackConv1x1Weights(packed, half(t.w, h), t.cout/2, t.cin))
+		}
+		t.fn(t.x, packed, half(t.bias, h), t.scale, t.shift, half(t.res, h), half(t.y, h), nil, t.m.ctx.Scratch(w)[:t.scratch], 0, 1)
 	}
 }
 
 // conv3x3Split runs a 3x3 convolution of one image, cin to cout
 // channels, as two halves of cout/2 channels over the workers.
 func (m *Model) conv3x3Split(fn Conv3x3Func, scratch, cin, cout int, x, w, bias, scale, shift, res, y []float32) {
-	packed := m.k.packed[:cout*cin*9]
-	check(PackConv3x3Weights(packed, w, cout, cin))
-	m.convSplit(fn, scratch, packed, x, bias, scale, shift, res, y)
+	m.convSplit(fn, scratch, cin, cout, 9, x, w, bias, scale, shift, res, y)
 }
 
 // conv1x1Split is conv3x3Split for a 1x1 convolution.
 func (m *Model) conv1x1Split(fn Conv1x1Func, scratch, cin, cout int, x, w, bias, scale, shift, res, y []float32) {
-	packed := m.k.packed[:cout*cin]
-	check(PackConv1x1Weights(packed, w, cout, cin))
-	m.convSplit(fn, scratch, packed, x, bias, scale, shift, res, y)
+	m.convSplit(fn, scratch, cin, cout, 1, x, w, bias, scale, shift, res, y)
 }
 
-func (m *Model) convSplit(fn func(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int), scratch int, packed, x, bias, scale, shift, res, y []float32) {
+func (m *Model) convSplit(fn func(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int), scratch, cin, cout, taps int, x, w, bias, scale, shift, res, y []float32) {
 	t := &m.k.split
-	t.fn, t.x, t.w, t.bias, t.scale, t.shift, t.res, t.y, t.scratch, t.m = fn, x, packed, bias, scale, shift, res, y, scratch, m
+	t.fn, t.x, t.w, t.bias, t.scale, t.shift, t.res, t.y, t.scratch, t.m = fn, x, w, bias, scale, shift, res, y, scratch, m
+	t.packed, t.cin, t.cout, t.taps = m.k.packed[:cout*cin*taps], cin, cout, taps
 	m.ctx.Parallel(t, 2)
 }
 
