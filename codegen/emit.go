@@ -25,6 +25,7 @@ type emitter struct {
 	k     *kernelPlan
 
 	arenaLen, scratchLen, wideLen int
+	foldedLen                     int // float32s of inference's folded weights (see hoist)
 	macs                          int64 // per image, forward
 	recompute                     int64 // FLOPs of a training step's recomputation
 	sgd                           passes.SGDOptions
@@ -68,6 +69,10 @@ func newEmitter(arch *resnet.Arch, opts Options, gt *ir.Graph, pt *passes.MemPla
 		l, err := newLayout(s.g, s.p, decls)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", s.name, err)
+		}
+		if s.name == "infer" {
+			l.hoist()
+			e.foldedLen = l.foldedLen
 		}
 		bs, fns, err := l.blocks(s.name)
 		if err != nil {
@@ -249,10 +254,16 @@ func (e *emitter) emitModel(f *jen.File) {
 		jen.Id("stateLen").Op("=").Lit(e.decls.stateLen),
 		jen.Id("scratchLen").Op("=").Lit(e.scratchLen).Comment("per worker"),
 		jen.Id("wideLen").Op("=").Lit(e.wideLen).Comment("float64s per worker"),
+		jen.Id("foldedLen").Op("=").Lit(e.foldedLen).Comment(fmt.Sprintf("%s: Infer's folded and packed weights", byteString(int64(e.foldedLen)*4))),
 	)
 	f.Line()
 	f.Comment("Model is the network's weights and state and the memory its steps run in.")
 	f.Comment("Its methods are not safe for concurrent use.")
+	f.Comment("")
+	f.Comment("Infer keeps the BatchNorm statistics folded into the weights, and the")
+	f.Comment("weights packed for its kernels, from one call to the next. TrainStep,")
+	f.Comment("Init and Load tell it to fold and pack again; a caller that writes the")
+	f.Comment("Weights or Stats tensors itself must call WeightsChanged before Infer.")
 	f.Type().Id("Model").Struct(
 		jen.Id("Weights").Id("Weights").Comment("the trained tensors"),
 		jen.Id("Momentum").Id("Weights").Comment("SGD's momentum of each weight"),
@@ -261,6 +272,8 @@ func (e *emitter) emitModel(f *jen.File) {
 		jen.Id("params").Index().Float32().Comment("every param tensor (tensors lists them)"),
 		jen.Id("state").Index().Float32().Comment("running statistics and momentum"),
 		jen.Id("arena").Index().Float32().Comment("activations and gradients, at planned offsets"),
+		jen.Id("folded").Index().Float32().Comment("Infer's folded and packed weights, allocated by its first call"),
+		jen.Id("refold").Bool().Comment("the weights changed since folded was computed"),
 		jen.Id("labels").Index().Int32(),
 		jen.Id("logits").Index().Float32().Comment("the last step's logits"),
 		jen.Id("ctx").Op("*").Qual(nnPkg, "Ctx"),
@@ -282,6 +295,7 @@ func (e *emitter) emitModel(f *jen.File) {
 			jen.Id("logits"): jen.Make(jen.Index().Float32(), jen.Id("Batch").Op("*").Id("Classes")),
 			jen.Id("ctx"):    jen.Id("ctx"),
 			jen.Id("k"):      jen.Id("newKernelBuffers").Call(jen.Id("threads")),
+			jen.Id("refold"): jen.True(),
 		}),
 		jen.For(jen.Id("i").Op(":=").Range().Id("tensors")).Block(
 			jen.Id("t").Op(":=").Op("&").Id("tensors").Index(jen.Id("i")),
@@ -306,7 +320,12 @@ func (e *emitter) emitModel(f *jen.File) {
 			jen.Qual(nnPkg, "Init").Call(jen.Id("m").Dot("storage").Call(jen.Op("&").Id("t")), jen.Id("t").Dot("name"), jen.Id("seed"), jen.Id("t").Dot("init"), jen.Id("t").Dot("a")),
 		),
 		jen.Id("m").Dot("step").Op("=").Lit(0),
+		jen.Id("m").Dot("refold").Op("=").True(),
 	)
+	f.Line()
+	f.Comment("WeightsChanged tells Infer that the Weights or Stats tensors were written")
+	f.Comment("other than by TrainStep, Init or Load, so that it folds and packs them again.")
+	f.Func().Params(jen.Id("m").Op("*").Id("Model")).Id("WeightsChanged").Params().Block(jen.Id("m").Dot("refold").Op("=").True())
 	f.Line()
 	f.Comment("Step is the number of training steps taken since Init.")
 	f.Func().Params(jen.Id("m").Op("*").Id("Model")).Id("Step").Params().Int64().Block(jen.Return(jen.Id("m").Dot("step")))
@@ -325,6 +344,7 @@ func (e *emitter) emitModel(f *jen.File) {
 		jen.Copy(jen.Id("m").Dot("labels"), jen.Id("labels")),
 		jen.Id("m").Dot("arena").Index(jen.Lit(tr.lr.Off)).Op("=").Id("lr"),
 		jen.Id("m").Dot("train").Call(),
+		jen.Id("m").Dot("refold").Op("=").True(),
 		jen.Copy(jen.Id("m").Dot("logits"), refExpr("m.arena", tr.logits)),
 		jen.Id("m").Dot("step").Op("++"),
 		jen.Return(jen.Id("m").Dot("arena").Index(jen.Lit(tr.loss.Off)), jen.Nil()),
@@ -332,11 +352,17 @@ func (e *emitter) emitModel(f *jen.File) {
 	f.Line()
 	f.Comment("Infer returns the logits of a batch of Batch images (BatchNorm with the")
 	f.Comment("running statistics, folded into the convolutions). The slice is the model's")
-	f.Comment("and valid until its next step.")
+	f.Comment("and valid until its next step. The first call after the weights changed")
+	f.Comment("folds and packs them (see Model); later calls reuse that work.")
 	f.Func().Params(jen.Id("m").Op("*").Id("Model")).Id("Infer").Params(jen.Id("x").Index().Float32()).Params(jen.Index().Float32(), jen.Error()).Block(
 		jen.If(jen.Err().Op(":=").Id("checkBatch").Call(jen.Id("x"), jen.Nil()), jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Err())),
+		jen.If(jen.Id("m").Dot("folded").Op("==").Nil()).Block(
+			jen.Id("m").Dot("folded").Op("=").Id("AlignedFloats").Call(jen.Id("foldedLen")),
+			jen.Id("m").Dot("refold").Op("=").True(),
+		),
 		jen.Copy(refExpr("m.arena", in.x), jen.Id("x")),
 		jen.Id("m").Dot("infer").Call(),
+		jen.Id("m").Dot("refold").Op("=").False(),
 		jen.Copy(jen.Id("m").Dot("logits"), refExpr("m.arena", in.logits)),
 		jen.Return(jen.Id("m").Dot("logits"), jen.Nil()),
 	)
@@ -418,7 +444,7 @@ func (e *emitter) emitStep(f *jen.File, s *stepCode) error {
 	chains := bwdChains(s)
 	for _, fn := range s.fns {
 		f.Line()
-		code, err := e.blockFunc(fn, chains[fn])
+		code, err := e.blockFunc(s.l, fn, chains[fn])
 		if err != nil {
 			return err
 		}
@@ -475,13 +501,13 @@ func repeats(bs []*block) (period, reps int) {
 
 // bufField is the Model field of a buffer kind.
 func bufField(b bufKind) string {
-	return [...]string{inArena: "arena", inParams: "params", inState: "state", inLabels: "labels"}[b]
+	return [...]string{inArena: "arena", inParams: "params", inState: "state", inLabels: "labels", inFolded: "folded"}[b]
 }
 
 // blockFunc writes one block function: each op of its first block, its
 // storage taken from the row t of its table; the chains that start at an
 // op index run as one call.
-func (e *emitter) blockFunc(fn *blockFn, chains map[int]bwdChain) (jen.Code, error) {
+func (e *emitter) blockFunc(l *layout, fn *blockFn, chains map[int]bwdChain) (jen.Code, error) {
 	b := fn.proto
 	used := map[bufKind]bool{}
 	for _, c := range b.cols {
@@ -489,7 +515,7 @@ func (e *emitter) blockFunc(fn *blockFn, chains map[int]bwdChain) (jen.Code, err
 	}
 	var body []jen.Code
 	var names, fields []jen.Code
-	for _, k := range []bufKind{inArena, inParams, inState, inLabels} {
+	for _, k := range []bufKind{inArena, inParams, inState, inLabels, inFolded} {
 		if used[k] {
 			names = append(names, jen.Id(bufName[k]))
 			fields = append(fields, jen.Id("m").Dot(bufField(k)))
@@ -508,7 +534,19 @@ func (e *emitter) blockFunc(fn *blockFn, chains map[int]bwdChain) (jen.Code, err
 		for _, r := range op.Results {
 			c.Results = append(c.Results, col(b.col[r]))
 		}
+		if p := l.packedOf(op); p != nil {
+			c.Packed = col(b.col[p])
+		}
 		return c
+	}
+	// Hoisted ops run only when the weights changed; consecutive ones
+	// share a test of the flag.
+	var refold []jen.Code
+	flush := func() {
+		if len(refold) > 0 {
+			body = append(body, jen.If(jen.Id("m").Dot("refold")).Block(refold...))
+			refold = nil
+		}
 	}
 	for i := 0; i < len(b.ops); i++ {
 		op := b.ops[i]
@@ -520,6 +558,7 @@ func (e *emitter) blockFunc(fn *blockFn, chains map[int]bwdChain) (jen.Code, err
 					names = append(names, localName(op, b.group))
 					kinds = append(kinds, string(op.Kind))
 				}
+				flush()
 				body = append(body, jen.Comment(strings.Join(names, ", ")+": "+strings.Join(kinds, ", ")), code)
 				i += ch.len() - 1
 				continue
@@ -532,8 +571,14 @@ func (e *emitter) blockFunc(fn *blockFn, chains map[int]bwdChain) (jen.Code, err
 				return nil, err
 			}
 		}
+		if l.hoisted[op] {
+			refold = append(refold, jen.Comment(localName(op, b.group)+": "+string(op.Kind)), code)
+			continue
+		}
+		flush()
 		body = append(body, jen.Comment(localName(op, b.group)+": "+string(op.Kind)), code)
 	}
+	flush()
 	groups := b.group
 	if len(fn.rows) > 1 {
 		groups = fmt.Sprintf("%d blocks like %s", len(fn.rows), b.group)

@@ -27,6 +27,11 @@ type OpCall struct {
 	// Step is an expression of type int64: the number of training steps
 	// taken before this one (dropout masks are a function of it).
 	Step jen.Code
+	// Packed, for a convolution of inference whose weights are fixed, is
+	// an expression of type []float32 where they are kept in the
+	// specialized kernel's packed layout between calls (see hoist); nil
+	// otherwise.
+	Packed jen.Code
 }
 
 // opImpl writes the call of one op kind.

@@ -19,11 +19,12 @@ const (
 	inParams                // trained parameters
 	inState                 // running statistics, momentum and other state
 	inLabels                // the i32 labels of a training step
+	inFolded                // what inference computes from the weights alone, kept between calls
 )
 
 // bufName is the Go name of the buffer, as the generated functions
 // declare it.
-var bufName = [...]string{inArena: "a", inParams: "p", inState: "s", inLabels: "l"}
+var bufName = [...]string{inArena: "a", inParams: "p", inState: "s", inLabels: "l", inFolded: "f"}
 
 // ref is where one value's elements live: Len float32 (or int32)
 // elements from Off in buffer Buf.
@@ -44,6 +45,13 @@ type layout struct {
 	plan  *passes.MemPlan
 	decls *declLayout
 	refs  map[*ir.Value]ref
+
+	// For inference (see hoist): the ops computed from the weights alone,
+	// the storage of each convolution's packed weights (a value of its
+	// own, not in the graph), and the length of the buffer they live in.
+	hoisted   map[*ir.Op]bool
+	packed    map[*ir.Value]*ir.Value
+	foldedLen int
 }
 
 // newLayout maps every value of g to its storage: declarations of params
@@ -92,6 +100,57 @@ func newLayout(g *ir.Graph, plan *passes.MemPlan, decls *declLayout) (*layout, e
 		}
 	}
 	return l, nil
+}
+
+// foldedAlign is the alignment, in float32s, of the values in the folded
+// buffer: a cache line.
+const foldedAlign = 16
+
+// hoist moves what inference computes from the weights alone out of the
+// arena, so that it is computed once and kept until the weights change:
+// every op whose arguments are all params, state or results of such ops
+// (BatchNorm folded into a convolution, the scale and shift of a
+// standalone BatchNorm) computes into the folded buffer, and each
+// convolution's weights get a place there in the kernels' packed layout.
+// The generated code runs the hoisted ops, and packs, only when the
+// model's refold flag says the weights changed since the last Infer.
+func (l *layout) hoist() {
+	l.hoisted, l.packed = map[*ir.Op]bool{}, map[*ir.Value]*ir.Value{}
+	fixed := func(v *ir.Value) bool {
+		return v.Def.Kind == ir.Param || v.Def.Kind == ir.State || l.hoisted[v.Def]
+	}
+	place := func(v *ir.Value) ref {
+		r := ref{Buf: inFolded, Off: l.foldedLen, Len: v.Type.Shape.Elems()}
+		l.foldedLen += roundUp(r.Len, foldedAlign)
+		return r
+	}
+	for _, op := range l.g.Ops {
+		if op.Kind.IsDecl() || len(op.Args) == 0 {
+			continue
+		}
+		if op.Kind == ir.Conv2D || op.Kind == ir.Conv2DFused {
+			if w := op.Args[1]; fixed(w) && l.packed[w] == nil {
+				p := &ir.Value{Type: w.Type}
+				l.packed[w] = p
+				l.refs[p] = place(p)
+			}
+			continue
+		}
+		if !slices.ContainsFunc(op.Args, func(v *ir.Value) bool { return !fixed(v) }) {
+			l.hoisted[op] = true
+			for _, v := range op.Results {
+				l.refs[v] = place(v)
+			}
+		}
+	}
+}
+
+// packedOf is the packed copy of conv op's weights, or nil.
+func (l *layout) packedOf(op *ir.Op) *ir.Value {
+	if l.packed == nil || op.Kind != ir.Conv2D && op.Kind != ir.Conv2DFused {
+		return nil
+	}
+	return l.packed[op.Args[1]]
 }
 
 // block is a run of consecutive ops of the schedule that belong to one
@@ -232,6 +291,9 @@ func (b *block) signature(l *layout) {
 		for _, r := range op.Results {
 			k := use(r)
 			fmt.Fprintf(&s, "%d:%d/%d:%s,", k, b.cols[k].Buf, b.cols[k].Len, r.Type)
+		}
+		if p := l.packedOf(op); p != nil {
+			fmt.Fprintf(&s, "packed %d", use(p))
 		}
 		s.WriteString(");")
 	}

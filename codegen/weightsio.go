@@ -125,6 +125,7 @@ func (m *Model) Load(path string) (map[string]string, error) {
 	if want, ok := f.Metadata[MetaCRC]; ok && want != fmt.Sprintf("%08x", crc) {
 		return nil, fmt.Errorf("%s: the tensor data is corrupted: its CRC-32C is %08x, the header says %s", path, crc, want)
 	}
+	m.refold = true
 	for i := range tensors {
 		if err := found[i].Float32s(m.storage(&tensors[i])); err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)

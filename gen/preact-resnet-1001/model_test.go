@@ -183,6 +183,83 @@ func TestSaveLoad(t *testing.T) {
 	}
 }
 
+// TestInferFollowsWeights checks that Infer, which keeps the folded and
+// packed weights from one call to the next, folds them again after each
+// way they change: TrainStep, a write through Tensor and WeightsChanged,
+// Load and Init. The reference is a second model given the same tensors
+// and told to fold them: its folded weights and logits must be bitwise
+// the same. (Logits may be NaN: a very deep net at initialization
+// overflows with the running statistics of inference.)
+func TestInferFollowsWeights(t *testing.T) {
+	x, labels := batch(2)
+	m, ref := newModel(t, 2, 8), newModel(t, 2, 9)
+	infer := func(m *Model) []float32 {
+		t.Helper()
+		y, err := m.Infer(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append([]float32(nil), y...)
+	}
+	infer(m)
+	before := append([]float32(nil), m.folded...)
+	check := func(what string) {
+		t.Helper()
+		got := infer(m)
+		for _, n := range TensorNames() {
+			copy(ref.Tensor(n), m.Tensor(n))
+		}
+		ref.refold = true
+		want := infer(ref)
+		if i := firstBitDiff(m.folded, ref.folded); i >= 0 {
+			t.Errorf("after %s, the folded weights differ from a fresh fold at %d: %v, want %v", what, i, m.folded[i], ref.folded[i])
+		}
+		if i := firstBitDiff(got, want); i >= 0 {
+			t.Errorf("after %s, logit %d is %v, want %v as from a fresh fold", what, i, got[i], want[i])
+		}
+		if firstBitDiff(m.folded, before) < 0 {
+			t.Errorf("after %s, the folded weights are those of before", what)
+		}
+		before = append(before[:0], m.folded...)
+	}
+	if _, err := m.TrainStep(x, labels, 0.1); err != nil {
+		t.Fatal(err)
+	}
+	check("TrainStep")
+	for _, tt := range tensors {
+		if tt.role == 0 && len(tt.shape) == 4 && !strings.HasPrefix(tt.name, "stem.") {
+			w := m.Tensor(tt.name)
+			for i := range w {
+				w[i] = -w[i]
+			}
+			break
+		}
+	}
+	m.WeightsChanged()
+	check("a write and WeightsChanged")
+	path := filepath.Join(t.TempDir(), "other.safetensors")
+	if err := newModel(t, 1, 10).Save(path, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Load(path); err != nil {
+		t.Fatal(err)
+	}
+	check("Load")
+	m.Init(11)
+	check("Init")
+}
+
+// firstBitDiff is the first index where a and b differ bit for bit (so
+// that NaN equals the same NaN), or -1.
+func firstBitDiff(a, b []float32) int {
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			return i
+		}
+	}
+	return -1
+}
+
 // flipBit returns a copy of data with the low bit of byte i flipped: a
 // corruption inside the tensor data, which only the checksum can see.
 func flipBit(data []byte, i int) []byte {

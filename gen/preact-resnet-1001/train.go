@@ -146,7 +146,7 @@ func (m *Model) trainS1Forward(t *[48]int) {
 	// relu1: affine_relu
 	nn.AffineReLU(m.ctx, a[t[13]:t[13]+2097152], a[t[12]:t[12]+2097152], a[t[6]:t[6]+16], a[t[7]:t[7]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// conv1: conv2d_fused
-	m.conv1x1(Conv1x1N128C16K16H32W32S1Stats, 0, 128, 16, 16, a[t[13]:t[13]+2097152], p[t[14]:t[14]+256], nil, nil, nil, nil, a[t[15]:t[15]+2097152], a[t[16]:t[16]+16], a[t[17]:t[17]+16])
+	m.conv1x1(Conv1x1N128C16K16H32W32S1Stats, 0, 128, 16, 16, a[t[13]:t[13]+2097152], p[t[14]:t[14]+256], nil, nil, nil, nil, nil, a[t[15]:t[15]+2097152], a[t[16]:t[16]+16], a[t[17]:t[17]+16])
 	// bn2: moments
 	nn.Moments(m.ctx, a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[16]:t[16]+16], a[t[17]:t[17]+16], 16, 131072)
 	// bn2: bnaffine
@@ -156,7 +156,7 @@ func (m *Model) trainS1Forward(t *[48]int) {
 	// bn2: ema
 	nn.EMA(m.ctx, s[t[27]:t[27]+16], s[t[26]:t[26]+16], a[t[19]:t[19]+16], 16, 0.1, 1.0000076294527394)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N128C16K16H32W32S1InAffineReluStats, 18496, 128, 16, 16, a[t[15]:t[15]+2097152], p[t[28]:t[28]+2304], nil, a[t[22]:t[22]+16], a[t[23]:t[23]+16], nil, a[t[29]:t[29]+2097152], a[t[30]:t[30]+16], a[t[31]:t[31]+16])
+	m.conv3x3(Conv3x3N128C16K16H32W32S1InAffineReluStats, 18496, 128, 16, 16, a[t[15]:t[15]+2097152], p[t[28]:t[28]+2304], nil, nil, a[t[22]:t[22]+16], a[t[23]:t[23]+16], nil, a[t[29]:t[29]+2097152], a[t[30]:t[30]+16], a[t[31]:t[31]+16])
 	// bn3: moments
 	nn.Moments(m.ctx, a[t[32]:t[32]+16], a[t[33]:t[33]+16], a[t[30]:t[30]+16], a[t[31]:t[31]+16], 16, 131072)
 	// bn3: bnaffine
@@ -166,9 +166,9 @@ func (m *Model) trainS1Forward(t *[48]int) {
 	// bn3: ema
 	nn.EMA(m.ctx, s[t[41]:t[41]+16], s[t[40]:t[40]+16], a[t[33]:t[33]+16], 16, 0.1, 1.0000076294527394)
 	// conv3: conv2d_fused
-	m.conv1x1(Conv1x1N128C16K64H32W32S1InAffineRelu, 16384, 128, 16, 64, a[t[29]:t[29]+2097152], p[t[42]:t[42]+1024], nil, a[t[36]:t[36]+16], a[t[37]:t[37]+16], nil, a[t[43]:t[43]+8388608], nil, nil)
+	m.conv1x1(Conv1x1N128C16K64H32W32S1InAffineRelu, 16384, 128, 16, 64, a[t[29]:t[29]+2097152], p[t[42]:t[42]+1024], nil, nil, a[t[36]:t[36]+16], a[t[37]:t[37]+16], nil, a[t[43]:t[43]+8388608], nil, nil)
 	// shortcut.conv: conv2d_fused
-	m.conv1x1(Conv1x1N128C16K64H32W32S1ResStats, 0, 128, 16, 64, a[t[13]:t[13]+2097152], p[t[44]:t[44]+1024], nil, nil, nil, a[t[43]:t[43]+8388608], a[t[45]:t[45]+8388608], a[t[46]:t[46]+64], a[t[47]:t[47]+64])
+	m.conv1x1(Conv1x1N128C16K64H32W32S1ResStats, 0, 128, 16, 64, a[t[13]:t[13]+2097152], p[t[44]:t[44]+1024], nil, nil, nil, nil, a[t[43]:t[43]+8388608], a[t[45]:t[45]+8388608], a[t[46]:t[46]+64], a[t[47]:t[47]+64])
 }
 
 // trainS1Forward2 runs the forward ops of 110 blocks like s1.u2; t is a row of trainS1Forward2Rows.
@@ -183,7 +183,7 @@ func (m *Model) trainS1Forward2(t *[45]int) {
 	// bn1: ema
 	nn.EMA(m.ctx, s[t[11]:t[11]+64], s[t[10]:t[10]+64], a[t[3]:t[3]+64], 64, 0.1, 1.0000076294527394)
 	// conv1: conv2d_fused
-	m.conv1x1(Conv1x1N128C64K16H32W32S1InAffineReluStats, 65536, 128, 64, 16, a[t[12]:t[12]+8388608], p[t[13]:t[13]+1024], nil, a[t[6]:t[6]+64], a[t[7]:t[7]+64], nil, a[t[14]:t[14]+2097152], a[t[15]:t[15]+16], a[t[16]:t[16]+16])
+	m.conv1x1(Conv1x1N128C64K16H32W32S1InAffineReluStats, 65536, 128, 64, 16, a[t[12]:t[12]+8388608], p[t[13]:t[13]+1024], nil, nil, a[t[6]:t[6]+64], a[t[7]:t[7]+64], nil, a[t[14]:t[14]+2097152], a[t[15]:t[15]+16], a[t[16]:t[16]+16])
 	// bn2: moments
 	nn.Moments(m.ctx, a[t[17]:t[17]+16], a[t[18]:t[18]+16], a[t[15]:t[15]+16], a[t[16]:t[16]+16], 16, 131072)
 	// bn2: bnaffine
@@ -193,7 +193,7 @@ func (m *Model) trainS1Forward2(t *[45]int) {
 	// bn2: ema
 	nn.EMA(m.ctx, s[t[26]:t[26]+16], s[t[25]:t[25]+16], a[t[18]:t[18]+16], 16, 0.1, 1.0000076294527394)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N128C16K16H32W32S1InAffineReluStats, 18496, 128, 16, 16, a[t[14]:t[14]+2097152], p[t[27]:t[27]+2304], nil, a[t[21]:t[21]+16], a[t[22]:t[22]+16], nil, a[t[28]:t[28]+2097152], a[t[29]:t[29]+16], a[t[30]:t[30]+16])
+	m.conv3x3(Conv3x3N128C16K16H32W32S1InAffineReluStats, 18496, 128, 16, 16, a[t[14]:t[14]+2097152], p[t[27]:t[27]+2304], nil, nil, a[t[21]:t[21]+16], a[t[22]:t[22]+16], nil, a[t[28]:t[28]+2097152], a[t[29]:t[29]+16], a[t[30]:t[30]+16])
 	// bn3: moments
 	nn.Moments(m.ctx, a[t[31]:t[31]+16], a[t[32]:t[32]+16], a[t[29]:t[29]+16], a[t[30]:t[30]+16], 16, 131072)
 	// bn3: bnaffine
@@ -203,7 +203,7 @@ func (m *Model) trainS1Forward2(t *[45]int) {
 	// bn3: ema
 	nn.EMA(m.ctx, s[t[40]:t[40]+16], s[t[39]:t[39]+16], a[t[32]:t[32]+16], 16, 0.1, 1.0000076294527394)
 	// conv3: conv2d_fused
-	m.conv1x1(Conv1x1N128C16K64H32W32S1InAffineReluResStats, 16384, 128, 16, 64, a[t[28]:t[28]+2097152], p[t[41]:t[41]+1024], nil, a[t[35]:t[35]+16], a[t[36]:t[36]+16], a[t[12]:t[12]+8388608], a[t[42]:t[42]+8388608], a[t[43]:t[43]+64], a[t[44]:t[44]+64])
+	m.conv1x1(Conv1x1N128C16K64H32W32S1InAffineReluResStats, 16384, 128, 16, 64, a[t[28]:t[28]+2097152], p[t[41]:t[41]+1024], nil, nil, a[t[35]:t[35]+16], a[t[36]:t[36]+16], a[t[12]:t[12]+8388608], a[t[42]:t[42]+8388608], a[t[43]:t[43]+64], a[t[44]:t[44]+64])
 }
 
 // trainS2Forward runs the forward ops of s2.u1; t is a row of trainS2ForwardRows.
@@ -220,7 +220,7 @@ func (m *Model) trainS2Forward(t *[48]int) {
 	// relu1: affine_relu
 	nn.AffineReLU(m.ctx, a[t[13]:t[13]+8388608], a[t[12]:t[12]+8388608], a[t[6]:t[6]+64], a[t[7]:t[7]+64], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
 	// conv1: conv2d_fused
-	m.conv1x1(Conv1x1N128C64K32H32W32S2Stats, 16384, 128, 64, 32, a[t[13]:t[13]+8388608], p[t[14]:t[14]+2048], nil, nil, nil, nil, a[t[15]:t[15]+1048576], a[t[16]:t[16]+32], a[t[17]:t[17]+32])
+	m.conv1x1(Conv1x1N128C64K32H32W32S2Stats, 16384, 128, 64, 32, a[t[13]:t[13]+8388608], p[t[14]:t[14]+2048], nil, nil, nil, nil, nil, a[t[15]:t[15]+1048576], a[t[16]:t[16]+32], a[t[17]:t[17]+32])
 	// bn2: moments
 	nn.Moments(m.ctx, a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[16]:t[16]+32], a[t[17]:t[17]+32], 32, 32768)
 	// bn2: bnaffine
@@ -230,7 +230,7 @@ func (m *Model) trainS2Forward(t *[48]int) {
 	// bn2: ema
 	nn.EMA(m.ctx, s[t[27]:t[27]+32], s[t[26]:t[26]+32], a[t[19]:t[19]+32], 32, 0.1, 1.000030518509476)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N128C32K32H16W16S1InAffineReluStats, 10368, 128, 32, 32, a[t[15]:t[15]+1048576], p[t[28]:t[28]+9216], nil, a[t[22]:t[22]+32], a[t[23]:t[23]+32], nil, a[t[29]:t[29]+1048576], a[t[30]:t[30]+32], a[t[31]:t[31]+32])
+	m.conv3x3(Conv3x3N128C32K32H16W16S1InAffineReluStats, 10368, 128, 32, 32, a[t[15]:t[15]+1048576], p[t[28]:t[28]+9216], nil, nil, a[t[22]:t[22]+32], a[t[23]:t[23]+32], nil, a[t[29]:t[29]+1048576], a[t[30]:t[30]+32], a[t[31]:t[31]+32])
 	// bn3: moments
 	nn.Moments(m.ctx, a[t[32]:t[32]+32], a[t[33]:t[33]+32], a[t[30]:t[30]+32], a[t[31]:t[31]+32], 32, 32768)
 	// bn3: bnaffine
@@ -240,9 +240,9 @@ func (m *Model) trainS2Forward(t *[48]int) {
 	// bn3: ema
 	nn.EMA(m.ctx, s[t[41]:t[41]+32], s[t[40]:t[40]+32], a[t[33]:t[33]+32], 32, 0.1, 1.000030518509476)
 	// conv3: conv2d_fused
-	m.conv1x1(Conv1x1N128C32K128H16W16S1InAffineRelu, 8192, 128, 32, 128, a[t[29]:t[29]+1048576], p[t[42]:t[42]+4096], nil, a[t[36]:t[36]+32], a[t[37]:t[37]+32], nil, a[t[43]:t[43]+4194304], nil, nil)
+	m.conv1x1(Conv1x1N128C32K128H16W16S1InAffineRelu, 8192, 128, 32, 128, a[t[29]:t[29]+1048576], p[t[42]:t[42]+4096], nil, nil, a[t[36]:t[36]+32], a[t[37]:t[37]+32], nil, a[t[43]:t[43]+4194304], nil, nil)
 	// shortcut.conv: conv2d_fused
-	m.conv1x1(Conv1x1N128C64K128H32W32S2ResStats, 16384, 128, 64, 128, a[t[13]:t[13]+8388608], p[t[44]:t[44]+8192], nil, nil, nil, a[t[43]:t[43]+4194304], a[t[45]:t[45]+4194304], a[t[46]:t[46]+128], a[t[47]:t[47]+128])
+	m.conv1x1(Conv1x1N128C64K128H32W32S2ResStats, 16384, 128, 64, 128, a[t[13]:t[13]+8388608], p[t[44]:t[44]+8192], nil, nil, nil, nil, a[t[43]:t[43]+4194304], a[t[45]:t[45]+4194304], a[t[46]:t[46]+128], a[t[47]:t[47]+128])
 }
 
 // trainS2Forward2 runs the forward ops of 110 blocks like s2.u2; t is a row of trainS2Forward2Rows.
@@ -257,7 +257,7 @@ func (m *Model) trainS2Forward2(t *[45]int) {
 	// bn1: ema
 	nn.EMA(m.ctx, s[t[11]:t[11]+128], s[t[10]:t[10]+128], a[t[3]:t[3]+128], 128, 0.1, 1.000030518509476)
 	// conv1: conv2d_fused
-	m.conv1x1(Conv1x1N128C128K32H16W16S1InAffineReluStats, 32768, 128, 128, 32, a[t[12]:t[12]+4194304], p[t[13]:t[13]+4096], nil, a[t[6]:t[6]+128], a[t[7]:t[7]+128], nil, a[t[14]:t[14]+1048576], a[t[15]:t[15]+32], a[t[16]:t[16]+32])
+	m.conv1x1(Conv1x1N128C128K32H16W16S1InAffineReluStats, 32768, 128, 128, 32, a[t[12]:t[12]+4194304], p[t[13]:t[13]+4096], nil, nil, a[t[6]:t[6]+128], a[t[7]:t[7]+128], nil, a[t[14]:t[14]+1048576], a[t[15]:t[15]+32], a[t[16]:t[16]+32])
 	// bn2: moments
 	nn.Moments(m.ctx, a[t[17]:t[17]+32], a[t[18]:t[18]+32], a[t[15]:t[15]+32], a[t[16]:t[16]+32], 32, 32768)
 	// bn2: bnaffine
@@ -267,7 +267,7 @@ func (m *Model) trainS2Forward2(t *[45]int) {
 	// bn2: ema
 	nn.EMA(m.ctx, s[t[26]:t[26]+32], s[t[25]:t[25]+32], a[t[18]:t[18]+32], 32, 0.1, 1.000030518509476)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N128C32K32H16W16S1InAffineReluStats, 10368, 128, 32, 32, a[t[14]:t[14]+1048576], p[t[27]:t[27]+9216], nil, a[t[21]:t[21]+32], a[t[22]:t[22]+32], nil, a[t[28]:t[28]+1048576], a[t[29]:t[29]+32], a[t[30]:t[30]+32])
+	m.conv3x3(Conv3x3N128C32K32H16W16S1InAffineReluStats, 10368, 128, 32, 32, a[t[14]:t[14]+1048576], p[t[27]:t[27]+9216], nil, nil, a[t[21]:t[21]+32], a[t[22]:t[22]+32], nil, a[t[28]:t[28]+1048576], a[t[29]:t[29]+32], a[t[30]:t[30]+32])
 	// bn3: moments
 	nn.Moments(m.ctx, a[t[31]:t[31]+32], a[t[32]:t[32]+32], a[t[29]:t[29]+32], a[t[30]:t[30]+32], 32, 32768)
 	// bn3: bnaffine
@@ -277,7 +277,7 @@ func (m *Model) trainS2Forward2(t *[45]int) {
 	// bn3: ema
 	nn.EMA(m.ctx, s[t[40]:t[40]+32], s[t[39]:t[39]+32], a[t[32]:t[32]+32], 32, 0.1, 1.000030518509476)
 	// conv3: conv2d_fused
-	m.conv1x1(Conv1x1N128C32K128H16W16S1InAffineReluResStats, 8192, 128, 32, 128, a[t[28]:t[28]+1048576], p[t[41]:t[41]+4096], nil, a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[12]:t[12]+4194304], a[t[42]:t[42]+4194304], a[t[43]:t[43]+128], a[t[44]:t[44]+128])
+	m.conv1x1(Conv1x1N128C32K128H16W16S1InAffineReluResStats, 8192, 128, 32, 128, a[t[28]:t[28]+1048576], p[t[41]:t[41]+4096], nil, nil, a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[12]:t[12]+4194304], a[t[42]:t[42]+4194304], a[t[43]:t[43]+128], a[t[44]:t[44]+128])
 }
 
 // trainS3Forward runs the forward ops of s3.u1; t is a row of trainS3ForwardRows.
@@ -294,7 +294,7 @@ func (m *Model) trainS3Forward(t *[48]int) {
 	// relu1: affine_relu
 	nn.AffineReLU(m.ctx, a[t[13]:t[13]+4194304], a[t[12]:t[12]+4194304], a[t[6]:t[6]+128], a[t[7]:t[7]+128], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
 	// conv1: conv2d_fused
-	m.conv1x1(Conv1x1N128C128K64H16W16S2Stats, 8192, 128, 128, 64, a[t[13]:t[13]+4194304], p[t[14]:t[14]+8192], nil, nil, nil, nil, a[t[15]:t[15]+524288], a[t[16]:t[16]+64], a[t[17]:t[17]+64])
+	m.conv1x1(Conv1x1N128C128K64H16W16S2Stats, 8192, 128, 128, 64, a[t[13]:t[13]+4194304], p[t[14]:t[14]+8192], nil, nil, nil, nil, nil, a[t[15]:t[15]+524288], a[t[16]:t[16]+64], a[t[17]:t[17]+64])
 	// bn2: moments
 	nn.Moments(m.ctx, a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[16]:t[16]+64], a[t[17]:t[17]+64], 64, 8192)
 	// bn2: bnaffine
@@ -304,7 +304,7 @@ func (m *Model) trainS3Forward(t *[48]int) {
 	// bn2: ema
 	nn.EMA(m.ctx, s[t[27]:t[27]+64], s[t[26]:t[26]+64], a[t[19]:t[19]+64], 64, 0.1, 1.0001220852154804)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N128C64K64H8W8S1InAffineReluStats, 6400, 128, 64, 64, a[t[15]:t[15]+524288], p[t[28]:t[28]+36864], nil, a[t[22]:t[22]+64], a[t[23]:t[23]+64], nil, a[t[29]:t[29]+524288], a[t[30]:t[30]+64], a[t[31]:t[31]+64])
+	m.conv3x3(Conv3x3N128C64K64H8W8S1InAffineReluStats, 6400, 128, 64, 64, a[t[15]:t[15]+524288], p[t[28]:t[28]+36864], nil, nil, a[t[22]:t[22]+64], a[t[23]:t[23]+64], nil, a[t[29]:t[29]+524288], a[t[30]:t[30]+64], a[t[31]:t[31]+64])
 	// bn3: moments
 	nn.Moments(m.ctx, a[t[32]:t[32]+64], a[t[33]:t[33]+64], a[t[30]:t[30]+64], a[t[31]:t[31]+64], 64, 8192)
 	// bn3: bnaffine
@@ -314,9 +314,9 @@ func (m *Model) trainS3Forward(t *[48]int) {
 	// bn3: ema
 	nn.EMA(m.ctx, s[t[41]:t[41]+64], s[t[40]:t[40]+64], a[t[33]:t[33]+64], 64, 0.1, 1.0001220852154804)
 	// conv3: conv2d_fused
-	m.conv1x1(Conv1x1N128C64K256H8W8S1InAffineRelu, 4096, 128, 64, 256, a[t[29]:t[29]+524288], p[t[42]:t[42]+16384], nil, a[t[36]:t[36]+64], a[t[37]:t[37]+64], nil, a[t[43]:t[43]+2097152], nil, nil)
+	m.conv1x1(Conv1x1N128C64K256H8W8S1InAffineRelu, 4096, 128, 64, 256, a[t[29]:t[29]+524288], p[t[42]:t[42]+16384], nil, nil, a[t[36]:t[36]+64], a[t[37]:t[37]+64], nil, a[t[43]:t[43]+2097152], nil, nil)
 	// shortcut.conv: conv2d_fused
-	m.conv1x1(Conv1x1N128C128K256H16W16S2ResStats, 8192, 128, 128, 256, a[t[13]:t[13]+4194304], p[t[44]:t[44]+32768], nil, nil, nil, a[t[43]:t[43]+2097152], a[t[45]:t[45]+2097152], a[t[46]:t[46]+256], a[t[47]:t[47]+256])
+	m.conv1x1(Conv1x1N128C128K256H16W16S2ResStats, 8192, 128, 128, 256, a[t[13]:t[13]+4194304], p[t[44]:t[44]+32768], nil, nil, nil, nil, a[t[43]:t[43]+2097152], a[t[45]:t[45]+2097152], a[t[46]:t[46]+256], a[t[47]:t[47]+256])
 }
 
 // trainS3Forward2 runs the forward ops of 110 blocks like s3.u2; t is a row of trainS3Forward2Rows.
@@ -331,7 +331,7 @@ func (m *Model) trainS3Forward2(t *[45]int) {
 	// bn1: ema
 	nn.EMA(m.ctx, s[t[11]:t[11]+256], s[t[10]:t[10]+256], a[t[3]:t[3]+256], 256, 0.1, 1.0001220852154804)
 	// conv1: conv2d_fused
-	m.conv1x1(Conv1x1N128C256K64H8W8S1InAffineReluStats, 16384, 128, 256, 64, a[t[12]:t[12]+2097152], p[t[13]:t[13]+16384], nil, a[t[6]:t[6]+256], a[t[7]:t[7]+256], nil, a[t[14]:t[14]+524288], a[t[15]:t[15]+64], a[t[16]:t[16]+64])
+	m.conv1x1(Conv1x1N128C256K64H8W8S1InAffineReluStats, 16384, 128, 256, 64, a[t[12]:t[12]+2097152], p[t[13]:t[13]+16384], nil, nil, a[t[6]:t[6]+256], a[t[7]:t[7]+256], nil, a[t[14]:t[14]+524288], a[t[15]:t[15]+64], a[t[16]:t[16]+64])
 	// bn2: moments
 	nn.Moments(m.ctx, a[t[17]:t[17]+64], a[t[18]:t[18]+64], a[t[15]:t[15]+64], a[t[16]:t[16]+64], 64, 8192)
 	// bn2: bnaffine
@@ -341,7 +341,7 @@ func (m *Model) trainS3Forward2(t *[45]int) {
 	// bn2: ema
 	nn.EMA(m.ctx, s[t[26]:t[26]+64], s[t[25]:t[25]+64], a[t[18]:t[18]+64], 64, 0.1, 1.0001220852154804)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N128C64K64H8W8S1InAffineReluStats, 6400, 128, 64, 64, a[t[14]:t[14]+524288], p[t[27]:t[27]+36864], nil, a[t[21]:t[21]+64], a[t[22]:t[22]+64], nil, a[t[28]:t[28]+524288], a[t[29]:t[29]+64], a[t[30]:t[30]+64])
+	m.conv3x3(Conv3x3N128C64K64H8W8S1InAffineReluStats, 6400, 128, 64, 64, a[t[14]:t[14]+524288], p[t[27]:t[27]+36864], nil, nil, a[t[21]:t[21]+64], a[t[22]:t[22]+64], nil, a[t[28]:t[28]+524288], a[t[29]:t[29]+64], a[t[30]:t[30]+64])
 	// bn3: moments
 	nn.Moments(m.ctx, a[t[31]:t[31]+64], a[t[32]:t[32]+64], a[t[29]:t[29]+64], a[t[30]:t[30]+64], 64, 8192)
 	// bn3: bnaffine
@@ -351,7 +351,7 @@ func (m *Model) trainS3Forward2(t *[45]int) {
 	// bn3: ema
 	nn.EMA(m.ctx, s[t[40]:t[40]+64], s[t[39]:t[39]+64], a[t[32]:t[32]+64], 64, 0.1, 1.0001220852154804)
 	// conv3: conv2d_fused
-	m.conv1x1(Conv1x1N128C64K256H8W8S1InAffineReluResStats, 4096, 128, 64, 256, a[t[28]:t[28]+524288], p[t[41]:t[41]+16384], nil, a[t[35]:t[35]+64], a[t[36]:t[36]+64], a[t[12]:t[12]+2097152], a[t[42]:t[42]+2097152], a[t[43]:t[43]+256], a[t[44]:t[44]+256])
+	m.conv1x1(Conv1x1N128C64K256H8W8S1InAffineReluResStats, 4096, 128, 64, 256, a[t[28]:t[28]+524288], p[t[41]:t[41]+16384], nil, nil, a[t[35]:t[35]+64], a[t[36]:t[36]+64], a[t[12]:t[12]+2097152], a[t[42]:t[42]+2097152], a[t[43]:t[43]+256], a[t[44]:t[44]+256])
 }
 
 // trainHeadForward runs the forward ops of head; t is a row of trainHeadForwardRows.
@@ -678,20 +678,20 @@ func (m *Model) trainS2Backward2(t *[6]int) {
 func (m *Model) trainS2Recompute(t *[19]int) {
 	a, p := m.arena, m.params
 	// conv1.remat: conv2d_fused
-	m.conv1x1(Conv1x1N128C128K32H16W16S1InAffineReluStats, 32768, 128, 128, 32, a[t[0]:t[0]+4194304], p[t[1]:t[1]+4096], nil, a[t[2]:t[2]+128], a[t[3]:t[3]+128], nil, a[t[4]:t[4]+1048576], a[t[5]:t[5]+32], a[t[6]:t[6]+32])
+	m.conv1x1(Conv1x1N128C128K32H16W16S1InAffineReluStats, 32768, 128, 128, 32, a[t[0]:t[0]+4194304], p[t[1]:t[1]+4096], nil, nil, a[t[2]:t[2]+128], a[t[3]:t[3]+128], nil, a[t[4]:t[4]+1048576], a[t[5]:t[5]+32], a[t[6]:t[6]+32])
 	// conv2.remat: conv2d_fused
-	m.conv3x3(Conv3x3N128C32K32H16W16S1InAffineReluStats, 10368, 128, 32, 32, a[t[4]:t[4]+1048576], p[t[7]:t[7]+9216], nil, a[t[8]:t[8]+32], a[t[9]:t[9]+32], nil, a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32])
+	m.conv3x3(Conv3x3N128C32K32H16W16S1InAffineReluStats, 10368, 128, 32, 32, a[t[4]:t[4]+1048576], p[t[7]:t[7]+9216], nil, nil, a[t[8]:t[8]+32], a[t[9]:t[9]+32], nil, a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32])
 	// conv3.remat: conv2d_fused
-	m.conv1x1(Conv1x1N128C32K128H16W16S1InAffineReluResStats, 8192, 128, 32, 128, a[t[10]:t[10]+1048576], p[t[13]:t[13]+4096], nil, a[t[14]:t[14]+32], a[t[15]:t[15]+32], a[t[0]:t[0]+4194304], a[t[16]:t[16]+4194304], a[t[17]:t[17]+128], a[t[18]:t[18]+128])
+	m.conv1x1(Conv1x1N128C32K128H16W16S1InAffineReluResStats, 8192, 128, 32, 128, a[t[10]:t[10]+1048576], p[t[13]:t[13]+4096], nil, nil, a[t[14]:t[14]+32], a[t[15]:t[15]+32], a[t[0]:t[0]+4194304], a[t[16]:t[16]+4194304], a[t[17]:t[17]+128], a[t[18]:t[18]+128])
 }
 
 // trainS2Recompute2 runs the recompute ops of 3 blocks like s2.u89; t is a row of trainS2Recompute2Rows.
 func (m *Model) trainS2Recompute2(t *[13]int) {
 	a, p := m.arena, m.params
 	// conv1.remat: conv2d_fused
-	m.conv1x1(Conv1x1N128C128K32H16W16S1InAffineReluStats, 32768, 128, 128, 32, a[t[0]:t[0]+4194304], p[t[1]:t[1]+4096], nil, a[t[2]:t[2]+128], a[t[3]:t[3]+128], nil, a[t[4]:t[4]+1048576], a[t[5]:t[5]+32], a[t[6]:t[6]+32])
+	m.conv1x1(Conv1x1N128C128K32H16W16S1InAffineReluStats, 32768, 128, 128, 32, a[t[0]:t[0]+4194304], p[t[1]:t[1]+4096], nil, nil, a[t[2]:t[2]+128], a[t[3]:t[3]+128], nil, a[t[4]:t[4]+1048576], a[t[5]:t[5]+32], a[t[6]:t[6]+32])
 	// conv2.remat: conv2d_fused
-	m.conv3x3(Conv3x3N128C32K32H16W16S1InAffineReluStats, 10368, 128, 32, 32, a[t[4]:t[4]+1048576], p[t[7]:t[7]+9216], nil, a[t[8]:t[8]+32], a[t[9]:t[9]+32], nil, a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32])
+	m.conv3x3(Conv3x3N128C32K32H16W16S1InAffineReluStats, 10368, 128, 32, 32, a[t[4]:t[4]+1048576], p[t[7]:t[7]+9216], nil, nil, a[t[8]:t[8]+32], a[t[9]:t[9]+32], nil, a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32])
 }
 
 // trainS2Backward3 runs the backward ops of 3 blocks like s2.u89; t is a row of trainS2Backward3Rows.
@@ -776,11 +776,11 @@ func (m *Model) trainS2Backward3(t *[51]int) {
 func (m *Model) trainS1Recompute(t *[19]int) {
 	a, p := m.arena, m.params
 	// conv1.remat: conv2d_fused
-	m.conv1x1(Conv1x1N128C64K16H32W32S1InAffineReluStats, 65536, 128, 64, 16, a[t[0]:t[0]+8388608], p[t[1]:t[1]+1024], nil, a[t[2]:t[2]+64], a[t[3]:t[3]+64], nil, a[t[4]:t[4]+2097152], a[t[5]:t[5]+16], a[t[6]:t[6]+16])
+	m.conv1x1(Conv1x1N128C64K16H32W32S1InAffineReluStats, 65536, 128, 64, 16, a[t[0]:t[0]+8388608], p[t[1]:t[1]+1024], nil, nil, a[t[2]:t[2]+64], a[t[3]:t[3]+64], nil, a[t[4]:t[4]+2097152], a[t[5]:t[5]+16], a[t[6]:t[6]+16])
 	// conv2.remat: conv2d_fused
-	m.conv3x3(Conv3x3N128C16K16H32W32S1InAffineReluStats, 18496, 128, 16, 16, a[t[4]:t[4]+2097152], p[t[7]:t[7]+2304], nil, a[t[8]:t[8]+16], a[t[9]:t[9]+16], nil, a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16])
+	m.conv3x3(Conv3x3N128C16K16H32W32S1InAffineReluStats, 18496, 128, 16, 16, a[t[4]:t[4]+2097152], p[t[7]:t[7]+2304], nil, nil, a[t[8]:t[8]+16], a[t[9]:t[9]+16], nil, a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16])
 	// conv3.remat: conv2d_fused
-	m.conv1x1(Conv1x1N128C16K64H32W32S1InAffineReluResStats, 16384, 128, 16, 64, a[t[10]:t[10]+2097152], p[t[13]:t[13]+1024], nil, a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[0]:t[0]+8388608], a[t[16]:t[16]+8388608], a[t[17]:t[17]+64], a[t[18]:t[18]+64])
+	m.conv1x1(Conv1x1N128C16K64H32W32S1InAffineReluResStats, 16384, 128, 16, 64, a[t[10]:t[10]+2097152], p[t[13]:t[13]+1024], nil, nil, a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[0]:t[0]+8388608], a[t[16]:t[16]+8388608], a[t[17]:t[17]+64], a[t[18]:t[18]+64])
 }
 
 // trainS2Recompute3 runs the recompute ops of s2.u1; t is a row of trainS2Recompute3Rows.
@@ -789,13 +789,13 @@ func (m *Model) trainS2Recompute3(t *[22]int) {
 	// relu1.remat: affine_relu
 	nn.AffineReLU(m.ctx, a[t[3]:t[3]+8388608], a[t[0]:t[0]+8388608], a[t[1]:t[1]+64], a[t[2]:t[2]+64], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
 	// conv1.remat: conv2d_fused
-	m.conv1x1(Conv1x1N128C64K32H32W32S2Stats, 16384, 128, 64, 32, a[t[3]:t[3]+8388608], p[t[4]:t[4]+2048], nil, nil, nil, nil, a[t[5]:t[5]+1048576], a[t[6]:t[6]+32], a[t[7]:t[7]+32])
+	m.conv1x1(Conv1x1N128C64K32H32W32S2Stats, 16384, 128, 64, 32, a[t[3]:t[3]+8388608], p[t[4]:t[4]+2048], nil, nil, nil, nil, nil, a[t[5]:t[5]+1048576], a[t[6]:t[6]+32], a[t[7]:t[7]+32])
 	// conv2.remat: conv2d_fused
-	m.conv3x3(Conv3x3N128C32K32H16W16S1InAffineReluStats, 10368, 128, 32, 32, a[t[5]:t[5]+1048576], p[t[8]:t[8]+9216], nil, a[t[9]:t[9]+32], a[t[10]:t[10]+32], nil, a[t[11]:t[11]+1048576], a[t[12]:t[12]+32], a[t[13]:t[13]+32])
+	m.conv3x3(Conv3x3N128C32K32H16W16S1InAffineReluStats, 10368, 128, 32, 32, a[t[5]:t[5]+1048576], p[t[8]:t[8]+9216], nil, nil, a[t[9]:t[9]+32], a[t[10]:t[10]+32], nil, a[t[11]:t[11]+1048576], a[t[12]:t[12]+32], a[t[13]:t[13]+32])
 	// conv3.remat: conv2d_fused
-	m.conv1x1(Conv1x1N128C32K128H16W16S1InAffineRelu, 8192, 128, 32, 128, a[t[11]:t[11]+1048576], p[t[14]:t[14]+4096], nil, a[t[15]:t[15]+32], a[t[16]:t[16]+32], nil, a[t[17]:t[17]+4194304], nil, nil)
+	m.conv1x1(Conv1x1N128C32K128H16W16S1InAffineRelu, 8192, 128, 32, 128, a[t[11]:t[11]+1048576], p[t[14]:t[14]+4096], nil, nil, a[t[15]:t[15]+32], a[t[16]:t[16]+32], nil, a[t[17]:t[17]+4194304], nil, nil)
 	// shortcut.conv.remat: conv2d_fused
-	m.conv1x1(Conv1x1N128C64K128H32W32S2ResStats, 16384, 128, 64, 128, a[t[3]:t[3]+8388608], p[t[18]:t[18]+8192], nil, nil, nil, a[t[17]:t[17]+4194304], a[t[19]:t[19]+4194304], a[t[20]:t[20]+128], a[t[21]:t[21]+128])
+	m.conv1x1(Conv1x1N128C64K128H32W32S2ResStats, 16384, 128, 64, 128, a[t[3]:t[3]+8388608], p[t[18]:t[18]+8192], nil, nil, nil, nil, a[t[17]:t[17]+4194304], a[t[19]:t[19]+4194304], a[t[20]:t[20]+128], a[t[21]:t[21]+128])
 }
 
 // trainS2Backward4 runs the backward ops of s2.u1; t is a row of trainS2Backward4Rows.
@@ -980,9 +980,9 @@ func (m *Model) trainS1Backward2(t *[6]int) {
 func (m *Model) trainS1Recompute2(t *[13]int) {
 	a, p := m.arena, m.params
 	// conv1.remat: conv2d_fused
-	m.conv1x1(Conv1x1N128C64K16H32W32S1InAffineReluStats, 65536, 128, 64, 16, a[t[0]:t[0]+8388608], p[t[1]:t[1]+1024], nil, a[t[2]:t[2]+64], a[t[3]:t[3]+64], nil, a[t[4]:t[4]+2097152], a[t[5]:t[5]+16], a[t[6]:t[6]+16])
+	m.conv1x1(Conv1x1N128C64K16H32W32S1InAffineReluStats, 65536, 128, 64, 16, a[t[0]:t[0]+8388608], p[t[1]:t[1]+1024], nil, nil, a[t[2]:t[2]+64], a[t[3]:t[3]+64], nil, a[t[4]:t[4]+2097152], a[t[5]:t[5]+16], a[t[6]:t[6]+16])
 	// conv2.remat: conv2d_fused
-	m.conv3x3(Conv3x3N128C16K16H32W32S1InAffineReluStats, 18496, 128, 16, 16, a[t[4]:t[4]+2097152], p[t[7]:t[7]+2304], nil, a[t[8]:t[8]+16], a[t[9]:t[9]+16], nil, a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16])
+	m.conv3x3(Conv3x3N128C16K16H32W32S1InAffineReluStats, 18496, 128, 16, 16, a[t[4]:t[4]+2097152], p[t[7]:t[7]+2304], nil, nil, a[t[8]:t[8]+16], a[t[9]:t[9]+16], nil, a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16])
 }
 
 // trainS1Backward3 runs the backward ops of 2 blocks like s1.u80; t is a row of trainS1Backward3Rows.
@@ -1069,13 +1069,13 @@ func (m *Model) trainS1Recompute3(t *[22]int) {
 	// relu1.remat: affine_relu
 	nn.AffineReLU(m.ctx, a[t[3]:t[3]+2097152], a[t[0]:t[0]+2097152], a[t[1]:t[1]+16], a[t[2]:t[2]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// conv1.remat: conv2d_fused
-	m.conv1x1(Conv1x1N128C16K16H32W32S1Stats, 0, 128, 16, 16, a[t[3]:t[3]+2097152], p[t[4]:t[4]+256], nil, nil, nil, nil, a[t[5]:t[5]+2097152], a[t[6]:t[6]+16], a[t[7]:t[7]+16])
+	m.conv1x1(Conv1x1N128C16K16H32W32S1Stats, 0, 128, 16, 16, a[t[3]:t[3]+2097152], p[t[4]:t[4]+256], nil, nil, nil, nil, nil, a[t[5]:t[5]+2097152], a[t[6]:t[6]+16], a[t[7]:t[7]+16])
 	// conv2.remat: conv2d_fused
-	m.conv3x3(Conv3x3N128C16K16H32W32S1InAffineReluStats, 18496, 128, 16, 16, a[t[5]:t[5]+2097152], p[t[8]:t[8]+2304], nil, a[t[9]:t[9]+16], a[t[10]:t[10]+16], nil, a[t[11]:t[11]+2097152], a[t[12]:t[12]+16], a[t[13]:t[13]+16])
+	m.conv3x3(Conv3x3N128C16K16H32W32S1InAffineReluStats, 18496, 128, 16, 16, a[t[5]:t[5]+2097152], p[t[8]:t[8]+2304], nil, nil, a[t[9]:t[9]+16], a[t[10]:t[10]+16], nil, a[t[11]:t[11]+2097152], a[t[12]:t[12]+16], a[t[13]:t[13]+16])
 	// conv3.remat: conv2d_fused
-	m.conv1x1(Conv1x1N128C16K64H32W32S1InAffineRelu, 16384, 128, 16, 64, a[t[11]:t[11]+2097152], p[t[14]:t[14]+1024], nil, a[t[15]:t[15]+16], a[t[16]:t[16]+16], nil, a[t[17]:t[17]+8388608], nil, nil)
+	m.conv1x1(Conv1x1N128C16K64H32W32S1InAffineRelu, 16384, 128, 16, 64, a[t[11]:t[11]+2097152], p[t[14]:t[14]+1024], nil, nil, a[t[15]:t[15]+16], a[t[16]:t[16]+16], nil, a[t[17]:t[17]+8388608], nil, nil)
 	// shortcut.conv.remat: conv2d_fused
-	m.conv1x1(Conv1x1N128C16K64H32W32S1ResStats, 0, 128, 16, 64, a[t[3]:t[3]+2097152], p[t[18]:t[18]+1024], nil, nil, nil, a[t[17]:t[17]+8388608], a[t[19]:t[19]+8388608], a[t[20]:t[20]+64], a[t[21]:t[21]+64])
+	m.conv1x1(Conv1x1N128C16K64H32W32S1ResStats, 0, 128, 16, 64, a[t[3]:t[3]+2097152], p[t[18]:t[18]+1024], nil, nil, nil, nil, a[t[17]:t[17]+8388608], a[t[19]:t[19]+8388608], a[t[20]:t[20]+64], a[t[21]:t[21]+64])
 }
 
 // trainS1Backward4 runs the backward ops of s1.u1; t is a row of trainS1Backward4Rows.

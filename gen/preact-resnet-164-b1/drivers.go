@@ -66,17 +66,28 @@ func (t *convTask) Run(w, lo, hi int) {
 
 // conv3x3 runs a specialized 3x3 convolution of n images, cin to cout
 // channels, and, when sum is not nil, reduces its per-image statistics
-// into sum and sumsq.
-func (m *Model) conv3x3(fn Conv3x3Func, scratch, n, cin, cout int, x, w, bias, scale, shift, res, y, sum, sumsq []float32) {
-	packed := m.k.packed[:cout*cin*9]
-	check(PackConv3x3Weights(packed, w, cout, cin))
+// into sum and sumsq. packed, when not nil, keeps the weights w in the
+// kernel's layout between calls of Infer: they are packed into it only
+// when the weights changed (m.refold); when nil, they are packed into
+// the shared buffer on every call.
+func (m *Model) conv3x3(fn Conv3x3Func, scratch, n, cin, cout int, x, w, packed, bias, scale, shift, res, y, sum, sumsq []float32) {
+	if packed == nil || m.refold {
+		if packed == nil {
+			packed = m.k.packed[:cout*cin*9]
+		}
+		check(PackConv3x3Weights(packed, w, cout, cin))
+	}
 	m.conv(fn, scratch, n, cout, packed, x, bias, scale, shift, res, y, sum, sumsq)
 }
 
 // conv1x1 runs a specialized 1x1 convolution likewise.
-func (m *Model) conv1x1(fn Conv1x1Func, scratch, n, cin, cout int, x, w, bias, scale, shift, res, y, sum, sumsq []float32) {
-	packed := m.k.packed[:cout*cin]
-	check(PackConv1x1Weights(packed, w, cout, cin))
+func (m *Model) conv1x1(fn Conv1x1Func, scratch, n, cin, cout int, x, w, packed, bias, scale, shift, res, y, sum, sumsq []float32) {
+	if packed == nil || m.refold {
+		if packed == nil {
+			packed = m.k.packed[:cout*cin]
+		}
+		check(PackConv1x1Weights(packed, w, cout, cin))
+	}
 	m.conv(fn, scratch, n, cout, packed, x, bias, scale, shift, res, y, sum, sumsq)
 }
 
@@ -98,11 +109,12 @@ func (m *Model) conv(fn func(x, w, bias, scale, shift, res, y, stats, scratch []
 // channels on each half of one image: halves of the plain and of the
 // packed weights, of the bias and, the layout being blocked, of the
 // output and the residual are contiguous. Each worker packs its half of
-// the weights.
+// the weights when pack is set.
 type splitTask struct {
 	fn                                       func(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int)
 	x, w, packed, bias, scale, shift, res, y []float32
 	cin, cout, taps, scratch                 int
+	pack                                     bool
 	m                                        *Model
 }
 
@@ -115,9 +127,11 @@ func (t *splitTask) Run(w, lo, hi int) {
 	}
 	for h := lo; h < hi; h++ {
 		packed := half(t.packed, h)
-		if t.taps == 9 {
+		switch {
+		case !t.pack:
+		case t.taps == 9:
 			check(PackConv3x3Weights(packed, half(t.w, h), t.cout/2, t.cin))
-		} else {
+		default:
 			check(PackConv1x1Weights(packed, half(t.w, h), t.cout/2, t.cin))
 		}
 		t.fn(t.x, packed, half(t.bias, h), t.scale, t.shift, half(t.res, h), half(t.y, h), nil, t.m.ctx.Scratch(w)[:t.scratch], 0, 1)
@@ -125,20 +139,25 @@ func (t *splitTask) Run(w, lo, hi int) {
 }
 
 // conv3x3Split runs a 3x3 convolution of one image, cin to cout
-// channels, as two halves of cout/2 channels over the workers.
-func (m *Model) conv3x3Split(fn Conv3x3Func, scratch, cin, cout int, x, w, bias, scale, shift, res, y []float32) {
-	m.convSplit(fn, scratch, cin, cout, 9, x, w, bias, scale, shift, res, y)
+// channels, as two halves of cout/2 channels over the workers; packed is
+// as for conv3x3.
+func (m *Model) conv3x3Split(fn Conv3x3Func, scratch, cin, cout int, x, w, packed, bias, scale, shift, res, y []float32) {
+	m.convSplit(fn, scratch, cin, cout, 9, x, w, packed, bias, scale, shift, res, y)
 }
 
 // conv1x1Split is conv3x3Split for a 1x1 convolution.
-func (m *Model) conv1x1Split(fn Conv1x1Func, scratch, cin, cout int, x, w, bias, scale, shift, res, y []float32) {
-	m.convSplit(fn, scratch, cin, cout, 1, x, w, bias, scale, shift, res, y)
+func (m *Model) conv1x1Split(fn Conv1x1Func, scratch, cin, cout int, x, w, packed, bias, scale, shift, res, y []float32) {
+	m.convSplit(fn, scratch, cin, cout, 1, x, w, packed, bias, scale, shift, res, y)
 }
 
-func (m *Model) convSplit(fn func(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int), scratch, cin, cout, taps int, x, w, bias, scale, shift, res, y []float32) {
+func (m *Model) convSplit(fn func(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int), scratch, cin, cout, taps int, x, w, packed, bias, scale, shift, res, y []float32) {
 	t := &m.k.split
 	t.fn, t.x, t.w, t.bias, t.scale, t.shift, t.res, t.y, t.scratch, t.m = fn, x, w, bias, scale, shift, res, y, scratch, m
-	t.packed, t.cin, t.cout, t.taps = m.k.packed[:cout*cin*taps], cin, cout, taps
+	t.pack = packed == nil || m.refold
+	if packed == nil {
+		packed = m.k.packed[:cout*cin*taps]
+	}
+	t.packed, t.cin, t.cout, t.taps = packed, cin, cout, taps
 	m.ctx.Parallel(t, 2)
 }
 

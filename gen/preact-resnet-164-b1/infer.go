@@ -27,131 +27,163 @@ func (m *Model) infer() {
 }
 
 // inferStemForward runs the forward ops of stem; t is a row of inferStemForwardRows.
-func (m *Model) inferStemForward(t *[9]int) {
-	a, p, s := m.arena, m.params, m.state
-	// conv.fold: bnfold
-	nn.BNFold(m.ctx, a[t[5]:t[5]+432], a[t[6]:t[6]+16], p[t[0]:t[0]+432], nil, s[t[1]:t[1]+16], s[t[2]:t[2]+16], p[t[3]:t[3]+16], p[t[4]:t[4]+16], 16, 27, 1e-05)
+func (m *Model) inferStemForward(t *[10]int) {
+	a, p, s, f := m.arena, m.params, m.state, m.folded
+	if m.refold {
+		// conv.fold: bnfold
+		nn.BNFold(m.ctx, f[t[5]:t[5]+432], f[t[6]:t[6]+16], p[t[0]:t[0]+432], nil, s[t[1]:t[1]+16], s[t[2]:t[2]+16], p[t[3]:t[3]+16], p[t[4]:t[4]+16], 16, 27, 1e-05)
+	}
 	// conv: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[8]:t[8]+16384], nil, nil, a[t[7]:t[7]+3072], a[t[5]:t[5]+432], a[t[6]:t[6]+16], nil, nil, nil, nn.ConvParams{X: nn.Act{N: 1, C: 3, H: 32, W: 32}, Y: nn.Act{N: 1, C: 16, H: 32, W: 32, Blocked: true}, KH: 3, KW: 3, Stride: 1, Pad: 1, Bias: true, ReLU: true})
+	nn.Conv2DFused(m.ctx, a[t[8]:t[8]+16384], nil, nil, a[t[7]:t[7]+3072], f[t[5]:t[5]+432], f[t[6]:t[6]+16], nil, nil, nil, nn.ConvParams{X: nn.Act{N: 1, C: 3, H: 32, W: 32}, Y: nn.Act{N: 1, C: 16, H: 32, W: 32, Blocked: true}, KH: 3, KW: 3, Stride: 1, Pad: 1, Bias: true, ReLU: true})
 }
 
 // inferS1Forward runs the forward ops of s1.u1; t is a row of inferS1ForwardRows.
-func (m *Model) inferS1Forward(t *[21]int) {
-	a, p, s := m.arena, m.params, m.state
-	// conv1.fold: bnfold
-	nn.BNFold(m.ctx, a[t[5]:t[5]+256], a[t[6]:t[6]+16], p[t[0]:t[0]+256], nil, s[t[1]:t[1]+16], s[t[2]:t[2]+16], p[t[3]:t[3]+16], p[t[4]:t[4]+16], 16, 16, 1e-05)
+func (m *Model) inferS1Forward(t *[25]int) {
+	a, p, s, f := m.arena, m.params, m.state, m.folded
+	if m.refold {
+		// conv1.fold: bnfold
+		nn.BNFold(m.ctx, f[t[5]:t[5]+256], f[t[6]:t[6]+16], p[t[0]:t[0]+256], nil, s[t[1]:t[1]+16], s[t[2]:t[2]+16], p[t[3]:t[3]+16], p[t[4]:t[4]+16], 16, 16, 1e-05)
+	}
 	// conv1: conv2d_fused
-	m.conv1x1Split(Conv1x1N1C16K8H32W32S1BiasRelu, 0, 16, 16, a[t[7]:t[7]+16384], a[t[5]:t[5]+256], a[t[6]:t[6]+16], nil, nil, nil, a[t[8]:t[8]+16384])
-	// conv2.fold: bnfold
-	nn.BNFold(m.ctx, a[t[14]:t[14]+2304], a[t[15]:t[15]+16], p[t[9]:t[9]+2304], nil, s[t[10]:t[10]+16], s[t[11]:t[11]+16], p[t[12]:t[12]+16], p[t[13]:t[13]+16], 16, 144, 1e-05)
+	m.conv1x1Split(Conv1x1N1C16K8H32W32S1BiasRelu, 0, 16, 16, a[t[7]:t[7]+16384], f[t[5]:t[5]+256], f[t[9]:t[9]+256], f[t[6]:t[6]+16], nil, nil, nil, a[t[8]:t[8]+16384])
+	if m.refold {
+		// conv2.fold: bnfold
+		nn.BNFold(m.ctx, f[t[15]:t[15]+2304], f[t[16]:t[16]+16], p[t[10]:t[10]+2304], nil, s[t[11]:t[11]+16], s[t[12]:t[12]+16], p[t[13]:t[13]+16], p[t[14]:t[14]+16], 16, 144, 1e-05)
+	}
 	// conv2: conv2d_fused
-	m.conv3x3Split(Conv3x3N1C16K8H32W32S1BiasRelu, 18496, 16, 16, a[t[8]:t[8]+16384], a[t[14]:t[14]+2304], a[t[15]:t[15]+16], nil, nil, nil, a[t[16]:t[16]+16384])
+	m.conv3x3Split(Conv3x3N1C16K8H32W32S1BiasRelu, 18496, 16, 16, a[t[8]:t[8]+16384], f[t[15]:t[15]+2304], f[t[18]:t[18]+2304], f[t[16]:t[16]+16], nil, nil, nil, a[t[17]:t[17]+16384])
 	// conv3: conv2d
-	m.conv1x1Split(Conv1x1N1C16K32H32W32S1, 0, 16, 64, a[t[16]:t[16]+16384], p[t[17]:t[17]+1024], nil, nil, nil, nil, a[t[18]:t[18]+65536])
+	m.conv1x1Split(Conv1x1N1C16K32H32W32S1, 0, 16, 64, a[t[17]:t[17]+16384], p[t[19]:t[19]+1024], f[t[21]:t[21]+1024], nil, nil, nil, nil, a[t[20]:t[20]+65536])
 	// shortcut.conv: conv2d_fused
-	m.conv1x1Split(Conv1x1N1C16K32H32W32S1Res, 0, 16, 64, a[t[7]:t[7]+16384], p[t[19]:t[19]+1024], nil, nil, nil, a[t[18]:t[18]+65536], a[t[20]:t[20]+65536])
+	m.conv1x1Split(Conv1x1N1C16K32H32W32S1Res, 0, 16, 64, a[t[7]:t[7]+16384], p[t[22]:t[22]+1024], f[t[24]:t[24]+1024], nil, nil, nil, a[t[20]:t[20]+65536], a[t[23]:t[23]+65536])
 }
 
 // inferS1Forward2 runs the forward ops of 17 blocks like s1.u2; t is a row of inferS1Forward2Rows.
-func (m *Model) inferS1Forward2(t *[25]int) {
-	a, p, s := m.arena, m.params, m.state
-	// bn1: bnaffine
-	nn.BNAffine(m.ctx, a[t[4]:t[4]+64], a[t[5]:t[5]+64], s[t[0]:t[0]+64], s[t[1]:t[1]+64], p[t[2]:t[2]+64], p[t[3]:t[3]+64], 64, 1e-05)
-	// conv1.fold: bnfold
-	nn.BNFold(m.ctx, a[t[11]:t[11]+1024], a[t[12]:t[12]+16], p[t[6]:t[6]+1024], nil, s[t[7]:t[7]+16], s[t[8]:t[8]+16], p[t[9]:t[9]+16], p[t[10]:t[10]+16], 16, 64, 1e-05)
+func (m *Model) inferS1Forward2(t *[28]int) {
+	a, p, s, f := m.arena, m.params, m.state, m.folded
+	if m.refold {
+		// bn1: bnaffine
+		nn.BNAffine(m.ctx, f[t[4]:t[4]+64], f[t[5]:t[5]+64], s[t[0]:t[0]+64], s[t[1]:t[1]+64], p[t[2]:t[2]+64], p[t[3]:t[3]+64], 64, 1e-05)
+		// conv1.fold: bnfold
+		nn.BNFold(m.ctx, f[t[11]:t[11]+1024], f[t[12]:t[12]+16], p[t[6]:t[6]+1024], nil, s[t[7]:t[7]+16], s[t[8]:t[8]+16], p[t[9]:t[9]+16], p[t[10]:t[10]+16], 16, 64, 1e-05)
+	}
 	// conv1: conv2d_fused
-	m.conv1x1Split(Conv1x1N1C64K8H32W32S1InAffineReluBiasRelu, 65536, 64, 16, a[t[13]:t[13]+65536], a[t[11]:t[11]+1024], a[t[12]:t[12]+16], a[t[4]:t[4]+64], a[t[5]:t[5]+64], nil, a[t[14]:t[14]+16384])
-	// conv2.fold: bnfold
-	nn.BNFold(m.ctx, a[t[20]:t[20]+2304], a[t[21]:t[21]+16], p[t[15]:t[15]+2304], nil, s[t[16]:t[16]+16], s[t[17]:t[17]+16], p[t[18]:t[18]+16], p[t[19]:t[19]+16], 16, 144, 1e-05)
+	m.conv1x1Split(Conv1x1N1C64K8H32W32S1InAffineReluBiasRelu, 65536, 64, 16, a[t[13]:t[13]+65536], f[t[11]:t[11]+1024], f[t[15]:t[15]+1024], f[t[12]:t[12]+16], f[t[4]:t[4]+64], f[t[5]:t[5]+64], nil, a[t[14]:t[14]+16384])
+	if m.refold {
+		// conv2.fold: bnfold
+		nn.BNFold(m.ctx, f[t[21]:t[21]+2304], f[t[22]:t[22]+16], p[t[16]:t[16]+2304], nil, s[t[17]:t[17]+16], s[t[18]:t[18]+16], p[t[19]:t[19]+16], p[t[20]:t[20]+16], 16, 144, 1e-05)
+	}
 	// conv2: conv2d_fused
-	m.conv3x3Split(Conv3x3N1C16K8H32W32S1BiasRelu, 18496, 16, 16, a[t[14]:t[14]+16384], a[t[20]:t[20]+2304], a[t[21]:t[21]+16], nil, nil, nil, a[t[22]:t[22]+16384])
+	m.conv3x3Split(Conv3x3N1C16K8H32W32S1BiasRelu, 18496, 16, 16, a[t[14]:t[14]+16384], f[t[21]:t[21]+2304], f[t[24]:t[24]+2304], f[t[22]:t[22]+16], nil, nil, nil, a[t[23]:t[23]+16384])
 	// conv3: conv2d_fused
-	m.conv1x1Split(Conv1x1N1C16K32H32W32S1Res, 0, 16, 64, a[t[22]:t[22]+16384], p[t[23]:t[23]+1024], nil, nil, nil, a[t[13]:t[13]+65536], a[t[24]:t[24]+65536])
+	m.conv1x1Split(Conv1x1N1C16K32H32W32S1Res, 0, 16, 64, a[t[23]:t[23]+16384], p[t[25]:t[25]+1024], f[t[27]:t[27]+1024], nil, nil, nil, a[t[13]:t[13]+65536], a[t[26]:t[26]+65536])
 }
 
 // inferS2Forward runs the forward ops of s2.u1; t is a row of inferS2ForwardRows.
-func (m *Model) inferS2Forward(t *[28]int) {
-	a, p, s := m.arena, m.params, m.state
-	// bn1: bnaffine
-	nn.BNAffine(m.ctx, a[t[4]:t[4]+64], a[t[5]:t[5]+64], s[t[0]:t[0]+64], s[t[1]:t[1]+64], p[t[2]:t[2]+64], p[t[3]:t[3]+64], 64, 1e-05)
+func (m *Model) inferS2Forward(t *[32]int) {
+	a, p, s, f := m.arena, m.params, m.state, m.folded
+	if m.refold {
+		// bn1: bnaffine
+		nn.BNAffine(m.ctx, f[t[4]:t[4]+64], f[t[5]:t[5]+64], s[t[0]:t[0]+64], s[t[1]:t[1]+64], p[t[2]:t[2]+64], p[t[3]:t[3]+64], 64, 1e-05)
+	}
 	// relu1: affine_relu
-	nn.AffineReLU(m.ctx, a[t[7]:t[7]+65536], a[t[6]:t[6]+65536], a[t[4]:t[4]+64], a[t[5]:t[5]+64], nn.Act{N: 1, C: 64, H: 32, W: 32, Blocked: true})
-	// conv1.fold: bnfold
-	nn.BNFold(m.ctx, a[t[13]:t[13]+2048], a[t[14]:t[14]+32], p[t[8]:t[8]+2048], nil, s[t[9]:t[9]+32], s[t[10]:t[10]+32], p[t[11]:t[11]+32], p[t[12]:t[12]+32], 32, 64, 1e-05)
+	nn.AffineReLU(m.ctx, a[t[7]:t[7]+65536], a[t[6]:t[6]+65536], f[t[4]:t[4]+64], f[t[5]:t[5]+64], nn.Act{N: 1, C: 64, H: 32, W: 32, Blocked: true})
+	if m.refold {
+		// conv1.fold: bnfold
+		nn.BNFold(m.ctx, f[t[13]:t[13]+2048], f[t[14]:t[14]+32], p[t[8]:t[8]+2048], nil, s[t[9]:t[9]+32], s[t[10]:t[10]+32], p[t[11]:t[11]+32], p[t[12]:t[12]+32], 32, 64, 1e-05)
+	}
 	// conv1: conv2d_fused
-	m.conv1x1Split(Conv1x1N1C64K16H32W32S2BiasRelu, 16384, 64, 32, a[t[7]:t[7]+65536], a[t[13]:t[13]+2048], a[t[14]:t[14]+32], nil, nil, nil, a[t[15]:t[15]+8192])
-	// conv2.fold: bnfold
-	nn.BNFold(m.ctx, a[t[21]:t[21]+9216], a[t[22]:t[22]+32], p[t[16]:t[16]+9216], nil, s[t[17]:t[17]+32], s[t[18]:t[18]+32], p[t[19]:t[19]+32], p[t[20]:t[20]+32], 32, 288, 1e-05)
+	m.conv1x1Split(Conv1x1N1C64K16H32W32S2BiasRelu, 16384, 64, 32, a[t[7]:t[7]+65536], f[t[13]:t[13]+2048], f[t[16]:t[16]+2048], f[t[14]:t[14]+32], nil, nil, nil, a[t[15]:t[15]+8192])
+	if m.refold {
+		// conv2.fold: bnfold
+		nn.BNFold(m.ctx, f[t[22]:t[22]+9216], f[t[23]:t[23]+32], p[t[17]:t[17]+9216], nil, s[t[18]:t[18]+32], s[t[19]:t[19]+32], p[t[20]:t[20]+32], p[t[21]:t[21]+32], 32, 288, 1e-05)
+	}
 	// conv2: conv2d_fused
-	m.conv3x3Split(Conv3x3N1C32K16H16W16S1BiasRelu, 10368, 32, 32, a[t[15]:t[15]+8192], a[t[21]:t[21]+9216], a[t[22]:t[22]+32], nil, nil, nil, a[t[23]:t[23]+8192])
+	m.conv3x3Split(Conv3x3N1C32K16H16W16S1BiasRelu, 10368, 32, 32, a[t[15]:t[15]+8192], f[t[22]:t[22]+9216], f[t[25]:t[25]+9216], f[t[23]:t[23]+32], nil, nil, nil, a[t[24]:t[24]+8192])
 	// conv3: conv2d
-	m.conv1x1Split(Conv1x1N1C32K64H16W16S1, 0, 32, 128, a[t[23]:t[23]+8192], p[t[24]:t[24]+4096], nil, nil, nil, nil, a[t[25]:t[25]+32768])
+	m.conv1x1Split(Conv1x1N1C32K64H16W16S1, 0, 32, 128, a[t[24]:t[24]+8192], p[t[26]:t[26]+4096], f[t[28]:t[28]+4096], nil, nil, nil, nil, a[t[27]:t[27]+32768])
 	// shortcut.conv: conv2d_fused
-	m.conv1x1Split(Conv1x1N1C64K64H32W32S2Res, 16384, 64, 128, a[t[7]:t[7]+65536], p[t[26]:t[26]+8192], nil, nil, nil, a[t[25]:t[25]+32768], a[t[27]:t[27]+32768])
+	m.conv1x1Split(Conv1x1N1C64K64H32W32S2Res, 16384, 64, 128, a[t[7]:t[7]+65536], p[t[29]:t[29]+8192], f[t[31]:t[31]+8192], nil, nil, nil, a[t[27]:t[27]+32768], a[t[30]:t[30]+32768])
 }
 
 // inferS2Forward2 runs the forward ops of 17 blocks like s2.u2; t is a row of inferS2Forward2Rows.
-func (m *Model) inferS2Forward2(t *[25]int) {
-	a, p, s := m.arena, m.params, m.state
-	// bn1: bnaffine
-	nn.BNAffine(m.ctx, a[t[4]:t[4]+128], a[t[5]:t[5]+128], s[t[0]:t[0]+128], s[t[1]:t[1]+128], p[t[2]:t[2]+128], p[t[3]:t[3]+128], 128, 1e-05)
-	// conv1.fold: bnfold
-	nn.BNFold(m.ctx, a[t[11]:t[11]+4096], a[t[12]:t[12]+32], p[t[6]:t[6]+4096], nil, s[t[7]:t[7]+32], s[t[8]:t[8]+32], p[t[9]:t[9]+32], p[t[10]:t[10]+32], 32, 128, 1e-05)
+func (m *Model) inferS2Forward2(t *[28]int) {
+	a, p, s, f := m.arena, m.params, m.state, m.folded
+	if m.refold {
+		// bn1: bnaffine
+		nn.BNAffine(m.ctx, f[t[4]:t[4]+128], f[t[5]:t[5]+128], s[t[0]:t[0]+128], s[t[1]:t[1]+128], p[t[2]:t[2]+128], p[t[3]:t[3]+128], 128, 1e-05)
+		// conv1.fold: bnfold
+		nn.BNFold(m.ctx, f[t[11]:t[11]+4096], f[t[12]:t[12]+32], p[t[6]:t[6]+4096], nil, s[t[7]:t[7]+32], s[t[8]:t[8]+32], p[t[9]:t[9]+32], p[t[10]:t[10]+32], 32, 128, 1e-05)
+	}
 	// conv1: conv2d_fused
-	m.conv1x1Split(Conv1x1N1C128K16H16W16S1InAffineReluBiasRelu, 32768, 128, 32, a[t[13]:t[13]+32768], a[t[11]:t[11]+4096], a[t[12]:t[12]+32], a[t[4]:t[4]+128], a[t[5]:t[5]+128], nil, a[t[14]:t[14]+8192])
-	// conv2.fold: bnfold
-	nn.BNFold(m.ctx, a[t[20]:t[20]+9216], a[t[21]:t[21]+32], p[t[15]:t[15]+9216], nil, s[t[16]:t[16]+32], s[t[17]:t[17]+32], p[t[18]:t[18]+32], p[t[19]:t[19]+32], 32, 288, 1e-05)
+	m.conv1x1Split(Conv1x1N1C128K16H16W16S1InAffineReluBiasRelu, 32768, 128, 32, a[t[13]:t[13]+32768], f[t[11]:t[11]+4096], f[t[15]:t[15]+4096], f[t[12]:t[12]+32], f[t[4]:t[4]+128], f[t[5]:t[5]+128], nil, a[t[14]:t[14]+8192])
+	if m.refold {
+		// conv2.fold: bnfold
+		nn.BNFold(m.ctx, f[t[21]:t[21]+9216], f[t[22]:t[22]+32], p[t[16]:t[16]+9216], nil, s[t[17]:t[17]+32], s[t[18]:t[18]+32], p[t[19]:t[19]+32], p[t[20]:t[20]+32], 32, 288, 1e-05)
+	}
 	// conv2: conv2d_fused
-	m.conv3x3Split(Conv3x3N1C32K16H16W16S1BiasRelu, 10368, 32, 32, a[t[14]:t[14]+8192], a[t[20]:t[20]+9216], a[t[21]:t[21]+32], nil, nil, nil, a[t[22]:t[22]+8192])
+	m.conv3x3Split(Conv3x3N1C32K16H16W16S1BiasRelu, 10368, 32, 32, a[t[14]:t[14]+8192], f[t[21]:t[21]+9216], f[t[24]:t[24]+9216], f[t[22]:t[22]+32], nil, nil, nil, a[t[23]:t[23]+8192])
 	// conv3: conv2d_fused
-	m.conv1x1Split(Conv1x1N1C32K64H16W16S1Res, 0, 32, 128, a[t[22]:t[22]+8192], p[t[23]:t[23]+4096], nil, nil, nil, a[t[13]:t[13]+32768], a[t[24]:t[24]+32768])
+	m.conv1x1Split(Conv1x1N1C32K64H16W16S1Res, 0, 32, 128, a[t[23]:t[23]+8192], p[t[25]:t[25]+4096], f[t[27]:t[27]+4096], nil, nil, nil, a[t[13]:t[13]+32768], a[t[26]:t[26]+32768])
 }
 
 // inferS3Forward runs the forward ops of s3.u1; t is a row of inferS3ForwardRows.
-func (m *Model) inferS3Forward(t *[28]int) {
-	a, p, s := m.arena, m.params, m.state
-	// bn1: bnaffine
-	nn.BNAffine(m.ctx, a[t[4]:t[4]+128], a[t[5]:t[5]+128], s[t[0]:t[0]+128], s[t[1]:t[1]+128], p[t[2]:t[2]+128], p[t[3]:t[3]+128], 128, 1e-05)
+func (m *Model) inferS3Forward(t *[32]int) {
+	a, p, s, f := m.arena, m.params, m.state, m.folded
+	if m.refold {
+		// bn1: bnaffine
+		nn.BNAffine(m.ctx, f[t[4]:t[4]+128], f[t[5]:t[5]+128], s[t[0]:t[0]+128], s[t[1]:t[1]+128], p[t[2]:t[2]+128], p[t[3]:t[3]+128], 128, 1e-05)
+	}
 	// relu1: affine_relu
-	nn.AffineReLU(m.ctx, a[t[7]:t[7]+32768], a[t[6]:t[6]+32768], a[t[4]:t[4]+128], a[t[5]:t[5]+128], nn.Act{N: 1, C: 128, H: 16, W: 16, Blocked: true})
-	// conv1.fold: bnfold
-	nn.BNFold(m.ctx, a[t[13]:t[13]+8192], a[t[14]:t[14]+64], p[t[8]:t[8]+8192], nil, s[t[9]:t[9]+64], s[t[10]:t[10]+64], p[t[11]:t[11]+64], p[t[12]:t[12]+64], 64, 128, 1e-05)
+	nn.AffineReLU(m.ctx, a[t[7]:t[7]+32768], a[t[6]:t[6]+32768], f[t[4]:t[4]+128], f[t[5]:t[5]+128], nn.Act{N: 1, C: 128, H: 16, W: 16, Blocked: true})
+	if m.refold {
+		// conv1.fold: bnfold
+		nn.BNFold(m.ctx, f[t[13]:t[13]+8192], f[t[14]:t[14]+64], p[t[8]:t[8]+8192], nil, s[t[9]:t[9]+64], s[t[10]:t[10]+64], p[t[11]:t[11]+64], p[t[12]:t[12]+64], 64, 128, 1e-05)
+	}
 	// conv1: conv2d_fused
-	m.conv1x1Split(Conv1x1N1C128K32H16W16S2BiasRelu, 8192, 128, 64, a[t[7]:t[7]+32768], a[t[13]:t[13]+8192], a[t[14]:t[14]+64], nil, nil, nil, a[t[15]:t[15]+4096])
-	// conv2.fold: bnfold
-	nn.BNFold(m.ctx, a[t[21]:t[21]+36864], a[t[22]:t[22]+64], p[t[16]:t[16]+36864], nil, s[t[17]:t[17]+64], s[t[18]:t[18]+64], p[t[19]:t[19]+64], p[t[20]:t[20]+64], 64, 576, 1e-05)
+	m.conv1x1Split(Conv1x1N1C128K32H16W16S2BiasRelu, 8192, 128, 64, a[t[7]:t[7]+32768], f[t[13]:t[13]+8192], f[t[16]:t[16]+8192], f[t[14]:t[14]+64], nil, nil, nil, a[t[15]:t[15]+4096])
+	if m.refold {
+		// conv2.fold: bnfold
+		nn.BNFold(m.ctx, f[t[22]:t[22]+36864], f[t[23]:t[23]+64], p[t[17]:t[17]+36864], nil, s[t[18]:t[18]+64], s[t[19]:t[19]+64], p[t[20]:t[20]+64], p[t[21]:t[21]+64], 64, 576, 1e-05)
+	}
 	// conv2: conv2d_fused
-	m.conv3x3Split(Conv3x3N1C64K32H8W8S1BiasRelu, 6400, 64, 64, a[t[15]:t[15]+4096], a[t[21]:t[21]+36864], a[t[22]:t[22]+64], nil, nil, nil, a[t[23]:t[23]+4096])
+	m.conv3x3Split(Conv3x3N1C64K32H8W8S1BiasRelu, 6400, 64, 64, a[t[15]:t[15]+4096], f[t[22]:t[22]+36864], f[t[25]:t[25]+36864], f[t[23]:t[23]+64], nil, nil, nil, a[t[24]:t[24]+4096])
 	// conv3: conv2d
-	m.conv1x1Split(Conv1x1N1C64K128H8W8S1, 0, 64, 256, a[t[23]:t[23]+4096], p[t[24]:t[24]+16384], nil, nil, nil, nil, a[t[25]:t[25]+16384])
+	m.conv1x1Split(Conv1x1N1C64K128H8W8S1, 0, 64, 256, a[t[24]:t[24]+4096], p[t[26]:t[26]+16384], f[t[28]:t[28]+16384], nil, nil, nil, nil, a[t[27]:t[27]+16384])
 	// shortcut.conv: conv2d_fused
-	m.conv1x1Split(Conv1x1N1C128K128H16W16S2Res, 8192, 128, 256, a[t[7]:t[7]+32768], p[t[26]:t[26]+32768], nil, nil, nil, a[t[25]:t[25]+16384], a[t[27]:t[27]+16384])
+	m.conv1x1Split(Conv1x1N1C128K128H16W16S2Res, 8192, 128, 256, a[t[7]:t[7]+32768], p[t[29]:t[29]+32768], f[t[31]:t[31]+32768], nil, nil, nil, a[t[27]:t[27]+16384], a[t[30]:t[30]+16384])
 }
 
 // inferS3Forward2 runs the forward ops of 17 blocks like s3.u2; t is a row of inferS3Forward2Rows.
-func (m *Model) inferS3Forward2(t *[25]int) {
-	a, p, s := m.arena, m.params, m.state
-	// bn1: bnaffine
-	nn.BNAffine(m.ctx, a[t[4]:t[4]+256], a[t[5]:t[5]+256], s[t[0]:t[0]+256], s[t[1]:t[1]+256], p[t[2]:t[2]+256], p[t[3]:t[3]+256], 256, 1e-05)
-	// conv1.fold: bnfold
-	nn.BNFold(m.ctx, a[t[11]:t[11]+16384], a[t[12]:t[12]+64], p[t[6]:t[6]+16384], nil, s[t[7]:t[7]+64], s[t[8]:t[8]+64], p[t[9]:t[9]+64], p[t[10]:t[10]+64], 64, 256, 1e-05)
+func (m *Model) inferS3Forward2(t *[28]int) {
+	a, p, s, f := m.arena, m.params, m.state, m.folded
+	if m.refold {
+		// bn1: bnaffine
+		nn.BNAffine(m.ctx, f[t[4]:t[4]+256], f[t[5]:t[5]+256], s[t[0]:t[0]+256], s[t[1]:t[1]+256], p[t[2]:t[2]+256], p[t[3]:t[3]+256], 256, 1e-05)
+		// conv1.fold: bnfold
+		nn.BNFold(m.ctx, f[t[11]:t[11]+16384], f[t[12]:t[12]+64], p[t[6]:t[6]+16384], nil, s[t[7]:t[7]+64], s[t[8]:t[8]+64], p[t[9]:t[9]+64], p[t[10]:t[10]+64], 64, 256, 1e-05)
+	}
 	// conv1: conv2d_fused
-	m.conv1x1Split(Conv1x1N1C256K32H8W8S1InAffineReluBiasRelu, 16384, 256, 64, a[t[13]:t[13]+16384], a[t[11]:t[11]+16384], a[t[12]:t[12]+64], a[t[4]:t[4]+256], a[t[5]:t[5]+256], nil, a[t[14]:t[14]+4096])
-	// conv2.fold: bnfold
-	nn.BNFold(m.ctx, a[t[20]:t[20]+36864], a[t[21]:t[21]+64], p[t[15]:t[15]+36864], nil, s[t[16]:t[16]+64], s[t[17]:t[17]+64], p[t[18]:t[18]+64], p[t[19]:t[19]+64], 64, 576, 1e-05)
+	m.conv1x1Split(Conv1x1N1C256K32H8W8S1InAffineReluBiasRelu, 16384, 256, 64, a[t[13]:t[13]+16384], f[t[11]:t[11]+16384], f[t[15]:t[15]+16384], f[t[12]:t[12]+64], f[t[4]:t[4]+256], f[t[5]:t[5]+256], nil, a[t[14]:t[14]+4096])
+	if m.refold {
+		// conv2.fold: bnfold
+		nn.BNFold(m.ctx, f[t[21]:t[21]+36864], f[t[22]:t[22]+64], p[t[16]:t[16]+36864], nil, s[t[17]:t[17]+64], s[t[18]:t[18]+64], p[t[19]:t[19]+64], p[t[20]:t[20]+64], 64, 576, 1e-05)
+	}
 	// conv2: conv2d_fused
-	m.conv3x3Split(Conv3x3N1C64K32H8W8S1BiasRelu, 6400, 64, 64, a[t[14]:t[14]+4096], a[t[20]:t[20]+36864], a[t[21]:t[21]+64], nil, nil, nil, a[t[22]:t[22]+4096])
+	m.conv3x3Split(Conv3x3N1C64K32H8W8S1BiasRelu, 6400, 64, 64, a[t[14]:t[14]+4096], f[t[21]:t[21]+36864], f[t[24]:t[24]+36864], f[t[22]:t[22]+64], nil, nil, nil, a[t[23]:t[23]+4096])
 	// conv3: conv2d_fused
-	m.conv1x1Split(Conv1x1N1C64K128H8W8S1Res, 0, 64, 256, a[t[22]:t[22]+4096], p[t[23]:t[23]+16384], nil, nil, nil, a[t[13]:t[13]+16384], a[t[24]:t[24]+16384])
+	m.conv1x1Split(Conv1x1N1C64K128H8W8S1Res, 0, 64, 256, a[t[23]:t[23]+4096], p[t[25]:t[25]+16384], f[t[27]:t[27]+16384], nil, nil, nil, a[t[13]:t[13]+16384], a[t[26]:t[26]+16384])
 }
 
 // inferHeadForward runs the forward ops of head; t is a row of inferHeadForwardRows.
 func (m *Model) inferHeadForward(t *[12]int) {
-	a, p, s := m.arena, m.params, m.state
-	// bn: bnaffine
-	nn.BNAffine(m.ctx, a[t[4]:t[4]+256], a[t[5]:t[5]+256], s[t[0]:t[0]+256], s[t[1]:t[1]+256], p[t[2]:t[2]+256], p[t[3]:t[3]+256], 256, 1e-05)
+	a, p, s, f := m.arena, m.params, m.state, m.folded
+	if m.refold {
+		// bn: bnaffine
+		nn.BNAffine(m.ctx, f[t[4]:t[4]+256], f[t[5]:t[5]+256], s[t[0]:t[0]+256], s[t[1]:t[1]+256], p[t[2]:t[2]+256], p[t[3]:t[3]+256], 256, 1e-05)
+	}
 	// relu: affine_relu
-	nn.AffineReLU(m.ctx, a[t[7]:t[7]+16384], a[t[6]:t[6]+16384], a[t[4]:t[4]+256], a[t[5]:t[5]+256], nn.Act{N: 1, C: 256, H: 8, W: 8, Blocked: true})
+	nn.AffineReLU(m.ctx, a[t[7]:t[7]+16384], a[t[6]:t[6]+16384], f[t[4]:t[4]+256], f[t[5]:t[5]+256], nn.Act{N: 1, C: 256, H: 8, W: 8, Blocked: true})
 	// gap: gap
 	nn.GAP(m.ctx, a[t[8]:t[8]+256], a[t[7]:t[7]+16384], nn.Act{N: 1, C: 256, H: 8, W: 8, Blocked: true})
 	// fc: linear

@@ -83,7 +83,7 @@ func (m *Model) trainS1Forward(t *[48]int) {
 	// relu1: affine_relu
 	nn.AffineReLU(m.ctx, a[t[13]:t[13]+16384], a[t[12]:t[12]+16384], a[t[6]:t[6]+16], a[t[7]:t[7]+16], nn.Act{N: 1, C: 16, H: 32, W: 32, Blocked: true})
 	// conv1: conv2d_fused
-	m.conv1x1(Conv1x1N1C16K16H32W32S1Stats, 0, 1, 16, 16, a[t[13]:t[13]+16384], p[t[14]:t[14]+256], nil, nil, nil, nil, a[t[15]:t[15]+16384], a[t[16]:t[16]+16], a[t[17]:t[17]+16])
+	m.conv1x1(Conv1x1N1C16K16H32W32S1Stats, 0, 1, 16, 16, a[t[13]:t[13]+16384], p[t[14]:t[14]+256], nil, nil, nil, nil, nil, a[t[15]:t[15]+16384], a[t[16]:t[16]+16], a[t[17]:t[17]+16])
 	// bn2: moments
 	nn.Moments(m.ctx, a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[16]:t[16]+16], a[t[17]:t[17]+16], 16, 1024)
 	// bn2: bnaffine
@@ -93,7 +93,7 @@ func (m *Model) trainS1Forward(t *[48]int) {
 	// bn2: ema
 	nn.EMA(m.ctx, s[t[27]:t[27]+16], s[t[26]:t[26]+16], a[t[19]:t[19]+16], 16, 0.1, 1.0009775171065494)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N1C16K16H32W32S1InAffineReluStats, 18496, 1, 16, 16, a[t[15]:t[15]+16384], p[t[28]:t[28]+2304], nil, a[t[22]:t[22]+16], a[t[23]:t[23]+16], nil, a[t[29]:t[29]+16384], a[t[30]:t[30]+16], a[t[31]:t[31]+16])
+	m.conv3x3(Conv3x3N1C16K16H32W32S1InAffineReluStats, 18496, 1, 16, 16, a[t[15]:t[15]+16384], p[t[28]:t[28]+2304], nil, nil, a[t[22]:t[22]+16], a[t[23]:t[23]+16], nil, a[t[29]:t[29]+16384], a[t[30]:t[30]+16], a[t[31]:t[31]+16])
 	// bn3: moments
 	nn.Moments(m.ctx, a[t[32]:t[32]+16], a[t[33]:t[33]+16], a[t[30]:t[30]+16], a[t[31]:t[31]+16], 16, 1024)
 	// bn3: bnaffine
@@ -103,9 +103,9 @@ func (m *Model) trainS1Forward(t *[48]int) {
 	// bn3: ema
 	nn.EMA(m.ctx, s[t[41]:t[41]+16], s[t[40]:t[40]+16], a[t[33]:t[33]+16], 16, 0.1, 1.0009775171065494)
 	// conv3: conv2d_fused
-	m.conv1x1Split(Conv1x1N1C16K32H32W32S1InAffineRelu, 16384, 16, 64, a[t[29]:t[29]+16384], p[t[42]:t[42]+1024], nil, a[t[36]:t[36]+16], a[t[37]:t[37]+16], nil, a[t[43]:t[43]+65536])
+	m.conv1x1Split(Conv1x1N1C16K32H32W32S1InAffineRelu, 16384, 16, 64, a[t[29]:t[29]+16384], p[t[42]:t[42]+1024], nil, nil, a[t[36]:t[36]+16], a[t[37]:t[37]+16], nil, a[t[43]:t[43]+65536])
 	// shortcut.conv: conv2d_fused
-	m.conv1x1(Conv1x1N1C16K64H32W32S1ResStats, 0, 1, 16, 64, a[t[13]:t[13]+16384], p[t[44]:t[44]+1024], nil, nil, nil, a[t[43]:t[43]+65536], a[t[45]:t[45]+65536], a[t[46]:t[46]+64], a[t[47]:t[47]+64])
+	m.conv1x1(Conv1x1N1C16K64H32W32S1ResStats, 0, 1, 16, 64, a[t[13]:t[13]+16384], p[t[44]:t[44]+1024], nil, nil, nil, nil, a[t[43]:t[43]+65536], a[t[45]:t[45]+65536], a[t[46]:t[46]+64], a[t[47]:t[47]+64])
 }
 
 // trainS1Forward2 runs the forward ops of 17 blocks like s1.u2; t is a row of trainS1Forward2Rows.
@@ -120,7 +120,7 @@ func (m *Model) trainS1Forward2(t *[45]int) {
 	// bn1: ema
 	nn.EMA(m.ctx, s[t[11]:t[11]+64], s[t[10]:t[10]+64], a[t[3]:t[3]+64], 64, 0.1, 1.0009775171065494)
 	// conv1: conv2d_fused
-	m.conv1x1(Conv1x1N1C64K16H32W32S1InAffineReluStats, 65536, 1, 64, 16, a[t[12]:t[12]+65536], p[t[13]:t[13]+1024], nil, a[t[6]:t[6]+64], a[t[7]:t[7]+64], nil, a[t[14]:t[14]+16384], a[t[15]:t[15]+16], a[t[16]:t[16]+16])
+	m.conv1x1(Conv1x1N1C64K16H32W32S1InAffineReluStats, 65536, 1, 64, 16, a[t[12]:t[12]+65536], p[t[13]:t[13]+1024], nil, nil, a[t[6]:t[6]+64], a[t[7]:t[7]+64], nil, a[t[14]:t[14]+16384], a[t[15]:t[15]+16], a[t[16]:t[16]+16])
 	// bn2: moments
 	nn.Moments(m.ctx, a[t[17]:t[17]+16], a[t[18]:t[18]+16], a[t[15]:t[15]+16], a[t[16]:t[16]+16], 16, 1024)
 	// bn2: bnaffine
@@ -130,7 +130,7 @@ func (m *Model) trainS1Forward2(t *[45]int) {
 	// bn2: ema
 	nn.EMA(m.ctx, s[t[26]:t[26]+16], s[t[25]:t[25]+16], a[t[18]:t[18]+16], 16, 0.1, 1.0009775171065494)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N1C16K16H32W32S1InAffineReluStats, 18496, 1, 16, 16, a[t[14]:t[14]+16384], p[t[27]:t[27]+2304], nil, a[t[21]:t[21]+16], a[t[22]:t[22]+16], nil, a[t[28]:t[28]+16384], a[t[29]:t[29]+16], a[t[30]:t[30]+16])
+	m.conv3x3(Conv3x3N1C16K16H32W32S1InAffineReluStats, 18496, 1, 16, 16, a[t[14]:t[14]+16384], p[t[27]:t[27]+2304], nil, nil, a[t[21]:t[21]+16], a[t[22]:t[22]+16], nil, a[t[28]:t[28]+16384], a[t[29]:t[29]+16], a[t[30]:t[30]+16])
 	// bn3: moments
 	nn.Moments(m.ctx, a[t[31]:t[31]+16], a[t[32]:t[32]+16], a[t[29]:t[29]+16], a[t[30]:t[30]+16], 16, 1024)
 	// bn3: bnaffine
@@ -140,7 +140,7 @@ func (m *Model) trainS1Forward2(t *[45]int) {
 	// bn3: ema
 	nn.EMA(m.ctx, s[t[40]:t[40]+16], s[t[39]:t[39]+16], a[t[32]:t[32]+16], 16, 0.1, 1.0009775171065494)
 	// conv3: conv2d_fused
-	m.conv1x1(Conv1x1N1C16K64H32W32S1InAffineReluResStats, 16384, 1, 16, 64, a[t[28]:t[28]+16384], p[t[41]:t[41]+1024], nil, a[t[35]:t[35]+16], a[t[36]:t[36]+16], a[t[12]:t[12]+65536], a[t[42]:t[42]+65536], a[t[43]:t[43]+64], a[t[44]:t[44]+64])
+	m.conv1x1(Conv1x1N1C16K64H32W32S1InAffineReluResStats, 16384, 1, 16, 64, a[t[28]:t[28]+16384], p[t[41]:t[41]+1024], nil, nil, a[t[35]:t[35]+16], a[t[36]:t[36]+16], a[t[12]:t[12]+65536], a[t[42]:t[42]+65536], a[t[43]:t[43]+64], a[t[44]:t[44]+64])
 }
 
 // trainS2Forward runs the forward ops of s2.u1; t is a row of trainS2ForwardRows.
@@ -157,7 +157,7 @@ func (m *Model) trainS2Forward(t *[48]int) {
 	// relu1: affine_relu
 	nn.AffineReLU(m.ctx, a[t[13]:t[13]+65536], a[t[12]:t[12]+65536], a[t[6]:t[6]+64], a[t[7]:t[7]+64], nn.Act{N: 1, C: 64, H: 32, W: 32, Blocked: true})
 	// conv1: conv2d_fused
-	m.conv1x1(Conv1x1N1C64K32H32W32S2Stats, 16384, 1, 64, 32, a[t[13]:t[13]+65536], p[t[14]:t[14]+2048], nil, nil, nil, nil, a[t[15]:t[15]+8192], a[t[16]:t[16]+32], a[t[17]:t[17]+32])
+	m.conv1x1(Conv1x1N1C64K32H32W32S2Stats, 16384, 1, 64, 32, a[t[13]:t[13]+65536], p[t[14]:t[14]+2048], nil, nil, nil, nil, nil, a[t[15]:t[15]+8192], a[t[16]:t[16]+32], a[t[17]:t[17]+32])
 	// bn2: moments
 	nn.Moments(m.ctx, a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[16]:t[16]+32], a[t[17]:t[17]+32], 32, 256)
 	// bn2: bnaffine
@@ -167,7 +167,7 @@ func (m *Model) trainS2Forward(t *[48]int) {
 	// bn2: ema
 	nn.EMA(m.ctx, s[t[27]:t[27]+32], s[t[26]:t[26]+32], a[t[19]:t[19]+32], 32, 0.1, 1.003921568627451)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N1C32K32H16W16S1InAffineReluStats, 10368, 1, 32, 32, a[t[15]:t[15]+8192], p[t[28]:t[28]+9216], nil, a[t[22]:t[22]+32], a[t[23]:t[23]+32], nil, a[t[29]:t[29]+8192], a[t[30]:t[30]+32], a[t[31]:t[31]+32])
+	m.conv3x3(Conv3x3N1C32K32H16W16S1InAffineReluStats, 10368, 1, 32, 32, a[t[15]:t[15]+8192], p[t[28]:t[28]+9216], nil, nil, a[t[22]:t[22]+32], a[t[23]:t[23]+32], nil, a[t[29]:t[29]+8192], a[t[30]:t[30]+32], a[t[31]:t[31]+32])
 	// bn3: moments
 	nn.Moments(m.ctx, a[t[32]:t[32]+32], a[t[33]:t[33]+32], a[t[30]:t[30]+32], a[t[31]:t[31]+32], 32, 256)
 	// bn3: bnaffine
@@ -177,9 +177,9 @@ func (m *Model) trainS2Forward(t *[48]int) {
 	// bn3: ema
 	nn.EMA(m.ctx, s[t[41]:t[41]+32], s[t[40]:t[40]+32], a[t[33]:t[33]+32], 32, 0.1, 1.003921568627451)
 	// conv3: conv2d_fused
-	m.conv1x1Split(Conv1x1N1C32K64H16W16S1InAffineRelu, 8192, 32, 128, a[t[29]:t[29]+8192], p[t[42]:t[42]+4096], nil, a[t[36]:t[36]+32], a[t[37]:t[37]+32], nil, a[t[43]:t[43]+32768])
+	m.conv1x1Split(Conv1x1N1C32K64H16W16S1InAffineRelu, 8192, 32, 128, a[t[29]:t[29]+8192], p[t[42]:t[42]+4096], nil, nil, a[t[36]:t[36]+32], a[t[37]:t[37]+32], nil, a[t[43]:t[43]+32768])
 	// shortcut.conv: conv2d_fused
-	m.conv1x1(Conv1x1N1C64K128H32W32S2ResStats, 16384, 1, 64, 128, a[t[13]:t[13]+65536], p[t[44]:t[44]+8192], nil, nil, nil, a[t[43]:t[43]+32768], a[t[45]:t[45]+32768], a[t[46]:t[46]+128], a[t[47]:t[47]+128])
+	m.conv1x1(Conv1x1N1C64K128H32W32S2ResStats, 16384, 1, 64, 128, a[t[13]:t[13]+65536], p[t[44]:t[44]+8192], nil, nil, nil, nil, a[t[43]:t[43]+32768], a[t[45]:t[45]+32768], a[t[46]:t[46]+128], a[t[47]:t[47]+128])
 }
 
 // trainS2Forward2 runs the forward ops of 17 blocks like s2.u2; t is a row of trainS2Forward2Rows.
@@ -194,7 +194,7 @@ func (m *Model) trainS2Forward2(t *[45]int) {
 	// bn1: ema
 	nn.EMA(m.ctx, s[t[11]:t[11]+128], s[t[10]:t[10]+128], a[t[3]:t[3]+128], 128, 0.1, 1.003921568627451)
 	// conv1: conv2d_fused
-	m.conv1x1(Conv1x1N1C128K32H16W16S1InAffineReluStats, 32768, 1, 128, 32, a[t[12]:t[12]+32768], p[t[13]:t[13]+4096], nil, a[t[6]:t[6]+128], a[t[7]:t[7]+128], nil, a[t[14]:t[14]+8192], a[t[15]:t[15]+32], a[t[16]:t[16]+32])
+	m.conv1x1(Conv1x1N1C128K32H16W16S1InAffineReluStats, 32768, 1, 128, 32, a[t[12]:t[12]+32768], p[t[13]:t[13]+4096], nil, nil, a[t[6]:t[6]+128], a[t[7]:t[7]+128], nil, a[t[14]:t[14]+8192], a[t[15]:t[15]+32], a[t[16]:t[16]+32])
 	// bn2: moments
 	nn.Moments(m.ctx, a[t[17]:t[17]+32], a[t[18]:t[18]+32], a[t[15]:t[15]+32], a[t[16]:t[16]+32], 32, 256)
 	// bn2: bnaffine
@@ -204,7 +204,7 @@ func (m *Model) trainS2Forward2(t *[45]int) {
 	// bn2: ema
 	nn.EMA(m.ctx, s[t[26]:t[26]+32], s[t[25]:t[25]+32], a[t[18]:t[18]+32], 32, 0.1, 1.003921568627451)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N1C32K32H16W16S1InAffineReluStats, 10368, 1, 32, 32, a[t[14]:t[14]+8192], p[t[27]:t[27]+9216], nil, a[t[21]:t[21]+32], a[t[22]:t[22]+32], nil, a[t[28]:t[28]+8192], a[t[29]:t[29]+32], a[t[30]:t[30]+32])
+	m.conv3x3(Conv3x3N1C32K32H16W16S1InAffineReluStats, 10368, 1, 32, 32, a[t[14]:t[14]+8192], p[t[27]:t[27]+9216], nil, nil, a[t[21]:t[21]+32], a[t[22]:t[22]+32], nil, a[t[28]:t[28]+8192], a[t[29]:t[29]+32], a[t[30]:t[30]+32])
 	// bn3: moments
 	nn.Moments(m.ctx, a[t[31]:t[31]+32], a[t[32]:t[32]+32], a[t[29]:t[29]+32], a[t[30]:t[30]+32], 32, 256)
 	// bn3: bnaffine
@@ -214,7 +214,7 @@ func (m *Model) trainS2Forward2(t *[45]int) {
 	// bn3: ema
 	nn.EMA(m.ctx, s[t[40]:t[40]+32], s[t[39]:t[39]+32], a[t[32]:t[32]+32], 32, 0.1, 1.003921568627451)
 	// conv3: conv2d_fused
-	m.conv1x1(Conv1x1N1C32K128H16W16S1InAffineReluResStats, 8192, 1, 32, 128, a[t[28]:t[28]+8192], p[t[41]:t[41]+4096], nil, a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[12]:t[12]+32768], a[t[42]:t[42]+32768], a[t[43]:t[43]+128], a[t[44]:t[44]+128])
+	m.conv1x1(Conv1x1N1C32K128H16W16S1InAffineReluResStats, 8192, 1, 32, 128, a[t[28]:t[28]+8192], p[t[41]:t[41]+4096], nil, nil, a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[12]:t[12]+32768], a[t[42]:t[42]+32768], a[t[43]:t[43]+128], a[t[44]:t[44]+128])
 }
 
 // trainS3Forward runs the forward ops of s3.u1; t is a row of trainS3ForwardRows.
@@ -231,7 +231,7 @@ func (m *Model) trainS3Forward(t *[48]int) {
 	// relu1: affine_relu
 	nn.AffineReLU(m.ctx, a[t[13]:t[13]+32768], a[t[12]:t[12]+32768], a[t[6]:t[6]+128], a[t[7]:t[7]+128], nn.Act{N: 1, C: 128, H: 16, W: 16, Blocked: true})
 	// conv1: conv2d_fused
-	m.conv1x1(Conv1x1N1C128K64H16W16S2Stats, 8192, 1, 128, 64, a[t[13]:t[13]+32768], p[t[14]:t[14]+8192], nil, nil, nil, nil, a[t[15]:t[15]+4096], a[t[16]:t[16]+64], a[t[17]:t[17]+64])
+	m.conv1x1(Conv1x1N1C128K64H16W16S2Stats, 8192, 1, 128, 64, a[t[13]:t[13]+32768], p[t[14]:t[14]+8192], nil, nil, nil, nil, nil, a[t[15]:t[15]+4096], a[t[16]:t[16]+64], a[t[17]:t[17]+64])
 	// bn2: moments
 	nn.Moments(m.ctx, a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[16]:t[16]+64], a[t[17]:t[17]+64], 64, 64)
 	// bn2: bnaffine
@@ -241,7 +241,7 @@ func (m *Model) trainS3Forward(t *[48]int) {
 	// bn2: ema
 	nn.EMA(m.ctx, s[t[27]:t[27]+64], s[t[26]:t[26]+64], a[t[19]:t[19]+64], 64, 0.1, 1.0158730158730158)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N1C64K64H8W8S1InAffineReluStats, 6400, 1, 64, 64, a[t[15]:t[15]+4096], p[t[28]:t[28]+36864], nil, a[t[22]:t[22]+64], a[t[23]:t[23]+64], nil, a[t[29]:t[29]+4096], a[t[30]:t[30]+64], a[t[31]:t[31]+64])
+	m.conv3x3(Conv3x3N1C64K64H8W8S1InAffineReluStats, 6400, 1, 64, 64, a[t[15]:t[15]+4096], p[t[28]:t[28]+36864], nil, nil, a[t[22]:t[22]+64], a[t[23]:t[23]+64], nil, a[t[29]:t[29]+4096], a[t[30]:t[30]+64], a[t[31]:t[31]+64])
 	// bn3: moments
 	nn.Moments(m.ctx, a[t[32]:t[32]+64], a[t[33]:t[33]+64], a[t[30]:t[30]+64], a[t[31]:t[31]+64], 64, 64)
 	// bn3: bnaffine
@@ -251,9 +251,9 @@ func (m *Model) trainS3Forward(t *[48]int) {
 	// bn3: ema
 	nn.EMA(m.ctx, s[t[41]:t[41]+64], s[t[40]:t[40]+64], a[t[33]:t[33]+64], 64, 0.1, 1.0158730158730158)
 	// conv3: conv2d_fused
-	m.conv1x1Split(Conv1x1N1C64K128H8W8S1InAffineRelu, 4096, 64, 256, a[t[29]:t[29]+4096], p[t[42]:t[42]+16384], nil, a[t[36]:t[36]+64], a[t[37]:t[37]+64], nil, a[t[43]:t[43]+16384])
+	m.conv1x1Split(Conv1x1N1C64K128H8W8S1InAffineRelu, 4096, 64, 256, a[t[29]:t[29]+4096], p[t[42]:t[42]+16384], nil, nil, a[t[36]:t[36]+64], a[t[37]:t[37]+64], nil, a[t[43]:t[43]+16384])
 	// shortcut.conv: conv2d_fused
-	m.conv1x1(Conv1x1N1C128K256H16W16S2ResStats, 8192, 1, 128, 256, a[t[13]:t[13]+32768], p[t[44]:t[44]+32768], nil, nil, nil, a[t[43]:t[43]+16384], a[t[45]:t[45]+16384], a[t[46]:t[46]+256], a[t[47]:t[47]+256])
+	m.conv1x1(Conv1x1N1C128K256H16W16S2ResStats, 8192, 1, 128, 256, a[t[13]:t[13]+32768], p[t[44]:t[44]+32768], nil, nil, nil, nil, a[t[43]:t[43]+16384], a[t[45]:t[45]+16384], a[t[46]:t[46]+256], a[t[47]:t[47]+256])
 }
 
 // trainS3Forward2 runs the forward ops of 17 blocks like s3.u2; t is a row of trainS3Forward2Rows.
@@ -268,7 +268,7 @@ func (m *Model) trainS3Forward2(t *[45]int) {
 	// bn1: ema
 	nn.EMA(m.ctx, s[t[11]:t[11]+256], s[t[10]:t[10]+256], a[t[3]:t[3]+256], 256, 0.1, 1.0158730158730158)
 	// conv1: conv2d_fused
-	m.conv1x1(Conv1x1N1C256K64H8W8S1InAffineReluStats, 16384, 1, 256, 64, a[t[12]:t[12]+16384], p[t[13]:t[13]+16384], nil, a[t[6]:t[6]+256], a[t[7]:t[7]+256], nil, a[t[14]:t[14]+4096], a[t[15]:t[15]+64], a[t[16]:t[16]+64])
+	m.conv1x1(Conv1x1N1C256K64H8W8S1InAffineReluStats, 16384, 1, 256, 64, a[t[12]:t[12]+16384], p[t[13]:t[13]+16384], nil, nil, a[t[6]:t[6]+256], a[t[7]:t[7]+256], nil, a[t[14]:t[14]+4096], a[t[15]:t[15]+64], a[t[16]:t[16]+64])
 	// bn2: moments
 	nn.Moments(m.ctx, a[t[17]:t[17]+64], a[t[18]:t[18]+64], a[t[15]:t[15]+64], a[t[16]:t[16]+64], 64, 64)
 	// bn2: bnaffine
@@ -278,7 +278,7 @@ func (m *Model) trainS3Forward2(t *[45]int) {
 	// bn2: ema
 	nn.EMA(m.ctx, s[t[26]:t[26]+64], s[t[25]:t[25]+64], a[t[18]:t[18]+64], 64, 0.1, 1.0158730158730158)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N1C64K64H8W8S1InAffineReluStats, 6400, 1, 64, 64, a[t[14]:t[14]+4096], p[t[27]:t[27]+36864], nil, a[t[21]:t[21]+64], a[t[22]:t[22]+64], nil, a[t[28]:t[28]+4096], a[t[29]:t[29]+64], a[t[30]:t[30]+64])
+	m.conv3x3(Conv3x3N1C64K64H8W8S1InAffineReluStats, 6400, 1, 64, 64, a[t[14]:t[14]+4096], p[t[27]:t[27]+36864], nil, nil, a[t[21]:t[21]+64], a[t[22]:t[22]+64], nil, a[t[28]:t[28]+4096], a[t[29]:t[29]+64], a[t[30]:t[30]+64])
 	// bn3: moments
 	nn.Moments(m.ctx, a[t[31]:t[31]+64], a[t[32]:t[32]+64], a[t[29]:t[29]+64], a[t[30]:t[30]+64], 64, 64)
 	// bn3: bnaffine
@@ -288,7 +288,7 @@ func (m *Model) trainS3Forward2(t *[45]int) {
 	// bn3: ema
 	nn.EMA(m.ctx, s[t[40]:t[40]+64], s[t[39]:t[39]+64], a[t[32]:t[32]+64], 64, 0.1, 1.0158730158730158)
 	// conv3: conv2d_fused
-	m.conv1x1(Conv1x1N1C64K256H8W8S1InAffineReluResStats, 4096, 1, 64, 256, a[t[28]:t[28]+4096], p[t[41]:t[41]+16384], nil, a[t[35]:t[35]+64], a[t[36]:t[36]+64], a[t[12]:t[12]+16384], a[t[42]:t[42]+16384], a[t[43]:t[43]+256], a[t[44]:t[44]+256])
+	m.conv1x1(Conv1x1N1C64K256H8W8S1InAffineReluResStats, 4096, 1, 64, 256, a[t[28]:t[28]+4096], p[t[41]:t[41]+16384], nil, nil, a[t[35]:t[35]+64], a[t[36]:t[36]+64], a[t[12]:t[12]+16384], a[t[42]:t[42]+16384], a[t[43]:t[43]+256], a[t[44]:t[44]+256])
 }
 
 // trainHeadForward runs the forward ops of head; t is a row of trainHeadForwardRows.

@@ -47,12 +47,18 @@ const (
 	arenaLen   = 415747184 // 1.5 GiB (1,662,988,736 B): train 1662988736 bytes, infer 54525952
 	paramsLen  = 1703264
 	stateLen   = 1727488
-	scratchLen = 66048 // per worker
-	wideLen    = 65536 // float64s per worker
+	scratchLen = 66048   // per worker
+	wideLen    = 65536   // float64s per worker
+	foldedLen  = 2944048 // 11.2 MiB (11,776,192 B): Infer's folded and packed weights
 )
 
 // Model is the network's weights and state and the memory its steps run in.
 // Its methods are not safe for concurrent use.
+//
+// Infer keeps the BatchNorm statistics folded into the weights, and the
+// weights packed for its kernels, from one call to the next. TrainStep,
+// Init and Load tell it to fold and pack again; a caller that writes the
+// Weights or Stats tensors itself must call WeightsChanged before Infer.
 type Model struct {
 	Weights  Weights // the trained tensors
 	Momentum Weights // SGD's momentum of each weight
@@ -61,6 +67,8 @@ type Model struct {
 	params []float32 // every param tensor (tensors lists them)
 	state  []float32 // running statistics and momentum
 	arena  []float32 // activations and gradients, at planned offsets
+	folded []float32 // Infer's folded and packed weights, allocated by its first call
+	refold bool      // the weights changed since folded was computed
 	labels []int32
 	logits []float32 // the last step's logits
 	ctx    *nn.Ctx
@@ -83,6 +91,7 @@ func New(threads int, seed uint64) (*Model, error) {
 		labels: make([]int32, Batch),
 		logits: make([]float32, Batch*Classes),
 		params: make([]float32, paramsLen),
+		refold: true,
 		state:  make([]float32, stateLen),
 	}
 	for i := range tensors {
@@ -113,6 +122,13 @@ func (m *Model) Init(seed uint64) {
 		nn.Init(m.storage(&t), t.name, seed, t.init, t.a)
 	}
 	m.step = 0
+	m.refold = true
+}
+
+// WeightsChanged tells Infer that the Weights or Stats tensors were written
+// other than by TrainStep, Init or Load, so that it folds and packs them again.
+func (m *Model) WeightsChanged() {
+	m.refold = true
 }
 
 // Step is the number of training steps taken since Init.
@@ -136,6 +152,7 @@ func (m *Model) TrainStep(x []float32, labels []int32, lr float32) (float32, err
 	copy(m.labels, labels)
 	m.arena[415744768] = lr
 	m.train()
+	m.refold = true
 	copy(m.logits, m.arena[415697408:415698688])
 	m.step++
 	return m.arena[415747152], nil
@@ -143,13 +160,19 @@ func (m *Model) TrainStep(x []float32, labels []int32, lr float32) (float32, err
 
 // Infer returns the logits of a batch of Batch images (BatchNorm with the
 // running statistics, folded into the convolutions). The slice is the model's
-// and valid until its next step.
+// and valid until its next step. The first call after the weights changed
+// folds and packs them (see Model); later calls reuse that work.
 func (m *Model) Infer(x []float32) ([]float32, error) {
 	if err := checkBatch(x, nil); err != nil {
 		return nil, err
 	}
+	if m.folded == nil {
+		m.folded = AlignedFloats(foldedLen)
+		m.refold = true
+	}
 	copy(m.arena[0:393216], x)
 	m.infer()
+	m.refold = false
 	copy(m.logits, m.arena[0:1280])
 	return m.logits, nil
 }

@@ -27,105 +27,125 @@ func (m *Model) infer() {
 }
 
 // inferStemForward runs the forward ops of stem; t is a row of inferStemForwardRows.
-func (m *Model) inferStemForward(t *[9]int) {
-	a, p, s := m.arena, m.params, m.state
-	// conv.fold: bnfold
-	nn.BNFold(m.ctx, a[t[5]:t[5]+432], a[t[6]:t[6]+16], p[t[0]:t[0]+432], nil, s[t[1]:t[1]+16], s[t[2]:t[2]+16], p[t[3]:t[3]+16], p[t[4]:t[4]+16], 16, 27, 1e-05)
+func (m *Model) inferStemForward(t *[10]int) {
+	a, p, s, f := m.arena, m.params, m.state, m.folded
+	if m.refold {
+		// conv.fold: bnfold
+		nn.BNFold(m.ctx, f[t[5]:t[5]+432], f[t[6]:t[6]+16], p[t[0]:t[0]+432], nil, s[t[1]:t[1]+16], s[t[2]:t[2]+16], p[t[3]:t[3]+16], p[t[4]:t[4]+16], 16, 27, 1e-05)
+	}
 	// conv: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[8]:t[8]+2097152], nil, nil, a[t[7]:t[7]+393216], a[t[5]:t[5]+432], a[t[6]:t[6]+16], nil, nil, nil, nn.ConvParams{X: nn.Act{N: 128, C: 3, H: 32, W: 32}, Y: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, KH: 3, KW: 3, Stride: 1, Pad: 1, Bias: true, ReLU: true})
+	nn.Conv2DFused(m.ctx, a[t[8]:t[8]+2097152], nil, nil, a[t[7]:t[7]+393216], f[t[5]:t[5]+432], f[t[6]:t[6]+16], nil, nil, nil, nn.ConvParams{X: nn.Act{N: 128, C: 3, H: 32, W: 32}, Y: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, KH: 3, KW: 3, Stride: 1, Pad: 1, Bias: true, ReLU: true})
 }
 
 // inferS1Forward runs the forward ops of s1.u1; t is a row of inferS1ForwardRows.
-func (m *Model) inferS1Forward(t *[11]int) {
-	a, p, s := m.arena, m.params, m.state
-	// conv1.fold: bnfold
-	nn.BNFold(m.ctx, a[t[5]:t[5]+2304], a[t[6]:t[6]+16], p[t[0]:t[0]+2304], nil, s[t[1]:t[1]+16], s[t[2]:t[2]+16], p[t[3]:t[3]+16], p[t[4]:t[4]+16], 16, 144, 1e-05)
+func (m *Model) inferS1Forward(t *[13]int) {
+	a, p, s, f := m.arena, m.params, m.state, m.folded
+	if m.refold {
+		// conv1.fold: bnfold
+		nn.BNFold(m.ctx, f[t[5]:t[5]+2304], f[t[6]:t[6]+16], p[t[0]:t[0]+2304], nil, s[t[1]:t[1]+16], s[t[2]:t[2]+16], p[t[3]:t[3]+16], p[t[4]:t[4]+16], 16, 144, 1e-05)
+	}
 	// conv1: conv2d_fused
-	m.conv3x3(Conv3x3N128C16K16H32W32S1BiasRelu, 18496, 128, 16, 16, a[t[7]:t[7]+2097152], a[t[5]:t[5]+2304], a[t[6]:t[6]+16], nil, nil, nil, a[t[8]:t[8]+2097152], nil, nil)
+	m.conv3x3(Conv3x3N128C16K16H32W32S1BiasRelu, 18496, 128, 16, 16, a[t[7]:t[7]+2097152], f[t[5]:t[5]+2304], f[t[9]:t[9]+2304], f[t[6]:t[6]+16], nil, nil, nil, a[t[8]:t[8]+2097152], nil, nil)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N128C16K16H32W32S1Res, 18496, 128, 16, 16, a[t[8]:t[8]+2097152], p[t[9]:t[9]+2304], nil, nil, nil, a[t[7]:t[7]+2097152], a[t[10]:t[10]+2097152], nil, nil)
+	m.conv3x3(Conv3x3N128C16K16H32W32S1Res, 18496, 128, 16, 16, a[t[8]:t[8]+2097152], p[t[10]:t[10]+2304], f[t[12]:t[12]+2304], nil, nil, nil, a[t[7]:t[7]+2097152], a[t[11]:t[11]+2097152], nil, nil)
 }
 
 // inferS1Forward2 runs the forward ops of 2 blocks like s1.u2; t is a row of inferS1Forward2Rows.
-func (m *Model) inferS1Forward2(t *[17]int) {
-	a, p, s := m.arena, m.params, m.state
-	// bn1: bnaffine
-	nn.BNAffine(m.ctx, a[t[4]:t[4]+16], a[t[5]:t[5]+16], s[t[0]:t[0]+16], s[t[1]:t[1]+16], p[t[2]:t[2]+16], p[t[3]:t[3]+16], 16, 1e-05)
-	// conv1.fold: bnfold
-	nn.BNFold(m.ctx, a[t[11]:t[11]+2304], a[t[12]:t[12]+16], p[t[6]:t[6]+2304], nil, s[t[7]:t[7]+16], s[t[8]:t[8]+16], p[t[9]:t[9]+16], p[t[10]:t[10]+16], 16, 144, 1e-05)
+func (m *Model) inferS1Forward2(t *[19]int) {
+	a, p, s, f := m.arena, m.params, m.state, m.folded
+	if m.refold {
+		// bn1: bnaffine
+		nn.BNAffine(m.ctx, f[t[4]:t[4]+16], f[t[5]:t[5]+16], s[t[0]:t[0]+16], s[t[1]:t[1]+16], p[t[2]:t[2]+16], p[t[3]:t[3]+16], 16, 1e-05)
+		// conv1.fold: bnfold
+		nn.BNFold(m.ctx, f[t[11]:t[11]+2304], f[t[12]:t[12]+16], p[t[6]:t[6]+2304], nil, s[t[7]:t[7]+16], s[t[8]:t[8]+16], p[t[9]:t[9]+16], p[t[10]:t[10]+16], 16, 144, 1e-05)
+	}
 	// conv1: conv2d_fused
-	m.conv3x3(Conv3x3N128C16K16H32W32S1InAffineReluBiasRelu, 18496, 128, 16, 16, a[t[13]:t[13]+2097152], a[t[11]:t[11]+2304], a[t[12]:t[12]+16], a[t[4]:t[4]+16], a[t[5]:t[5]+16], nil, a[t[14]:t[14]+2097152], nil, nil)
+	m.conv3x3(Conv3x3N128C16K16H32W32S1InAffineReluBiasRelu, 18496, 128, 16, 16, a[t[13]:t[13]+2097152], f[t[11]:t[11]+2304], f[t[15]:t[15]+2304], f[t[12]:t[12]+16], f[t[4]:t[4]+16], f[t[5]:t[5]+16], nil, a[t[14]:t[14]+2097152], nil, nil)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N128C16K16H32W32S1Res, 18496, 128, 16, 16, a[t[14]:t[14]+2097152], p[t[15]:t[15]+2304], nil, nil, nil, a[t[13]:t[13]+2097152], a[t[16]:t[16]+2097152], nil, nil)
+	m.conv3x3(Conv3x3N128C16K16H32W32S1Res, 18496, 128, 16, 16, a[t[14]:t[14]+2097152], p[t[16]:t[16]+2304], f[t[18]:t[18]+2304], nil, nil, nil, a[t[13]:t[13]+2097152], a[t[17]:t[17]+2097152], nil, nil)
 }
 
 // inferS2Forward runs the forward ops of s2.u1; t is a row of inferS2ForwardRows.
-func (m *Model) inferS2Forward(t *[19]int) {
-	a, p, s := m.arena, m.params, m.state
-	// bn1: bnaffine
-	nn.BNAffine(m.ctx, a[t[4]:t[4]+16], a[t[5]:t[5]+16], s[t[0]:t[0]+16], s[t[1]:t[1]+16], p[t[2]:t[2]+16], p[t[3]:t[3]+16], 16, 1e-05)
+func (m *Model) inferS2Forward(t *[21]int) {
+	a, p, s, f := m.arena, m.params, m.state, m.folded
+	if m.refold {
+		// bn1: bnaffine
+		nn.BNAffine(m.ctx, f[t[4]:t[4]+16], f[t[5]:t[5]+16], s[t[0]:t[0]+16], s[t[1]:t[1]+16], p[t[2]:t[2]+16], p[t[3]:t[3]+16], 16, 1e-05)
+	}
 	// relu1: affine_relu
-	nn.AffineReLU(m.ctx, a[t[7]:t[7]+2097152], a[t[6]:t[6]+2097152], a[t[4]:t[4]+16], a[t[5]:t[5]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
-	// conv1.fold: bnfold
-	nn.BNFold(m.ctx, a[t[13]:t[13]+4608], a[t[14]:t[14]+32], p[t[8]:t[8]+4608], nil, s[t[9]:t[9]+32], s[t[10]:t[10]+32], p[t[11]:t[11]+32], p[t[12]:t[12]+32], 32, 144, 1e-05)
+	nn.AffineReLU(m.ctx, a[t[7]:t[7]+2097152], a[t[6]:t[6]+2097152], f[t[4]:t[4]+16], f[t[5]:t[5]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
+	if m.refold {
+		// conv1.fold: bnfold
+		nn.BNFold(m.ctx, f[t[13]:t[13]+4608], f[t[14]:t[14]+32], p[t[8]:t[8]+4608], nil, s[t[9]:t[9]+32], s[t[10]:t[10]+32], p[t[11]:t[11]+32], p[t[12]:t[12]+32], 32, 144, 1e-05)
+	}
 	// conv1: conv2d_fused
-	m.conv3x3(Conv3x3N128C16K32H32W32S2BiasRelu, 18496, 128, 16, 32, a[t[7]:t[7]+2097152], a[t[13]:t[13]+4608], a[t[14]:t[14]+32], nil, nil, nil, a[t[15]:t[15]+1048576], nil, nil)
+	m.conv3x3(Conv3x3N128C16K32H32W32S2BiasRelu, 18496, 128, 16, 32, a[t[7]:t[7]+2097152], f[t[13]:t[13]+4608], f[t[16]:t[16]+4608], f[t[14]:t[14]+32], nil, nil, nil, a[t[15]:t[15]+1048576], nil, nil)
 	// shortcut: subsample_pad
-	nn.SubsamplePad(m.ctx, a[t[16]:t[16]+1048576], a[t[7]:t[7]+2097152], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, 2)
+	nn.SubsamplePad(m.ctx, a[t[17]:t[17]+1048576], a[t[7]:t[7]+2097152], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, 2)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N128C32K32H16W16S1Res, 10368, 128, 32, 32, a[t[15]:t[15]+1048576], p[t[17]:t[17]+9216], nil, nil, nil, a[t[16]:t[16]+1048576], a[t[18]:t[18]+1048576], nil, nil)
+	m.conv3x3(Conv3x3N128C32K32H16W16S1Res, 10368, 128, 32, 32, a[t[15]:t[15]+1048576], p[t[18]:t[18]+9216], f[t[20]:t[20]+9216], nil, nil, nil, a[t[17]:t[17]+1048576], a[t[19]:t[19]+1048576], nil, nil)
 }
 
 // inferS2Forward2 runs the forward ops of 2 blocks like s2.u2; t is a row of inferS2Forward2Rows.
-func (m *Model) inferS2Forward2(t *[17]int) {
-	a, p, s := m.arena, m.params, m.state
-	// bn1: bnaffine
-	nn.BNAffine(m.ctx, a[t[4]:t[4]+32], a[t[5]:t[5]+32], s[t[0]:t[0]+32], s[t[1]:t[1]+32], p[t[2]:t[2]+32], p[t[3]:t[3]+32], 32, 1e-05)
-	// conv1.fold: bnfold
-	nn.BNFold(m.ctx, a[t[11]:t[11]+9216], a[t[12]:t[12]+32], p[t[6]:t[6]+9216], nil, s[t[7]:t[7]+32], s[t[8]:t[8]+32], p[t[9]:t[9]+32], p[t[10]:t[10]+32], 32, 288, 1e-05)
+func (m *Model) inferS2Forward2(t *[19]int) {
+	a, p, s, f := m.arena, m.params, m.state, m.folded
+	if m.refold {
+		// bn1: bnaffine
+		nn.BNAffine(m.ctx, f[t[4]:t[4]+32], f[t[5]:t[5]+32], s[t[0]:t[0]+32], s[t[1]:t[1]+32], p[t[2]:t[2]+32], p[t[3]:t[3]+32], 32, 1e-05)
+		// conv1.fold: bnfold
+		nn.BNFold(m.ctx, f[t[11]:t[11]+9216], f[t[12]:t[12]+32], p[t[6]:t[6]+9216], nil, s[t[7]:t[7]+32], s[t[8]:t[8]+32], p[t[9]:t[9]+32], p[t[10]:t[10]+32], 32, 288, 1e-05)
+	}
 	// conv1: conv2d_fused
-	m.conv3x3(Conv3x3N128C32K32H16W16S1InAffineReluBiasRelu, 10368, 128, 32, 32, a[t[13]:t[13]+1048576], a[t[11]:t[11]+9216], a[t[12]:t[12]+32], a[t[4]:t[4]+32], a[t[5]:t[5]+32], nil, a[t[14]:t[14]+1048576], nil, nil)
+	m.conv3x3(Conv3x3N128C32K32H16W16S1InAffineReluBiasRelu, 10368, 128, 32, 32, a[t[13]:t[13]+1048576], f[t[11]:t[11]+9216], f[t[15]:t[15]+9216], f[t[12]:t[12]+32], f[t[4]:t[4]+32], f[t[5]:t[5]+32], nil, a[t[14]:t[14]+1048576], nil, nil)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N128C32K32H16W16S1Res, 10368, 128, 32, 32, a[t[14]:t[14]+1048576], p[t[15]:t[15]+9216], nil, nil, nil, a[t[13]:t[13]+1048576], a[t[16]:t[16]+1048576], nil, nil)
+	m.conv3x3(Conv3x3N128C32K32H16W16S1Res, 10368, 128, 32, 32, a[t[14]:t[14]+1048576], p[t[16]:t[16]+9216], f[t[18]:t[18]+9216], nil, nil, nil, a[t[13]:t[13]+1048576], a[t[17]:t[17]+1048576], nil, nil)
 }
 
 // inferS3Forward runs the forward ops of s3.u1; t is a row of inferS3ForwardRows.
-func (m *Model) inferS3Forward(t *[19]int) {
-	a, p, s := m.arena, m.params, m.state
-	// bn1: bnaffine
-	nn.BNAffine(m.ctx, a[t[4]:t[4]+32], a[t[5]:t[5]+32], s[t[0]:t[0]+32], s[t[1]:t[1]+32], p[t[2]:t[2]+32], p[t[3]:t[3]+32], 32, 1e-05)
+func (m *Model) inferS3Forward(t *[21]int) {
+	a, p, s, f := m.arena, m.params, m.state, m.folded
+	if m.refold {
+		// bn1: bnaffine
+		nn.BNAffine(m.ctx, f[t[4]:t[4]+32], f[t[5]:t[5]+32], s[t[0]:t[0]+32], s[t[1]:t[1]+32], p[t[2]:t[2]+32], p[t[3]:t[3]+32], 32, 1e-05)
+	}
 	// relu1: affine_relu
-	nn.AffineReLU(m.ctx, a[t[7]:t[7]+1048576], a[t[6]:t[6]+1048576], a[t[4]:t[4]+32], a[t[5]:t[5]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
-	// conv1.fold: bnfold
-	nn.BNFold(m.ctx, a[t[13]:t[13]+18432], a[t[14]:t[14]+64], p[t[8]:t[8]+18432], nil, s[t[9]:t[9]+64], s[t[10]:t[10]+64], p[t[11]:t[11]+64], p[t[12]:t[12]+64], 64, 288, 1e-05)
+	nn.AffineReLU(m.ctx, a[t[7]:t[7]+1048576], a[t[6]:t[6]+1048576], f[t[4]:t[4]+32], f[t[5]:t[5]+32], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
+	if m.refold {
+		// conv1.fold: bnfold
+		nn.BNFold(m.ctx, f[t[13]:t[13]+18432], f[t[14]:t[14]+64], p[t[8]:t[8]+18432], nil, s[t[9]:t[9]+64], s[t[10]:t[10]+64], p[t[11]:t[11]+64], p[t[12]:t[12]+64], 64, 288, 1e-05)
+	}
 	// conv1: conv2d_fused
-	m.conv3x3(Conv3x3N128C32K64H16W16S2BiasRelu, 10368, 128, 32, 64, a[t[7]:t[7]+1048576], a[t[13]:t[13]+18432], a[t[14]:t[14]+64], nil, nil, nil, a[t[15]:t[15]+524288], nil, nil)
+	m.conv3x3(Conv3x3N128C32K64H16W16S2BiasRelu, 10368, 128, 32, 64, a[t[7]:t[7]+1048576], f[t[13]:t[13]+18432], f[t[16]:t[16]+18432], f[t[14]:t[14]+64], nil, nil, nil, a[t[15]:t[15]+524288], nil, nil)
 	// shortcut: subsample_pad
-	nn.SubsamplePad(m.ctx, a[t[16]:t[16]+524288], a[t[7]:t[7]+1048576], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true}, nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, 2)
+	nn.SubsamplePad(m.ctx, a[t[17]:t[17]+524288], a[t[7]:t[7]+1048576], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true}, nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, 2)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N128C64K64H8W8S1Res, 6400, 128, 64, 64, a[t[15]:t[15]+524288], p[t[17]:t[17]+36864], nil, nil, nil, a[t[16]:t[16]+524288], a[t[18]:t[18]+524288], nil, nil)
+	m.conv3x3(Conv3x3N128C64K64H8W8S1Res, 6400, 128, 64, 64, a[t[15]:t[15]+524288], p[t[18]:t[18]+36864], f[t[20]:t[20]+36864], nil, nil, nil, a[t[17]:t[17]+524288], a[t[19]:t[19]+524288], nil, nil)
 }
 
 // inferS3Forward2 runs the forward ops of 2 blocks like s3.u2; t is a row of inferS3Forward2Rows.
-func (m *Model) inferS3Forward2(t *[17]int) {
-	a, p, s := m.arena, m.params, m.state
-	// bn1: bnaffine
-	nn.BNAffine(m.ctx, a[t[4]:t[4]+64], a[t[5]:t[5]+64], s[t[0]:t[0]+64], s[t[1]:t[1]+64], p[t[2]:t[2]+64], p[t[3]:t[3]+64], 64, 1e-05)
-	// conv1.fold: bnfold
-	nn.BNFold(m.ctx, a[t[11]:t[11]+36864], a[t[12]:t[12]+64], p[t[6]:t[6]+36864], nil, s[t[7]:t[7]+64], s[t[8]:t[8]+64], p[t[9]:t[9]+64], p[t[10]:t[10]+64], 64, 576, 1e-05)
+func (m *Model) inferS3Forward2(t *[19]int) {
+	a, p, s, f := m.arena, m.params, m.state, m.folded
+	if m.refold {
+		// bn1: bnaffine
+		nn.BNAffine(m.ctx, f[t[4]:t[4]+64], f[t[5]:t[5]+64], s[t[0]:t[0]+64], s[t[1]:t[1]+64], p[t[2]:t[2]+64], p[t[3]:t[3]+64], 64, 1e-05)
+		// conv1.fold: bnfold
+		nn.BNFold(m.ctx, f[t[11]:t[11]+36864], f[t[12]:t[12]+64], p[t[6]:t[6]+36864], nil, s[t[7]:t[7]+64], s[t[8]:t[8]+64], p[t[9]:t[9]+64], p[t[10]:t[10]+64], 64, 576, 1e-05)
+	}
 	// conv1: conv2d_fused
-	m.conv3x3(Conv3x3N128C64K64H8W8S1InAffineReluBiasRelu, 6400, 128, 64, 64, a[t[13]:t[13]+524288], a[t[11]:t[11]+36864], a[t[12]:t[12]+64], a[t[4]:t[4]+64], a[t[5]:t[5]+64], nil, a[t[14]:t[14]+524288], nil, nil)
+	m.conv3x3(Conv3x3N128C64K64H8W8S1InAffineReluBiasRelu, 6400, 128, 64, 64, a[t[13]:t[13]+524288], f[t[11]:t[11]+36864], f[t[15]:t[15]+36864], f[t[12]:t[12]+64], f[t[4]:t[4]+64], f[t[5]:t[5]+64], nil, a[t[14]:t[14]+524288], nil, nil)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N128C64K64H8W8S1Res, 6400, 128, 64, 64, a[t[14]:t[14]+524288], p[t[15]:t[15]+36864], nil, nil, nil, a[t[13]:t[13]+524288], a[t[16]:t[16]+524288], nil, nil)
+	m.conv3x3(Conv3x3N128C64K64H8W8S1Res, 6400, 128, 64, 64, a[t[14]:t[14]+524288], p[t[16]:t[16]+36864], f[t[18]:t[18]+36864], nil, nil, nil, a[t[13]:t[13]+524288], a[t[17]:t[17]+524288], nil, nil)
 }
 
 // inferHeadForward runs the forward ops of head; t is a row of inferHeadForwardRows.
 func (m *Model) inferHeadForward(t *[12]int) {
-	a, p, s := m.arena, m.params, m.state
-	// bn: bnaffine
-	nn.BNAffine(m.ctx, a[t[4]:t[4]+64], a[t[5]:t[5]+64], s[t[0]:t[0]+64], s[t[1]:t[1]+64], p[t[2]:t[2]+64], p[t[3]:t[3]+64], 64, 1e-05)
+	a, p, s, f := m.arena, m.params, m.state, m.folded
+	if m.refold {
+		// bn: bnaffine
+		nn.BNAffine(m.ctx, f[t[4]:t[4]+64], f[t[5]:t[5]+64], s[t[0]:t[0]+64], s[t[1]:t[1]+64], p[t[2]:t[2]+64], p[t[3]:t[3]+64], 64, 1e-05)
+	}
 	// relu: affine_relu
-	nn.AffineReLU(m.ctx, a[t[7]:t[7]+524288], a[t[6]:t[6]+524288], a[t[4]:t[4]+64], a[t[5]:t[5]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
+	nn.AffineReLU(m.ctx, a[t[7]:t[7]+524288], a[t[6]:t[6]+524288], f[t[4]:t[4]+64], f[t[5]:t[5]+64], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
 	// gap: gap
 	nn.GAP(m.ctx, a[t[8]:t[8]+8192], a[t[7]:t[7]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
 	// fc: linear
