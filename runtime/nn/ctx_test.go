@@ -3,6 +3,7 @@ package nn
 import (
 	"sync/atomic"
 	"testing"
+	"time"
 
 	_ "github.com/resnetc/resnetc/internal/golden"
 )
@@ -41,6 +42,17 @@ func TestParallel(t *testing.T) {
 		}
 		if len(c.Scratch(threads-1)) != 4 || len(c.Wide(0)) != 2 {
 			t.Errorf("scratch sizes %d, %d", len(c.Scratch(threads-1)), len(c.Wide(0)))
+		}
+		// Waits longer than spinFor park the workers and the caller.
+		for k := 0; k < 20; k++ {
+			task := &countTask{hits: make([]atomic.Int32, 5), owner: make([]int32, 5)}
+			c.Parallel(task, 5)
+			for i := range task.hits {
+				if task.hits[i].Load() != 1 {
+					t.Fatalf("threads %d, after a pause: index %d run %d times", threads, i, task.hits[i].Load())
+				}
+			}
+			time.Sleep(time.Duration(k%3) * spinFor)
 		}
 		task := &countTask{hits: make([]atomic.Int32, 64), owner: make([]int32, 64)}
 		if a := testing.AllocsPerRun(20, func() { c.Parallel(task, 64) }); a != 0 {
