@@ -3,8 +3,10 @@ package gemmbench
 import (
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 )
 
 // peakIters is the work of one call of PeakFMA in the benchmarks: about
@@ -40,6 +42,67 @@ func reportRate(b *testing.B, flops, peak float64) {
 	gflops := flops * float64(b.N) / b.Elapsed().Seconds() / 1e9
 	b.ReportMetric(gflops, "GFLOP/s")
 	b.ReportMetric(gflops/peak, "frac_peak")
+}
+
+// streamLen is the float32s of each buffer of the bandwidth measurement:
+// 64 MiB, far more than any cache.
+const streamLen = 16 << 20
+
+var (
+	streamOnce sync.Once
+	streamRate float64
+)
+
+// singleCoreCopyGBps measures, once per process, the memory bandwidth of
+// one core: the best of 7 copies of 64 MiB, as STREAM reports it,
+// counting the bytes read and the bytes written.
+func singleCoreCopyGBps() float64 {
+	streamOnce.Do(func() {
+		src, dst := AlignedFloats(streamLen), AlignedFloats(streamLen)
+		for i := range src {
+			src[i] = float32(i)
+		}
+		copy(dst, src) // fault the pages in
+		var rates []float64
+		for range 7 {
+			start := time.Now()
+			copy(dst, src)
+			rates = append(rates, 2*4*streamLen/time.Since(start).Seconds()/1e9)
+		}
+		streamRate = slices.Max(rates)
+	})
+	return streamRate
+}
+
+// BenchmarkBandwidth reports one core's memory bandwidth: copying 64 MiB,
+// in GB/s read plus written.
+func BenchmarkBandwidth(b *testing.B) {
+	src, dst := AlignedFloats(streamLen), AlignedFloats(streamLen)
+	for i := range src {
+		src[i] = float32(i) // fresh pages would all read the one zero page, from cache
+	}
+	copy(dst, src)
+	for b.Loop() {
+		copy(dst, src)
+	}
+	b.ReportMetric(2*4*streamLen*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+}
+
+// reportTraffic reports the kernel's memory traffic in GB/s, counting
+// each byte of its activations (x and y or their gradients, the
+// residual) once, and that rate as a fraction of the copy bandwidth
+// measured in this process: a kernel near 1 is limited by memory, not by
+// the FMA units. Weights, a few KiB to 256 KiB, stay in cache.
+func reportTraffic(b *testing.B, bytes float64) {
+	gbps := bytes * float64(b.N) / b.Elapsed().Seconds() / 1e9
+	b.ReportMetric(gbps, "GB/s")
+	b.ReportMetric(gbps/singleCoreCopyGBps(), "frac_bw")
+}
+
+// actBytes are the bytes of s's input and output activations a kernel
+// touches: with stride 2, only every other row of the input.
+func actBytes(s *Conv1x1Shape) (x, y float64) {
+	return 4 * float64(s.XLen()) / float64(s.Stride), 4 * float64(s.YLen())
 }
 
 // benchBuffers are 32-byte aligned random buffers for one batch-128
@@ -79,6 +142,11 @@ func BenchmarkConv1x1(b *testing.B) {
 				k.Run(bb.x, bb.w, bb.bias, bb.scale, bb.shift, bb.res, bb.y, bb.stats, bb.scratch, 0, k.N)
 			}
 			reportRate(b, k.FLOPs(), peak)
+			x, y := actBytes(&k.Conv1x1Shape)
+			if k.Residual {
+				y *= 2
+			}
+			reportTraffic(b, x+y)
 		})
 	}
 }
@@ -98,6 +166,8 @@ func BenchmarkConv1x1Dx(b *testing.B) {
 				k.Run(bb.y, bb.w, bb.x, bb.scratch, 0, k.N)
 			}
 			reportRate(b, k.FLOPs(), peak)
+			x, y := actBytes(&k.Conv1x1Shape)
+			reportTraffic(b, x*float64(k.Stride)+y) // dx is written whole
 		})
 	}
 }
@@ -117,6 +187,8 @@ func BenchmarkConv1x1Dw(b *testing.B) {
 				k.Run(bb.y, bb.x, bb.scale, bb.shift, bb.w, bb.scratch, 0, k.N)
 			}
 			reportRate(b, k.FLOPs(), peak)
+			x, y := actBytes(&k.Conv1x1Shape)
+			reportTraffic(b, x+y)
 		})
 	}
 }
