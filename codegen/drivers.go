@@ -34,9 +34,11 @@ type kernelBuffers struct {
 	dwView  [][]float32 // dwParts cut to one kernel's length
 	dyImage [][]float32 // each worker's image of a backward kernel's input
 	daImage [][]float32 // each worker's image of a backward-data kernel's output
+	padImage [][]float32 // each worker's image of conv3x3Pad's input, 8 channels
 	parts   [][]float64 // each worker's per-channel sums of a backward epilogue
 	vecs    []float32   // copies of convBwd's per-channel vectors
 	conv    convTask
+	pad     padTask
 	split   splitTask
 	dx      dxTask
 	bwd     bwdTask
@@ -51,6 +53,7 @@ func newKernelBuffers(threads int) kernelBuffers {
 		dwView:  make([][]float32, threads),
 		dyImage: make([][]float32, threads),
 		daImage: make([][]float32, threads),
+		padImage: make([][]float32, threads),
 		parts:   make([][]float64, threads),
 		vecs:    AlignedFloats(7 * vecLen),
 	}
@@ -58,6 +61,7 @@ func newKernelBuffers(threads int) kernelBuffers {
 		b.dwParts[w] = AlignedFloats(dwPartLen)
 		b.dyImage[w] = AlignedFloats(dyImageLen)
 		b.daImage[w] = AlignedFloats(daImageLen)
+		b.padImage[w] = AlignedFloats(padImageLen)
 		b.parts[w] = make([]float64, partLen)
 	}
 	return b
@@ -113,6 +117,66 @@ func (m *Model) conv1x1(fn Conv1x1Func, scratch, n, cin, cout int, x, w, packed,
 func (m *Model) conv(fn func(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int), scratch, n, cout int, packed, x, bias, scale, shift, res, y, sum, sumsq []float32) {
 	t := &m.k.conv
 	t.fn, t.x, t.w, t.bias, t.scale, t.shift, t.res, t.y, t.scratch, t.m = fn, x, packed, bias, scale, shift, res, y, scratch, m
+	t.stats = nil
+	if sum != nil {
+		t.stats = m.k.stats[:n*2*cout]
+	}
+	m.ctx.Parallel(t, n)
+	if sum != nil {
+		check(ReduceStats(t.stats, n, cout, sum, sumsq))
+	}
+}
+
+// padTask runs a 3x3 kernel of one image of 8 input channels on each
+// image of an input with fewer channels, in the plain layout: the image
+// is copied into the worker's blocked buffer, whose other channels stay
+// zero.
+type padTask struct {
+	fn                         func(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int)
+	x, w, bias, y, stats       []float32
+	cin, hw, yLen, statsLen    int
+	scratch                    int
+	m                          *Model
+}
+
+func (t *padTask) Run(w, lo, hi int) {
+	xb := t.m.k.padImage[w][:8*t.hw]
+	for i := lo; i < hi; i++ {
+		img := t.x[i*t.cin*t.hw : (i+1)*t.cin*t.hw]
+		for c := range t.cin {
+			for p, v := range img[c*t.hw : (c+1)*t.hw] {
+				xb[p*8+c] = v
+			}
+		}
+		var stats []float32
+		if t.stats != nil {
+			stats = t.stats[i*t.statsLen : (i+1)*t.statsLen]
+		}
+		t.fn(xb, t.w, t.bias, nil, nil, nil, t.y[i*t.yLen:(i+1)*t.yLen], stats, t.m.ctx.Scratch(w)[:t.scratch], 0, 1)
+	}
+}
+
+// conv3x3Pad runs a 3x3 convolution of n images of cin < 8 channels, in
+// the plain layout, to cout blocked channels (see padTask), and reduces
+// its statistics like conv3x3. The weights are padded to 8 input
+// channels when packed; packed is as for conv3x3.
+func (m *Model) conv3x3Pad(fn Conv3x3Func, scratch, n, cin, cout int, x, w, packed, bias, y, sum, sumsq []float32) {
+	if packed == nil || m.refold {
+		if packed == nil {
+			packed = m.k.packed[:cout*8*9]
+		}
+		clear(packed)
+		for o := range cout {
+			for i := range cin {
+				for k := range 9 {
+					packed[packedIndex(o, i, k, 8)] = w[(o*cin+i)*9+k]
+				}
+			}
+		}
+	}
+	t := &m.k.pad
+	t.fn, t.x, t.w, t.bias, t.y, t.scratch, t.m = fn, x, packed, bias, y, scratch, m
+	t.cin, t.hw, t.yLen, t.statsLen = cin, len(x)/(n*cin), len(y)/n, 2*cout
 	t.stats = nil
 	if sum != nil {
 		t.stats = m.k.stats[:n*2*cout]
@@ -431,6 +495,7 @@ type kernelPlan struct {
 	dyImageLen, daImageLen, partLen int // buffers of convBwd
 	vecLen                          int
 	scratchLen                      int
+	padImageLen                     int // conv3x3Pad's blocked image
 }
 
 func newKernelPlan() *kernelPlan { return &kernelPlan{seen: map[string]bool{}} }
@@ -548,6 +613,9 @@ func (k *kernelPlan) special(c *OpCall) jen.Code {
 			return jen.Id("m").Dot("conv1x1").Call(jen.Id(k1.Name()), jen.Lit(k1.ScratchLen()), jen.Lit(k1.N), jen.Lit(cin), jen.Lit(cout),
 				c.Args[0], c.Args[1], packed, bias, scale, shift, res, c.Results[0], sum, sumsq)
 		}
+		if code := k.padded(op, kc, c, packed, bias, sum, sumsq); code != nil {
+			return code
+		}
 		cout, cin, stride, ok := is3x3(op, w, acts...)
 		if !ok {
 			return nil
@@ -600,6 +668,39 @@ func (k *kernelPlan) special(c *OpCall) jen.Code {
 			c.Results[0], c.Args[0], c.Args[1], scale, shift)
 	}
 	return nil
+}
+
+// padded writes the call of conv3x3Pad for a 3x3 convolution whose input
+// has fewer than 8 channels, in the plain layout (the stem of a CIFAR
+// net), to blocked output channels, or returns nil: each image is copied
+// into 8 blocked channels, the missing ones zero, and convolved by the
+// kernel of one image of 8 input channels, with the weights padded to
+// match.
+func (k *kernelPlan) padded(op *ir.Op, kc kernels.Conv3x3, c *OpCall, packed, bias, sum, sumsq jen.Code) jen.Code {
+	x, w, y := op.Args[0], op.Args[1], op.Results[0]
+	s, xs := w.Type.Shape, x.Type.Shape
+	if len(s) != 4 || s[2] != 3 || s[3] != 3 || s[1] >= 8 || s[0]%8 != 0 || len(xs) != 4 ||
+		x.Type.Layout != ir.NCHW || y.Type.Layout != ir.NCHW8c || kc.Prologue != kernels.PrologueNone || kc.Residual ||
+		op.Int("pad") != 1 || (op.Int("stride") != 1 && op.Int("stride") != 2) {
+		return nil
+	}
+	cout, cin := s[0], s[1]
+	kc.N, kc.Cin, kc.Cout, kc.H, kc.W, kc.Stride = 1, 8, cout, xs[2], xs[3], op.Int("stride")
+	if kc.Validate() != nil {
+		return nil
+	}
+	if !k.seen[kc.Name()] {
+		k.seen[kc.Name()] = true
+		k.set.Convs = append(k.set.Convs, kc)
+	}
+	k.packedLen = max(k.packedLen, cout*8*9)
+	k.scratchLen = max(k.scratchLen, kc.ScratchLen())
+	k.padImageLen = max(k.padImageLen, 8*xs[2]*xs[3])
+	if kc.Stats {
+		k.statsLen = max(k.statsLen, xs[0]*2*cout)
+	}
+	return jen.Id("m").Dot("conv3x3Pad").Call(jen.Id(kc.Name()), jen.Lit(kc.ScratchLen()), jen.Lit(xs[0]), jen.Lit(cin), jen.Lit(cout),
+		c.Args[0], c.Args[1], packed, bias, c.Results[0], sum, sumsq)
 }
 
 // splits reports whether a forward convolution of a batch of n images to
@@ -701,7 +802,7 @@ func (k *kernelPlan) dxKernel(op *ir.Op) (dxCall, bool) {
 // buffer sizes of k.
 func (k *kernelPlan) driverFile(pkg string) []byte {
 	src := strings.Replace(driversSource, "package PKG", header+"\n\npackage "+pkg, 1)
-	src += fmt.Sprintf("\n// Sizes of the kernels' buffers, in float32s (partLen in float64s).\nconst (\n\tpackedLen = %d\n\tstatsLen = %d\n\tdwPartLen = %d\n\tdyImageLen = %d\n\tdaImageLen = %d\n\tpartLen = %d\n\tvecLen = %d\n)\n",
-		max(k.packedLen, 1), max(k.statsLen, 1), max(k.dwPartLen, 1), max(k.dyImageLen, 1), max(k.daImageLen, 1), max(k.partLen, 1), max(k.vecLen, 1))
+	src += fmt.Sprintf("\n// Sizes of the kernels' buffers, in float32s (partLen in float64s).\nconst (\n\tpackedLen = %d\n\tstatsLen = %d\n\tdwPartLen = %d\n\tdyImageLen = %d\n\tdaImageLen = %d\n\tpartLen = %d\n\tvecLen = %d\n\tpadImageLen = %d\n)\n",
+		max(k.packedLen, 1), max(k.statsLen, 1), max(k.dwPartLen, 1), max(k.dyImageLen, 1), max(k.daImageLen, 1), max(k.partLen, 1), max(k.vecLen, 1), max(k.padImageLen, 1))
 	return []byte(src)
 }

@@ -25,7 +25,7 @@ type emitter struct {
 	k     *kernelPlan
 
 	arenaLen, scratchLen, wideLen int
-	foldedLen                     int // float32s of inference's folded weights (see hoist)
+	foldedLen                     int   // float32s of inference's folded weights (see hoist)
 	macs                          int64 // per image, forward
 	recompute                     int64 // FLOPs of a training step's recomputation
 	sgd                           passes.SGDOptions

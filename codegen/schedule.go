@@ -130,7 +130,9 @@ func (l *layout) hoist() {
 		}
 		if op.Kind == ir.Conv2D || op.Kind == ir.Conv2DFused {
 			if w := op.Args[1]; fixed(w) && l.packed[w] == nil {
-				p := &ir.Value{Type: w.Type}
+				// Fewer than 8 input channels are packed padded to 8.
+				s := w.Type.Shape
+				p := &ir.Value{Type: ir.Type{DType: w.Type.DType, Shape: ir.Shape{s[0], roundUp(s[1], 8), s[2], s[3]}}}
 				l.packed[w] = p
 				l.refs[p] = place(p)
 			}

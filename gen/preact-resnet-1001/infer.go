@@ -34,7 +34,7 @@ func (m *Model) inferStemForward(t *[10]int) {
 		nn.BNFold(m.ctx, f[t[5]:t[5]+432], f[t[6]:t[6]+16], p[t[0]:t[0]+432], nil, s[t[1]:t[1]+16], s[t[2]:t[2]+16], p[t[3]:t[3]+16], p[t[4]:t[4]+16], 16, 27, 1e-05)
 	}
 	// conv: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[8]:t[8]+2097152], nil, nil, a[t[7]:t[7]+393216], f[t[5]:t[5]+432], f[t[6]:t[6]+16], nil, nil, nil, nn.ConvParams{X: nn.Act{N: 128, C: 3, H: 32, W: 32}, Y: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, KH: 3, KW: 3, Stride: 1, Pad: 1, Bias: true, ReLU: true})
+	m.conv3x3Pad(Conv3x3N1C8K16H32W32S1BiasRelu, 9248, 128, 3, 16, a[t[7]:t[7]+393216], f[t[5]:t[5]+432], f[t[9]:t[9]+1152], f[t[6]:t[6]+16], a[t[8]:t[8]+2097152], nil, nil)
 }
 
 // inferS1Forward runs the forward ops of s1.u1; t is a row of inferS1ForwardRows.

@@ -64,6 +64,42 @@ func SingleCorePeakGFLOPS() float64 {
 	return peakGFLOPS
 }
 
+// shapeConv3x3N1C8K16H32W32S1Stats is the shape of Conv3x3N1C8K16H32W32S1Stats.
+var shapeConv3x3N1C8K16H32W32S1Stats = Conv3x3Shape{
+	Bias:     false,
+	Cin:      8,
+	Cout:     16,
+	H:        32,
+	N:        1,
+	Name:     "Conv3x3N1C8K16H32W32S1Stats",
+	OutH:     32,
+	OutW:     32,
+	Prologue: "none",
+	ReLU:     false,
+	Residual: false,
+	Stats:    true,
+	Stride:   1,
+	Tiles:    "1x2 blocks: row 2x6+4x5",
+	W:        32,
+}
+
+// Conv3x3N1C8K16H32W32S1Stats is conv2d_fused{stride=1, pad=1, stats} of x f32[1,8,32,32]@nchw8c
+// with weights f32[16,8,3,3] packed OIhw8i8o into y f32[1,16,32,32]@nchw8c,
+// for images [n0, n1).
+func Conv3x3N1C8K16H32W32S1Stats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	checkConv3x3(&shapeConv3x3N1C8K16H32W32S1Stats, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+	if useAsm {
+		conv3x3N1C8K16H32W32S1StatsAVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	conv3x3N1C8K16H32W32S1StatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// conv3x3N1C8K16H32W32S1StatsGo is the pure-Go twin of conv3x3N1C8K16H32W32S1StatsAVX2.
+func conv3x3N1C8K16H32W32S1StatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	conv3x3Go(&shapeConv3x3N1C8K16H32W32S1Stats, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
 // shapeConv3x3N128C16K16H32W32S1InAffineReluStats is the shape of Conv3x3N128C16K16H32W32S1InAffineReluStats.
 var shapeConv3x3N128C16K16H32W32S1InAffineReluStats = Conv3x3Shape{
 	Bias:     false,
@@ -170,6 +206,42 @@ func Conv3x3N128C64K64H8W8S1InAffineReluStats(x, w, bias, scale, shift, res, y, 
 // conv3x3N128C64K64H8W8S1InAffineReluStatsGo is the pure-Go twin of conv3x3N128C64K64H8W8S1InAffineReluStatsAVX2.
 func conv3x3N128C64K64H8W8S1InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	conv3x3Go(&shapeConv3x3N128C64K64H8W8S1InAffineReluStats, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeConv3x3N1C8K16H32W32S1BiasRelu is the shape of Conv3x3N1C8K16H32W32S1BiasRelu.
+var shapeConv3x3N1C8K16H32W32S1BiasRelu = Conv3x3Shape{
+	Bias:     true,
+	Cin:      8,
+	Cout:     16,
+	H:        32,
+	N:        1,
+	Name:     "Conv3x3N1C8K16H32W32S1BiasRelu",
+	OutH:     32,
+	OutW:     32,
+	Prologue: "none",
+	ReLU:     true,
+	Residual: false,
+	Stats:    false,
+	Stride:   1,
+	Tiles:    "1x2 blocks: row 2x6+4x5",
+	W:        32,
+}
+
+// Conv3x3N1C8K16H32W32S1BiasRelu is conv2d_fused{stride=1, pad=1, bias, relu} of x f32[1,8,32,32]@nchw8c
+// with weights f32[16,8,3,3] packed OIhw8i8o into y f32[1,16,32,32]@nchw8c,
+// for images [n0, n1).
+func Conv3x3N1C8K16H32W32S1BiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	checkConv3x3(&shapeConv3x3N1C8K16H32W32S1BiasRelu, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+	if useAsm {
+		conv3x3N1C8K16H32W32S1BiasReluAVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	conv3x3N1C8K16H32W32S1BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// conv3x3N1C8K16H32W32S1BiasReluGo is the pure-Go twin of conv3x3N1C8K16H32W32S1BiasReluAVX2.
+func conv3x3N1C8K16H32W32S1BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	conv3x3Go(&shapeConv3x3N1C8K16H32W32S1BiasRelu, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeConv3x3N128C16K16H32W32S1BiasRelu is the shape of Conv3x3N128C16K16H32W32S1BiasRelu.
@@ -282,6 +354,11 @@ func conv3x3N128C64K64H8W8S1BiasReluGo(x, w, bias, scale, shift, res, y, stats, 
 
 // Conv3x3Kernels lists the package's 3x3 conv kernels, for tests and benchmarks.
 var Conv3x3Kernels = []Conv3x3Kernel{{
+	Asm:          conv3x3N1C8K16H32W32S1StatsAVX2,
+	Conv3x3Shape: shapeConv3x3N1C8K16H32W32S1Stats,
+	Go:           conv3x3N1C8K16H32W32S1StatsGo,
+	Run:          Conv3x3N1C8K16H32W32S1Stats,
+}, {
 	Asm:          conv3x3N128C16K16H32W32S1InAffineReluStatsAVX2,
 	Conv3x3Shape: shapeConv3x3N128C16K16H32W32S1InAffineReluStats,
 	Go:           conv3x3N128C16K16H32W32S1InAffineReluStatsGo,
@@ -296,6 +373,11 @@ var Conv3x3Kernels = []Conv3x3Kernel{{
 	Conv3x3Shape: shapeConv3x3N128C64K64H8W8S1InAffineReluStats,
 	Go:           conv3x3N128C64K64H8W8S1InAffineReluStatsGo,
 	Run:          Conv3x3N128C64K64H8W8S1InAffineReluStats,
+}, {
+	Asm:          conv3x3N1C8K16H32W32S1BiasReluAVX2,
+	Conv3x3Shape: shapeConv3x3N1C8K16H32W32S1BiasRelu,
+	Go:           conv3x3N1C8K16H32W32S1BiasReluGo,
+	Run:          Conv3x3N1C8K16H32W32S1BiasRelu,
 }, {
 	Asm:          conv3x3N128C16K16H32W32S1BiasReluAVX2,
 	Conv3x3Shape: shapeConv3x3N128C16K16H32W32S1BiasRelu,

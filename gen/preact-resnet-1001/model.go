@@ -49,7 +49,7 @@ const (
 	stateLen   = 10476928
 	scratchLen = 66048    // per worker
 	wideLen    = 65536    // float64s per worker
-	foldedLen  = 18047248 // 68.8 MiB (72,188,992 B): Infer's folded and packed weights
+	foldedLen  = 18047968 // 68.8 MiB (72,191,872 B): Infer's folded and packed weights
 )
 
 // Model is the network's weights and state and the memory its steps run in.

@@ -10,9 +10,11 @@ const haveAsm = false
 // The assembly kernels' names, nil in this build.
 var (
 	peakFMAAVX2                                  func(n int, a, b float32) float32
+	conv3x3N1C8K16H32W32S1StatsAVX2              Conv3x3Func
 	conv3x3N1C16K16H32W32S1InAffineReluStatsAVX2 Conv3x3Func
 	conv3x3N1C32K32H16W16S1InAffineReluStatsAVX2 Conv3x3Func
 	conv3x3N1C64K64H8W8S1InAffineReluStatsAVX2   Conv3x3Func
+	conv3x3N1C8K16H32W32S1BiasReluAVX2           Conv3x3Func
 	conv3x3N1C16K8H32W32S1BiasReluAVX2           Conv3x3Func
 	conv3x3N1C32K16H16W16S1BiasReluAVX2          Conv3x3Func
 	conv3x3N1C64K32H8W8S1BiasReluAVX2            Conv3x3Func

@@ -10,36 +10,40 @@ import (
 
 // kernelBuffers are the buffers the specialized kernels share.
 type kernelBuffers struct {
-	packed  []float32   // weights in the kernel's layout
-	stats   []float32   // per-image sums of the stats epilogue
-	dwParts [][]float32 // each worker's partial weight gradient
-	dwView  [][]float32 // dwParts cut to one kernel's length
-	dyImage [][]float32 // each worker's image of a backward kernel's input
-	daImage [][]float32 // each worker's image of a backward-data kernel's output
-	parts   [][]float64 // each worker's per-channel sums of a backward epilogue
-	vecs    []float32   // copies of convBwd's per-channel vectors
-	conv    convTask
-	split   splitTask
-	dx      dxTask
-	bwd     bwdTask
-	dw      dwTask
+	packed   []float32   // weights in the kernel's layout
+	stats    []float32   // per-image sums of the stats epilogue
+	dwParts  [][]float32 // each worker's partial weight gradient
+	dwView   [][]float32 // dwParts cut to one kernel's length
+	dyImage  [][]float32 // each worker's image of a backward kernel's input
+	daImage  [][]float32 // each worker's image of a backward-data kernel's output
+	padImage [][]float32 // each worker's image of conv3x3Pad's input, 8 channels
+	parts    [][]float64 // each worker's per-channel sums of a backward epilogue
+	vecs     []float32   // copies of convBwd's per-channel vectors
+	conv     convTask
+	pad      padTask
+	split    splitTask
+	dx       dxTask
+	bwd      bwdTask
+	dw       dwTask
 }
 
 func newKernelBuffers(threads int) kernelBuffers {
 	b := kernelBuffers{
-		packed:  AlignedFloats(packedLen),
-		stats:   AlignedFloats(statsLen),
-		dwParts: make([][]float32, threads),
-		dwView:  make([][]float32, threads),
-		dyImage: make([][]float32, threads),
-		daImage: make([][]float32, threads),
-		parts:   make([][]float64, threads),
-		vecs:    AlignedFloats(7 * vecLen),
+		packed:   AlignedFloats(packedLen),
+		stats:    AlignedFloats(statsLen),
+		dwParts:  make([][]float32, threads),
+		dwView:   make([][]float32, threads),
+		dyImage:  make([][]float32, threads),
+		daImage:  make([][]float32, threads),
+		padImage: make([][]float32, threads),
+		parts:    make([][]float64, threads),
+		vecs:     AlignedFloats(7 * vecLen),
 	}
 	for w := range b.dwParts {
 		b.dwParts[w] = AlignedFloats(dwPartLen)
 		b.dyImage[w] = AlignedFloats(dyImageLen)
 		b.daImage[w] = AlignedFloats(daImageLen)
+		b.padImage[w] = AlignedFloats(padImageLen)
 		b.parts[w] = make([]float64, partLen)
 	}
 	return b
@@ -95,6 +99,66 @@ func (m *Model) conv1x1(fn Conv1x1Func, scratch, n, cin, cout int, x, w, packed,
 func (m *Model) conv(fn func(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int), scratch, n, cout int, packed, x, bias, scale, shift, res, y, sum, sumsq []float32) {
 	t := &m.k.conv
 	t.fn, t.x, t.w, t.bias, t.scale, t.shift, t.res, t.y, t.scratch, t.m = fn, x, packed, bias, scale, shift, res, y, scratch, m
+	t.stats = nil
+	if sum != nil {
+		t.stats = m.k.stats[:n*2*cout]
+	}
+	m.ctx.Parallel(t, n)
+	if sum != nil {
+		check(ReduceStats(t.stats, n, cout, sum, sumsq))
+	}
+}
+
+// padTask runs a 3x3 kernel of one image of 8 input channels on each
+// image of an input with fewer channels, in the plain layout: the image
+// is copied into the worker's blocked buffer, whose other channels stay
+// zero.
+type padTask struct {
+	fn                      func(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int)
+	x, w, bias, y, stats    []float32
+	cin, hw, yLen, statsLen int
+	scratch                 int
+	m                       *Model
+}
+
+func (t *padTask) Run(w, lo, hi int) {
+	xb := t.m.k.padImage[w][:8*t.hw]
+	for i := lo; i < hi; i++ {
+		img := t.x[i*t.cin*t.hw : (i+1)*t.cin*t.hw]
+		for c := range t.cin {
+			for p, v := range img[c*t.hw : (c+1)*t.hw] {
+				xb[p*8+c] = v
+			}
+		}
+		var stats []float32
+		if t.stats != nil {
+			stats = t.stats[i*t.statsLen : (i+1)*t.statsLen]
+		}
+		t.fn(xb, t.w, t.bias, nil, nil, nil, t.y[i*t.yLen:(i+1)*t.yLen], stats, t.m.ctx.Scratch(w)[:t.scratch], 0, 1)
+	}
+}
+
+// conv3x3Pad runs a 3x3 convolution of n images of cin < 8 channels, in
+// the plain layout, to cout blocked channels (see padTask), and reduces
+// its statistics like conv3x3. The weights are padded to 8 input
+// channels when packed; packed is as for conv3x3.
+func (m *Model) conv3x3Pad(fn Conv3x3Func, scratch, n, cin, cout int, x, w, packed, bias, y, sum, sumsq []float32) {
+	if packed == nil || m.refold {
+		if packed == nil {
+			packed = m.k.packed[:cout*8*9]
+		}
+		clear(packed)
+		for o := range cout {
+			for i := range cin {
+				for k := range 9 {
+					packed[packedIndex(o, i, k, 8)] = w[(o*cin+i)*9+k]
+				}
+			}
+		}
+	}
+	t := &m.k.pad
+	t.fn, t.x, t.w, t.bias, t.y, t.scratch, t.m = fn, x, packed, bias, y, scratch, m
+	t.cin, t.hw, t.yLen, t.statsLen = cin, len(x)/(n*cin), len(y)/n, 2*cout
 	t.stats = nil
 	if sum != nil {
 		t.stats = m.k.stats[:n*2*cout]
@@ -405,11 +469,12 @@ func (m *Model) conv1x1Dw(fn Conv1x1DwFunc, scratch, n, cin, cout int, dw, dy, x
 
 // Sizes of the kernels' buffers, in float32s (partLen in float64s).
 const (
-	packedLen  = 36864
-	statsLen   = 512
-	dwPartLen  = 36864
-	dyImageLen = 65536
-	daImageLen = 65536
-	partLen    = 512
-	vecLen     = 256
+	packedLen   = 36864
+	statsLen    = 512
+	dwPartLen   = 36864
+	dyImageLen  = 65536
+	daImageLen  = 65536
+	partLen     = 512
+	vecLen      = 256
+	padImageLen = 8192
 )

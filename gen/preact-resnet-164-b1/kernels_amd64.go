@@ -7,6 +7,11 @@ package preactresnet164b1
 // peakFMAAVX2 runs n iterations of 12 independent 8-wide FMAs.
 func peakFMAAVX2(n int, a float32, b float32) float32
 
+// conv3x3N1C8K16H32W32S1StatsAVX2 is the AVX2+FMA kernel of Conv3x3N1C8K16H32W32S1Stats (tiles: 1x2 blocks: row 2x6+4x5).
+//
+//go:noescape
+func conv3x3N1C8K16H32W32S1StatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
 // conv3x3N1C16K16H32W32S1InAffineReluStatsAVX2 is the AVX2+FMA kernel of Conv3x3N1C16K16H32W32S1InAffineReluStats (tiles: 1x2 blocks: row 2x6+4x5).
 //
 //go:noescape
@@ -21,6 +26,11 @@ func conv3x3N1C32K32H16W16S1InAffineReluStatsAVX2(x []float32, w []float32, bias
 //
 //go:noescape
 func conv3x3N1C64K64H8W8S1InAffineReluStatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3N1C8K16H32W32S1BiasReluAVX2 is the AVX2+FMA kernel of Conv3x3N1C8K16H32W32S1BiasRelu (tiles: 1x2 blocks: row 2x6+4x5).
+//
+//go:noescape
+func conv3x3N1C8K16H32W32S1BiasReluAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
 
 // conv3x3N1C16K8H32W32S1BiasReluAVX2 is the AVX2+FMA kernel of Conv3x3N1C16K8H32W32S1BiasRelu (tiles: 1x1 blocks: row 2x11+1x10).
 //

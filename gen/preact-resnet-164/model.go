@@ -49,7 +49,7 @@ const (
 	stateLen   = 1727488
 	scratchLen = 66048   // per worker
 	wideLen    = 65536   // float64s per worker
-	foldedLen  = 2944048 // 11.2 MiB (11,776,192 B): Infer's folded and packed weights
+	foldedLen  = 2944768 // 11.2 MiB (11,779,072 B): Infer's folded and packed weights
 )
 
 // Model is the network's weights and state and the memory its steps run in.

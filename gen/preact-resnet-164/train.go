@@ -66,7 +66,7 @@ func (m *Model) train() {
 func (m *Model) trainStemForward(t *[5]int) {
 	a, p := m.arena, m.params
 	// conv: conv2d_fused
-	nn.Conv2DFused(m.ctx, a[t[2]:t[2]+2097152], a[t[3]:t[3]+16], a[t[4]:t[4]+16], a[t[0]:t[0]+393216], p[t[1]:t[1]+432], nil, nil, nil, nil, nn.ConvParams{X: nn.Act{N: 128, C: 3, H: 32, W: 32}, Y: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, KH: 3, KW: 3, Stride: 1, Pad: 1, Stats: true})
+	m.conv3x3Pad(Conv3x3N1C8K16H32W32S1Stats, 9248, 128, 3, 16, a[t[0]:t[0]+393216], p[t[1]:t[1]+432], nil, nil, a[t[2]:t[2]+2097152], a[t[3]:t[3]+16], a[t[4]:t[4]+16])
 }
 
 // trainS1Forward runs the forward ops of s1.u1; t is a row of trainS1ForwardRows.

@@ -10,6 +10,7 @@ const haveAsm = false
 // The assembly kernels' names, nil in this build.
 var (
 	peakFMAAVX2                                       func(n int, a, b float32) float32
+	conv3x3N1C8K16H32W32S1StatsAVX2                   Conv3x3Func
 	conv3x3N128C16K16H32W32S1StatsAVX2                Conv3x3Func
 	conv3x3N128C16K16H32W32S1InAffineReluResStatsAVX2 Conv3x3Func
 	conv3x3N128C16K16H32W32S1InAffineReluStatsAVX2    Conv3x3Func
@@ -19,6 +20,7 @@ var (
 	conv3x3N128C32K64H16W16S2StatsAVX2                Conv3x3Func
 	conv3x3N128C64K64H8W8S1InAffineReluResStatsAVX2   Conv3x3Func
 	conv3x3N128C64K64H8W8S1InAffineReluStatsAVX2      Conv3x3Func
+	conv3x3N1C8K16H32W32S1BiasReluAVX2                Conv3x3Func
 	conv3x3N128C16K16H32W32S1BiasReluAVX2             Conv3x3Func
 	conv3x3N128C16K16H32W32S1ResAVX2                  Conv3x3Func
 	conv3x3N128C16K16H32W32S1InAffineReluBiasReluAVX2 Conv3x3Func

@@ -49,7 +49,7 @@ const (
 	stateLen   = 271104
 	scratchLen = 20752  // per worker
 	wideLen    = 36864  // float64s per worker
-	foldedLen  = 391264 // 1.5 MiB (1,565,056 B): Infer's folded and packed weights
+	foldedLen  = 391984 // 1.5 MiB (1,567,936 B): Infer's folded and packed weights
 )
 
 // Model is the network's weights and state and the memory its steps run in.
