@@ -43,6 +43,11 @@ type Ctx struct {
 	locals  map[any]any
 }
 
+// testHookDone, when set before NewCtx, runs in the worker that finished
+// a task last, between its decrement of pending and its wake-up of the
+// caller: tests widen that window with it.
+var testHookDone func()
+
 // spinFor is how long a waiting goroutine spins before it parks: longer
 // than the gaps between the parallel ops of a step, far shorter than the
 // time between steps.
@@ -110,6 +115,9 @@ func (c *Ctx) worker(w int) {
 			t.Run(w, lo, hi)
 		}
 		if c.pending.Add(-1) == 0 {
+			if testHookDone != nil {
+				testHookDone()
+			}
 			c.caller.unpark()
 		}
 	}
@@ -126,13 +134,17 @@ func (c *Ctx) awaitPost(me *waiter, seen uint64) uint64 {
 			break
 		}
 	}
-	me.parked.Store(true)
-	if s := c.seq.Load(); s != seen {
-		me.cancel()
-		return s
+	for {
+		me.parked.Store(true)
+		if s := c.seq.Load(); s != seen {
+			me.cancel()
+			return s
+		}
+		<-me.wake
+		if s := c.seq.Load(); s != seen {
+			return s
+		}
 	}
-	<-me.wake
-	return c.seq.Load()
 }
 
 // awaitWorkers waits until every worker finished the posted task.
@@ -146,12 +158,20 @@ func (c *Ctx) awaitWorkers() {
 			break
 		}
 	}
-	c.caller.parked.Store(true)
-	if c.pending.Load() == 0 {
-		c.caller.cancel()
-		return
+	// A wake-up may be stale: the last worker of the previous task
+	// decrements pending before it unparks the caller, and may do so
+	// only now. So the condition is checked again after each.
+	for {
+		c.caller.parked.Store(true)
+		if c.pending.Load() == 0 {
+			c.caller.cancel()
+			return
+		}
+		<-c.caller.wake
+		if c.pending.Load() == 0 {
+			return
+		}
 	}
-	<-c.caller.wake
 }
 
 // post hands t to every worker.

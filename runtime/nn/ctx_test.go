@@ -66,6 +66,55 @@ func TestParallel(t *testing.T) {
 	}
 }
 
+// stressTask counts, per index, the calls that covered it. Workers
+// other than the caller take 10us first, so that a caller that returns
+// too early sees their counts behind.
+type stressTask struct{ hits []int }
+
+func (t *stressTask) Run(w, lo, hi int) {
+	if w > 0 {
+		for start := time.Now(); time.Since(start) < 10*time.Microsecond; {
+		}
+	}
+	for i := lo; i < hi; i++ {
+		t.hits[i]++
+	}
+}
+
+// TestParallelStress runs many tiny tasks back to back and checks after
+// each Parallel that every chunk of it is done: a Parallel that returned
+// early (say, on a wake-up left over from the task before) shows as a
+// count behind, and a lost wake-up as a hang. With more threads than
+// GOMAXPROCS the goroutines park at every task.
+func TestParallelStress(t *testing.T) {
+	// Every 16th last worker stalls after its decrement, longer than the
+	// caller spins: the caller returns, posts the next task and parks
+	// before that worker wakes it.
+	var calls atomic.Int64
+	testHookDone = func() {
+		if calls.Add(1)%16 == 0 {
+			time.Sleep(2 * spinFor)
+		}
+	}
+	defer func() { testHookDone = nil }()
+	for _, threads := range []int{2, 3, 4} {
+		c, err := NewCtx(threads, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		task := &stressTask{hits: make([]int, threads)}
+		for k := 1; k <= 20000; k++ {
+			c.Parallel(task, threads)
+			for i, h := range task.hits {
+				if h != k {
+					t.Fatalf("threads %d: after Parallel %d, index %d was run %d times", threads, k, i, h)
+				}
+			}
+		}
+		c.Close()
+	}
+}
+
 // TestActIndex checks At against Channel and that the blocked index is a
 // permutation of the plain one.
 func TestActIndex(t *testing.T) {
