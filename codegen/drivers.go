@@ -529,6 +529,17 @@ func (k *kernelPlan) add1x1(c kernels.Conv1x1) {
 	k.scratchLen = max(k.scratchLen, c.ScratchLen())
 }
 
+// add3x3 records a forward 3x3 kernel and its buffers: packed float32s
+// of packed weights (the whole convolution's, for a kernel of half of it).
+func (k *kernelPlan) add3x3(c kernels.Conv3x3, packed int) {
+	if !k.seen[c.Name()] {
+		k.seen[c.Name()] = true
+		k.set.Convs = append(k.set.Convs, c)
+	}
+	k.packedLen = max(k.packedLen, packed)
+	k.scratchLen = max(k.scratchLen, c.ScratchLen())
+}
+
 // is3x3 reports whether op's weight w is a 3x3 kernel from cin to cout
 // channels with pad 1, stride 1 or 2, and whether every activation of
 // the op is blocked.
@@ -627,12 +638,7 @@ func (k *kernelPlan) special(c *OpCall) jen.Code {
 		if h := kc; splits(h.N, cout, h.Stats) {
 			h.Cout = cout / 2
 			if h.Validate() == nil {
-				if !k.seen[h.Name()] {
-					k.seen[h.Name()] = true
-					k.set.Convs = append(k.set.Convs, h)
-				}
-				k.packedLen = max(k.packedLen, cout*cin*9)
-				k.scratchLen = max(k.scratchLen, h.ScratchLen())
+				k.add3x3(h, cout*cin*9)
 				return jen.Id("m").Dot("conv3x3Split").Call(jen.Id(h.Name()), jen.Lit(h.ScratchLen()), jen.Lit(cin), jen.Lit(cout),
 					c.Args[0], c.Args[1], packed, bias, scale, shift, res, c.Results[0])
 			}
@@ -640,12 +646,7 @@ func (k *kernelPlan) special(c *OpCall) jen.Code {
 		if kc.Stats {
 			k.statsLen = max(k.statsLen, kc.N*2*cout)
 		}
-		if !k.seen[kc.Name()] {
-			k.seen[kc.Name()] = true
-			k.set.Convs = append(k.set.Convs, kc)
-		}
-		k.packedLen = max(k.packedLen, cout*cin*9)
-		k.scratchLen = max(k.scratchLen, kc.ScratchLen())
+		k.add3x3(kc, cout*cin*9)
 		return jen.Id("m").Dot("conv3x3").Call(jen.Id(kc.Name()), jen.Lit(kc.ScratchLen()), jen.Lit(kc.N), jen.Lit(cin), jen.Lit(cout),
 			c.Args[0], c.Args[1], packed, bias, scale, shift, res, c.Results[0], sum, sumsq)
 	case ir.Conv2DDx:
@@ -689,12 +690,7 @@ func (k *kernelPlan) padded(op *ir.Op, kc kernels.Conv3x3, c *OpCall, packed, bi
 	if kc.Validate() != nil {
 		return nil
 	}
-	if !k.seen[kc.Name()] {
-		k.seen[kc.Name()] = true
-		k.set.Convs = append(k.set.Convs, kc)
-	}
-	k.packedLen = max(k.packedLen, cout*8*9)
-	k.scratchLen = max(k.scratchLen, kc.ScratchLen())
+	k.add3x3(kc, cout*8*9)
 	k.padImageLen = max(k.padImageLen, 8*xs[2]*xs[3])
 	if kc.Stats {
 		k.statsLen = max(k.statsLen, xs[0]*2*cout)
