@@ -58,6 +58,8 @@ type e2eCase struct {
 	Arch  *resnet.Arch
 	Batch int
 	Steps int // training steps compared
+	// Budget is the arena budget of the training step; 0 for none.
+	Budget int64
 }
 
 func (c e2eCase) inputShape() ir.Shape {
@@ -85,7 +87,35 @@ const (
 func e2eCases(t *testing.T) []e2eCase {
 	var cs []e2eCase
 	for _, a := range e2eNets(t) {
-		cs = append(cs, e2eCase{a, 2, 3})
+		cs = append(cs, e2eCase{Arch: a, Batch: 2, Steps: 3})
+	}
+	// Under a memory budget: a bottleneck net of 3 units per stage whose
+	// step recomputes the residual stream in every segment of 2 units
+	// (and BatchNorm outputs), then one whose step recomputes whole
+	// segments and a stream segment. The budgets are checked to make the
+	// rematerialization recompute what they are meant to.
+	for _, b := range []struct {
+		budget         int64
+		wholeSegments  bool
+		streamSegments int
+	}{{120000, false, 3}, {114000, true, 1}} {
+		src := "resnet tinyremat {\n input 6x6x3\n classes 3\n depth 20\n stem conv3x3 8\n unit bottleneck order=full-preact shortcut=identity grow=projection\n stages 32 64/2\n}\n"
+		a, err := resnet.Parse("tinyremat.arch", []byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := resnet.Lower(a, 2, ir.Train)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc, err := passes.Run(g, passes.RunOptions{Budget: b.budget})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := pc.Remat; r == nil || r.Stream.Segments != b.streamSegments || (len(r.Segments) > 0) != b.wholeSegments {
+			t.Fatalf("budget %d: rematerialization %+v; want %d stream segments and whole segments %v", b.budget, r, b.streamSegments, b.wholeSegments)
+		}
+		cs = append(cs, e2eCase{Arch: a, Batch: 2, Steps: 3, Budget: b.budget})
 	}
 	for _, p := range []struct {
 		name         string
@@ -100,7 +130,7 @@ func e2eCases(t *testing.T) []e2eCase {
 				t.Fatal(err)
 			}
 		}
-		cs = append(cs, e2eCase{a, p.batch, 1})
+		cs = append(cs, e2eCase{Arch: a, Batch: p.batch, Steps: 1})
 	}
 	return cs
 }
@@ -255,7 +285,7 @@ func TestGeneratedMatchesInterpreter(t *testing.T) {
 	var refs []pkgRef
 	for i, c := range nets {
 		name := fmt.Sprintf("net%d", i)
-		p, err := Compile(c.Arch, Options{Package: name, Batch: c.Batch})
+		p, err := Compile(c.Arch, Options{Package: name, Batch: c.Batch, Budget: c.Budget})
 		if err != nil {
 			t.Fatalf("%s: %v", c.Arch.Name, err)
 		}

@@ -18,6 +18,9 @@ type RematReport struct {
 	Units  int   // residual units found in the forward part
 	// Cheap is what the units not recomputed whole recompute cheaply.
 	Cheap RematCheap
+	// Stream is what the segments that recompute only their residual
+	// stream recompute.
+	Stream RematStream
 	// Stride is the checkpoint stride k: segments are runs of k
 	// consecutive residual units. 0 when no segment is recomputed.
 	Stride int
@@ -44,6 +47,19 @@ type RematReport struct {
 // normalized conv output, when the conv output is stored for the
 // BatchNorm gradient).
 type RematCheap struct {
+	Units       int
+	OpsCloned   int
+	FLOPs       int64
+	StoredBytes int64 // no longer kept from the forward pass
+}
+
+// RematStream sums the stream segments: runs of Stride units whose
+// residual stream (the input of each unit but the first, which is a
+// checkpoint) is recomputed from the checkpoint before them by the ops
+// that add to it (in a bottleneck unit, its last 1x1 convolution), reading
+// the stored conv outputs inside the units rather than recomputing them.
+type RematStream struct {
+	Segments    int
 	Units       int
 	OpsCloned   int
 	FLOPs       int64
@@ -92,23 +108,31 @@ func (r *RematReport) write(b *strings.Builder) {
 		rows = append(rows, [2]string{"  cheap", fmt.Sprintf("%d units recompute elementwise and BatchNorm outputs from stored tensors: %d ops, %s not stored",
 			c.Units, c.OpsCloned, SizeString(c.StoredBytes))})
 	}
-	if len(r.Segments) > 0 {
-		var names []string
-		var stored int64
-		for _, s := range r.Segments {
-			stored += s.StoredBytes
-			if s.First == s.Last {
-				names = append(names, s.First)
-			} else {
-				names = append(names, s.First+".."+s.Last)
-			}
+	if r.Stride > 0 {
+		rows = append(rows, [2]string{"  stride", fmt.Sprintf("a checkpoint every %d units", r.Stride)})
+	}
+	if c := r.Stream; c.Segments > 0 {
+		rows = append(rows, [2]string{"  stream", fmt.Sprintf("%d segments (%d units) recompute only their residual stream, from stored conv outputs: %d ops, %s not stored",
+			c.Segments, c.Units, c.OpsCloned, SizeString(c.StoredBytes))})
+	}
+	var names []string
+	var stored int64
+	for _, s := range r.Segments {
+		stored += s.StoredBytes
+		if s.First == s.Last {
+			names = append(names, s.First)
+		} else {
+			names = append(names, s.First+".."+s.Last)
 		}
-		rows = append(rows,
-			[2]string{"  stride", fmt.Sprintf("a checkpoint every %d units", r.Stride)},
-			[2]string{"  recomputed", fmt.Sprintf("%d segments: %s", len(r.Segments), strings.Join(names, ", "))},
-			[2]string{"  checkpoints", strings.Join(r.Checkpoints, ", ")},
-			[2]string{"  not stored", SizeString(stored)},
-		)
+	}
+	if len(names) > 0 {
+		rows = append(rows, [2]string{"  recomputed", fmt.Sprintf("%d segments: %s", len(names), strings.Join(names, ", "))})
+	}
+	if len(r.Checkpoints) > 0 {
+		rows = append(rows, [2]string{"  checkpoints", strings.Join(r.Checkpoints, ", ")})
+	}
+	if len(names) > 0 {
+		rows = append(rows, [2]string{"  not stored", SizeString(stored)})
 	}
 	rows = append(rows,
 		[2]string{"  ops cloned", fmt.Sprint(r.OpsCloned)},
@@ -123,7 +147,7 @@ func (r *RematReport) write(b *strings.Builder) {
 // network trains at full batch size.
 //
 // Residual units are the forward ops named "sX.uY." (the lowering's
-// names). Two kinds of recomputation are combined:
+// names). Three kinds of recomputation are combined:
 //
 //   - cheap: in one unit, the values the backward part reads that
 //     elementwise ops and BatchNorm normalization compute from tensors it
@@ -135,7 +159,15 @@ func (r *RematReport) write(b *strings.Builder) {
 //     always kept. For a recomputed segment, every forward op of the
 //     segment whose results the backward part reads is cloned, with what
 //     it needs back to the segment's input checkpoint, params and batch
-//     statistics.
+//     statistics;
+//   - stream segments: for a run of k consecutive units, the residual
+//     stream alone (the input of each unit but the first) is recomputed
+//     from the checkpoint before them by the ops that add to it (a
+//     bottleneck unit's last 1x1 convolution, a quarter of the unit's
+//     FLOPs), which read the conv outputs inside the units that the
+//     backward part keeps anyway. The stream is most of what a bottleneck
+//     unit stores (its channels are 4 times its bottleneck's), so this
+//     saves most of a whole segment's memory for a fraction of its FLOPs.
 //
 // Clones are placed just before the first backward op that reads one of
 // them, and every backward read moves to the clones. Ops that update
@@ -150,7 +182,9 @@ func (r *RematReport) write(b *strings.Builder) {
 // whose plan (PlanMemory) fits. Candidates are ordered by stored bytes
 // saved per FLOP: cheap recomputations first and alone if they suffice,
 // then, for each k up to about twice the square root of the number of
-// units, all cheap ones and segments of k units; the shortest prefix whose
+// units, all cheap ones and stream and whole segments of k units (a whole
+// segment replaces the stream segment of the same units); the shortest
+// prefix whose
 // live bytes fit is found by bisection, and the cheapest candidates are
 // placed exactly. It returns a *BudgetError (wrapped in *Error), stating
 // the smallest arena it reached, when even recomputing everything does
@@ -280,6 +314,7 @@ func rematerialize(g *ir.Graph, budget int64) (*RematReport, error) {
 		if len(segs) == 0 {
 			continue
 		}
+		segs = append(segs, r.streams(k)...)
 		byRatio(segs)
 		items := append(slices.Clone(cheap), segs...)
 		all := r.lowerBound(effective(items))
@@ -316,29 +351,44 @@ func rematerialize(g *ir.Graph, budget int64) (*RematReport, error) {
 		NoRematLowerBound: lb,
 	}
 	for _, it := range all {
-		if it.cheap {
+		switch {
+		case it.cheap:
 			e.CheapUnits++
-		} else {
+		case !it.stream:
 			e.Segments++
 		}
 	}
 	return nil, e
 }
 
-// effective drops from items the cheap recomputations of units that a
-// segment among them recomputes whole.
+// effective drops from items what other items among them recompute: the
+// cheap recomputations and stream segments of units that a segment
+// recomputes whole, and cheap recomputations that clone an op a stream
+// segment clones (when the residual stream is an elementwise op's
+// result).
 func effective(items []*segment) []*segment {
 	whole := map[int]bool{}
 	for _, it := range items {
-		if !it.cheap {
+		if !it.cheap && !it.stream {
 			for u := it.first; u <= it.last; u++ {
 				whole[u] = true
 			}
 		}
 	}
+	streamOps := map[int32]bool{}
+	for _, it := range items {
+		if it.stream && !whole[it.first] {
+			for _, i := range it.ops {
+				streamOps[i] = true
+			}
+		}
+	}
 	var out []*segment
 	for _, it := range items {
-		if !it.cheap || !whole[it.first] {
+		switch {
+		case (it.cheap || it.stream) && whole[it.first]:
+		case it.cheap && slices.ContainsFunc(it.ops, func(i int32) bool { return streamOps[i] }):
+		default:
 			out = append(out, it)
 		}
 	}
@@ -410,9 +460,11 @@ type segment struct {
 	stored      int64 // aligned bytes of the values whose backward reads move to clones
 	checkpoints []int32
 	// cheap items recompute only the cheap ops of one unit from tensors
+	// the backward part reads anyway; stream items only the residual
+	// stream of their units, from the checkpoint before them and tensors
 	// the backward part reads anyway; the others recompute whole units
 	// from the checkpoint before them.
-	cheap bool
+	cheap, stream bool
 }
 
 func newRemat(s *sched, bwd int) *remat {
@@ -482,22 +534,35 @@ func cloneable(op *ir.Op) bool {
 
 // segments returns the segments of k units that have something to
 // recompute, in network order.
-func (r *remat) segments(k int) []*segment {
+func (r *remat) segments(k int) []*segment { return r.partition(k, false) }
+
+// streams returns the stream segments of k units that have something to
+// recompute, in network order.
+func (r *remat) streams(k int) []*segment { return r.partition(k, true) }
+
+func (r *remat) partition(k int, stream bool) []*segment {
 	var segs []*segment
 	for first := 0; first < len(r.units); first += k {
-		if sg := r.segment(first, min(first+k, len(r.units))-1); sg != nil {
+		if sg := r.segment(first, min(first+k, len(r.units))-1, stream); sg != nil {
 			segs = append(segs, sg)
 		}
 	}
 	return segs
 }
 
-// segment plans the recomputation of units first..last, or returns nil
-// when the backward part reads nothing it could recompute.
-func (r *remat) segment(first, last int) *segment {
+// segment plans the recomputation of units first..last, whole or only
+// their residual stream, or returns nil when the backward part reads
+// nothing it could recompute.
+func (r *remat) segment(first, last int, stream bool) *segment {
 	s := r.s
 	keep := r.units[last].out
 	in := func(op int32) bool { u := r.unitOf[op]; return int(u) >= first && int(u) <= last }
+	// inStream says whether a value is the residual stream inside the
+	// segment: read by a later unit, and not the checkpoint after it.
+	inStream := func(v int32) bool {
+		u := r.unitOf[r.def[v]]
+		return int(u) >= first && int(u) < last && r.units[u].out[v]
+	}
 	cloned := map[int32]bool{}
 	var work []int32
 	add := func(op int32) {
@@ -512,7 +577,7 @@ func (r *remat) segment(first, last int) *segment {
 				continue
 			}
 			for _, v := range s.ops[i].res {
-				if len(r.uses[v]) > 0 && !keep[v] {
+				if len(r.uses[v]) > 0 && !keep[v] && (!stream || inStream(v)) {
 					add(i)
 					break
 				}
@@ -526,12 +591,25 @@ func (r *remat) segment(first, last int) *segment {
 		i := work[len(work)-1]
 		work = work[:len(work)-1]
 		for _, a := range s.ops[i].args {
-			if d := r.def[a]; d >= 0 && in(d) && r.clone[d] && !keep[a] {
-				add(d)
+			d := r.def[a]
+			if d < 0 || !in(d) || !r.clone[d] || keep[a] {
+				continue
 			}
+			// A stream segment reads what the backward part keeps
+			// anyway from the forward pass.
+			if stream && len(r.uses[a]) > 0 && !inStream(a) {
+				continue
+			}
+			add(d)
 		}
 	}
-	return r.newSegment(first, last, cloned, false)
+	sg := r.newSegment(first, last, cloned, false)
+	if stream {
+		// The stored tensors the clones read are not checkpoints.
+		sg.stream = true
+		sg.checkpoints = slices.DeleteFunc(sg.checkpoints, func(a int32) bool { return in(r.def[a]) })
+	}
+	return sg
 }
 
 // newSegment lists the clones of the ops in cloned, the backward reads
@@ -760,14 +838,22 @@ func (r *remat) describe(rep *RematReport, k int, items []*segment) {
 			continue
 		}
 		rep.Stride = k
-		rep.Segments = append(rep.Segments, RematSegment{
-			First:       r.units[sg.first].name,
-			Last:        r.units[sg.last].name,
-			Units:       sg.last - sg.first + 1,
-			OpsCloned:   len(sg.ops),
-			FLOPs:       sg.flops,
-			StoredBytes: sg.stored,
-		})
+		if sg.stream {
+			rep.Stream.Segments++
+			rep.Stream.Units += sg.last - sg.first + 1
+			rep.Stream.OpsCloned += len(sg.ops)
+			rep.Stream.FLOPs += sg.flops
+			rep.Stream.StoredBytes += sg.stored
+		} else {
+			rep.Segments = append(rep.Segments, RematSegment{
+				First:       r.units[sg.first].name,
+				Last:        r.units[sg.last].name,
+				Units:       sg.last - sg.first + 1,
+				OpsCloned:   len(sg.ops),
+				FLOPs:       sg.flops,
+				StoredBytes: sg.stored,
+			})
+		}
 		for _, v := range sg.checkpoints {
 			d := r.s.irv[v].Def
 			name := d.Name

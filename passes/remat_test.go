@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -61,64 +62,132 @@ func kindCount(g *ir.Graph) map[ir.OpKind]int {
 // design against the original: whole segments of two units recomputed,
 // only the cheap recomputations, and Rematerialize at the tightest budget
 // it can meet and halfway from there to the arena without recomputation.
-// See checkRemat for what is checked.
+// Each case runs on the step right after autodiff and on the step the
+// pipeline gives remat (fused, folded, blocked). See checkRemat for what
+// is checked.
 func TestRematerializeSemantics(t *testing.T) {
 	t.Parallel()
 	for ci, c := range memCases {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			orig := memStep(t, memArch(c))
-			base := mustPlan(t, orig)
-			feeds := memFeeds(orig, uint64(ci+11))
-			// The rewrites themselves, whatever a budget would choose.
-			for _, mode := range []string{"segments", "cheap"} {
-				t.Run(mode, func(t *testing.T) {
-					g := orig.Clone()
-					s, err := buildSched(g)
-					if err != nil {
-						t.Fatal(err)
-					}
-					r := newRemat(s, backwardStart(g.Ops))
-					items := r.cheap
-					if mode == "segments" {
-						items = r.segments(2)
-						if len(items) != 3 {
-							t.Fatalf("%d segments of 2 units, want 3", len(items))
-						}
-					}
-					if len(items) == 0 {
-						t.Fatal("nothing to recompute")
-					}
-					trial := s.withSegments(items)
-					want := placeBuffers(trial.buffers(trial.liveness()))
-					r.apply(g, items)
-					rep := &RematReport{}
-					r.describe(rep, 2, items)
-					for _, op := range orig.Ops {
-						rep.StepFLOPs += opFLOPs(op)
-					}
-					p := checkRemat(t, orig, g, rep, feeds)
-					if p.ArenaBytes != want {
-						t.Errorf("arena %d, the trial schedule's %d", p.ArenaBytes, want)
-					}
-				})
+		for _, pipeline := range []bool{false, true} {
+			name := c.name + "/autodiff"
+			if pipeline {
+				name = c.name + "/pipeline"
 			}
-			tight := tightestArena(t, orig.Clone())
-			if tight >= base.ArenaBytes {
-				t.Fatalf("recomputing everything gives %d bytes, no better than %d", tight, base.ArenaBytes)
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				testRematSemantics(t, ci, c, pipeline)
+			})
+		}
+	}
+}
+
+func testRematSemantics(t *testing.T, ci int, c memCase, pipeline bool) {
+	orig := memStep(t, memArch(c))
+	if pipeline {
+		var err error
+		if orig, err = resnet.Lower(memArch(c), memBatch, ir.Train); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Run(orig, RunOptions{StopAfter: "layout"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := mustPlan(t, orig)
+	feeds := memFeeds(orig, uint64(ci+11))
+	// The rewrites themselves, whatever a budget would choose.
+	for _, mode := range []string{"segments", "cheap", "stream", "mixed"} {
+		t.Run(mode, func(t *testing.T) {
+			g := orig.Clone()
+			s, err := buildSched(g)
+			if err != nil {
+				t.Fatal(err)
 			}
-			for _, budget := range []int64{tight, (tight + base.ArenaBytes) / 2} {
-				t.Run(strconv.FormatInt(budget, 10), func(t *testing.T) {
-					g := orig.Clone()
-					rep, err := Rematerialize(g, budget)
-					if err != nil {
-						t.Fatal(err)
+			r := newRemat(s, backwardStart(g.Ops))
+			items := r.cheap
+			segs, streams := r.segments(2), r.streams(2)
+			// A stream segment exists where the backward part reads the
+			// stream inside a segment. Without fusion, ReLU-only
+			// pre-activation reads only the ReLU of the stream, computed in
+			// the next unit; fused, the ReLU is a conv's prologue, and the
+			// stream is read where the segment has a unit with a conv.
+			wantStreams := 3
+			if c.order == resnet.ReLUOnlyPreact {
+				wantStreams = 0
+				if pipeline {
+					wantStreams = 2
+				}
+			}
+			if len(segs) != 3 || len(streams) != wantStreams {
+				t.Fatalf("%d segments and %d stream segments of 2 units, want 3 and %d", len(segs), len(streams), wantStreams)
+			}
+			if len(streams) == 0 && (mode == "stream" || mode == "mixed") {
+				return
+			}
+			whole := map[int]*segment{}
+			for _, sg := range segs {
+				whole[sg.first] = sg
+			}
+			for i, st := range streams {
+				// A stream segment recomputes the stream of its first unit
+				// only: less than the whole segment.
+				w := whole[st.first]
+				if w == nil || st.last != w.last || st.flops >= w.flops || st.stored >= w.stored || len(st.ops) == 0 {
+					t.Fatalf("stream segment %d (units %d..%d): %d ops, %d FLOPs, %d bytes; the whole segment: %+v", i, st.first, st.last, len(st.ops), st.flops, st.stored, w)
+				}
+				for _, op := range st.ops {
+					o := s.ops[op].op
+					if c.unit == resnet.Bottleneck && (o.Kind == ir.Conv2D || o.Kind == ir.Conv2DFused) &&
+						!strings.HasSuffix(o.Name, ".conv3") && !strings.HasSuffix(o.Name, ".shortcut.conv") {
+						t.Errorf("stream segment %d clones %s; only the last convolutions and shortcuts add to the stream", i, o.Name)
 					}
-					p := checkRemat(t, orig, g, rep, feeds)
-					if p.ArenaBytes != rep.ArenaBytes || p.ArenaBytes > budget || p.ArenaBytes >= base.ArenaBytes {
-						t.Errorf("arena after %d (report %d), budget %d, before %d", p.ArenaBytes, rep.ArenaBytes, budget, base.ArenaBytes)
-					}
-				})
+				}
+			}
+			switch mode {
+			case "segments":
+				items = segs
+			case "stream":
+				items = streams
+			case "mixed":
+				// Cheap items everywhere, every stream segment, and the
+				// segment of the last stream whole: effective keeps what
+				// does not overlap.
+				last := streams[len(streams)-1]
+				items = effective(append(append(slices.Clone(r.cheap), streams...), whole[last.first]))
+				if slices.Contains(items, last) || !slices.Contains(items, streams[0]) || !slices.Contains(items, whole[last.first]) {
+					t.Fatalf("effective kept the stream segment a whole segment covers, or dropped another")
+				}
+			}
+			if len(items) == 0 {
+				t.Fatal("nothing to recompute")
+			}
+			trial := s.withSegments(items)
+			want := placeBuffers(trial.buffers(trial.liveness()))
+			r.apply(g, items)
+			rep := &RematReport{}
+			r.describe(rep, 2, items)
+			for _, op := range orig.Ops {
+				rep.StepFLOPs += opFLOPs(op)
+			}
+			p := checkRemat(t, orig, g, rep, feeds)
+			if p.ArenaBytes != want {
+				t.Errorf("arena %d, the trial schedule's %d", p.ArenaBytes, want)
+			}
+		})
+	}
+	tight := tightestArena(t, orig.Clone())
+	if tight >= base.ArenaBytes {
+		t.Fatalf("recomputing everything gives %d bytes, no better than %d", tight, base.ArenaBytes)
+	}
+	for _, budget := range []int64{tight, (tight + base.ArenaBytes) / 2} {
+		t.Run(strconv.FormatInt(budget, 10), func(t *testing.T) {
+			g := orig.Clone()
+			rep, err := Rematerialize(g, budget)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := checkRemat(t, orig, g, rep, feeds)
+			if p.ArenaBytes != rep.ArenaBytes || p.ArenaBytes > budget || p.ArenaBytes >= base.ArenaBytes {
+				t.Errorf("arena after %d (report %d), budget %d, before %d", p.ArenaBytes, rep.ArenaBytes, budget, base.ArenaBytes)
 			}
 		})
 	}

@@ -4,8 +4,8 @@ package preactresnet1001
 
 import "github.com/resnetc/resnetc/runtime/nn"
 
-// train runs one training step: the schedule of "preact-resnet-1001" after the passes (21641 ops in
-// 1214 blocks of 38 functions), on the arena laid out by the memory plan.
+// train runs one training step: the schedule of "preact-resnet-1001" after the passes (21548 ops in
+// 1320 blocks of 44 functions), on the arena laid out by the memory plan.
 func (m *Model) train() {
 	m.trainStemForward(&trainStemForwardRows[0]) // stem
 	m.trainS1Forward(&trainS1ForwardRows[0])     // s1.u1
@@ -27,81 +27,126 @@ func (m *Model) train() {
 	m.trainLossForward(&trainLossForwardRows[0])   // loss
 	m.trainLossBackward(&trainLossBackwardRows[0]) // loss
 	m.trainHeadBackward(&trainHeadBackwardRows[0]) // head
-	// s3.u111 to s3.u2
-	for i := 0; i < 110; i++ {
+	// s3.u111 to s3.u85
+	for i := 0; i < 27; i++ {
 		m.trainS3Backward(&trainS3BackwardRows[i])
 	}
-	m.trainS3Backward2(&trainS3Backward2Rows[0]) // s3.u1
-	m.trainS3Recompute(&trainS3RecomputeRows[0]) // s3.u1
-	m.trainS3Backward3(&trainS3Backward3Rows[0]) // s3.u1
-	// s2.u111 to s2.u90
-	for i := 0; i < 22; i++ {
-		m.trainS2Backward(&trainS2BackwardRows[i])
+	m.trainS3Backward2(&trainS3Backward2Rows[0]) // s3.u84
+	// s3.u51 to s3.u83
+	for i := 0; i < 33; i++ {
+		m.trainS3Recompute(&trainS3RecomputeRows[i])
 	}
-	m.trainS2Backward2(&trainS2Backward2Rows[0]) // s2.u89
-	// s2.u50 to s2.u88
-	for i := 0; i < 39; i++ {
+	m.trainS3Backward3(&trainS3Backward3Rows[0]) // s3.u84
+	// s3.u83 to s3.u51
+	for i := 27; i < 60; i++ {
+		m.trainS3Backward(&trainS3BackwardRows[i])
+	}
+	m.trainS3Backward2(&trainS3Backward2Rows[1]) // s3.u50
+	// s3.u17 to s3.u49
+	for i := 33; i < 66; i++ {
+		m.trainS3Recompute(&trainS3RecomputeRows[i])
+	}
+	m.trainS3Backward3(&trainS3Backward3Rows[1]) // s3.u50
+	// s3.u49 to s3.u17
+	for i := 60; i < 93; i++ {
+		m.trainS3Backward(&trainS3BackwardRows[i])
+	}
+	m.trainS3Backward2(&trainS3Backward2Rows[2]) // s3.u16
+	// s2.u94 to s2.u111
+	for i := 0; i < 18; i++ {
 		m.trainS2Recompute(&trainS2RecomputeRows[i])
 	}
-	m.trainS2Recompute2(&trainS2Recompute2Rows[0]) // s2.u89
-	m.trainS2Backward3(&trainS2Backward3Rows[0])   // s2.u89
-	// s2.u88 to s2.u50
-	for i := 22; i < 61; i++ {
+	m.trainS3Recompute2(&trainS3Recompute2Rows[0]) // s3.u1
+	// s3.u2 to s3.u15
+	for i := 66; i < 80; i++ {
+		m.trainS3Recompute(&trainS3RecomputeRows[i])
+	}
+	m.trainS3Backward3(&trainS3Backward3Rows[2]) // s3.u16
+	// s3.u15 to s3.u2
+	for i := 93; i < 107; i++ {
+		m.trainS3Backward(&trainS3BackwardRows[i])
+	}
+	m.trainS3Backward4(&trainS3Backward4Rows[0])   // s3.u1
+	m.trainS3Recompute3(&trainS3Recompute3Rows[0]) // s3.u1
+	m.trainS3Backward5(&trainS3Backward5Rows[0])   // s3.u1
+	// s2.u111 to s2.u94
+	for i := 0; i < 18; i++ {
 		m.trainS2Backward(&trainS2BackwardRows[i])
 	}
-	m.trainS2Backward2(&trainS2Backward2Rows[1]) // s2.u49
-	// s2.u10 to s2.u48
-	for i := 39; i < 78; i++ {
+	m.trainS2Backward2(&trainS2Backward2Rows[0]) // s2.u93
+	// s2.u60 to s2.u92
+	for i := 18; i < 51; i++ {
 		m.trainS2Recompute(&trainS2RecomputeRows[i])
 	}
-	m.trainS2Recompute2(&trainS2Recompute2Rows[1]) // s2.u49
-	m.trainS2Backward3(&trainS2Backward3Rows[1])   // s2.u49
-	// s2.u48 to s2.u10
-	for i := 61; i < 100; i++ {
+	m.trainS2Backward3(&trainS2Backward3Rows[0]) // s2.u93
+	// s2.u92 to s2.u60
+	for i := 18; i < 51; i++ {
 		m.trainS2Backward(&trainS2BackwardRows[i])
 	}
-	m.trainS2Backward2(&trainS2Backward2Rows[2]) // s2.u9
-	// s1.u81 to s1.u111
-	for i := 0; i < 31; i++ {
+	m.trainS2Backward2(&trainS2Backward2Rows[1]) // s2.u59
+	// s2.u26 to s2.u58
+	for i := 51; i < 84; i++ {
+		m.trainS2Recompute(&trainS2RecomputeRows[i])
+	}
+	m.trainS2Backward3(&trainS2Backward3Rows[1]) // s2.u59
+	// s2.u58 to s2.u26
+	for i := 51; i < 84; i++ {
+		m.trainS2Backward(&trainS2BackwardRows[i])
+	}
+	m.trainS2Backward2(&trainS2Backward2Rows[2]) // s2.u25
+	// s1.u103 to s1.u111
+	for i := 0; i < 9; i++ {
 		m.trainS1Recompute(&trainS1RecomputeRows[i])
 	}
+	m.trainS2Recompute2(&trainS2Recompute2Rows[0]) // s2.u1
+	// s2.u2 to s2.u24
+	for i := 84; i < 107; i++ {
+		m.trainS2Recompute(&trainS2RecomputeRows[i])
+	}
+	m.trainS2Backward3(&trainS2Backward3Rows[2]) // s2.u25
+	// s2.u24 to s2.u2
+	for i := 84; i < 107; i++ {
+		m.trainS2Backward(&trainS2BackwardRows[i])
+	}
+	m.trainS2Backward4(&trainS2Backward4Rows[0])   // s2.u1
 	m.trainS2Recompute3(&trainS2Recompute3Rows[0]) // s2.u1
-	// s2.u2 to s2.u8
-	for i := 78; i < 85; i++ {
-		m.trainS2Recompute(&trainS2RecomputeRows[i])
-	}
-	m.trainS2Recompute2(&trainS2Recompute2Rows[2]) // s2.u9
-	m.trainS2Backward3(&trainS2Backward3Rows[2])   // s2.u9
-	// s2.u8 to s2.u2
-	for i := 100; i < 107; i++ {
-		m.trainS2Backward(&trainS2BackwardRows[i])
-	}
-	m.trainS2Backward4(&trainS2Backward4Rows[0]) // s2.u1
-	// s1.u111 to s1.u81
-	for i := 0; i < 31; i++ {
+	m.trainS2Backward5(&trainS2Backward5Rows[0])   // s2.u1
+	// s1.u111 to s1.u103
+	for i := 0; i < 9; i++ {
 		m.trainS1Backward(&trainS1BackwardRows[i])
 	}
-	m.trainS1Backward2(&trainS1Backward2Rows[0]) // s1.u80
-	// s1.u41 to s1.u79
-	for i := 31; i < 70; i++ {
-		m.trainS1Recompute(&trainS1RecomputeRows[i])
+	m.trainS1Backward2(&trainS1Backward2Rows[0]) // s1.u102
+	// s1.u69 to s1.u101
+	for i := 0; i < 33; i++ {
+		m.trainS1Recompute2(&trainS1Recompute2Rows[i])
 	}
-	m.trainS1Recompute2(&trainS1Recompute2Rows[0]) // s1.u80
-	m.trainS1Backward3(&trainS1Backward3Rows[0])   // s1.u80
-	// s1.u79 to s1.u41
-	for i := 31; i < 70; i++ {
+	m.trainS1Recompute3(&trainS1Recompute3Rows[0]) // s1.u102
+	m.trainS1Backward3(&trainS1Backward3Rows[0])   // s1.u102
+	// s1.u101 to s1.u69
+	for i := 9; i < 42; i++ {
 		m.trainS1Backward(&trainS1BackwardRows[i])
 	}
-	m.trainS1Backward2(&trainS1Backward2Rows[1])   // s1.u40
-	m.trainS1Recompute3(&trainS1Recompute3Rows[0]) // s1.u1
-	// s1.u2 to s1.u39
-	for i := 70; i < 108; i++ {
-		m.trainS1Recompute(&trainS1RecomputeRows[i])
+	m.trainS1Backward2(&trainS1Backward2Rows[1]) // s1.u68
+	// s1.u35 to s1.u67
+	for i := 33; i < 66; i++ {
+		m.trainS1Recompute2(&trainS1Recompute2Rows[i])
 	}
-	m.trainS1Recompute2(&trainS1Recompute2Rows[1]) // s1.u40
-	m.trainS1Backward3(&trainS1Backward3Rows[1])   // s1.u40
-	// s1.u39 to s1.u2
-	for i := 70; i < 108; i++ {
+	m.trainS1Recompute3(&trainS1Recompute3Rows[1]) // s1.u68
+	m.trainS1Backward3(&trainS1Backward3Rows[1])   // s1.u68
+	// s1.u67 to s1.u35
+	for i := 42; i < 75; i++ {
+		m.trainS1Backward(&trainS1BackwardRows[i])
+	}
+	m.trainS1Backward2(&trainS1Backward2Rows[2])   // s1.u34
+	m.trainS1Recompute4(&trainS1Recompute4Rows[0]) // s1.u1
+	// s1.u2 to s1.u33
+	for i := 66; i < 98; i++ {
+		m.trainS1Recompute2(&trainS1Recompute2Rows[i])
+	}
+	m.trainS1Recompute3(&trainS1Recompute3Rows[2]) // s1.u34
+	m.trainS1Backward3(&trainS1Backward3Rows[2])   // s1.u34
+	// s1.u33 to s1.u2
+	for i := 75; i < 107; i++ {
 		m.trainS1Backward(&trainS1BackwardRows[i])
 	}
 	m.trainS1Backward4(&trainS1Backward4Rows[0])   // s1.u1
@@ -404,7 +449,7 @@ func (m *Model) trainHeadBackward(t *[20]int) {
 	nn.BNAffineGrad(m.ctx, a[t[16]:t[16]+256], a[t[17]:t[17]+256], a[t[18]:t[18]+256], a[t[19]:t[19]+256], a[t[11]:t[11]+256], a[t[12]:t[12]+256], a[t[13]:t[13]+256], a[t[14]:t[14]+256], p[t[15]:t[15]+256], 256, 1e-05)
 }
 
-// trainS3Backward runs the backward ops of 110 blocks like s3.u111; t is a row of trainS3BackwardRows.
+// trainS3Backward runs the backward ops of 107 blocks like s3.u111; t is a row of trainS3BackwardRows.
 func (m *Model) trainS3Backward(t *[56]int) {
 	a, p := m.arena, m.params
 	// conv3.stats.dy: bnstats_grad
@@ -484,22 +529,130 @@ func (m *Model) trainS3Backward(t *[56]int) {
 	nn.BNAffineGrad(m.ctx, a[t[52]:t[52]+256], a[t[53]:t[53]+256], a[t[54]:t[54]+256], a[t[55]:t[55]+256], a[t[47]:t[47]+256], a[t[48]:t[48]+256], a[t[49]:t[49]+256], a[t[50]:t[50]+256], p[t[51]:t[51]+256], 256, 1e-05)
 }
 
-// trainS3Backward2 runs the backward ops of s3.u1; t is a row of trainS3Backward2Rows.
-func (m *Model) trainS3Backward2(t *[6]int) {
+// trainS3Backward2 runs the backward ops of 3 blocks like s3.u84; t is a row of trainS3Backward2Rows.
+func (m *Model) trainS3Backward2(t *[40]int) {
+	a, p := m.arena, m.params
+	// conv3.stats.dy: bnstats_grad
+	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+2097152], a[t[0]:t[0]+256], a[t[1]:t[1]+256], a[t[2]:t[2]+2097152], a[t[3]:t[3]+256], a[t[4]:t[4]+2097152], nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true})
+	// conv3.dw, conv3.da, conv3.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw1:     Conv1x1DwN128C64K256H8W8S1InAffineRelu,
+		dx:      Conv1x1DxN128C64K256H8W8S1,
+		scratch: 4096,
+		taps:    1,
+	}, 128, 64, 256, bwdArgs{
+		w:      p[t[10] : t[10]+16384],
+		dw:     a[t[9] : t[9]+16384],
+		dy:     a[t[5] : t[5]+2097152],
+		x:      a[t[6] : t[6]+524288],
+		scale:  a[t[7] : t[7]+64],
+		shift:  a[t[8] : t[8]+64],
+		dz:     a[t[12] : t[12]+524288],
+		dscale: a[t[13] : t[13]+64],
+		dshift: a[t[14] : t[14]+64],
+		gx:     a[t[6] : t[6]+524288],
+		gscale: a[t[7] : t[7]+64],
+		gshift: a[t[8] : t[8]+64],
+	})
+	// bn3.affine.grad: bnaffine_grad
+	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+64], a[t[19]:t[19]+64], a[t[20]:t[20]+64], a[t[21]:t[21]+64], a[t[13]:t[13]+64], a[t[14]:t[14]+64], a[t[15]:t[15]+64], a[t[16]:t[16]+64], p[t[17]:t[17]+64], 64, 1e-05)
+	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw3:     Conv3x3DwN128C64K64H8W8S1InAffineRelu,
+		dx:      Conv3x3DxN128C64K64H8W8S1,
+		scratch: 6400,
+		taps:    9,
+	}, 128, 64, 64, bwdArgs{
+		w:      p[t[27] : t[27]+36864],
+		dw:     a[t[26] : t[26]+36864],
+		dmean:  a[t[18] : t[18]+64],
+		dvar:   a[t[19] : t[19]+64],
+		y:      a[t[6] : t[6]+524288],
+		mean:   a[t[15] : t[15]+64],
+		yacc:   a[t[12] : t[12]+524288],
+		x:      a[t[23] : t[23]+524288],
+		scale:  a[t[24] : t[24]+64],
+		shift:  a[t[25] : t[25]+64],
+		dz:     a[t[29] : t[29]+524288],
+		dscale: a[t[30] : t[30]+64],
+		dshift: a[t[31] : t[31]+64],
+		gx:     a[t[23] : t[23]+524288],
+		gscale: a[t[24] : t[24]+64],
+		gshift: a[t[25] : t[25]+64],
+	})
+	// bn2.affine.grad: bnaffine_grad
+	nn.BNAffineGrad(m.ctx, a[t[35]:t[35]+64], a[t[36]:t[36]+64], a[t[37]:t[37]+64], a[t[38]:t[38]+64], a[t[30]:t[30]+64], a[t[31]:t[31]+64], a[t[32]:t[32]+64], a[t[33]:t[33]+64], p[t[34]:t[34]+64], 64, 1e-05)
+	// conv1.stats.dy: bnstats_grad
+	nn.BNStatsGradAdd(m.ctx, a[t[39]:t[39]+524288], a[t[35]:t[35]+64], a[t[36]:t[36]+64], a[t[23]:t[23]+524288], a[t[32]:t[32]+64], a[t[29]:t[29]+524288], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true})
+}
+
+// trainS3Recompute runs the recompute ops of 80 blocks like s3.u51; t is a row of trainS3RecomputeRows.
+func (m *Model) trainS3Recompute(t *[8]int) {
+	a, p := m.arena, m.params
+	// conv3.remat: conv2d_fused
+	m.conv1x1(Conv1x1N128C64K256H8W8S1InAffineReluResStats, 4096, 128, 64, 256, a[t[0]:t[0]+524288], p[t[1]:t[1]+16384], nil, nil, a[t[2]:t[2]+64], a[t[3]:t[3]+64], a[t[4]:t[4]+2097152], a[t[5]:t[5]+2097152], a[t[6]:t[6]+256], a[t[7]:t[7]+256])
+}
+
+// trainS3Backward3 runs the backward ops of 3 blocks like s3.u84; t is a row of trainS3Backward3Rows.
+func (m *Model) trainS3Backward3(t *[18]int) {
+	a, p := m.arena, m.params
+	// conv1.dw, conv1.da, conv1.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
+	m.convBwd(bwdKernels{
+		dw1:     Conv1x1DwN128C256K64H8W8S1InAffineRelu,
+		dx:      Conv1x1DxN128C256K64H8W8S1,
+		scratch: 16384,
+		taps:    1,
+	}, 128, 256, 64, bwdArgs{
+		w:      p[t[5] : t[5]+16384],
+		dw:     a[t[4] : t[4]+16384],
+		dy:     a[t[0] : t[0]+524288],
+		x:      a[t[1] : t[1]+2097152],
+		scale:  a[t[2] : t[2]+256],
+		shift:  a[t[3] : t[3]+256],
+		dz:     a[t[8] : t[8]+2097152],
+		dscale: a[t[9] : t[9]+256],
+		dshift: a[t[10] : t[10]+256],
+		gx:     a[t[1] : t[1]+2097152],
+		gscale: a[t[2] : t[2]+256],
+		gshift: a[t[3] : t[3]+256],
+		gacc:   a[t[7] : t[7]+2097152],
+	})
+	// bn1.affine.grad: bnaffine_grad
+	nn.BNAffineGrad(m.ctx, a[t[14]:t[14]+256], a[t[15]:t[15]+256], a[t[16]:t[16]+256], a[t[17]:t[17]+256], a[t[9]:t[9]+256], a[t[10]:t[10]+256], a[t[11]:t[11]+256], a[t[12]:t[12]+256], p[t[13]:t[13]+256], 256, 1e-05)
+}
+
+// trainS2Recompute runs the recompute ops of 107 blocks like s2.u94; t is a row of trainS2RecomputeRows.
+func (m *Model) trainS2Recompute(t *[8]int) {
+	a, p := m.arena, m.params
+	// conv3.remat: conv2d_fused
+	m.conv1x1(Conv1x1N128C32K128H16W16S1InAffineReluResStats, 8192, 128, 32, 128, a[t[0]:t[0]+1048576], p[t[1]:t[1]+4096], nil, nil, a[t[2]:t[2]+32], a[t[3]:t[3]+32], a[t[4]:t[4]+4194304], a[t[5]:t[5]+4194304], a[t[6]:t[6]+128], a[t[7]:t[7]+128])
+}
+
+// trainS3Recompute2 runs the recompute ops of s3.u1; t is a row of trainS3Recompute2Rows.
+func (m *Model) trainS3Recompute2(t *[10]int) {
+	a, p := m.arena, m.params
+	// conv3.remat: conv2d_fused
+	m.conv1x1(Conv1x1N128C64K256H8W8S1InAffineRelu, 4096, 128, 64, 256, a[t[0]:t[0]+524288], p[t[1]:t[1]+16384], nil, nil, a[t[2]:t[2]+64], a[t[3]:t[3]+64], nil, a[t[4]:t[4]+2097152], nil, nil)
+	// shortcut.conv.remat: conv2d_fused
+	m.conv1x1(Conv1x1N128C128K256H16W16S2ResStats, 8192, 128, 128, 256, a[t[5]:t[5]+4194304], p[t[6]:t[6]+32768], nil, nil, nil, nil, a[t[4]:t[4]+2097152], a[t[7]:t[7]+2097152], a[t[8]:t[8]+256], a[t[9]:t[9]+256])
+}
+
+// trainS3Backward4 runs the backward ops of s3.u1; t is a row of trainS3Backward4Rows.
+func (m *Model) trainS3Backward4(t *[6]int) {
 	a := m.arena
 	// shortcut.conv.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+2097152], a[t[0]:t[0]+256], a[t[1]:t[1]+256], a[t[2]:t[2]+2097152], a[t[3]:t[3]+256], a[t[4]:t[4]+2097152], nn.Act{N: 128, C: 256, H: 8, W: 8, Blocked: true})
 }
 
-// trainS3Recompute runs the recompute ops of s3.u1; t is a row of trainS3RecomputeRows.
-func (m *Model) trainS3Recompute(t *[4]int) {
+// trainS3Recompute3 runs the recompute ops of s3.u1; t is a row of trainS3Recompute3Rows.
+func (m *Model) trainS3Recompute3(t *[4]int) {
 	a := m.arena
 	// relu1.remat: affine_relu
 	nn.AffineReLU(m.ctx, a[t[3]:t[3]+4194304], a[t[0]:t[0]+4194304], a[t[1]:t[1]+128], a[t[2]:t[2]+128], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
 }
 
-// trainS3Backward3 runs the backward ops of s3.u1; t is a row of trainS3Backward3Rows.
-func (m *Model) trainS3Backward3(t *[56]int) {
+// trainS3Backward5 runs the backward ops of s3.u1; t is a row of trainS3Backward5Rows.
+func (m *Model) trainS3Backward5(t *[56]int) {
 	a, p := m.arena, m.params
 	// shortcut.conv.dw, shortcut.conv.dx: conv2d_dw, conv2d_dx
 	m.convBwd(bwdKernels{
@@ -667,36 +820,11 @@ func (m *Model) trainS2Backward(t *[56]int) {
 	nn.BNAffineGrad(m.ctx, a[t[52]:t[52]+128], a[t[53]:t[53]+128], a[t[54]:t[54]+128], a[t[55]:t[55]+128], a[t[47]:t[47]+128], a[t[48]:t[48]+128], a[t[49]:t[49]+128], a[t[50]:t[50]+128], p[t[51]:t[51]+128], 128, 1e-05)
 }
 
-// trainS2Backward2 runs the backward ops of 3 blocks like s2.u89; t is a row of trainS2Backward2Rows.
-func (m *Model) trainS2Backward2(t *[6]int) {
-	a := m.arena
+// trainS2Backward2 runs the backward ops of 3 blocks like s2.u93; t is a row of trainS2Backward2Rows.
+func (m *Model) trainS2Backward2(t *[40]int) {
+	a, p := m.arena, m.params
 	// conv3.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+4194304], a[t[0]:t[0]+128], a[t[1]:t[1]+128], a[t[2]:t[2]+4194304], a[t[3]:t[3]+128], a[t[4]:t[4]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
-}
-
-// trainS2Recompute runs the recompute ops of 85 blocks like s2.u50; t is a row of trainS2RecomputeRows.
-func (m *Model) trainS2Recompute(t *[19]int) {
-	a, p := m.arena, m.params
-	// conv1.remat: conv2d_fused
-	m.conv1x1(Conv1x1N128C128K32H16W16S1InAffineReluStats, 32768, 128, 128, 32, a[t[0]:t[0]+4194304], p[t[1]:t[1]+4096], nil, nil, a[t[2]:t[2]+128], a[t[3]:t[3]+128], nil, a[t[4]:t[4]+1048576], a[t[5]:t[5]+32], a[t[6]:t[6]+32])
-	// conv2.remat: conv2d_fused
-	m.conv3x3(Conv3x3N128C32K32H16W16S1InAffineReluStats, 10368, 128, 32, 32, a[t[4]:t[4]+1048576], p[t[7]:t[7]+9216], nil, nil, a[t[8]:t[8]+32], a[t[9]:t[9]+32], nil, a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32])
-	// conv3.remat: conv2d_fused
-	m.conv1x1(Conv1x1N128C32K128H16W16S1InAffineReluResStats, 8192, 128, 32, 128, a[t[10]:t[10]+1048576], p[t[13]:t[13]+4096], nil, nil, a[t[14]:t[14]+32], a[t[15]:t[15]+32], a[t[0]:t[0]+4194304], a[t[16]:t[16]+4194304], a[t[17]:t[17]+128], a[t[18]:t[18]+128])
-}
-
-// trainS2Recompute2 runs the recompute ops of 3 blocks like s2.u89; t is a row of trainS2Recompute2Rows.
-func (m *Model) trainS2Recompute2(t *[13]int) {
-	a, p := m.arena, m.params
-	// conv1.remat: conv2d_fused
-	m.conv1x1(Conv1x1N128C128K32H16W16S1InAffineReluStats, 32768, 128, 128, 32, a[t[0]:t[0]+4194304], p[t[1]:t[1]+4096], nil, nil, a[t[2]:t[2]+128], a[t[3]:t[3]+128], nil, a[t[4]:t[4]+1048576], a[t[5]:t[5]+32], a[t[6]:t[6]+32])
-	// conv2.remat: conv2d_fused
-	m.conv3x3(Conv3x3N128C32K32H16W16S1InAffineReluStats, 10368, 128, 32, 32, a[t[4]:t[4]+1048576], p[t[7]:t[7]+9216], nil, nil, a[t[8]:t[8]+32], a[t[9]:t[9]+32], nil, a[t[10]:t[10]+1048576], a[t[11]:t[11]+32], a[t[12]:t[12]+32])
-}
-
-// trainS2Backward3 runs the backward ops of 3 blocks like s2.u89; t is a row of trainS2Backward3Rows.
-func (m *Model) trainS2Backward3(t *[51]int) {
-	a, p := m.arena, m.params
 	// conv3.dw, conv3.da, conv3.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw1:     Conv1x1DwN128C32K128H16W16S1InAffineRelu,
@@ -704,21 +832,21 @@ func (m *Model) trainS2Backward3(t *[51]int) {
 		scratch: 8192,
 		taps:    1,
 	}, 128, 32, 128, bwdArgs{
-		w:      p[t[5] : t[5]+4096],
-		dw:     a[t[4] : t[4]+4096],
-		dy:     a[t[0] : t[0]+4194304],
-		x:      a[t[1] : t[1]+1048576],
-		scale:  a[t[2] : t[2]+32],
-		shift:  a[t[3] : t[3]+32],
-		dz:     a[t[7] : t[7]+1048576],
-		dscale: a[t[8] : t[8]+32],
-		dshift: a[t[9] : t[9]+32],
-		gx:     a[t[1] : t[1]+1048576],
-		gscale: a[t[2] : t[2]+32],
-		gshift: a[t[3] : t[3]+32],
+		w:      p[t[10] : t[10]+4096],
+		dw:     a[t[9] : t[9]+4096],
+		dy:     a[t[5] : t[5]+4194304],
+		x:      a[t[6] : t[6]+1048576],
+		scale:  a[t[7] : t[7]+32],
+		shift:  a[t[8] : t[8]+32],
+		dz:     a[t[12] : t[12]+1048576],
+		dscale: a[t[13] : t[13]+32],
+		dshift: a[t[14] : t[14]+32],
+		gx:     a[t[6] : t[6]+1048576],
+		gscale: a[t[7] : t[7]+32],
+		gshift: a[t[8] : t[8]+32],
 	})
 	// bn3.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[15]:t[15]+32], a[t[16]:t[16]+32], a[t[8]:t[8]+32], a[t[9]:t[9]+32], a[t[10]:t[10]+32], a[t[11]:t[11]+32], p[t[12]:t[12]+32], 32, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[20]:t[20]+32], a[t[21]:t[21]+32], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[15]:t[15]+32], a[t[16]:t[16]+32], p[t[17]:t[17]+32], 32, 1e-05)
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C32K32H16W16S1InAffineRelu,
@@ -726,27 +854,32 @@ func (m *Model) trainS2Backward3(t *[51]int) {
 		scratch: 10368,
 		taps:    9,
 	}, 128, 32, 32, bwdArgs{
-		w:      p[t[22] : t[22]+9216],
-		dw:     a[t[21] : t[21]+9216],
-		dmean:  a[t[13] : t[13]+32],
-		dvar:   a[t[14] : t[14]+32],
-		y:      a[t[1] : t[1]+1048576],
-		mean:   a[t[10] : t[10]+32],
-		yacc:   a[t[7] : t[7]+1048576],
-		x:      a[t[18] : t[18]+1048576],
-		scale:  a[t[19] : t[19]+32],
-		shift:  a[t[20] : t[20]+32],
-		dz:     a[t[24] : t[24]+1048576],
-		dscale: a[t[25] : t[25]+32],
-		dshift: a[t[26] : t[26]+32],
-		gx:     a[t[18] : t[18]+1048576],
-		gscale: a[t[19] : t[19]+32],
-		gshift: a[t[20] : t[20]+32],
+		w:      p[t[27] : t[27]+9216],
+		dw:     a[t[26] : t[26]+9216],
+		dmean:  a[t[18] : t[18]+32],
+		dvar:   a[t[19] : t[19]+32],
+		y:      a[t[6] : t[6]+1048576],
+		mean:   a[t[15] : t[15]+32],
+		yacc:   a[t[12] : t[12]+1048576],
+		x:      a[t[23] : t[23]+1048576],
+		scale:  a[t[24] : t[24]+32],
+		shift:  a[t[25] : t[25]+32],
+		dz:     a[t[29] : t[29]+1048576],
+		dscale: a[t[30] : t[30]+32],
+		dshift: a[t[31] : t[31]+32],
+		gx:     a[t[23] : t[23]+1048576],
+		gscale: a[t[24] : t[24]+32],
+		gshift: a[t[25] : t[25]+32],
 	})
 	// bn2.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[32]:t[32]+32], a[t[33]:t[33]+32], a[t[25]:t[25]+32], a[t[26]:t[26]+32], a[t[27]:t[27]+32], a[t[28]:t[28]+32], p[t[29]:t[29]+32], 32, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[37]:t[37]+32], a[t[38]:t[38]+32], a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[32]:t[32]+32], a[t[33]:t[33]+32], p[t[34]:t[34]+32], 32, 1e-05)
 	// conv1.stats.dy: bnstats_grad
-	nn.BNStatsGradAdd(m.ctx, a[t[34]:t[34]+1048576], a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[18]:t[18]+1048576], a[t[27]:t[27]+32], a[t[24]:t[24]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
+	nn.BNStatsGradAdd(m.ctx, a[t[39]:t[39]+1048576], a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[23]:t[23]+1048576], a[t[32]:t[32]+32], a[t[29]:t[29]+1048576], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true})
+}
+
+// trainS2Backward3 runs the backward ops of 3 blocks like s2.u93; t is a row of trainS2Backward3Rows.
+func (m *Model) trainS2Backward3(t *[18]int) {
+	a, p := m.arena, m.params
 	// conv1.dw, conv1.da, conv1.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw1:     Conv1x1DwN128C128K32H16W16S1InAffineRelu,
@@ -754,55 +887,57 @@ func (m *Model) trainS2Backward3(t *[51]int) {
 		scratch: 32768,
 		taps:    1,
 	}, 128, 128, 32, bwdArgs{
-		w:      p[t[39] : t[39]+4096],
-		dw:     a[t[38] : t[38]+4096],
-		dy:     a[t[34] : t[34]+1048576],
-		x:      a[t[35] : t[35]+4194304],
-		scale:  a[t[36] : t[36]+128],
-		shift:  a[t[37] : t[37]+128],
-		dz:     a[t[41] : t[41]+4194304],
-		dscale: a[t[42] : t[42]+128],
-		dshift: a[t[43] : t[43]+128],
-		gx:     a[t[35] : t[35]+4194304],
-		gscale: a[t[36] : t[36]+128],
-		gshift: a[t[37] : t[37]+128],
-		gacc:   a[t[0] : t[0]+4194304],
+		w:      p[t[5] : t[5]+4096],
+		dw:     a[t[4] : t[4]+4096],
+		dy:     a[t[0] : t[0]+1048576],
+		x:      a[t[1] : t[1]+4194304],
+		scale:  a[t[2] : t[2]+128],
+		shift:  a[t[3] : t[3]+128],
+		dz:     a[t[8] : t[8]+4194304],
+		dscale: a[t[9] : t[9]+128],
+		dshift: a[t[10] : t[10]+128],
+		gx:     a[t[1] : t[1]+4194304],
+		gscale: a[t[2] : t[2]+128],
+		gshift: a[t[3] : t[3]+128],
+		gacc:   a[t[7] : t[7]+4194304],
 	})
 	// bn1.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[47]:t[47]+128], a[t[48]:t[48]+128], a[t[49]:t[49]+128], a[t[50]:t[50]+128], a[t[42]:t[42]+128], a[t[43]:t[43]+128], a[t[44]:t[44]+128], a[t[45]:t[45]+128], p[t[46]:t[46]+128], 128, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[14]:t[14]+128], a[t[15]:t[15]+128], a[t[16]:t[16]+128], a[t[17]:t[17]+128], a[t[9]:t[9]+128], a[t[10]:t[10]+128], a[t[11]:t[11]+128], a[t[12]:t[12]+128], p[t[13]:t[13]+128], 128, 1e-05)
 }
 
-// trainS1Recompute runs the recompute ops of 108 blocks like s1.u81; t is a row of trainS1RecomputeRows.
-func (m *Model) trainS1Recompute(t *[19]int) {
+// trainS1Recompute runs the recompute ops of 9 blocks like s1.u103; t is a row of trainS1RecomputeRows.
+func (m *Model) trainS1Recompute(t *[8]int) {
 	a, p := m.arena, m.params
-	// conv1.remat: conv2d_fused
-	m.conv1x1(Conv1x1N128C64K16H32W32S1InAffineReluStats, 65536, 128, 64, 16, a[t[0]:t[0]+8388608], p[t[1]:t[1]+1024], nil, nil, a[t[2]:t[2]+64], a[t[3]:t[3]+64], nil, a[t[4]:t[4]+2097152], a[t[5]:t[5]+16], a[t[6]:t[6]+16])
-	// conv2.remat: conv2d_fused
-	m.conv3x3(Conv3x3N128C16K16H32W32S1InAffineReluStats, 18496, 128, 16, 16, a[t[4]:t[4]+2097152], p[t[7]:t[7]+2304], nil, nil, a[t[8]:t[8]+16], a[t[9]:t[9]+16], nil, a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16])
 	// conv3.remat: conv2d_fused
-	m.conv1x1(Conv1x1N128C16K64H32W32S1InAffineReluResStats, 16384, 128, 16, 64, a[t[10]:t[10]+2097152], p[t[13]:t[13]+1024], nil, nil, a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[0]:t[0]+8388608], a[t[16]:t[16]+8388608], a[t[17]:t[17]+64], a[t[18]:t[18]+64])
+	m.conv1x1(Conv1x1N128C16K64H32W32S1InAffineReluResStats, 16384, 128, 16, 64, a[t[0]:t[0]+2097152], p[t[1]:t[1]+1024], nil, nil, a[t[2]:t[2]+16], a[t[3]:t[3]+16], a[t[4]:t[4]+8388608], a[t[5]:t[5]+8388608], a[t[6]:t[6]+64], a[t[7]:t[7]+64])
 }
 
-// trainS2Recompute3 runs the recompute ops of s2.u1; t is a row of trainS2Recompute3Rows.
-func (m *Model) trainS2Recompute3(t *[22]int) {
+// trainS2Recompute2 runs the recompute ops of s2.u1; t is a row of trainS2Recompute2Rows.
+func (m *Model) trainS2Recompute2(t *[10]int) {
 	a, p := m.arena, m.params
-	// relu1.remat: affine_relu
-	nn.AffineReLU(m.ctx, a[t[3]:t[3]+8388608], a[t[0]:t[0]+8388608], a[t[1]:t[1]+64], a[t[2]:t[2]+64], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
-	// conv1.remat: conv2d_fused
-	m.conv1x1(Conv1x1N128C64K32H32W32S2Stats, 16384, 128, 64, 32, a[t[3]:t[3]+8388608], p[t[4]:t[4]+2048], nil, nil, nil, nil, nil, a[t[5]:t[5]+1048576], a[t[6]:t[6]+32], a[t[7]:t[7]+32])
-	// conv2.remat: conv2d_fused
-	m.conv3x3(Conv3x3N128C32K32H16W16S1InAffineReluStats, 10368, 128, 32, 32, a[t[5]:t[5]+1048576], p[t[8]:t[8]+9216], nil, nil, a[t[9]:t[9]+32], a[t[10]:t[10]+32], nil, a[t[11]:t[11]+1048576], a[t[12]:t[12]+32], a[t[13]:t[13]+32])
 	// conv3.remat: conv2d_fused
-	m.conv1x1(Conv1x1N128C32K128H16W16S1InAffineRelu, 8192, 128, 32, 128, a[t[11]:t[11]+1048576], p[t[14]:t[14]+4096], nil, nil, a[t[15]:t[15]+32], a[t[16]:t[16]+32], nil, a[t[17]:t[17]+4194304], nil, nil)
+	m.conv1x1(Conv1x1N128C32K128H16W16S1InAffineRelu, 8192, 128, 32, 128, a[t[0]:t[0]+1048576], p[t[1]:t[1]+4096], nil, nil, a[t[2]:t[2]+32], a[t[3]:t[3]+32], nil, a[t[4]:t[4]+4194304], nil, nil)
 	// shortcut.conv.remat: conv2d_fused
-	m.conv1x1(Conv1x1N128C64K128H32W32S2ResStats, 16384, 128, 64, 128, a[t[3]:t[3]+8388608], p[t[18]:t[18]+8192], nil, nil, nil, nil, a[t[17]:t[17]+4194304], a[t[19]:t[19]+4194304], a[t[20]:t[20]+128], a[t[21]:t[21]+128])
+	m.conv1x1(Conv1x1N128C64K128H32W32S2ResStats, 16384, 128, 64, 128, a[t[5]:t[5]+8388608], p[t[6]:t[6]+8192], nil, nil, nil, nil, a[t[4]:t[4]+4194304], a[t[7]:t[7]+4194304], a[t[8]:t[8]+128], a[t[9]:t[9]+128])
 }
 
 // trainS2Backward4 runs the backward ops of s2.u1; t is a row of trainS2Backward4Rows.
-func (m *Model) trainS2Backward4(t *[61]int) {
-	a, p := m.arena, m.params
+func (m *Model) trainS2Backward4(t *[6]int) {
+	a := m.arena
 	// shortcut.conv.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+4194304], a[t[0]:t[0]+128], a[t[1]:t[1]+128], a[t[2]:t[2]+4194304], a[t[3]:t[3]+128], a[t[4]:t[4]+4194304], nn.Act{N: 128, C: 128, H: 16, W: 16, Blocked: true})
+}
+
+// trainS2Recompute3 runs the recompute ops of s2.u1; t is a row of trainS2Recompute3Rows.
+func (m *Model) trainS2Recompute3(t *[4]int) {
+	a := m.arena
+	// relu1.remat: affine_relu
+	nn.AffineReLU(m.ctx, a[t[3]:t[3]+8388608], a[t[0]:t[0]+8388608], a[t[1]:t[1]+64], a[t[2]:t[2]+64], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
+}
+
+// trainS2Backward5 runs the backward ops of s2.u1; t is a row of trainS2Backward5Rows.
+func (m *Model) trainS2Backward5(t *[56]int) {
+	a, p := m.arena, m.params
 	// shortcut.conv.dw, shortcut.conv.dx: conv2d_dw, conv2d_dx
 	m.convBwd(bwdKernels{
 		dw1:     Conv1x1DwN128C64K128H32W32S2,
@@ -810,11 +945,11 @@ func (m *Model) trainS2Backward4(t *[61]int) {
 		scratch: 16384,
 		taps:    1,
 	}, 128, 64, 128, bwdArgs{
-		w:  p[t[8] : t[8]+8192],
-		dw: a[t[7] : t[7]+8192],
-		dy: a[t[5] : t[5]+4194304],
-		x:  a[t[6] : t[6]+8388608],
-		da: a[t[9] : t[9]+8388608],
+		w:  p[t[3] : t[3]+8192],
+		dw: a[t[2] : t[2]+8192],
+		dy: a[t[0] : t[0]+4194304],
+		x:  a[t[1] : t[1]+8388608],
+		da: a[t[4] : t[4]+8388608],
 	})
 	// conv3.dw, conv3.da, conv3.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
@@ -823,21 +958,21 @@ func (m *Model) trainS2Backward4(t *[61]int) {
 		scratch: 8192,
 		taps:    1,
 	}, 128, 32, 128, bwdArgs{
-		w:      p[t[14] : t[14]+4096],
-		dw:     a[t[13] : t[13]+4096],
-		dy:     a[t[5] : t[5]+4194304],
-		x:      a[t[10] : t[10]+1048576],
-		scale:  a[t[11] : t[11]+32],
-		shift:  a[t[12] : t[12]+32],
-		dz:     a[t[16] : t[16]+1048576],
-		dscale: a[t[17] : t[17]+32],
-		dshift: a[t[18] : t[18]+32],
-		gx:     a[t[10] : t[10]+1048576],
-		gscale: a[t[11] : t[11]+32],
-		gshift: a[t[12] : t[12]+32],
+		w:      p[t[9] : t[9]+4096],
+		dw:     a[t[8] : t[8]+4096],
+		dy:     a[t[0] : t[0]+4194304],
+		x:      a[t[5] : t[5]+1048576],
+		scale:  a[t[6] : t[6]+32],
+		shift:  a[t[7] : t[7]+32],
+		dz:     a[t[11] : t[11]+1048576],
+		dscale: a[t[12] : t[12]+32],
+		dshift: a[t[13] : t[13]+32],
+		gx:     a[t[5] : t[5]+1048576],
+		gscale: a[t[6] : t[6]+32],
+		gshift: a[t[7] : t[7]+32],
 	})
 	// bn3.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[22]:t[22]+32], a[t[23]:t[23]+32], a[t[24]:t[24]+32], a[t[25]:t[25]+32], a[t[17]:t[17]+32], a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[20]:t[20]+32], p[t[21]:t[21]+32], 32, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[17]:t[17]+32], a[t[18]:t[18]+32], a[t[19]:t[19]+32], a[t[20]:t[20]+32], a[t[12]:t[12]+32], a[t[13]:t[13]+32], a[t[14]:t[14]+32], a[t[15]:t[15]+32], p[t[16]:t[16]+32], 32, 1e-05)
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C32K32H16W16S1InAffineRelu,
@@ -845,25 +980,25 @@ func (m *Model) trainS2Backward4(t *[61]int) {
 		scratch: 10368,
 		taps:    9,
 	}, 128, 32, 32, bwdArgs{
-		w:      p[t[31] : t[31]+9216],
-		dw:     a[t[30] : t[30]+9216],
-		dmean:  a[t[22] : t[22]+32],
-		dvar:   a[t[23] : t[23]+32],
-		y:      a[t[10] : t[10]+1048576],
-		mean:   a[t[19] : t[19]+32],
-		yacc:   a[t[16] : t[16]+1048576],
-		x:      a[t[27] : t[27]+1048576],
-		scale:  a[t[28] : t[28]+32],
-		shift:  a[t[29] : t[29]+32],
-		dz:     a[t[33] : t[33]+1048576],
-		dscale: a[t[34] : t[34]+32],
-		dshift: a[t[35] : t[35]+32],
-		gx:     a[t[27] : t[27]+1048576],
-		gscale: a[t[28] : t[28]+32],
-		gshift: a[t[29] : t[29]+32],
+		w:      p[t[26] : t[26]+9216],
+		dw:     a[t[25] : t[25]+9216],
+		dmean:  a[t[17] : t[17]+32],
+		dvar:   a[t[18] : t[18]+32],
+		y:      a[t[5] : t[5]+1048576],
+		mean:   a[t[14] : t[14]+32],
+		yacc:   a[t[11] : t[11]+1048576],
+		x:      a[t[22] : t[22]+1048576],
+		scale:  a[t[23] : t[23]+32],
+		shift:  a[t[24] : t[24]+32],
+		dz:     a[t[28] : t[28]+1048576],
+		dscale: a[t[29] : t[29]+32],
+		dshift: a[t[30] : t[30]+32],
+		gx:     a[t[22] : t[22]+1048576],
+		gscale: a[t[23] : t[23]+32],
+		gshift: a[t[24] : t[24]+32],
 	})
 	// bn2.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[39]:t[39]+32], a[t[40]:t[40]+32], a[t[41]:t[41]+32], a[t[42]:t[42]+32], a[t[34]:t[34]+32], a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[37]:t[37]+32], p[t[38]:t[38]+32], 32, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[34]:t[34]+32], a[t[35]:t[35]+32], a[t[36]:t[36]+32], a[t[37]:t[37]+32], a[t[29]:t[29]+32], a[t[30]:t[30]+32], a[t[31]:t[31]+32], a[t[32]:t[32]+32], p[t[33]:t[33]+32], 32, 1e-05)
 	// conv1.stats.dy, conv1.dw, conv1.dx: bnstats_grad, conv2d_dw, conv2d_dx
 	m.convBwd(bwdKernels{
 		dw1:     Conv1x1DwN128C64K32H32W32S2,
@@ -871,25 +1006,25 @@ func (m *Model) trainS2Backward4(t *[61]int) {
 		scratch: 16384,
 		taps:    1,
 	}, 128, 64, 32, bwdArgs{
-		w:     p[t[45] : t[45]+2048],
-		dw:    a[t[44] : t[44]+2048],
-		dmean: a[t[39] : t[39]+32],
-		dvar:  a[t[40] : t[40]+32],
-		y:     a[t[27] : t[27]+1048576],
-		mean:  a[t[36] : t[36]+32],
-		yacc:  a[t[33] : t[33]+1048576],
-		x:     a[t[6] : t[6]+8388608],
-		da:    a[t[46] : t[46]+8388608],
+		w:     p[t[40] : t[40]+2048],
+		dw:    a[t[39] : t[39]+2048],
+		dmean: a[t[34] : t[34]+32],
+		dvar:  a[t[35] : t[35]+32],
+		y:     a[t[22] : t[22]+1048576],
+		mean:  a[t[31] : t[31]+32],
+		yacc:  a[t[28] : t[28]+1048576],
+		x:     a[t[1] : t[1]+8388608],
+		da:    a[t[41] : t[41]+8388608],
 	})
 	// relu1.dsum: add
-	nn.Add(m.ctx, a[t[47]:t[47]+8388608], a[t[9]:t[9]+8388608], a[t[46]:t[46]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
+	nn.Add(m.ctx, a[t[42]:t[42]+8388608], a[t[4]:t[4]+8388608], a[t[41]:t[41]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
 	// relu1.grad: affine_relu_grad
-	nn.AffineReLUGrad(m.ctx, a[t[51]:t[51]+8388608], a[t[52]:t[52]+64], a[t[53]:t[53]+64], a[t[47]:t[47]+8388608], a[t[48]:t[48]+8388608], a[t[49]:t[49]+64], a[t[50]:t[50]+64], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
+	nn.AffineReLUGrad(m.ctx, a[t[46]:t[46]+8388608], a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[42]:t[42]+8388608], a[t[43]:t[43]+8388608], a[t[44]:t[44]+64], a[t[45]:t[45]+64], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
 	// bn1.affine.grad: bnaffine_grad
-	nn.BNAffineGrad(m.ctx, a[t[57]:t[57]+64], a[t[58]:t[58]+64], a[t[59]:t[59]+64], a[t[60]:t[60]+64], a[t[52]:t[52]+64], a[t[53]:t[53]+64], a[t[54]:t[54]+64], a[t[55]:t[55]+64], p[t[56]:t[56]+64], 64, 1e-05)
+	nn.BNAffineGrad(m.ctx, a[t[52]:t[52]+64], a[t[53]:t[53]+64], a[t[54]:t[54]+64], a[t[55]:t[55]+64], a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[49]:t[49]+64], a[t[50]:t[50]+64], p[t[51]:t[51]+64], 64, 1e-05)
 }
 
-// trainS1Backward runs the backward ops of 108 blocks like s1.u111; t is a row of trainS1BackwardRows.
+// trainS1Backward runs the backward ops of 107 blocks like s1.u111; t is a row of trainS1BackwardRows.
 func (m *Model) trainS1Backward(t *[56]int) {
 	a, p := m.arena, m.params
 	// conv3.stats.dy: bnstats_grad
@@ -969,15 +1104,26 @@ func (m *Model) trainS1Backward(t *[56]int) {
 	nn.BNAffineGrad(m.ctx, a[t[52]:t[52]+64], a[t[53]:t[53]+64], a[t[54]:t[54]+64], a[t[55]:t[55]+64], a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[49]:t[49]+64], a[t[50]:t[50]+64], p[t[51]:t[51]+64], 64, 1e-05)
 }
 
-// trainS1Backward2 runs the backward ops of 2 blocks like s1.u80; t is a row of trainS1Backward2Rows.
+// trainS1Backward2 runs the backward ops of 3 blocks like s1.u102; t is a row of trainS1Backward2Rows.
 func (m *Model) trainS1Backward2(t *[6]int) {
 	a := m.arena
 	// conv3.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+8388608], a[t[0]:t[0]+64], a[t[1]:t[1]+64], a[t[2]:t[2]+8388608], a[t[3]:t[3]+64], a[t[4]:t[4]+8388608], nn.Act{N: 128, C: 64, H: 32, W: 32, Blocked: true})
 }
 
-// trainS1Recompute2 runs the recompute ops of 2 blocks like s1.u80; t is a row of trainS1Recompute2Rows.
-func (m *Model) trainS1Recompute2(t *[13]int) {
+// trainS1Recompute2 runs the recompute ops of 98 blocks like s1.u69; t is a row of trainS1Recompute2Rows.
+func (m *Model) trainS1Recompute2(t *[19]int) {
+	a, p := m.arena, m.params
+	// conv1.remat: conv2d_fused
+	m.conv1x1(Conv1x1N128C64K16H32W32S1InAffineReluStats, 65536, 128, 64, 16, a[t[0]:t[0]+8388608], p[t[1]:t[1]+1024], nil, nil, a[t[2]:t[2]+64], a[t[3]:t[3]+64], nil, a[t[4]:t[4]+2097152], a[t[5]:t[5]+16], a[t[6]:t[6]+16])
+	// conv2.remat: conv2d_fused
+	m.conv3x3(Conv3x3N128C16K16H32W32S1InAffineReluStats, 18496, 128, 16, 16, a[t[4]:t[4]+2097152], p[t[7]:t[7]+2304], nil, nil, a[t[8]:t[8]+16], a[t[9]:t[9]+16], nil, a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16])
+	// conv3.remat: conv2d_fused
+	m.conv1x1(Conv1x1N128C16K64H32W32S1InAffineReluResStats, 16384, 128, 16, 64, a[t[10]:t[10]+2097152], p[t[13]:t[13]+1024], nil, nil, a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[0]:t[0]+8388608], a[t[16]:t[16]+8388608], a[t[17]:t[17]+64], a[t[18]:t[18]+64])
+}
+
+// trainS1Recompute3 runs the recompute ops of 3 blocks like s1.u102; t is a row of trainS1Recompute3Rows.
+func (m *Model) trainS1Recompute3(t *[13]int) {
 	a, p := m.arena, m.params
 	// conv1.remat: conv2d_fused
 	m.conv1x1(Conv1x1N128C64K16H32W32S1InAffineReluStats, 65536, 128, 64, 16, a[t[0]:t[0]+8388608], p[t[1]:t[1]+1024], nil, nil, a[t[2]:t[2]+64], a[t[3]:t[3]+64], nil, a[t[4]:t[4]+2097152], a[t[5]:t[5]+16], a[t[6]:t[6]+16])
@@ -985,7 +1131,7 @@ func (m *Model) trainS1Recompute2(t *[13]int) {
 	m.conv3x3(Conv3x3N128C16K16H32W32S1InAffineReluStats, 18496, 128, 16, 16, a[t[4]:t[4]+2097152], p[t[7]:t[7]+2304], nil, nil, a[t[8]:t[8]+16], a[t[9]:t[9]+16], nil, a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16])
 }
 
-// trainS1Backward3 runs the backward ops of 2 blocks like s1.u80; t is a row of trainS1Backward3Rows.
+// trainS1Backward3 runs the backward ops of 3 blocks like s1.u102; t is a row of trainS1Backward3Rows.
 func (m *Model) trainS1Backward3(t *[51]int) {
 	a, p := m.arena, m.params
 	// conv3.dw, conv3.da, conv3.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
@@ -1063,8 +1209,8 @@ func (m *Model) trainS1Backward3(t *[51]int) {
 	nn.BNAffineGrad(m.ctx, a[t[47]:t[47]+64], a[t[48]:t[48]+64], a[t[49]:t[49]+64], a[t[50]:t[50]+64], a[t[42]:t[42]+64], a[t[43]:t[43]+64], a[t[44]:t[44]+64], a[t[45]:t[45]+64], p[t[46]:t[46]+64], 64, 1e-05)
 }
 
-// trainS1Recompute3 runs the recompute ops of s1.u1; t is a row of trainS1Recompute3Rows.
-func (m *Model) trainS1Recompute3(t *[22]int) {
+// trainS1Recompute4 runs the recompute ops of s1.u1; t is a row of trainS1Recompute4Rows.
+func (m *Model) trainS1Recompute4(t *[22]int) {
 	a, p := m.arena, m.params
 	// relu1.remat: affine_relu
 	nn.AffineReLU(m.ctx, a[t[3]:t[3]+2097152], a[t[0]:t[0]+2097152], a[t[1]:t[1]+16], a[t[2]:t[2]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
