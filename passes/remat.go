@@ -184,9 +184,8 @@ func (r *RematReport) write(b *strings.Builder) {
 // then, for each k up to about twice the square root of the number of
 // units, all cheap ones and stream and whole segments of k units (a whole
 // segment replaces the stream segment of the same units); the shortest
-// prefix whose
-// live bytes fit is found by bisection, and the cheapest candidates are
-// placed exactly. It returns a *BudgetError (wrapped in *Error), stating
+// prefix whose live bytes fit is found by bisection, and the cheapest
+// candidates are placed exactly. It returns a *BudgetError (wrapped in *Error), stating
 // the smallest arena it reached, when even recomputing everything does
 // not fit. A budget of 0 asks for nothing and leaves g unchanged; so does
 // a budget the plan already fits. On error g is unchanged.
