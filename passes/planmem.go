@@ -142,6 +142,7 @@ type PlanSummary struct {
 	RematStride       int     `json:"remat_stride"`
 	RematCheapUnits   int     `json:"remat_cheap_units"`
 	RematSegments     int     `json:"remat_segments"`
+	RematStreamUnits  int     `json:"remat_stream_units"`
 	OpsCloned         int     `json:"ops_cloned"`
 	ExtraFLOPs        int64   `json:"extra_flops"`
 	ExtraFLOPsPercent float64 `json:"extra_flops_percent"`
@@ -388,6 +389,7 @@ func (p *MemPlan) Summary() PlanSummary {
 		s.RematStride = r.Stride
 		s.RematCheapUnits = r.Cheap.Units
 		s.RematSegments = len(r.Segments)
+		s.RematStreamUnits = r.Stream.Units
 		s.OpsCloned = r.OpsCloned
 		s.ExtraFLOPs = r.ExtraFLOPs
 		s.ExtraFLOPsPercent = r.ExtraFLOPsPercent()

@@ -455,9 +455,9 @@ func TestRematerializeDeep(t *testing.T) {
 			if p.ArenaBytes < p.LowerBoundBytes || p0.ArenaBytes < p0.LowerBoundBytes || p0.NaiveBytes < p0.LowerBoundBytes {
 				t.Errorf("an arena below its lower bound: %+v, %+v", p0.Summary(), p.Summary())
 			}
-			t.Logf("%s batch 128: %d ops; naive %s; no budget: arena %s, lower bound %s; 2 GiB budget: arena %s, lower bound %s, stride %d, %d of %d units recomputed, %d ops cloned, extra FLOPs %.2f%%; PlanMemory %v, Rematerialize %v",
+			t.Logf("%s batch 128: %d ops; naive %s; no budget: arena %s, lower bound %s; 2 GiB budget: arena %s, lower bound %s, stride %d, %d of %d units recomputed whole and %d their stream only, %d ops cloned, extra FLOPs %.2f%%; PlanMemory %v, Rematerialize %v",
 				name, len(g.Ops), SizeString(p0.NaiveBytes), SizeString(p0.ArenaBytes), SizeString(p0.LowerBoundBytes),
-				SizeString(p.ArenaBytes), SizeString(p.LowerBoundBytes), rep.Stride, rematUnits(rep), rep.Units, rep.OpsCloned,
+				SizeString(p.ArenaBytes), SizeString(p.LowerBoundBytes), rep.Stride, rematUnits(rep), rep.Units, rep.Stream.Units, rep.OpsCloned,
 				rep.ExtraFLOPsPercent(), planTime, rematTime)
 		})
 	}
