@@ -43,6 +43,7 @@ type kernelBuffers struct {
 	dx      dxTask
 	bwd     bwdTask
 	dw      dwTask
+	dwPad   dwPadTask
 }
 
 func newKernelBuffers(threads int) kernelBuffers {
@@ -462,6 +463,55 @@ func (m *Model) conv3x3Dw(fn Conv3x3DwFunc, scratch, n, cin, cout int, dw, dy, x
 	check(UnpackConv3x3Weights(dw, packed, cout, cin))
 }
 
+// dwPadTask runs a 3x3 backward-weights kernel of one image of 8 input
+// channels on each image of an input with fewer channels, in the plain
+// layout: the image is copied into the worker's blocked buffer, whose
+// other channels stay zero, as padTask does, and the kernel adds the
+// image's gradient to the worker's partial.
+type dwPadTask struct {
+	fn                      Conv3x3DwFunc
+	x, dy                   []float32
+	cin, hw, dyLen, scratch int
+	m                       *Model
+}
+
+func (t *dwPadTask) Run(w, lo, hi int) {
+	xb := t.m.k.padImage[w][:8*t.hw]
+	for i := lo; i < hi; i++ {
+		img := t.x[i*t.cin*t.hw : (i+1)*t.cin*t.hw]
+		for c := range t.cin {
+			for p, v := range img[c*t.hw : (c+1)*t.hw] {
+				xb[p*8+c] = v
+			}
+		}
+		t.fn(xb, t.dy[i*t.dyLen:(i+1)*t.dyLen], nil, nil, t.m.k.dwView[w], t.m.ctx.Scratch(w)[:t.scratch], 0, 1)
+	}
+}
+
+// conv3x3DwPad runs the backward-weights convolution of conv3x3Pad's: the
+// workers' partials of the gradient padded to 8 input channels are added
+// in worker order, and dw gets its cin channels.
+func (m *Model) conv3x3DwPad(fn Conv3x3DwFunc, scratch, n, cin, cout int, dw, dy, x, scale, shift []float32) {
+	size := cout * 8 * 9
+	for w := range m.k.dwView {
+		m.k.dwView[w] = m.k.dwParts[w][:size]
+		clear(m.k.dwView[w])
+	}
+	t := &m.k.dwPad
+	t.fn, t.x, t.dy, t.scratch, t.m = fn, x, dy, scratch, m
+	t.cin, t.hw, t.dyLen = cin, len(x)/(n*cin), len(dy)/n
+	m.ctx.Parallel(t, n)
+	packed := m.k.packed[:size]
+	check(SumConv3x3Dw(packed, m.k.dwView, cout, 8))
+	for o := range cout {
+		for i := range cin {
+			for k := range 9 {
+				dw[(o*cin+i)*9+k] = packed[packedIndex(o, i, k, 8)]
+			}
+		}
+	}
+}
+
 // conv1x1Dw runs a specialized 1x1 backward-weights convolution: the
 // workers' partials, packed like the forward's weights, are added in
 // worker order in float64.
@@ -739,6 +789,9 @@ func (k *kernelPlan) dwKernel(op *ir.Op) (dxCall, bool) {
 	if op.Int("kernel") != 3 {
 		return dxCall{}, false
 	}
+	if d, ok := k.dwPadded(op, prologue); ok {
+		return d, true
+	}
 	cout, cin, stride, ok := is3x3(op, dw, dy, x)
 	if !ok {
 		return dxCall{}, false
@@ -747,14 +800,43 @@ func (k *kernelPlan) dwKernel(op *ir.Op) (dxCall, bool) {
 	if kw.Validate() != nil {
 		return dxCall{}, false
 	}
+	k.addDw(kw, cout*cin*9)
+	return dxCall{"conv3x3Dw", kw.Name(), kw.ScratchLen(), kw.N, cin, cout}, true
+}
+
+// dwPadded adds the kernel of conv3x3DwPad for the backward-weights
+// convolution of a 3x3 convolution that conv3x3Pad runs forward (fewer
+// than 8 input channels in the plain layout, the stem of a CIFAR net), if
+// op is one: the kernel of one image of 8 input channels, on each image
+// copied into 8 blocked channels.
+func (k *kernelPlan) dwPadded(op *ir.Op, prologue kernels.Prologue) (dxCall, bool) {
+	dy, x, dw := op.Args[0], op.Args[1], op.Results[0]
+	s, xs := dw.Type.Shape, x.Type.Shape
+	if len(s) != 4 || s[2] != 3 || s[3] != 3 || s[1] >= 8 || s[0]%8 != 0 || len(xs) != 4 ||
+		x.Type.Layout != ir.NCHW || dy.Type.Layout != ir.NCHW8c || prologue != kernels.PrologueNone ||
+		op.Int("pad") != 1 || (op.Int("stride") != 1 && op.Int("stride") != 2) {
+		return dxCall{}, false
+	}
+	cout, cin := s[0], s[1]
+	kw := kernels.Conv3x3Dw{N: 1, Cin: 8, Cout: cout, H: xs[2], W: xs[3], Stride: op.Int("stride")}
+	if kw.Validate() != nil {
+		return dxCall{}, false
+	}
+	k.addDw(kw, cout*8*9)
+	k.padImageLen = max(k.padImageLen, 8*xs[2]*xs[3])
+	return dxCall{"conv3x3DwPad", kw.Name(), kw.ScratchLen(), xs[0], cin, cout}, true
+}
+
+// addDw records a 3x3 backward-weights kernel and the buffers its driver
+// needs: a gradient of size floats, packed and in each worker's partial.
+func (k *kernelPlan) addDw(kw kernels.Conv3x3Dw, size int) {
 	if !k.seen[kw.Name()] {
 		k.seen[kw.Name()] = true
 		k.set.Dws = append(k.set.Dws, kw)
 	}
-	k.packedLen = max(k.packedLen, cout*cin*9)
-	k.dwPartLen = max(k.dwPartLen, cout*cin*9)
+	k.packedLen = max(k.packedLen, size)
+	k.dwPartLen = max(k.dwPartLen, size)
 	k.scratchLen = max(k.scratchLen, kw.ScratchLen())
-	return dxCall{"conv3x3Dw", kw.Name(), kw.ScratchLen(), kw.N, cin, cout}, true
 }
 
 // dxCall is a specialized backward kernel and its driver's constant

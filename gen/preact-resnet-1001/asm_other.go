@@ -28,6 +28,7 @@ var (
 	conv3x3DwN128C64K64H8W8S1InAffineReluAVX2   Conv3x3DwFunc
 	conv3x3DwN128C32K32H16W16S1InAffineReluAVX2 Conv3x3DwFunc
 	conv3x3DwN128C16K16H32W32S1InAffineReluAVX2 Conv3x3DwFunc
+	conv3x3DwN1C8K16H32W32S1AVX2                Conv3x3DwFunc
 )
 
 // The 1x1 assembly kernels' names, nil in this build.

@@ -1321,7 +1321,7 @@ func (m *Model) trainStemBackward(t *[8]int) {
 	// conv.stats.dy: bnstats_grad
 	nn.BNStatsGradAdd(m.ctx, a[t[5]:t[5]+2097152], a[t[0]:t[0]+16], a[t[1]:t[1]+16], a[t[2]:t[2]+2097152], a[t[3]:t[3]+16], a[t[4]:t[4]+2097152], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// conv.dw: conv2d_dw
-	nn.Conv2DDw(m.ctx, a[t[7]:t[7]+432], a[t[5]:t[5]+2097152], a[t[6]:t[6]+393216], nn.ConvParams{X: nn.Act{N: 128, C: 3, H: 32, W: 32}, Y: nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, KH: 3, KW: 3, Stride: 1, Pad: 1})
+	m.conv3x3DwPad(Conv3x3DwN1C8K16H32W32S1, 9248, 128, 3, 16, a[t[7]:t[7]+432], a[t[5]:t[5]+2097152], a[t[6]:t[6]+393216], nil, nil)
 }
 
 // trainStemUpdate runs the update ops of stem; t is a row of trainStemUpdateRows.

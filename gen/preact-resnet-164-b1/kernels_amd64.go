@@ -77,6 +77,11 @@ func conv3x3DwN1C32K32H16W16S1InAffineReluAVX2(x []float32, dy []float32, scale 
 //go:noescape
 func conv3x3DwN1C16K16H32W32S1InAffineReluAVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
 
+// conv3x3DwN1C8K16H32W32S1AVX2 is the AVX2+FMA kernel of Conv3x3DwN1C8K16H32W32S1.
+//
+//go:noescape
+func conv3x3DwN1C8K16H32W32S1AVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
 // conv1x1N1C16K16H32W32S1StatsAVX2 is the AVX2+FMA kernel of Conv1x1N1C16K16H32W32S1Stats (tiles: 1x2 blocks: 169x6+2x5).
 //
 //go:noescape

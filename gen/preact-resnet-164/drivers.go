@@ -25,6 +25,7 @@ type kernelBuffers struct {
 	dx       dxTask
 	bwd      bwdTask
 	dw       dwTask
+	dwPad    dwPadTask
 }
 
 func newKernelBuffers(threads int) kernelBuffers {
@@ -442,6 +443,55 @@ func (m *Model) conv3x3Dw(fn Conv3x3DwFunc, scratch, n, cin, cout int, dw, dy, x
 	packed := m.k.packed[:size]
 	check(SumConv3x3Dw(packed, m.k.dwView, cout, cin))
 	check(UnpackConv3x3Weights(dw, packed, cout, cin))
+}
+
+// dwPadTask runs a 3x3 backward-weights kernel of one image of 8 input
+// channels on each image of an input with fewer channels, in the plain
+// layout: the image is copied into the worker's blocked buffer, whose
+// other channels stay zero, as padTask does, and the kernel adds the
+// image's gradient to the worker's partial.
+type dwPadTask struct {
+	fn                      Conv3x3DwFunc
+	x, dy                   []float32
+	cin, hw, dyLen, scratch int
+	m                       *Model
+}
+
+func (t *dwPadTask) Run(w, lo, hi int) {
+	xb := t.m.k.padImage[w][:8*t.hw]
+	for i := lo; i < hi; i++ {
+		img := t.x[i*t.cin*t.hw : (i+1)*t.cin*t.hw]
+		for c := range t.cin {
+			for p, v := range img[c*t.hw : (c+1)*t.hw] {
+				xb[p*8+c] = v
+			}
+		}
+		t.fn(xb, t.dy[i*t.dyLen:(i+1)*t.dyLen], nil, nil, t.m.k.dwView[w], t.m.ctx.Scratch(w)[:t.scratch], 0, 1)
+	}
+}
+
+// conv3x3DwPad runs the backward-weights convolution of conv3x3Pad's: the
+// workers' partials of the gradient padded to 8 input channels are added
+// in worker order, and dw gets its cin channels.
+func (m *Model) conv3x3DwPad(fn Conv3x3DwFunc, scratch, n, cin, cout int, dw, dy, x, scale, shift []float32) {
+	size := cout * 8 * 9
+	for w := range m.k.dwView {
+		m.k.dwView[w] = m.k.dwParts[w][:size]
+		clear(m.k.dwView[w])
+	}
+	t := &m.k.dwPad
+	t.fn, t.x, t.dy, t.scratch, t.m = fn, x, dy, scratch, m
+	t.cin, t.hw, t.dyLen = cin, len(x)/(n*cin), len(dy)/n
+	m.ctx.Parallel(t, n)
+	packed := m.k.packed[:size]
+	check(SumConv3x3Dw(packed, m.k.dwView, cout, 8))
+	for o := range cout {
+		for i := range cin {
+			for k := range 9 {
+				dw[(o*cin+i)*9+k] = packed[packedIndex(o, i, k, 8)]
+			}
+		}
+	}
 }
 
 // conv1x1Dw runs a specialized 1x1 backward-weights convolution: the

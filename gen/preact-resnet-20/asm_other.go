@@ -45,4 +45,5 @@ var (
 	conv3x3DwN128C16K32H32W32S2AVX2             Conv3x3DwFunc
 	conv3x3DwN128C16K16H32W32S1InAffineReluAVX2 Conv3x3DwFunc
 	conv3x3DwN128C16K16H32W32S1AVX2             Conv3x3DwFunc
+	conv3x3DwN1C8K16H32W32S1AVX2                Conv3x3DwFunc
 )

@@ -161,3 +161,8 @@ func conv3x3DwN128C16K16H32W32S1InAffineReluAVX2(x []float32, dy []float32, scal
 //
 //go:noescape
 func conv3x3DwN128C16K16H32W32S1AVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv3x3DwN1C8K16H32W32S1AVX2 is the AVX2+FMA kernel of Conv3x3DwN1C8K16H32W32S1.
+//
+//go:noescape
+func conv3x3DwN1C8K16H32W32S1AVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)

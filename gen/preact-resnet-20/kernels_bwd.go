@@ -343,6 +343,37 @@ func conv3x3DwN128C16K16H32W32S1Go(x, dy, scale, shift, dw, scratch []float32, n
 	conv3x3DwGo(&shapeConv3x3DwN128C16K16H32W32S1, x, dy, scale, shift, dw, scratch, n0, n1)
 }
 
+// shapeConv3x3DwN1C8K16H32W32S1 is the shape of Conv3x3DwN1C8K16H32W32S1.
+var shapeConv3x3DwN1C8K16H32W32S1 = Conv3x3DwShape{
+	Cin:      8,
+	Cout:     16,
+	H:        32,
+	N:        1,
+	Name:     "Conv3x3DwN1C8K16H32W32S1",
+	OutH:     32,
+	OutW:     32,
+	Prologue: "none",
+	Stride:   1,
+	W:        32,
+}
+
+// Conv3x3DwN1C8K16H32W32S1 is conv2d_dw{stride=1, pad=1, kernel=3} of dy f32[1,16,32,32]@nchw8c
+// and x f32[1,8,32,32]@nchw8c: it adds the weight gradient f32[16,8,3,3] of images
+// [n0, n1) into the partial dw, laid out OIhw8o8i (see SumConv3x3Dw).
+func Conv3x3DwN1C8K16H32W32S1(x, dy, scale, shift, dw, scratch []float32, n0, n1 int) {
+	checkConv3x3Dw(&shapeConv3x3DwN1C8K16H32W32S1, x, dy, scale, shift, dw, scratch, n0, n1)
+	if useAsm {
+		conv3x3DwN1C8K16H32W32S1AVX2(x, dy, scale, shift, dw, scratch, n0, n1)
+		return
+	}
+	conv3x3DwN1C8K16H32W32S1Go(x, dy, scale, shift, dw, scratch, n0, n1)
+}
+
+// conv3x3DwN1C8K16H32W32S1Go is the pure-Go twin of conv3x3DwN1C8K16H32W32S1AVX2.
+func conv3x3DwN1C8K16H32W32S1Go(x, dy, scale, shift, dw, scratch []float32, n0, n1 int) {
+	conv3x3DwGo(&shapeConv3x3DwN1C8K16H32W32S1, x, dy, scale, shift, dw, scratch, n0, n1)
+}
+
 // Conv3x3DxKernels lists the package's 3x3 backward-data kernels, for tests and benchmarks.
 var Conv3x3DxKernels = []Conv3x3DxKernel{{
 	Asm:            conv3x3DxN128C64K64H8W8S1AVX2,
@@ -402,4 +433,9 @@ var Conv3x3DwKernels = []Conv3x3DwKernel{{
 	Conv3x3DwShape: shapeConv3x3DwN128C16K16H32W32S1,
 	Go:             conv3x3DwN128C16K16H32W32S1Go,
 	Run:            Conv3x3DwN128C16K16H32W32S1,
+}, {
+	Asm:            conv3x3DwN1C8K16H32W32S1AVX2,
+	Conv3x3DwShape: shapeConv3x3DwN1C8K16H32W32S1,
+	Go:             conv3x3DwN1C8K16H32W32S1Go,
+	Run:            Conv3x3DwN1C8K16H32W32S1,
 }}
