@@ -34,11 +34,37 @@ func SubsamplePad(c *Ctx, y, x []float32, ya, xa Act, stride int) {
 	t := c.opTaskFor(keySubsamplePad, subsamplePadRange)
 	t.a, t.b, t.k[0] = ya, xa, stride
 	t.y[0], t.x[0] = y, x
+	if ya.Blocked && xa.Blocked {
+		t.k[1] = 1
+		t.spread(ya.N*ya.C/8, 2*ya.Len())
+		return
+	}
+	t.k[1] = 0
 	t.spread(ya.N*ya.C, 2*ya.Len())
 }
 
 func subsamplePadRange(t *opTask, _, lo, hi int) {
 	y, x, ya, xa, s := t.y[0], t.x[0], t.a, t.b, t.k[0]
+	if t.k[1] == 1 {
+		// Both blocked: whole blocks of 8 channels, a pixel's 8 values
+		// contiguous.
+		for p := lo; p < hi; p++ {
+			n, cb := p/(ya.C/8), p%(ya.C/8)
+			yb := ya.At(n, cb*8, 0, 0)
+			out := y[yb : yb+ya.H*ya.W*8]
+			if cb >= xa.C/8 {
+				clear(out)
+				continue
+			}
+			xb := xa.At(n, cb*8, 0, 0)
+			for i := range ya.H {
+				for j := range ya.W {
+					copy(out[(i*ya.W+j)*8:][:8], x[xb+(i*s*xa.W+j*s)*8:][:8])
+				}
+			}
+		}
+		return
+	}
 	for p := lo; p < hi; p++ {
 		n, ch := p/ya.C, p%ya.C
 		yb, ys := plane(ya, n, ch)
@@ -71,11 +97,33 @@ func SubsamplePadGrad(c *Ctx, dx, dy []float32, dxa, dya Act, stride int) {
 	t := c.opTaskFor(keySubsamplePadGrad, subsamplePadGradRange)
 	t.a, t.b, t.k[0] = dxa, dya, stride
 	t.y[0], t.x[0] = dx, dy
+	if dxa.Blocked && dya.Blocked {
+		t.k[1] = 1
+		t.spread(dxa.N*dxa.C/8, 2*dxa.Len())
+		return
+	}
+	t.k[1] = 0
 	t.spread(dxa.N*dxa.C, 2*dxa.Len())
 }
 
 func subsamplePadGradRange(t *opTask, _, lo, hi int) {
 	dx, dy, xa, ya, s := t.y[0], t.x[0], t.a, t.b, t.k[0]
+	if t.k[1] == 1 {
+		// Both blocked, as in subsamplePadRange.
+		for p := lo; p < hi; p++ {
+			n, cb := p/(xa.C/8), p%(xa.C/8)
+			xb := xa.At(n, cb*8, 0, 0)
+			out := dx[xb : xb+xa.H*xa.W*8]
+			clear(out)
+			yb := ya.At(n, cb*8, 0, 0)
+			for i := range ya.H {
+				for j := range ya.W {
+					copy(out[(i*s*xa.W+j*s)*8:][:8], dy[yb+(i*ya.W+j)*8:][:8])
+				}
+			}
+		}
+		return
+	}
 	for p := lo; p < hi; p++ {
 		n, ch := p/xa.C, p%xa.C
 		xb, xs := plane(xa, n, ch)
