@@ -12,7 +12,9 @@
 //	                            epilogue and the backward recomputes activations from pre-BN tensors
 //	autodiff           (train)  Autodiff: loss, backward ops and the SGD update of one training step
 //	layout             (both)   Layout: blocked NCHW8c wherever the channel count is a multiple of 8
-//	remat              (train)  Rematerialize: recompute forward values in the backward pass to fit a budget
+//	remat              (train)  Rematerialize: recompute forward values in the backward pass to fit a budget:
+//	                            elementwise outputs from stored tensors, the residual stream of runs of
+//	                            units from stored conv outputs, or whole runs of units from a checkpoint
 //
 // Run executes the table, optionally verifying the graph after every pass,
 // stopping after a named one (for dumps) and with the arena budget of the
