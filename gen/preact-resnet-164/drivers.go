@@ -125,17 +125,24 @@ type padTask struct {
 func (t *padTask) Run(w, lo, hi int) {
 	xb := t.m.k.padImage[w][:8*t.hw]
 	for i := lo; i < hi; i++ {
-		img := t.x[i*t.cin*t.hw : (i+1)*t.cin*t.hw]
-		for c := range t.cin {
-			for p, v := range img[c*t.hw : (c+1)*t.hw] {
-				xb[p*8+c] = v
-			}
-		}
+		blockImage(xb, t.x, i, t.cin, t.hw)
 		var stats []float32
 		if t.stats != nil {
 			stats = t.stats[i*t.statsLen : (i+1)*t.statsLen]
 		}
 		t.fn(xb, t.w, t.bias, nil, nil, nil, t.y[i*t.yLen:(i+1)*t.yLen], stats, t.m.ctx.Scratch(w)[:t.scratch], 0, 1)
+	}
+}
+
+// blockImage copies image i of x, cin < 8 channels of hw pixels in the
+// plain layout, into the first cin channels of the blocked image xb,
+// whose other channels stay zero.
+func blockImage(xb, x []float32, i, cin, hw int) {
+	img := x[i*cin*hw : (i+1)*cin*hw]
+	for c := range cin {
+		for p, v := range img[c*hw : (c+1)*hw] {
+			xb[p*8+c] = v
+		}
 	}
 }
 
@@ -460,12 +467,7 @@ type dwPadTask struct {
 func (t *dwPadTask) Run(w, lo, hi int) {
 	xb := t.m.k.padImage[w][:8*t.hw]
 	for i := lo; i < hi; i++ {
-		img := t.x[i*t.cin*t.hw : (i+1)*t.cin*t.hw]
-		for c := range t.cin {
-			for p, v := range img[c*t.hw : (c+1)*t.hw] {
-				xb[p*8+c] = v
-			}
-		}
+		blockImage(xb, t.x, i, t.cin, t.hw)
 		t.fn(xb, t.dy[i*t.dyLen:(i+1)*t.dyLen], nil, nil, t.m.k.dwView[w], t.m.ctx.Scratch(w)[:t.scratch], 0, 1)
 	}
 }
