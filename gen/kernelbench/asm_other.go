@@ -238,3 +238,24 @@ var (
 	conv3x3DwN1C8K32H4W14S1AVX2                 Conv3x3DwFunc
 	conv3x3DwN1C16K8H6W22S2AVX2                 Conv3x3DwFunc
 )
+
+// The 1x1 assembly kernels' names, nil in this build.
+var (
+	conv1x1N1C16K16H1W64S1AVX2 Conv1x1Func
+	conv1x1N1C32K32H1W32S1AVX2 Conv1x1Func
+	conv1x1N1C64K64H1W32S1AVX2 Conv1x1Func
+	conv1x1N1C8K16H1W18S1AVX2  Conv1x1Func
+	conv1x1N1C24K8H1W8S1AVX2   Conv1x1Func
+	conv1x1N1C8K8H1W1S1AVX2    Conv1x1Func
+	conv1x1N1C16K40H1W10S1AVX2 Conv1x1Func
+	conv1x1N1C40K24H1W9S1AVX2  Conv1x1Func
+	conv1x1N1C16K16H1W16S1AVX2 Conv1x1Func
+	conv1x1N1C16K16H1W45S1AVX2 Conv1x1Func
+)
+
+// The Winograd transforms' assembly, nil in this build.
+var (
+	winoCopyRowAVX2 func(dst, src, scale, shift []float32, mode int)
+	winoInRowAVX2   func(src, dst []float32, tiles, rowStride, xiStride int)
+	winoOutRowAVX2  func(m, y, bias, res []float32, tiles, xiStride, rowStride, flags int)
+)

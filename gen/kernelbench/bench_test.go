@@ -70,3 +70,34 @@ func BenchmarkConv3x3(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkWinograd runs every batch-128 Winograd kernel on one core over
+// the whole batch, like BenchmarkConv3x3: its GFLOP/s count the direct
+// convolution's multiply-adds, so that they compare with the direct
+// kernels' of the same shape in the same run.
+func BenchmarkWinograd(b *testing.B) {
+	peak := SingleCorePeakGFLOPS()
+	for i := range WinogradKernels {
+		k := &WinogradKernels[i]
+		if k.N < 128 {
+			continue
+		}
+		b.Run(k.Name, func(b *testing.B) {
+			s := &k.WinogradShape
+			r := rand.New(rand.NewPCG(seedOf(s.Name), 2))
+			x, w := AlignedFloats(s.XLen()), AlignedFloats(s.WLen())
+			y, res := AlignedFloats(s.YLen()), AlignedFloats(s.YLen())
+			bias, scale, shift := AlignedFloats(s.Cout), AlignedFloats(s.Cin), AlignedFloats(s.Cin)
+			scratch := AlignedFloats(s.ScratchLen())
+			for _, v := range [][]float32{x, w, res, bias, scale, shift} {
+				for j := range v {
+					v[j] = float32(r.Float64() - 0.5)
+				}
+			}
+			for b.Loop() {
+				k.Run(x, w, bias, scale, shift, res, y, nil, scratch, 0, s.N)
+			}
+			reportRate(b, s.FLOPs(), peak)
+		})
+	}
+}

@@ -2,8 +2,428 @@
 
 package kernelbench
 
+// shapeConv1x1N1C16K16H1W64S1 is the shape of Conv1x1N1C16K16H1W64S1.
+var shapeConv1x1N1C16K16H1W64S1 = Conv1x1Shape{
+	Bias:     false,
+	Cin:      16,
+	Cout:     16,
+	H:        1,
+	N:        1,
+	Name:     "Conv1x1N1C16K16H1W64S1",
+	Op:       "fwd",
+	OutH:     1,
+	OutW:     64,
+	Prologue: "none",
+	ReLU:     false,
+	Residual: false,
+	Stats:    false,
+	Stride:   1,
+	Tiles:    "1x2 blocks: 9x6+2x5",
+	W:        64,
+}
+
+// Conv1x1N1C16K16H1W64S1 is conv2d_fused{stride=1, pad=0} of x f32[1,16,1,64]@nchw8c
+// with weights f32[16,16,1,1] packed [Cout/8][Cin][8] into y f32[1,16,1,64]@nchw8c,
+// for images [n0, n1).
+func Conv1x1N1C16K16H1W64S1(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	checkConv1x1(&shapeConv1x1N1C16K16H1W64S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+	if useAsm {
+		conv1x1N1C16K16H1W64S1AVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	conv1x1N1C16K16H1W64S1Go(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// conv1x1N1C16K16H1W64S1Go is the pure-Go twin of conv1x1N1C16K16H1W64S1AVX2.
+func conv1x1N1C16K16H1W64S1Go(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	conv1x1Go(&shapeConv1x1N1C16K16H1W64S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeConv1x1N1C32K32H1W32S1 is the shape of Conv1x1N1C32K32H1W32S1.
+var shapeConv1x1N1C32K32H1W32S1 = Conv1x1Shape{
+	Bias:     false,
+	Cin:      32,
+	Cout:     32,
+	H:        1,
+	N:        1,
+	Name:     "Conv1x1N1C32K32H1W32S1",
+	Op:       "fwd",
+	OutH:     1,
+	OutW:     32,
+	Prologue: "none",
+	ReLU:     false,
+	Residual: false,
+	Stats:    false,
+	Stride:   1,
+	Tiles:    "2x2 blocks: 2x6+4x5",
+	W:        32,
+}
+
+// Conv1x1N1C32K32H1W32S1 is conv2d_fused{stride=1, pad=0} of x f32[1,32,1,32]@nchw8c
+// with weights f32[32,32,1,1] packed [Cout/8][Cin][8] into y f32[1,32,1,32]@nchw8c,
+// for images [n0, n1).
+func Conv1x1N1C32K32H1W32S1(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	checkConv1x1(&shapeConv1x1N1C32K32H1W32S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+	if useAsm {
+		conv1x1N1C32K32H1W32S1AVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	conv1x1N1C32K32H1W32S1Go(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// conv1x1N1C32K32H1W32S1Go is the pure-Go twin of conv1x1N1C32K32H1W32S1AVX2.
+func conv1x1N1C32K32H1W32S1Go(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	conv1x1Go(&shapeConv1x1N1C32K32H1W32S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeConv1x1N1C64K64H1W32S1 is the shape of Conv1x1N1C64K64H1W32S1.
+var shapeConv1x1N1C64K64H1W32S1 = Conv1x1Shape{
+	Bias:     false,
+	Cin:      64,
+	Cout:     64,
+	H:        1,
+	N:        1,
+	Name:     "Conv1x1N1C64K64H1W32S1",
+	Op:       "fwd",
+	OutH:     1,
+	OutW:     32,
+	Prologue: "none",
+	ReLU:     false,
+	Residual: false,
+	Stats:    false,
+	Stride:   1,
+	Tiles:    "2x3 blocks: 8x4; 1x2 blocks: 2x6+4x5",
+	W:        32,
+}
+
+// Conv1x1N1C64K64H1W32S1 is conv2d_fused{stride=1, pad=0} of x f32[1,64,1,32]@nchw8c
+// with weights f32[64,64,1,1] packed [Cout/8][Cin][8] into y f32[1,64,1,32]@nchw8c,
+// for images [n0, n1).
+func Conv1x1N1C64K64H1W32S1(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	checkConv1x1(&shapeConv1x1N1C64K64H1W32S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+	if useAsm {
+		conv1x1N1C64K64H1W32S1AVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	conv1x1N1C64K64H1W32S1Go(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// conv1x1N1C64K64H1W32S1Go is the pure-Go twin of conv1x1N1C64K64H1W32S1AVX2.
+func conv1x1N1C64K64H1W32S1Go(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	conv1x1Go(&shapeConv1x1N1C64K64H1W32S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeConv1x1N1C8K16H1W18S1 is the shape of Conv1x1N1C8K16H1W18S1.
+var shapeConv1x1N1C8K16H1W18S1 = Conv1x1Shape{
+	Bias:     false,
+	Cin:      8,
+	Cout:     16,
+	H:        1,
+	N:        1,
+	Name:     "Conv1x1N1C8K16H1W18S1",
+	Op:       "fwd",
+	OutH:     1,
+	OutW:     18,
+	Prologue: "none",
+	ReLU:     false,
+	Residual: false,
+	Stats:    false,
+	Stride:   1,
+	Tiles:    "1x2 blocks: 3x6",
+	W:        18,
+}
+
+// Conv1x1N1C8K16H1W18S1 is conv2d_fused{stride=1, pad=0} of x f32[1,8,1,18]@nchw8c
+// with weights f32[16,8,1,1] packed [Cout/8][Cin][8] into y f32[1,16,1,18]@nchw8c,
+// for images [n0, n1).
+func Conv1x1N1C8K16H1W18S1(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	checkConv1x1(&shapeConv1x1N1C8K16H1W18S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+	if useAsm {
+		conv1x1N1C8K16H1W18S1AVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	conv1x1N1C8K16H1W18S1Go(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// conv1x1N1C8K16H1W18S1Go is the pure-Go twin of conv1x1N1C8K16H1W18S1AVX2.
+func conv1x1N1C8K16H1W18S1Go(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	conv1x1Go(&shapeConv1x1N1C8K16H1W18S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeConv1x1N1C24K8H1W8S1 is the shape of Conv1x1N1C24K8H1W8S1.
+var shapeConv1x1N1C24K8H1W8S1 = Conv1x1Shape{
+	Bias:     false,
+	Cin:      24,
+	Cout:     8,
+	H:        1,
+	N:        1,
+	Name:     "Conv1x1N1C24K8H1W8S1",
+	Op:       "fwd",
+	OutH:     1,
+	OutW:     8,
+	Prologue: "none",
+	ReLU:     false,
+	Residual: false,
+	Stats:    false,
+	Stride:   1,
+	Tiles:    "1x1 blocks: 1x8",
+	W:        8,
+}
+
+// Conv1x1N1C24K8H1W8S1 is conv2d_fused{stride=1, pad=0} of x f32[1,24,1,8]@nchw8c
+// with weights f32[8,24,1,1] packed [Cout/8][Cin][8] into y f32[1,8,1,8]@nchw8c,
+// for images [n0, n1).
+func Conv1x1N1C24K8H1W8S1(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	checkConv1x1(&shapeConv1x1N1C24K8H1W8S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+	if useAsm {
+		conv1x1N1C24K8H1W8S1AVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	conv1x1N1C24K8H1W8S1Go(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// conv1x1N1C24K8H1W8S1Go is the pure-Go twin of conv1x1N1C24K8H1W8S1AVX2.
+func conv1x1N1C24K8H1W8S1Go(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	conv1x1Go(&shapeConv1x1N1C24K8H1W8S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeConv1x1N1C8K8H1W1S1 is the shape of Conv1x1N1C8K8H1W1S1.
+var shapeConv1x1N1C8K8H1W1S1 = Conv1x1Shape{
+	Bias:     false,
+	Cin:      8,
+	Cout:     8,
+	H:        1,
+	N:        1,
+	Name:     "Conv1x1N1C8K8H1W1S1",
+	Op:       "fwd",
+	OutH:     1,
+	OutW:     1,
+	Prologue: "none",
+	ReLU:     false,
+	Residual: false,
+	Stats:    false,
+	Stride:   1,
+	Tiles:    "1x1 blocks: 1x1",
+	W:        1,
+}
+
+// Conv1x1N1C8K8H1W1S1 is conv2d_fused{stride=1, pad=0} of x f32[1,8,1,1]@nchw8c
+// with weights f32[8,8,1,1] packed [Cout/8][Cin][8] into y f32[1,8,1,1]@nchw8c,
+// for images [n0, n1).
+func Conv1x1N1C8K8H1W1S1(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	checkConv1x1(&shapeConv1x1N1C8K8H1W1S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+	if useAsm {
+		conv1x1N1C8K8H1W1S1AVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	conv1x1N1C8K8H1W1S1Go(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// conv1x1N1C8K8H1W1S1Go is the pure-Go twin of conv1x1N1C8K8H1W1S1AVX2.
+func conv1x1N1C8K8H1W1S1Go(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	conv1x1Go(&shapeConv1x1N1C8K8H1W1S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeConv1x1N1C16K40H1W10S1 is the shape of Conv1x1N1C16K40H1W10S1.
+var shapeConv1x1N1C16K40H1W10S1 = Conv1x1Shape{
+	Bias:     false,
+	Cin:      16,
+	Cout:     40,
+	H:        1,
+	N:        1,
+	Name:     "Conv1x1N1C16K40H1W10S1",
+	Op:       "fwd",
+	OutH:     1,
+	OutW:     10,
+	Prologue: "none",
+	ReLU:     false,
+	Residual: false,
+	Stats:    false,
+	Stride:   1,
+	Tiles:    "1x3 blocks: 1x4+2x3; 1x2 blocks: 2x5",
+	W:        10,
+}
+
+// Conv1x1N1C16K40H1W10S1 is conv2d_fused{stride=1, pad=0} of x f32[1,16,1,10]@nchw8c
+// with weights f32[40,16,1,1] packed [Cout/8][Cin][8] into y f32[1,40,1,10]@nchw8c,
+// for images [n0, n1).
+func Conv1x1N1C16K40H1W10S1(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	checkConv1x1(&shapeConv1x1N1C16K40H1W10S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+	if useAsm {
+		conv1x1N1C16K40H1W10S1AVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	conv1x1N1C16K40H1W10S1Go(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// conv1x1N1C16K40H1W10S1Go is the pure-Go twin of conv1x1N1C16K40H1W10S1AVX2.
+func conv1x1N1C16K40H1W10S1Go(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	conv1x1Go(&shapeConv1x1N1C16K40H1W10S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeConv1x1N1C40K24H1W9S1 is the shape of Conv1x1N1C40K24H1W9S1.
+var shapeConv1x1N1C40K24H1W9S1 = Conv1x1Shape{
+	Bias:     false,
+	Cin:      40,
+	Cout:     24,
+	H:        1,
+	N:        1,
+	Name:     "Conv1x1N1C40K24H1W9S1",
+	Op:       "fwd",
+	OutH:     1,
+	OutW:     9,
+	Prologue: "none",
+	ReLU:     false,
+	Residual: false,
+	Stats:    false,
+	Stride:   1,
+	Tiles:    "1x3 blocks: 3x3",
+	W:        9,
+}
+
+// Conv1x1N1C40K24H1W9S1 is conv2d_fused{stride=1, pad=0} of x f32[1,40,1,9]@nchw8c
+// with weights f32[24,40,1,1] packed [Cout/8][Cin][8] into y f32[1,24,1,9]@nchw8c,
+// for images [n0, n1).
+func Conv1x1N1C40K24H1W9S1(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	checkConv1x1(&shapeConv1x1N1C40K24H1W9S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+	if useAsm {
+		conv1x1N1C40K24H1W9S1AVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	conv1x1N1C40K24H1W9S1Go(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// conv1x1N1C40K24H1W9S1Go is the pure-Go twin of conv1x1N1C40K24H1W9S1AVX2.
+func conv1x1N1C40K24H1W9S1Go(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	conv1x1Go(&shapeConv1x1N1C40K24H1W9S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeConv1x1N1C16K16H1W16S1 is the shape of Conv1x1N1C16K16H1W16S1.
+var shapeConv1x1N1C16K16H1W16S1 = Conv1x1Shape{
+	Bias:     false,
+	Cin:      16,
+	Cout:     16,
+	H:        1,
+	N:        1,
+	Name:     "Conv1x1N1C16K16H1W16S1",
+	Op:       "fwd",
+	OutH:     1,
+	OutW:     16,
+	Prologue: "none",
+	ReLU:     false,
+	Residual: false,
+	Stats:    false,
+	Stride:   1,
+	Tiles:    "1x2 blocks: 1x6+2x5",
+	W:        16,
+}
+
+// Conv1x1N1C16K16H1W16S1 is conv2d_fused{stride=1, pad=0} of x f32[1,16,1,16]@nchw8c
+// with weights f32[16,16,1,1] packed [Cout/8][Cin][8] into y f32[1,16,1,16]@nchw8c,
+// for images [n0, n1).
+func Conv1x1N1C16K16H1W16S1(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	checkConv1x1(&shapeConv1x1N1C16K16H1W16S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+	if useAsm {
+		conv1x1N1C16K16H1W16S1AVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	conv1x1N1C16K16H1W16S1Go(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// conv1x1N1C16K16H1W16S1Go is the pure-Go twin of conv1x1N1C16K16H1W16S1AVX2.
+func conv1x1N1C16K16H1W16S1Go(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	conv1x1Go(&shapeConv1x1N1C16K16H1W16S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeConv1x1N1C16K16H1W45S1 is the shape of Conv1x1N1C16K16H1W45S1.
+var shapeConv1x1N1C16K16H1W45S1 = Conv1x1Shape{
+	Bias:     false,
+	Cin:      16,
+	Cout:     16,
+	H:        1,
+	N:        1,
+	Name:     "Conv1x1N1C16K16H1W45S1",
+	Op:       "fwd",
+	OutH:     1,
+	OutW:     45,
+	Prologue: "none",
+	ReLU:     false,
+	Residual: false,
+	Stats:    false,
+	Stride:   1,
+	Tiles:    "1x2 blocks: 5x6+3x5",
+	W:        45,
+}
+
+// Conv1x1N1C16K16H1W45S1 is conv2d_fused{stride=1, pad=0} of x f32[1,16,1,45]@nchw8c
+// with weights f32[16,16,1,1] packed [Cout/8][Cin][8] into y f32[1,16,1,45]@nchw8c,
+// for images [n0, n1).
+func Conv1x1N1C16K16H1W45S1(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	checkConv1x1(&shapeConv1x1N1C16K16H1W45S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+	if useAsm {
+		conv1x1N1C16K16H1W45S1AVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	conv1x1N1C16K16H1W45S1Go(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// conv1x1N1C16K16H1W45S1Go is the pure-Go twin of conv1x1N1C16K16H1W45S1AVX2.
+func conv1x1N1C16K16H1W45S1Go(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	conv1x1Go(&shapeConv1x1N1C16K16H1W45S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
 // Conv1x1Kernels lists the package's forward 1x1 conv kernels, for tests and benchmarks.
-var Conv1x1Kernels = []Conv1x1Kernel{}
+var Conv1x1Kernels = []Conv1x1Kernel{{
+	Asm:          conv1x1N1C16K16H1W64S1AVX2,
+	Conv1x1Shape: shapeConv1x1N1C16K16H1W64S1,
+	Go:           conv1x1N1C16K16H1W64S1Go,
+	Run:          Conv1x1N1C16K16H1W64S1,
+}, {
+	Asm:          conv1x1N1C32K32H1W32S1AVX2,
+	Conv1x1Shape: shapeConv1x1N1C32K32H1W32S1,
+	Go:           conv1x1N1C32K32H1W32S1Go,
+	Run:          Conv1x1N1C32K32H1W32S1,
+}, {
+	Asm:          conv1x1N1C64K64H1W32S1AVX2,
+	Conv1x1Shape: shapeConv1x1N1C64K64H1W32S1,
+	Go:           conv1x1N1C64K64H1W32S1Go,
+	Run:          Conv1x1N1C64K64H1W32S1,
+}, {
+	Asm:          conv1x1N1C8K16H1W18S1AVX2,
+	Conv1x1Shape: shapeConv1x1N1C8K16H1W18S1,
+	Go:           conv1x1N1C8K16H1W18S1Go,
+	Run:          Conv1x1N1C8K16H1W18S1,
+}, {
+	Asm:          conv1x1N1C24K8H1W8S1AVX2,
+	Conv1x1Shape: shapeConv1x1N1C24K8H1W8S1,
+	Go:           conv1x1N1C24K8H1W8S1Go,
+	Run:          Conv1x1N1C24K8H1W8S1,
+}, {
+	Asm:          conv1x1N1C8K8H1W1S1AVX2,
+	Conv1x1Shape: shapeConv1x1N1C8K8H1W1S1,
+	Go:           conv1x1N1C8K8H1W1S1Go,
+	Run:          Conv1x1N1C8K8H1W1S1,
+}, {
+	Asm:          conv1x1N1C16K40H1W10S1AVX2,
+	Conv1x1Shape: shapeConv1x1N1C16K40H1W10S1,
+	Go:           conv1x1N1C16K40H1W10S1Go,
+	Run:          Conv1x1N1C16K40H1W10S1,
+}, {
+	Asm:          conv1x1N1C40K24H1W9S1AVX2,
+	Conv1x1Shape: shapeConv1x1N1C40K24H1W9S1,
+	Go:           conv1x1N1C40K24H1W9S1Go,
+	Run:          Conv1x1N1C40K24H1W9S1,
+}, {
+	Asm:          conv1x1N1C16K16H1W16S1AVX2,
+	Conv1x1Shape: shapeConv1x1N1C16K16H1W16S1,
+	Go:           conv1x1N1C16K16H1W16S1Go,
+	Run:          Conv1x1N1C16K16H1W16S1,
+}, {
+	Asm:          conv1x1N1C16K16H1W45S1AVX2,
+	Conv1x1Shape: shapeConv1x1N1C16K16H1W45S1,
+	Go:           conv1x1N1C16K16H1W45S1Go,
+	Run:          Conv1x1N1C16K16H1W45S1,
+}}
 
 // Conv1x1DxKernels lists the package's backward-data 1x1 conv kernels, for tests and benchmarks.
 var Conv1x1DxKernels = []Conv1x1DxKernel{}

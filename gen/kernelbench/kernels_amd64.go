@@ -1121,3 +1121,68 @@ func conv3x3DwN1C8K32H4W14S1AVX2(x []float32, dy []float32, scale []float32, shi
 //
 //go:noescape
 func conv3x3DwN1C16K8H6W22S2AVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N1C16K16H1W64S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C16K16H1W64S1 (tiles: 1x2 blocks: 9x6+2x5).
+//
+//go:noescape
+func conv1x1N1C16K16H1W64S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N1C32K32H1W32S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C32K32H1W32S1 (tiles: 2x2 blocks: 2x6+4x5).
+//
+//go:noescape
+func conv1x1N1C32K32H1W32S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N1C64K64H1W32S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C64K64H1W32S1 (tiles: 2x3 blocks: 8x4; 1x2 blocks: 2x6+4x5).
+//
+//go:noescape
+func conv1x1N1C64K64H1W32S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N1C8K16H1W18S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C8K16H1W18S1 (tiles: 1x2 blocks: 3x6).
+//
+//go:noescape
+func conv1x1N1C8K16H1W18S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N1C24K8H1W8S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C24K8H1W8S1 (tiles: 1x1 blocks: 1x8).
+//
+//go:noescape
+func conv1x1N1C24K8H1W8S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N1C8K8H1W1S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C8K8H1W1S1 (tiles: 1x1 blocks: 1x1).
+//
+//go:noescape
+func conv1x1N1C8K8H1W1S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N1C16K40H1W10S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C16K40H1W10S1 (tiles: 1x3 blocks: 1x4+2x3; 1x2 blocks: 2x5).
+//
+//go:noescape
+func conv1x1N1C16K40H1W10S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N1C40K24H1W9S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C40K24H1W9S1 (tiles: 1x3 blocks: 3x3).
+//
+//go:noescape
+func conv1x1N1C40K24H1W9S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N1C16K16H1W16S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C16K16H1W16S1 (tiles: 1x2 blocks: 1x6+2x5).
+//
+//go:noescape
+func conv1x1N1C16K16H1W16S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N1C16K16H1W45S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C16K16H1W45S1 (tiles: 1x2 blocks: 5x6+3x5).
+//
+//go:noescape
+func conv1x1N1C16K16H1W45S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// winoCopyRowAVX2 writes the prologue of the vectors of src to dst.
+//
+//go:noescape
+func winoCopyRowAVX2(dst []float32, src []float32, scale []float32, shift []float32, mode int)
+
+// winoInRowAVX2 is the Winograd input transform of a row of tiles of one channel block.
+//
+//go:noescape
+func winoInRowAVX2(src []float32, dst []float32, tiles int, rowStride int, xiStride int)
+
+// winoOutRowAVX2 is the Winograd output transform, with its epilogue, of a row of tiles of one channel block.
+//
+//go:noescape
+func winoOutRowAVX2(m []float32, y []float32, bias []float32, res []float32, tiles int, xiStride int, rowStride int, flags int)

@@ -1,6 +1,10 @@
 package main
 
-import "github.com/resnetc/resnetc/codegen/kernels"
+import (
+	"slices"
+
+	"github.com/resnetc/resnetc/codegen/kernels"
+)
 
 // BenchBatch is the batch size of the benchmark kernels: the paper's
 // CIFAR mini-batch.
@@ -9,11 +13,62 @@ const BenchBatch = 128
 // benchSet is the package's kernels: the benchmark shapes first, then the
 // test shapes.
 func benchSet() kernelSet {
-	return kernelSet{
-		Convs: append(stageShapes(), testShapes()...),
-		Dxs:   append(dxStageShapes(), dxTestShapes()...),
-		Dws:   append(dwStageShapes(), dwTestShapes()...),
+	set := kernelSet{
+		Convs:     append(stageShapes(), testShapes()...),
+		Dxs:       append(dxStageShapes(), dxTestShapes()...),
+		Dws:       append(dwStageShapes(), dwTestShapes()...),
+		Winograds: append(winogradStageShapes(), winogradTestShapes()...),
 	}
+	for _, w := range set.Winograds {
+		if g := w.GEMM(); !slices.Contains(set.Conv1x1s, g) {
+			set.Conv1x1s = append(set.Conv1x1s, g)
+		}
+	}
+	return set
+}
+
+// winogradStageShapes are the Winograd kernels of the stride-1 stage
+// convs in inference: as a bottleneck unit's 3x3 conv (folded BN, ReLU)
+// and as a basic unit's second conv (BN-ReLU prologue, residual).
+func winogradStageShapes() []kernels.Winograd {
+	var ws []kernels.Winograd
+	for _, c := range stages {
+		if c.Stride != 1 {
+			continue
+		}
+		w := kernels.Winograd{N: c.N, Cin: c.Cin, Cout: c.Cout, H: c.H, W: c.W, Bias: true, ReLU: true}
+		basic := kernels.Winograd{N: c.N, Cin: c.Cin, Cout: c.Cout, H: c.H, W: c.W, Prologue: kernels.PrologueAffineReLU, Residual: true}
+		ws = append(ws, w, basic)
+	}
+	return ws
+}
+
+// winogradTestShapes are small Winograd kernels covering the edges:
+// sides that are not multiples of the 4x4 tile (and smaller than one),
+// groups of images that do not divide the batch, 1 to 5 channel blocks,
+// and every prologue with every epilogue on two shapes.
+func winogradTestShapes() []kernels.Winograd {
+	var ws []kernels.Winograd
+	for _, base := range []kernels.Winograd{
+		{N: 3, Cin: 8, Cout: 16, H: 5, W: 9},
+		{N: 2, Cin: 24, Cout: 8, H: 8, W: 8},
+	} {
+		for _, p := range kernels.Prologues {
+			for e := range 8 {
+				w := base
+				w.Prologue = p
+				w.Bias, w.Residual, w.ReLU = e&1 != 0, e&2 != 0, e&4 != 0
+				ws = append(ws, w)
+			}
+		}
+	}
+	return append(ws,
+		kernels.Winograd{N: 1, Cin: 8, Cout: 8, H: 1, W: 1, Bias: true},
+		kernels.Winograd{N: 5, Cin: 16, Cout: 40, H: 3, W: 6, Prologue: kernels.PrologueReLU, ReLU: true},
+		kernels.Winograd{N: 9, Cin: 40, Cout: 24, H: 4, W: 4, Residual: true},
+		kernels.Winograd{N: 2, Cin: 16, Cout: 16, H: 13, W: 7, Bias: true, ReLU: true},
+		kernels.Winograd{N: 3, Cin: 16, Cout: 16, H: 12, W: 20, Prologue: kernels.PrologueAffineReLU, Bias: true, Residual: true},
+	)
 }
 
 // stages are the 3x3 convs of ResNet-164/1001 (16, 32 and 64 channels at
