@@ -538,11 +538,27 @@ func (m *Model) conv1x1Dw(fn Conv1x1DwFunc, scratch, n, cin, cout int, dw, dy, x
 }
 `
 
+// winogradDriverSource is the driver of the Winograd kernels, in the
+// packages that have them.
+const winogradDriverSource = `
+// winograd3x3 runs a Winograd kernel of n images, cin to cout channels,
+// over the workers. packed keeps the 36 transformed matrices of the
+// weights w between calls of Infer: they are computed only when the
+// weights changed (m.refold).
+func (m *Model) winograd3x3(fn Conv3x3Func, scratch, n, cin, cout int, x, w, packed, bias, scale, shift, res, y []float32) {
+	if m.refold {
+		check(PackWinogradWeights(packed, w, cout, cin))
+	}
+	m.conv(fn, scratch, n, cout, packed, x, bias, scale, shift, res, y, nil, nil)
+}
+`
+
 // kernelPlan collects the specialized kernels a package's ops use and
 // the sizes of the buffers their drivers need.
 type kernelPlan struct {
 	set                             kernels.Set
 	seen                            map[string]bool
+	noWinograd                      bool // Options.NoWinograd
 	packedLen, statsLen, dwPartLen  int
 	dyImageLen, daImageLen, partLen int // buffers of convBwd
 	vecLen                          int
@@ -550,7 +566,63 @@ type kernelPlan struct {
 	padImageLen                     int // conv3x3Pad's blocked image
 }
 
-func newKernelPlan() *kernelPlan { return &kernelPlan{seen: map[string]bool{}} }
+func newKernelPlan(noWinograd bool) *kernelPlan {
+	return &kernelPlan{seen: map[string]bool{}, noWinograd: noWinograd}
+}
+
+// winograd returns the Winograd kernel that computes op, when one does:
+// a 3x3 convolution of at least two images with stride 1 and pad 1,
+// blocked activations and whole channel blocks, without the statistics
+// of training (an inference convolution, whose weights are packed once
+// per change). Batches of one image keep the direct kernel, whose output
+// channels are split over the workers.
+func (k *kernelPlan) winograd(op *ir.Op) (kernels.Winograd, bool) {
+	if k.noWinograd || op.Kind != ir.Conv2D && op.Kind != ir.Conv2DFused {
+		return kernels.Winograd{}, false
+	}
+	x, w := op.Args[0], op.Args[1]
+	acts := []*ir.Value{x, op.Results[0]}
+	wk := kernels.Winograd{}
+	if op.Kind == ir.Conv2D {
+		wk.Bias = len(op.Args) == 3
+	} else {
+		if op.Bool("stats") {
+			return kernels.Winograd{}, false
+		}
+		wk.Bias, wk.Residual, wk.ReLU = op.Bool("bias"), op.Bool("residual"), op.Bool("relu")
+		i := 2
+		if wk.Bias {
+			i++
+		}
+		switch op.Str("prologue") {
+		case "relu":
+			wk.Prologue = kernels.PrologueReLU
+		case "affine_relu":
+			wk.Prologue = kernels.PrologueAffineReLU
+			i += 2
+		}
+		if wk.Residual {
+			acts = append(acts, op.Args[i])
+		}
+	}
+	cout, cin, stride, ok := is3x3(op, w, acts...)
+	if !ok || stride != 1 || x.Type.Shape[0] < 2 {
+		return kernels.Winograd{}, false
+	}
+	xs := x.Type.Shape
+	wk.N, wk.Cin, wk.Cout, wk.H, wk.W = xs[0], cin, cout, xs[2], xs[3]
+	return wk, wk.Validate() == nil
+}
+
+// addWinograd records a Winograd kernel, its GEMM and their buffers.
+func (k *kernelPlan) addWinograd(c kernels.Winograd) {
+	if !k.seen[c.Name()] {
+		k.seen[c.Name()] = true
+		k.set.Winograds = append(k.set.Winograds, c)
+	}
+	k.add1x1(c.GEMM())
+	k.scratchLen = max(k.scratchLen, c.ScratchLen())
+}
 
 // is1x1 reports whether op's weight w is a 1x1 kernel from cin to cout
 // channels with pad 0, stride 1 or 2, and whether every activation of
@@ -678,6 +750,11 @@ func (k *kernelPlan) special(c *OpCall) jen.Code {
 		}
 		if code := k.padded(op, kc, c, packed, bias, sum, sumsq); code != nil {
 			return code
+		}
+		if wk, ok := k.winograd(op); ok && c.Packed != nil {
+			k.addWinograd(wk)
+			return jen.Id("m").Dot("winograd3x3").Call(jen.Id(wk.Name()), jen.Lit(wk.ScratchLen()), jen.Lit(wk.N), jen.Lit(wk.Cin), jen.Lit(wk.Cout),
+				c.Args[0], c.Args[1], packed, bias, scale, shift, res, c.Results[0])
 		}
 		cout, cin, stride, ok := is3x3(op, w, acts...)
 		if !ok {
@@ -882,6 +959,9 @@ func (k *kernelPlan) dxKernel(op *ir.Op) (dxCall, bool) {
 // buffer sizes of k.
 func (k *kernelPlan) driverFile(pkg string) []byte {
 	src := strings.Replace(driversSource, "package PKG", header+"\n\npackage "+pkg, 1)
+	if len(k.set.Winograds) > 0 {
+		src += winogradDriverSource
+	}
 	src += fmt.Sprintf("\n// Sizes of the kernels' buffers, in float32s (partLen in float64s).\nconst (\n\tpackedLen = %d\n\tstatsLen = %d\n\tdwPartLen = %d\n\tdyImageLen = %d\n\tdaImageLen = %d\n\tpartLen = %d\n\tvecLen = %d\n\tpadImageLen = %d\n)\n",
 		max(k.packedLen, 1), max(k.statsLen, 1), max(k.dwPartLen, 1), max(k.dyImageLen, 1), max(k.daImageLen, 1), max(k.partLen, 1), max(k.vecLen, 1), max(k.padImageLen, 1))
 	return []byte(src)

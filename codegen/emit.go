@@ -51,7 +51,7 @@ func newEmitter(arch *resnet.Arch, opts Options, gt *ir.Graph, pt *passes.MemPla
 	if err != nil {
 		return nil, err
 	}
-	e := &emitter{arch: arch, opts: opts, decls: decls, k: newKernelPlan()}
+	e := &emitter{arch: arch, opts: opts, decls: decls, k: newKernelPlan(opts.NoWinograd)}
 	st, err := resnet.Describe(arch, 1)
 	if err != nil {
 		return nil, err
@@ -71,7 +71,10 @@ func newEmitter(arch *resnet.Arch, opts Options, gt *ir.Graph, pt *passes.MemPla
 			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
 		if s.name == "infer" {
-			l.hoist()
+			l.hoist(func(op *ir.Op) bool {
+				_, ok := e.k.winograd(op)
+				return ok
+			})
 			e.foldedLen = l.foldedLen
 		}
 		bs, fns, err := l.blocks(s.name)

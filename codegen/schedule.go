@@ -114,7 +114,9 @@ const foldedAlign = 16
 // convolution's weights get a place there in the kernels' packed layout.
 // The generated code runs the hoisted ops, and packs, only when the
 // model's refold flag says the weights changed since the last Infer.
-func (l *layout) hoist() {
+// The convolutions wino reports run by Winograd F(4x4, 3x3) keep their
+// weights transformed, 36 values per pair of channels instead of 9.
+func (l *layout) hoist(wino func(*ir.Op) bool) {
 	l.hoisted, l.packed = map[*ir.Op]bool{}, map[*ir.Value]*ir.Value{}
 	fixed := func(v *ir.Value) bool {
 		return v.Def.Kind == ir.Param || v.Def.Kind == ir.State || l.hoisted[v.Def]
@@ -133,6 +135,9 @@ func (l *layout) hoist() {
 				// Fewer than 8 input channels are packed padded to 8.
 				s := w.Type.Shape
 				p := &ir.Value{Type: ir.Type{DType: w.Type.DType, Shape: ir.Shape{s[0], roundUp(s[1], 8), s[2], s[3]}}}
+				if wino(op) {
+					p.Type.Shape[2], p.Type.Shape[3] = 6, 6
+				}
 				l.packed[w] = p
 				l.refs[p] = place(p)
 			}

@@ -15,7 +15,7 @@ import (
 
 func runCompile(args []string, stdout, stderr io.Writer) error {
 	var af archFlags
-	fs := newFlagSet("compile", "(-preset NAME | FILE) [-depth N] [-batch N] [-budget SIZE] -o DIR [-pkg NAME]", stderr)
+	fs := newFlagSet("compile", "(-preset NAME | FILE) [-depth N] [-batch N] [-budget SIZE] [-winograd=false] -o DIR [-pkg NAME]", stderr)
 	af.register(fs, 128)
 	out := fs.String("o", "", "write the package into `DIR` (created if needed)")
 	pkg := fs.String("pkg", "", "Go package `NAME` (default: the directory's name without punctuation)")
@@ -23,6 +23,7 @@ func runCompile(args []string, stdout, stderr io.Writer) error {
 	budgetFlag := fs.String("budget", "", "arena budget `SIZE` of the training step, such as 2GiB (default: no budget)")
 	momentum := fs.Float64("momentum", passes.DefaultSGD.Momentum, "SGD momentum compiled into the training step")
 	decay := fs.Float64("weight-decay", passes.DefaultSGD.Decay, "L2 weight decay compiled into the training step")
+	winograd := fs.Bool("winograd", true, "run inference's stride-1 3x3 convolutions by Winograd F(4x4, 3x3); false runs them directly, as training does")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -58,7 +59,7 @@ func runCompile(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	sgd := passes.SGDOptions{Momentum: *momentum, Decay: *decay}
-	p, err := codegen.Compile(arch, codegen.Options{Package: name, Batch: af.batch, Budget: budget, SGD: &sgd, ImportPath: ip})
+	p, err := codegen.Compile(arch, codegen.Options{Package: name, Batch: af.batch, Budget: budget, SGD: &sgd, ImportPath: ip, NoWinograd: !*winograd})
 	if err != nil {
 		return err
 	}

@@ -389,3 +389,29 @@ func TestPlan(t *testing.T) {
 		}
 	}
 }
+
+// TestCompileWinograd compiles preact-resnet-20 with and without
+// -winograd: by default its inference runs Winograd kernels (their Go
+// and the drivers' winograd3x3), with -winograd=false none.
+func TestCompileWinograd(t *testing.T) {
+	for _, c := range []struct {
+		flag string
+		want bool
+	}{{"-winograd=true", true}, {"-winograd=false", false}} {
+		dir := t.TempDir()
+		if _, err := runIn(t, "compile", "-preset", "preact-resnet-20", "-batch", "4", c.flag, "-import-path", "example.com/net", "-o", dir); err != nil {
+			t.Fatalf("%s: %v", c.flag, err)
+		}
+		_, err := os.Stat(filepath.Join(dir, "kernels_winograd.go"))
+		if got := err == nil; got != c.want {
+			t.Errorf("%s: kernels_winograd.go written %v, want %v", c.flag, got, c.want)
+		}
+		infer, err := os.ReadFile(filepath.Join(dir, "infer.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(string(infer), "m.winograd3x3(Winograd3x3N4C16K16H32W32"); got != c.want {
+			t.Errorf("%s: infer.go calls winograd3x3: %v, want %v", c.flag, got, c.want)
+		}
+	}
+}

@@ -15,9 +15,6 @@ var (
 	conv3x3N128C32K32H16W16S1InAffineReluStatsAVX2 Conv3x3Func
 	conv3x3N128C64K64H8W8S1InAffineReluStatsAVX2   Conv3x3Func
 	conv3x3N1C8K16H32W32S1BiasReluAVX2             Conv3x3Func
-	conv3x3N128C16K16H32W32S1BiasReluAVX2          Conv3x3Func
-	conv3x3N128C32K32H16W16S1BiasReluAVX2          Conv3x3Func
-	conv3x3N128C64K64H8W8S1BiasReluAVX2            Conv3x3Func
 )
 
 // The backward kernels' assembly, nil in this build.
@@ -72,17 +69,27 @@ var (
 	conv1x1DwN128C16K16H32W32S1AVX2                    Conv1x1DwFunc
 	conv1x1DxN128C16K16H32W32S1AVX2                    Conv1x1DxFunc
 	conv1x1N128C16K16H32W32S1BiasReluAVX2              Conv1x1Func
+	conv1x1N1C16K16H1W64S1AVX2                         Conv1x1Func
 	conv1x1N128C16K64H32W32S1AVX2                      Conv1x1Func
 	conv1x1N128C16K64H32W32S1ResAVX2                   Conv1x1Func
 	conv1x1N128C64K16H32W32S1InAffineReluBiasReluAVX2  Conv1x1Func
 	conv1x1N128C64K32H32W32S2BiasReluAVX2              Conv1x1Func
+	conv1x1N1C32K32H1W32S1AVX2                         Conv1x1Func
 	conv1x1N128C32K128H16W16S1AVX2                     Conv1x1Func
 	conv1x1N128C64K128H32W32S2ResAVX2                  Conv1x1Func
 	conv1x1N128C128K32H16W16S1InAffineReluBiasReluAVX2 Conv1x1Func
 	conv1x1N128C32K128H16W16S1ResAVX2                  Conv1x1Func
 	conv1x1N128C128K64H16W16S2BiasReluAVX2             Conv1x1Func
+	conv1x1N1C64K64H1W32S1AVX2                         Conv1x1Func
 	conv1x1N128C64K256H8W8S1AVX2                       Conv1x1Func
 	conv1x1N128C128K256H16W16S2ResAVX2                 Conv1x1Func
 	conv1x1N128C256K64H8W8S1InAffineReluBiasReluAVX2   Conv1x1Func
 	conv1x1N128C64K256H8W8S1ResAVX2                    Conv1x1Func
+)
+
+// The Winograd transforms' assembly, nil in this build.
+var (
+	winoCopyRowAVX2 func(dst, src, scale, shift []float32, mode int)
+	winoInRowAVX2   func(src, dst []float32, tiles, rowStride, xiStride int)
+	winoOutRowAVX2  func(m, y, bias, res []float32, tiles, xiStride, rowStride, flags int)
 )

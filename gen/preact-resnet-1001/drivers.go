@@ -519,6 +519,17 @@ func (m *Model) conv1x1Dw(fn Conv1x1DwFunc, scratch, n, cin, cout int, dw, dy, x
 	check(UnpackConv1x1Weights(dw, packed, cout, cin))
 }
 
+// winograd3x3 runs a Winograd kernel of n images, cin to cout channels,
+// over the workers. packed keeps the 36 transformed matrices of the
+// weights w between calls of Infer: they are computed only when the
+// weights changed (m.refold).
+func (m *Model) winograd3x3(fn Conv3x3Func, scratch, n, cin, cout int, x, w, packed, bias, scale, shift, res, y []float32) {
+	if m.refold {
+		check(PackWinogradWeights(packed, w, cout, cin))
+	}
+	m.conv(fn, scratch, n, cout, packed, x, bias, scale, shift, res, y, nil, nil)
+}
+
 // Sizes of the kernels' buffers, in float32s (partLen in float64s).
 const (
 	packedLen   = 36864

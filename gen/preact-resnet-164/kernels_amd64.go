@@ -32,21 +32,6 @@ func conv3x3N128C64K64H8W8S1InAffineReluStatsAVX2(x []float32, w []float32, bias
 //go:noescape
 func conv3x3N1C8K16H32W32S1BiasReluAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
 
-// conv3x3N128C16K16H32W32S1BiasReluAVX2 is the AVX2+FMA kernel of Conv3x3N128C16K16H32W32S1BiasRelu (tiles: 1x2 blocks: row 2x6+4x5).
-//
-//go:noescape
-func conv3x3N128C16K16H32W32S1BiasReluAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
-
-// conv3x3N128C32K32H16W16S1BiasReluAVX2 is the AVX2+FMA kernel of Conv3x3N128C32K32H16W16S1BiasRelu (tiles: 2x2 blocks: row 1x6+2x5).
-//
-//go:noescape
-func conv3x3N128C32K32H16W16S1BiasReluAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
-
-// conv3x3N128C64K64H8W8S1BiasReluAVX2 is the AVX2+FMA kernel of Conv3x3N128C64K64H8W8S1BiasRelu (tiles: 2x3 blocks: row 2x4; 1x2 blocks: row 2x4).
-//
-//go:noescape
-func conv3x3N128C64K64H8W8S1BiasReluAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
-
 // conv3x3DxN128C64K64H8W8S1AVX2 is the AVX2+FMA kernel of Conv3x3DxN128C64K64H8W8S1 (tiles: 2x3 blocks: row 2x4; 1x2 blocks: row 2x4).
 //
 //go:noescape
@@ -277,6 +262,11 @@ func conv1x1DxN128C16K16H32W32S1AVX2(dy []float32, w []float32, dx []float32, sc
 //go:noescape
 func conv1x1N128C16K16H32W32S1BiasReluAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
 
+// conv1x1N1C16K16H1W64S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C16K16H1W64S1 (tiles: 1x2 blocks: 9x6+2x5).
+//
+//go:noescape
+func conv1x1N1C16K16H1W64S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
 // conv1x1N128C16K64H32W32S1AVX2 is the AVX2+FMA kernel of Conv1x1N128C16K64H32W32S1 (tiles: 2x3 blocks: 256x4; 1x2 blocks: 169x6+2x5).
 //
 //go:noescape
@@ -296,6 +286,11 @@ func conv1x1N128C64K16H32W32S1InAffineReluBiasReluAVX2(x []float32, w []float32,
 //
 //go:noescape
 func conv1x1N128C64K32H32W32S2BiasReluAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N1C32K32H1W32S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C32K32H1W32S1 (tiles: 2x2 blocks: 2x6+4x5).
+//
+//go:noescape
+func conv1x1N1C32K32H1W32S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
 
 // conv1x1N128C32K128H16W16S1AVX2 is the AVX2+FMA kernel of Conv1x1N128C32K128H16W16S1 (tiles: 8x2 blocks: 41x6+2x5).
 //
@@ -322,6 +317,11 @@ func conv1x1N128C32K128H16W16S1ResAVX2(x []float32, w []float32, bias []float32,
 //go:noescape
 func conv1x1N128C128K64H16W16S2BiasReluAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
 
+// conv1x1N1C64K64H1W32S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C64K64H1W32S1 (tiles: 2x3 blocks: 8x4; 1x2 blocks: 2x6+4x5).
+//
+//go:noescape
+func conv1x1N1C64K64H1W32S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
 // conv1x1N128C64K256H8W8S1AVX2 is the AVX2+FMA kernel of Conv1x1N128C64K256H8W8S1 (tiles: 10x3 blocks: 16x4; 1x2 blocks: 9x6+2x5).
 //
 //go:noescape
@@ -341,3 +341,18 @@ func conv1x1N128C256K64H8W8S1InAffineReluBiasReluAVX2(x []float32, w []float32, 
 //
 //go:noescape
 func conv1x1N128C64K256H8W8S1ResAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// winoCopyRowAVX2 writes the prologue of the vectors of src to dst.
+//
+//go:noescape
+func winoCopyRowAVX2(dst []float32, src []float32, scale []float32, shift []float32, mode int)
+
+// winoInRowAVX2 is the Winograd input transform of a row of tiles of one channel block.
+//
+//go:noescape
+func winoInRowAVX2(src []float32, dst []float32, tiles int, rowStride int, xiStride int)
+
+// winoOutRowAVX2 is the Winograd output transform, with its epilogue, of a row of tiles of one channel block.
+//
+//go:noescape
+func winoOutRowAVX2(m []float32, y []float32, bias []float32, res []float32, tiles int, xiStride int, rowStride int, flags int)

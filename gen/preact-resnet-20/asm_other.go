@@ -21,15 +21,8 @@ var (
 	conv3x3N128C64K64H8W8S1InAffineReluResStatsAVX2   Conv3x3Func
 	conv3x3N128C64K64H8W8S1InAffineReluStatsAVX2      Conv3x3Func
 	conv3x3N1C8K16H32W32S1BiasReluAVX2                Conv3x3Func
-	conv3x3N128C16K16H32W32S1BiasReluAVX2             Conv3x3Func
-	conv3x3N128C16K16H32W32S1ResAVX2                  Conv3x3Func
-	conv3x3N128C16K16H32W32S1InAffineReluBiasReluAVX2 Conv3x3Func
 	conv3x3N128C16K32H32W32S2BiasReluAVX2             Conv3x3Func
-	conv3x3N128C32K32H16W16S1ResAVX2                  Conv3x3Func
-	conv3x3N128C32K32H16W16S1InAffineReluBiasReluAVX2 Conv3x3Func
 	conv3x3N128C32K64H16W16S2BiasReluAVX2             Conv3x3Func
-	conv3x3N128C64K64H8W8S1ResAVX2                    Conv3x3Func
-	conv3x3N128C64K64H8W8S1InAffineReluBiasReluAVX2   Conv3x3Func
 )
 
 // The backward kernels' assembly, nil in this build.
@@ -46,4 +39,18 @@ var (
 	conv3x3DwN128C16K16H32W32S1InAffineReluAVX2 Conv3x3DwFunc
 	conv3x3DwN128C16K16H32W32S1AVX2             Conv3x3DwFunc
 	conv3x3DwN1C8K16H32W32S1AVX2                Conv3x3DwFunc
+)
+
+// The 1x1 assembly kernels' names, nil in this build.
+var (
+	conv1x1N1C16K16H1W64S1AVX2 Conv1x1Func
+	conv1x1N1C32K32H1W32S1AVX2 Conv1x1Func
+	conv1x1N1C64K64H1W32S1AVX2 Conv1x1Func
+)
+
+// The Winograd transforms' assembly, nil in this build.
+var (
+	winoCopyRowAVX2 func(dst, src, scale, shift []float32, mode int)
+	winoInRowAVX2   func(src, dst []float32, tiles, rowStride, xiStride int)
+	winoOutRowAVX2  func(m, y, bias, res []float32, tiles, xiStride, rowStride, flags int)
 )

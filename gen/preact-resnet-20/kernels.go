@@ -460,114 +460,6 @@ func conv3x3N1C8K16H32W32S1BiasReluGo(x, w, bias, scale, shift, res, y, stats, s
 	conv3x3Go(&shapeConv3x3N1C8K16H32W32S1BiasRelu, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
-// shapeConv3x3N128C16K16H32W32S1BiasRelu is the shape of Conv3x3N128C16K16H32W32S1BiasRelu.
-var shapeConv3x3N128C16K16H32W32S1BiasRelu = Conv3x3Shape{
-	Bias:     true,
-	Cin:      16,
-	Cout:     16,
-	H:        32,
-	N:        128,
-	Name:     "Conv3x3N128C16K16H32W32S1BiasRelu",
-	OutH:     32,
-	OutW:     32,
-	Prologue: "none",
-	ReLU:     true,
-	Residual: false,
-	Stats:    false,
-	Stride:   1,
-	Tiles:    "1x2 blocks: row 2x6+4x5",
-	W:        32,
-}
-
-// Conv3x3N128C16K16H32W32S1BiasRelu is conv2d_fused{stride=1, pad=1, bias, relu} of x f32[128,16,32,32]@nchw8c
-// with weights f32[16,16,3,3] packed OIhw8i8o into y f32[128,16,32,32]@nchw8c,
-// for images [n0, n1).
-func Conv3x3N128C16K16H32W32S1BiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	checkConv3x3(&shapeConv3x3N128C16K16H32W32S1BiasRelu, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-	if useAsm {
-		conv3x3N128C16K16H32W32S1BiasReluAVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-		return
-	}
-	conv3x3N128C16K16H32W32S1BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-}
-
-// conv3x3N128C16K16H32W32S1BiasReluGo is the pure-Go twin of conv3x3N128C16K16H32W32S1BiasReluAVX2.
-func conv3x3N128C16K16H32W32S1BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	conv3x3Go(&shapeConv3x3N128C16K16H32W32S1BiasRelu, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-}
-
-// shapeConv3x3N128C16K16H32W32S1Res is the shape of Conv3x3N128C16K16H32W32S1Res.
-var shapeConv3x3N128C16K16H32W32S1Res = Conv3x3Shape{
-	Bias:     false,
-	Cin:      16,
-	Cout:     16,
-	H:        32,
-	N:        128,
-	Name:     "Conv3x3N128C16K16H32W32S1Res",
-	OutH:     32,
-	OutW:     32,
-	Prologue: "none",
-	ReLU:     false,
-	Residual: true,
-	Stats:    false,
-	Stride:   1,
-	Tiles:    "1x2 blocks: row 2x6+4x5",
-	W:        32,
-}
-
-// Conv3x3N128C16K16H32W32S1Res is conv2d_fused{stride=1, pad=1, residual} of x f32[128,16,32,32]@nchw8c
-// with weights f32[16,16,3,3] packed OIhw8i8o into y f32[128,16,32,32]@nchw8c,
-// for images [n0, n1).
-func Conv3x3N128C16K16H32W32S1Res(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	checkConv3x3(&shapeConv3x3N128C16K16H32W32S1Res, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-	if useAsm {
-		conv3x3N128C16K16H32W32S1ResAVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-		return
-	}
-	conv3x3N128C16K16H32W32S1ResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-}
-
-// conv3x3N128C16K16H32W32S1ResGo is the pure-Go twin of conv3x3N128C16K16H32W32S1ResAVX2.
-func conv3x3N128C16K16H32W32S1ResGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	conv3x3Go(&shapeConv3x3N128C16K16H32W32S1Res, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-}
-
-// shapeConv3x3N128C16K16H32W32S1InAffineReluBiasRelu is the shape of Conv3x3N128C16K16H32W32S1InAffineReluBiasRelu.
-var shapeConv3x3N128C16K16H32W32S1InAffineReluBiasRelu = Conv3x3Shape{
-	Bias:     true,
-	Cin:      16,
-	Cout:     16,
-	H:        32,
-	N:        128,
-	Name:     "Conv3x3N128C16K16H32W32S1InAffineReluBiasRelu",
-	OutH:     32,
-	OutW:     32,
-	Prologue: "affine_relu",
-	ReLU:     true,
-	Residual: false,
-	Stats:    false,
-	Stride:   1,
-	Tiles:    "1x2 blocks: row 2x6+4x5",
-	W:        32,
-}
-
-// Conv3x3N128C16K16H32W32S1InAffineReluBiasRelu is conv2d_fused{stride=1, pad=1, prologue=affine_relu, bias, relu} of x f32[128,16,32,32]@nchw8c
-// with weights f32[16,16,3,3] packed OIhw8i8o into y f32[128,16,32,32]@nchw8c,
-// for images [n0, n1).
-func Conv3x3N128C16K16H32W32S1InAffineReluBiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	checkConv3x3(&shapeConv3x3N128C16K16H32W32S1InAffineReluBiasRelu, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-	if useAsm {
-		conv3x3N128C16K16H32W32S1InAffineReluBiasReluAVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-		return
-	}
-	conv3x3N128C16K16H32W32S1InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-}
-
-// conv3x3N128C16K16H32W32S1InAffineReluBiasReluGo is the pure-Go twin of conv3x3N128C16K16H32W32S1InAffineReluBiasReluAVX2.
-func conv3x3N128C16K16H32W32S1InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	conv3x3Go(&shapeConv3x3N128C16K16H32W32S1InAffineReluBiasRelu, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-}
-
 // shapeConv3x3N128C16K32H32W32S2BiasRelu is the shape of Conv3x3N128C16K32H32W32S2BiasRelu.
 var shapeConv3x3N128C16K32H32W32S2BiasRelu = Conv3x3Shape{
 	Bias:     true,
@@ -604,78 +496,6 @@ func conv3x3N128C16K32H32W32S2BiasReluGo(x, w, bias, scale, shift, res, y, stats
 	conv3x3Go(&shapeConv3x3N128C16K32H32W32S2BiasRelu, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
-// shapeConv3x3N128C32K32H16W16S1Res is the shape of Conv3x3N128C32K32H16W16S1Res.
-var shapeConv3x3N128C32K32H16W16S1Res = Conv3x3Shape{
-	Bias:     false,
-	Cin:      32,
-	Cout:     32,
-	H:        16,
-	N:        128,
-	Name:     "Conv3x3N128C32K32H16W16S1Res",
-	OutH:     16,
-	OutW:     16,
-	Prologue: "none",
-	ReLU:     false,
-	Residual: true,
-	Stats:    false,
-	Stride:   1,
-	Tiles:    "2x2 blocks: row 1x6+2x5",
-	W:        16,
-}
-
-// Conv3x3N128C32K32H16W16S1Res is conv2d_fused{stride=1, pad=1, residual} of x f32[128,32,16,16]@nchw8c
-// with weights f32[32,32,3,3] packed OIhw8i8o into y f32[128,32,16,16]@nchw8c,
-// for images [n0, n1).
-func Conv3x3N128C32K32H16W16S1Res(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	checkConv3x3(&shapeConv3x3N128C32K32H16W16S1Res, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-	if useAsm {
-		conv3x3N128C32K32H16W16S1ResAVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-		return
-	}
-	conv3x3N128C32K32H16W16S1ResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-}
-
-// conv3x3N128C32K32H16W16S1ResGo is the pure-Go twin of conv3x3N128C32K32H16W16S1ResAVX2.
-func conv3x3N128C32K32H16W16S1ResGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	conv3x3Go(&shapeConv3x3N128C32K32H16W16S1Res, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-}
-
-// shapeConv3x3N128C32K32H16W16S1InAffineReluBiasRelu is the shape of Conv3x3N128C32K32H16W16S1InAffineReluBiasRelu.
-var shapeConv3x3N128C32K32H16W16S1InAffineReluBiasRelu = Conv3x3Shape{
-	Bias:     true,
-	Cin:      32,
-	Cout:     32,
-	H:        16,
-	N:        128,
-	Name:     "Conv3x3N128C32K32H16W16S1InAffineReluBiasRelu",
-	OutH:     16,
-	OutW:     16,
-	Prologue: "affine_relu",
-	ReLU:     true,
-	Residual: false,
-	Stats:    false,
-	Stride:   1,
-	Tiles:    "2x2 blocks: row 1x6+2x5",
-	W:        16,
-}
-
-// Conv3x3N128C32K32H16W16S1InAffineReluBiasRelu is conv2d_fused{stride=1, pad=1, prologue=affine_relu, bias, relu} of x f32[128,32,16,16]@nchw8c
-// with weights f32[32,32,3,3] packed OIhw8i8o into y f32[128,32,16,16]@nchw8c,
-// for images [n0, n1).
-func Conv3x3N128C32K32H16W16S1InAffineReluBiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	checkConv3x3(&shapeConv3x3N128C32K32H16W16S1InAffineReluBiasRelu, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-	if useAsm {
-		conv3x3N128C32K32H16W16S1InAffineReluBiasReluAVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-		return
-	}
-	conv3x3N128C32K32H16W16S1InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-}
-
-// conv3x3N128C32K32H16W16S1InAffineReluBiasReluGo is the pure-Go twin of conv3x3N128C32K32H16W16S1InAffineReluBiasReluAVX2.
-func conv3x3N128C32K32H16W16S1InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	conv3x3Go(&shapeConv3x3N128C32K32H16W16S1InAffineReluBiasRelu, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-}
-
 // shapeConv3x3N128C32K64H16W16S2BiasRelu is the shape of Conv3x3N128C32K64H16W16S2BiasRelu.
 var shapeConv3x3N128C32K64H16W16S2BiasRelu = Conv3x3Shape{
 	Bias:     true,
@@ -710,78 +530,6 @@ func Conv3x3N128C32K64H16W16S2BiasRelu(x, w, bias, scale, shift, res, y, stats, 
 // conv3x3N128C32K64H16W16S2BiasReluGo is the pure-Go twin of conv3x3N128C32K64H16W16S2BiasReluAVX2.
 func conv3x3N128C32K64H16W16S2BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	conv3x3Go(&shapeConv3x3N128C32K64H16W16S2BiasRelu, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-}
-
-// shapeConv3x3N128C64K64H8W8S1Res is the shape of Conv3x3N128C64K64H8W8S1Res.
-var shapeConv3x3N128C64K64H8W8S1Res = Conv3x3Shape{
-	Bias:     false,
-	Cin:      64,
-	Cout:     64,
-	H:        8,
-	N:        128,
-	Name:     "Conv3x3N128C64K64H8W8S1Res",
-	OutH:     8,
-	OutW:     8,
-	Prologue: "none",
-	ReLU:     false,
-	Residual: true,
-	Stats:    false,
-	Stride:   1,
-	Tiles:    "2x3 blocks: row 2x4; 1x2 blocks: row 2x4",
-	W:        8,
-}
-
-// Conv3x3N128C64K64H8W8S1Res is conv2d_fused{stride=1, pad=1, residual} of x f32[128,64,8,8]@nchw8c
-// with weights f32[64,64,3,3] packed OIhw8i8o into y f32[128,64,8,8]@nchw8c,
-// for images [n0, n1).
-func Conv3x3N128C64K64H8W8S1Res(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	checkConv3x3(&shapeConv3x3N128C64K64H8W8S1Res, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-	if useAsm {
-		conv3x3N128C64K64H8W8S1ResAVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-		return
-	}
-	conv3x3N128C64K64H8W8S1ResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-}
-
-// conv3x3N128C64K64H8W8S1ResGo is the pure-Go twin of conv3x3N128C64K64H8W8S1ResAVX2.
-func conv3x3N128C64K64H8W8S1ResGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	conv3x3Go(&shapeConv3x3N128C64K64H8W8S1Res, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-}
-
-// shapeConv3x3N128C64K64H8W8S1InAffineReluBiasRelu is the shape of Conv3x3N128C64K64H8W8S1InAffineReluBiasRelu.
-var shapeConv3x3N128C64K64H8W8S1InAffineReluBiasRelu = Conv3x3Shape{
-	Bias:     true,
-	Cin:      64,
-	Cout:     64,
-	H:        8,
-	N:        128,
-	Name:     "Conv3x3N128C64K64H8W8S1InAffineReluBiasRelu",
-	OutH:     8,
-	OutW:     8,
-	Prologue: "affine_relu",
-	ReLU:     true,
-	Residual: false,
-	Stats:    false,
-	Stride:   1,
-	Tiles:    "2x3 blocks: row 2x4; 1x2 blocks: row 2x4",
-	W:        8,
-}
-
-// Conv3x3N128C64K64H8W8S1InAffineReluBiasRelu is conv2d_fused{stride=1, pad=1, prologue=affine_relu, bias, relu} of x f32[128,64,8,8]@nchw8c
-// with weights f32[64,64,3,3] packed OIhw8i8o into y f32[128,64,8,8]@nchw8c,
-// for images [n0, n1).
-func Conv3x3N128C64K64H8W8S1InAffineReluBiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	checkConv3x3(&shapeConv3x3N128C64K64H8W8S1InAffineReluBiasRelu, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-	if useAsm {
-		conv3x3N128C64K64H8W8S1InAffineReluBiasReluAVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-		return
-	}
-	conv3x3N128C64K64H8W8S1InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-}
-
-// conv3x3N128C64K64H8W8S1InAffineReluBiasReluGo is the pure-Go twin of conv3x3N128C64K64H8W8S1InAffineReluBiasReluAVX2.
-func conv3x3N128C64K64H8W8S1InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	conv3x3Go(&shapeConv3x3N128C64K64H8W8S1InAffineReluBiasRelu, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // Conv3x3Kernels lists the package's 3x3 conv kernels, for tests and benchmarks.
@@ -841,48 +589,13 @@ var Conv3x3Kernels = []Conv3x3Kernel{{
 	Go:           conv3x3N1C8K16H32W32S1BiasReluGo,
 	Run:          Conv3x3N1C8K16H32W32S1BiasRelu,
 }, {
-	Asm:          conv3x3N128C16K16H32W32S1BiasReluAVX2,
-	Conv3x3Shape: shapeConv3x3N128C16K16H32W32S1BiasRelu,
-	Go:           conv3x3N128C16K16H32W32S1BiasReluGo,
-	Run:          Conv3x3N128C16K16H32W32S1BiasRelu,
-}, {
-	Asm:          conv3x3N128C16K16H32W32S1ResAVX2,
-	Conv3x3Shape: shapeConv3x3N128C16K16H32W32S1Res,
-	Go:           conv3x3N128C16K16H32W32S1ResGo,
-	Run:          Conv3x3N128C16K16H32W32S1Res,
-}, {
-	Asm:          conv3x3N128C16K16H32W32S1InAffineReluBiasReluAVX2,
-	Conv3x3Shape: shapeConv3x3N128C16K16H32W32S1InAffineReluBiasRelu,
-	Go:           conv3x3N128C16K16H32W32S1InAffineReluBiasReluGo,
-	Run:          Conv3x3N128C16K16H32W32S1InAffineReluBiasRelu,
-}, {
 	Asm:          conv3x3N128C16K32H32W32S2BiasReluAVX2,
 	Conv3x3Shape: shapeConv3x3N128C16K32H32W32S2BiasRelu,
 	Go:           conv3x3N128C16K32H32W32S2BiasReluGo,
 	Run:          Conv3x3N128C16K32H32W32S2BiasRelu,
 }, {
-	Asm:          conv3x3N128C32K32H16W16S1ResAVX2,
-	Conv3x3Shape: shapeConv3x3N128C32K32H16W16S1Res,
-	Go:           conv3x3N128C32K32H16W16S1ResGo,
-	Run:          Conv3x3N128C32K32H16W16S1Res,
-}, {
-	Asm:          conv3x3N128C32K32H16W16S1InAffineReluBiasReluAVX2,
-	Conv3x3Shape: shapeConv3x3N128C32K32H16W16S1InAffineReluBiasRelu,
-	Go:           conv3x3N128C32K32H16W16S1InAffineReluBiasReluGo,
-	Run:          Conv3x3N128C32K32H16W16S1InAffineReluBiasRelu,
-}, {
 	Asm:          conv3x3N128C32K64H16W16S2BiasReluAVX2,
 	Conv3x3Shape: shapeConv3x3N128C32K64H16W16S2BiasRelu,
 	Go:           conv3x3N128C32K64H16W16S2BiasReluGo,
 	Run:          Conv3x3N128C32K64H16W16S2BiasRelu,
-}, {
-	Asm:          conv3x3N128C64K64H8W8S1ResAVX2,
-	Conv3x3Shape: shapeConv3x3N128C64K64H8W8S1Res,
-	Go:           conv3x3N128C64K64H8W8S1ResGo,
-	Run:          Conv3x3N128C64K64H8W8S1Res,
-}, {
-	Asm:          conv3x3N128C64K64H8W8S1InAffineReluBiasReluAVX2,
-	Conv3x3Shape: shapeConv3x3N128C64K64H8W8S1InAffineReluBiasRelu,
-	Go:           conv3x3N128C64K64H8W8S1InAffineReluBiasReluGo,
-	Run:          Conv3x3N128C64K64H8W8S1InAffineReluBiasRelu,
 }}
