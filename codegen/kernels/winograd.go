@@ -194,10 +194,12 @@ func EmitWinogradGo(f *jen.File, ws []Winograd) error {
 			c.shapeVar(), c.Name(), c.Group(), th, tw, c.Tiles()))
 		f.Var().Id(c.shapeVar()).Op("=").Id("WinogradShape").Values(d)
 		f.Comment(fmt.Sprintf("%s is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its", c.Name()))
-		f.Comment(fmt.Sprintf("products are 36 GEMMs of %s, its transforms assembly when useAsm.", g.Name()))
+		f.Comment(fmt.Sprintf("products are 36 GEMMs of %s, which with its transforms runs its", g.Name()))
+		f.Comment("assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips")
+		f.Comment("the exported function's checks).")
 		f.Func().Id(c.Name()).Params(convParams()...).Block(
 			jen.If(jen.Id("useAsm")).Block(
-				jen.Id("winograd").Call(jen.Op("&").Id(c.shapeVar()), jen.Op("&").Id("winoTransformsAsm"), jen.Id(g.Name()),
+				jen.Id("winograd").Call(jen.Op("&").Id(c.shapeVar()), jen.Op("&").Id("winoTransformsAsm"), jen.Id(g.asmName()),
 					jen.Id("x"), jen.Id("w"), jen.Id("bias"), jen.Id("scale"), jen.Id("shift"), jen.Id("res"), jen.Id("y"),
 					jen.Id("scratch"), jen.Id("n0"), jen.Id("n1")),
 				jen.Return(),

@@ -19,10 +19,12 @@ var shapeWinograd3x3N128C16K16H32W32BiasRelu = WinogradShape{
 }
 
 // Winograd3x3N128C16K16H32W32BiasRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C16K16H1W64S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C16K16H1W64S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N128C16K16H32W32BiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C16K16H32W32BiasRelu, &winoTransformsAsm, Conv1x1N1C16K16H1W64S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C16K16H32W32BiasRelu, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C16K16H32W32BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -47,10 +49,12 @@ var shapeWinograd3x3N128C16K16H32W32InAffineReluRes = WinogradShape{
 }
 
 // Winograd3x3N128C16K16H32W32InAffineReluRes is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C16K16H1W64S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C16K16H1W64S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N128C16K16H32W32InAffineReluRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C16K16H32W32InAffineReluRes, &winoTransformsAsm, Conv1x1N1C16K16H1W64S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C16K16H32W32InAffineReluRes, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C16K16H32W32InAffineReluResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -75,10 +79,12 @@ var shapeWinograd3x3N128C32K32H16W16BiasRelu = WinogradShape{
 }
 
 // Winograd3x3N128C32K32H16W16BiasRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C32K32H1W32S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C32K32H1W32S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N128C32K32H16W16BiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C32K32H16W16BiasRelu, &winoTransformsAsm, Conv1x1N1C32K32H1W32S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C32K32H16W16BiasRelu, &winoTransformsAsm, conv1x1N1C32K32H1W32S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C32K32H16W16BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -103,10 +109,12 @@ var shapeWinograd3x3N128C32K32H16W16InAffineReluRes = WinogradShape{
 }
 
 // Winograd3x3N128C32K32H16W16InAffineReluRes is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C32K32H1W32S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C32K32H1W32S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N128C32K32H16W16InAffineReluRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C32K32H16W16InAffineReluRes, &winoTransformsAsm, Conv1x1N1C32K32H1W32S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C32K32H16W16InAffineReluRes, &winoTransformsAsm, conv1x1N1C32K32H1W32S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C32K32H16W16InAffineReluResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -131,10 +139,12 @@ var shapeWinograd3x3N128C64K64H8W8BiasRelu = WinogradShape{
 }
 
 // Winograd3x3N128C64K64H8W8BiasRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C64K64H1W32S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C64K64H1W32S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N128C64K64H8W8BiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C64K64H8W8BiasRelu, &winoTransformsAsm, Conv1x1N1C64K64H1W32S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C64K64H8W8BiasRelu, &winoTransformsAsm, conv1x1N1C64K64H1W32S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C64K64H8W8BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -159,10 +169,12 @@ var shapeWinograd3x3N128C64K64H8W8InAffineReluRes = WinogradShape{
 }
 
 // Winograd3x3N128C64K64H8W8InAffineReluRes is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C64K64H1W32S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C64K64H1W32S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N128C64K64H8W8InAffineReluRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C64K64H8W8InAffineReluRes, &winoTransformsAsm, Conv1x1N1C64K64H1W32S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C64K64H8W8InAffineReluRes, &winoTransformsAsm, conv1x1N1C64K64H1W32S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C64K64H8W8InAffineReluResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -185,10 +197,12 @@ var shapeWinograd3x3N3C8K16H5W9 = WinogradShape{
 }
 
 // Winograd3x3N3C8K16H5W9 is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N3C8K16H5W9(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9, &winoTransformsAsm, Conv1x1N1C8K16H1W18S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9Go(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -212,10 +226,12 @@ var shapeWinograd3x3N3C8K16H5W9Bias = WinogradShape{
 }
 
 // Winograd3x3N3C8K16H5W9Bias is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N3C8K16H5W9Bias(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9Bias, &winoTransformsAsm, Conv1x1N1C8K16H1W18S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9Bias, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9BiasGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -239,10 +255,12 @@ var shapeWinograd3x3N3C8K16H5W9Res = WinogradShape{
 }
 
 // Winograd3x3N3C8K16H5W9Res is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N3C8K16H5W9Res(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9Res, &winoTransformsAsm, Conv1x1N1C8K16H1W18S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9Res, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9ResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -267,10 +285,12 @@ var shapeWinograd3x3N3C8K16H5W9BiasRes = WinogradShape{
 }
 
 // Winograd3x3N3C8K16H5W9BiasRes is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N3C8K16H5W9BiasRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9BiasRes, &winoTransformsAsm, Conv1x1N1C8K16H1W18S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9BiasRes, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9BiasResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -294,10 +314,12 @@ var shapeWinograd3x3N3C8K16H5W9Relu = WinogradShape{
 }
 
 // Winograd3x3N3C8K16H5W9Relu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N3C8K16H5W9Relu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9Relu, &winoTransformsAsm, Conv1x1N1C8K16H1W18S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9Relu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9ReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -322,10 +344,12 @@ var shapeWinograd3x3N3C8K16H5W9BiasRelu = WinogradShape{
 }
 
 // Winograd3x3N3C8K16H5W9BiasRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N3C8K16H5W9BiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9BiasRelu, &winoTransformsAsm, Conv1x1N1C8K16H1W18S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9BiasRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -350,10 +374,12 @@ var shapeWinograd3x3N3C8K16H5W9ResRelu = WinogradShape{
 }
 
 // Winograd3x3N3C8K16H5W9ResRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N3C8K16H5W9ResRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9ResRelu, &winoTransformsAsm, Conv1x1N1C8K16H1W18S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9ResRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9ResReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -379,10 +405,12 @@ var shapeWinograd3x3N3C8K16H5W9BiasResRelu = WinogradShape{
 }
 
 // Winograd3x3N3C8K16H5W9BiasResRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N3C8K16H5W9BiasResRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9BiasResRelu, &winoTransformsAsm, Conv1x1N1C8K16H1W18S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9BiasResRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9BiasResReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -406,10 +434,12 @@ var shapeWinograd3x3N3C8K16H5W9InRelu = WinogradShape{
 }
 
 // Winograd3x3N3C8K16H5W9InRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N3C8K16H5W9InRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InRelu, &winoTransformsAsm, Conv1x1N1C8K16H1W18S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -434,10 +464,12 @@ var shapeWinograd3x3N3C8K16H5W9InReluBias = WinogradShape{
 }
 
 // Winograd3x3N3C8K16H5W9InReluBias is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N3C8K16H5W9InReluBias(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InReluBias, &winoTransformsAsm, Conv1x1N1C8K16H1W18S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InReluBias, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InReluBiasGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -462,10 +494,12 @@ var shapeWinograd3x3N3C8K16H5W9InReluRes = WinogradShape{
 }
 
 // Winograd3x3N3C8K16H5W9InReluRes is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N3C8K16H5W9InReluRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InReluRes, &winoTransformsAsm, Conv1x1N1C8K16H1W18S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InReluRes, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InReluResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -491,10 +525,12 @@ var shapeWinograd3x3N3C8K16H5W9InReluBiasRes = WinogradShape{
 }
 
 // Winograd3x3N3C8K16H5W9InReluBiasRes is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N3C8K16H5W9InReluBiasRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InReluBiasRes, &winoTransformsAsm, Conv1x1N1C8K16H1W18S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InReluBiasRes, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InReluBiasResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -519,10 +555,12 @@ var shapeWinograd3x3N3C8K16H5W9InReluRelu = WinogradShape{
 }
 
 // Winograd3x3N3C8K16H5W9InReluRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N3C8K16H5W9InReluRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InReluRelu, &winoTransformsAsm, Conv1x1N1C8K16H1W18S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InReluRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InReluReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -548,10 +586,12 @@ var shapeWinograd3x3N3C8K16H5W9InReluBiasRelu = WinogradShape{
 }
 
 // Winograd3x3N3C8K16H5W9InReluBiasRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N3C8K16H5W9InReluBiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InReluBiasRelu, &winoTransformsAsm, Conv1x1N1C8K16H1W18S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InReluBiasRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -577,10 +617,12 @@ var shapeWinograd3x3N3C8K16H5W9InReluResRelu = WinogradShape{
 }
 
 // Winograd3x3N3C8K16H5W9InReluResRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N3C8K16H5W9InReluResRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InReluResRelu, &winoTransformsAsm, Conv1x1N1C8K16H1W18S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InReluResRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InReluResReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -607,10 +649,12 @@ var shapeWinograd3x3N3C8K16H5W9InReluBiasResRelu = WinogradShape{
 }
 
 // Winograd3x3N3C8K16H5W9InReluBiasResRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N3C8K16H5W9InReluBiasResRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InReluBiasResRelu, &winoTransformsAsm, Conv1x1N1C8K16H1W18S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InReluBiasResRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InReluBiasResReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -634,10 +678,12 @@ var shapeWinograd3x3N3C8K16H5W9InAffineRelu = WinogradShape{
 }
 
 // Winograd3x3N3C8K16H5W9InAffineRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N3C8K16H5W9InAffineRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineRelu, &winoTransformsAsm, Conv1x1N1C8K16H1W18S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InAffineReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -662,10 +708,12 @@ var shapeWinograd3x3N3C8K16H5W9InAffineReluBias = WinogradShape{
 }
 
 // Winograd3x3N3C8K16H5W9InAffineReluBias is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N3C8K16H5W9InAffineReluBias(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBias, &winoTransformsAsm, Conv1x1N1C8K16H1W18S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBias, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InAffineReluBiasGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -690,10 +738,12 @@ var shapeWinograd3x3N3C8K16H5W9InAffineReluRes = WinogradShape{
 }
 
 // Winograd3x3N3C8K16H5W9InAffineReluRes is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N3C8K16H5W9InAffineReluRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluRes, &winoTransformsAsm, Conv1x1N1C8K16H1W18S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluRes, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InAffineReluResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -719,10 +769,12 @@ var shapeWinograd3x3N3C8K16H5W9InAffineReluBiasRes = WinogradShape{
 }
 
 // Winograd3x3N3C8K16H5W9InAffineReluBiasRes is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N3C8K16H5W9InAffineReluBiasRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBiasRes, &winoTransformsAsm, Conv1x1N1C8K16H1W18S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBiasRes, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InAffineReluBiasResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -747,10 +799,12 @@ var shapeWinograd3x3N3C8K16H5W9InAffineReluRelu = WinogradShape{
 }
 
 // Winograd3x3N3C8K16H5W9InAffineReluRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N3C8K16H5W9InAffineReluRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluRelu, &winoTransformsAsm, Conv1x1N1C8K16H1W18S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InAffineReluReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -776,10 +830,12 @@ var shapeWinograd3x3N3C8K16H5W9InAffineReluBiasRelu = WinogradShape{
 }
 
 // Winograd3x3N3C8K16H5W9InAffineReluBiasRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N3C8K16H5W9InAffineReluBiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBiasRelu, &winoTransformsAsm, Conv1x1N1C8K16H1W18S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBiasRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -805,10 +861,12 @@ var shapeWinograd3x3N3C8K16H5W9InAffineReluResRelu = WinogradShape{
 }
 
 // Winograd3x3N3C8K16H5W9InAffineReluResRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N3C8K16H5W9InAffineReluResRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluResRelu, &winoTransformsAsm, Conv1x1N1C8K16H1W18S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluResRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InAffineReluResReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -835,10 +893,12 @@ var shapeWinograd3x3N3C8K16H5W9InAffineReluBiasResRelu = WinogradShape{
 }
 
 // Winograd3x3N3C8K16H5W9InAffineReluBiasResRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N3C8K16H5W9InAffineReluBiasResRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBiasResRelu, &winoTransformsAsm, Conv1x1N1C8K16H1W18S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBiasResRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InAffineReluBiasResReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -861,10 +921,12 @@ var shapeWinograd3x3N2C24K8H8W8 = WinogradShape{
 }
 
 // Winograd3x3N2C24K8H8W8 is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N2C24K8H8W8(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8, &winoTransformsAsm, Conv1x1N1C24K8H1W8S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8Go(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -888,10 +950,12 @@ var shapeWinograd3x3N2C24K8H8W8Bias = WinogradShape{
 }
 
 // Winograd3x3N2C24K8H8W8Bias is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N2C24K8H8W8Bias(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8Bias, &winoTransformsAsm, Conv1x1N1C24K8H1W8S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8Bias, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8BiasGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -915,10 +979,12 @@ var shapeWinograd3x3N2C24K8H8W8Res = WinogradShape{
 }
 
 // Winograd3x3N2C24K8H8W8Res is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N2C24K8H8W8Res(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8Res, &winoTransformsAsm, Conv1x1N1C24K8H1W8S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8Res, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8ResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -943,10 +1009,12 @@ var shapeWinograd3x3N2C24K8H8W8BiasRes = WinogradShape{
 }
 
 // Winograd3x3N2C24K8H8W8BiasRes is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N2C24K8H8W8BiasRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8BiasRes, &winoTransformsAsm, Conv1x1N1C24K8H1W8S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8BiasRes, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8BiasResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -970,10 +1038,12 @@ var shapeWinograd3x3N2C24K8H8W8Relu = WinogradShape{
 }
 
 // Winograd3x3N2C24K8H8W8Relu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N2C24K8H8W8Relu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8Relu, &winoTransformsAsm, Conv1x1N1C24K8H1W8S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8Relu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8ReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -998,10 +1068,12 @@ var shapeWinograd3x3N2C24K8H8W8BiasRelu = WinogradShape{
 }
 
 // Winograd3x3N2C24K8H8W8BiasRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N2C24K8H8W8BiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8BiasRelu, &winoTransformsAsm, Conv1x1N1C24K8H1W8S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8BiasRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1026,10 +1098,12 @@ var shapeWinograd3x3N2C24K8H8W8ResRelu = WinogradShape{
 }
 
 // Winograd3x3N2C24K8H8W8ResRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N2C24K8H8W8ResRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8ResRelu, &winoTransformsAsm, Conv1x1N1C24K8H1W8S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8ResRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8ResReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1055,10 +1129,12 @@ var shapeWinograd3x3N2C24K8H8W8BiasResRelu = WinogradShape{
 }
 
 // Winograd3x3N2C24K8H8W8BiasResRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N2C24K8H8W8BiasResRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8BiasResRelu, &winoTransformsAsm, Conv1x1N1C24K8H1W8S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8BiasResRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8BiasResReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1082,10 +1158,12 @@ var shapeWinograd3x3N2C24K8H8W8InRelu = WinogradShape{
 }
 
 // Winograd3x3N2C24K8H8W8InRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N2C24K8H8W8InRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InRelu, &winoTransformsAsm, Conv1x1N1C24K8H1W8S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1110,10 +1188,12 @@ var shapeWinograd3x3N2C24K8H8W8InReluBias = WinogradShape{
 }
 
 // Winograd3x3N2C24K8H8W8InReluBias is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N2C24K8H8W8InReluBias(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InReluBias, &winoTransformsAsm, Conv1x1N1C24K8H1W8S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InReluBias, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InReluBiasGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1138,10 +1218,12 @@ var shapeWinograd3x3N2C24K8H8W8InReluRes = WinogradShape{
 }
 
 // Winograd3x3N2C24K8H8W8InReluRes is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N2C24K8H8W8InReluRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InReluRes, &winoTransformsAsm, Conv1x1N1C24K8H1W8S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InReluRes, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InReluResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1167,10 +1249,12 @@ var shapeWinograd3x3N2C24K8H8W8InReluBiasRes = WinogradShape{
 }
 
 // Winograd3x3N2C24K8H8W8InReluBiasRes is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N2C24K8H8W8InReluBiasRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InReluBiasRes, &winoTransformsAsm, Conv1x1N1C24K8H1W8S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InReluBiasRes, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InReluBiasResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1195,10 +1279,12 @@ var shapeWinograd3x3N2C24K8H8W8InReluRelu = WinogradShape{
 }
 
 // Winograd3x3N2C24K8H8W8InReluRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N2C24K8H8W8InReluRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InReluRelu, &winoTransformsAsm, Conv1x1N1C24K8H1W8S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InReluRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InReluReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1224,10 +1310,12 @@ var shapeWinograd3x3N2C24K8H8W8InReluBiasRelu = WinogradShape{
 }
 
 // Winograd3x3N2C24K8H8W8InReluBiasRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N2C24K8H8W8InReluBiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InReluBiasRelu, &winoTransformsAsm, Conv1x1N1C24K8H1W8S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InReluBiasRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1253,10 +1341,12 @@ var shapeWinograd3x3N2C24K8H8W8InReluResRelu = WinogradShape{
 }
 
 // Winograd3x3N2C24K8H8W8InReluResRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N2C24K8H8W8InReluResRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InReluResRelu, &winoTransformsAsm, Conv1x1N1C24K8H1W8S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InReluResRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InReluResReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1283,10 +1373,12 @@ var shapeWinograd3x3N2C24K8H8W8InReluBiasResRelu = WinogradShape{
 }
 
 // Winograd3x3N2C24K8H8W8InReluBiasResRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N2C24K8H8W8InReluBiasResRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InReluBiasResRelu, &winoTransformsAsm, Conv1x1N1C24K8H1W8S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InReluBiasResRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InReluBiasResReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1310,10 +1402,12 @@ var shapeWinograd3x3N2C24K8H8W8InAffineRelu = WinogradShape{
 }
 
 // Winograd3x3N2C24K8H8W8InAffineRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N2C24K8H8W8InAffineRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineRelu, &winoTransformsAsm, Conv1x1N1C24K8H1W8S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InAffineReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1338,10 +1432,12 @@ var shapeWinograd3x3N2C24K8H8W8InAffineReluBias = WinogradShape{
 }
 
 // Winograd3x3N2C24K8H8W8InAffineReluBias is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N2C24K8H8W8InAffineReluBias(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBias, &winoTransformsAsm, Conv1x1N1C24K8H1W8S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBias, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InAffineReluBiasGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1366,10 +1462,12 @@ var shapeWinograd3x3N2C24K8H8W8InAffineReluRes = WinogradShape{
 }
 
 // Winograd3x3N2C24K8H8W8InAffineReluRes is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N2C24K8H8W8InAffineReluRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluRes, &winoTransformsAsm, Conv1x1N1C24K8H1W8S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluRes, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InAffineReluResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1395,10 +1493,12 @@ var shapeWinograd3x3N2C24K8H8W8InAffineReluBiasRes = WinogradShape{
 }
 
 // Winograd3x3N2C24K8H8W8InAffineReluBiasRes is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N2C24K8H8W8InAffineReluBiasRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBiasRes, &winoTransformsAsm, Conv1x1N1C24K8H1W8S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBiasRes, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InAffineReluBiasResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1423,10 +1523,12 @@ var shapeWinograd3x3N2C24K8H8W8InAffineReluRelu = WinogradShape{
 }
 
 // Winograd3x3N2C24K8H8W8InAffineReluRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N2C24K8H8W8InAffineReluRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluRelu, &winoTransformsAsm, Conv1x1N1C24K8H1W8S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InAffineReluReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1452,10 +1554,12 @@ var shapeWinograd3x3N2C24K8H8W8InAffineReluBiasRelu = WinogradShape{
 }
 
 // Winograd3x3N2C24K8H8W8InAffineReluBiasRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N2C24K8H8W8InAffineReluBiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBiasRelu, &winoTransformsAsm, Conv1x1N1C24K8H1W8S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBiasRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1481,10 +1585,12 @@ var shapeWinograd3x3N2C24K8H8W8InAffineReluResRelu = WinogradShape{
 }
 
 // Winograd3x3N2C24K8H8W8InAffineReluResRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N2C24K8H8W8InAffineReluResRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluResRelu, &winoTransformsAsm, Conv1x1N1C24K8H1W8S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluResRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InAffineReluResReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1511,10 +1617,12 @@ var shapeWinograd3x3N2C24K8H8W8InAffineReluBiasResRelu = WinogradShape{
 }
 
 // Winograd3x3N2C24K8H8W8InAffineReluBiasResRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N2C24K8H8W8InAffineReluBiasResRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBiasResRelu, &winoTransformsAsm, Conv1x1N1C24K8H1W8S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBiasResRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InAffineReluBiasResReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1538,10 +1646,12 @@ var shapeWinograd3x3N1C8K8H1W1Bias = WinogradShape{
 }
 
 // Winograd3x3N1C8K8H1W1Bias is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C8K8H1W1S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C8K8H1W1S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N1C8K8H1W1Bias(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N1C8K8H1W1Bias, &winoTransformsAsm, Conv1x1N1C8K8H1W1S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N1C8K8H1W1Bias, &winoTransformsAsm, conv1x1N1C8K8H1W1S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N1C8K8H1W1BiasGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1566,10 +1676,12 @@ var shapeWinograd3x3N5C16K40H3W6InReluRelu = WinogradShape{
 }
 
 // Winograd3x3N5C16K40H3W6InReluRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C16K40H1W10S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C16K40H1W10S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N5C16K40H3W6InReluRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N5C16K40H3W6InReluRelu, &winoTransformsAsm, Conv1x1N1C16K40H1W10S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N5C16K40H3W6InReluRelu, &winoTransformsAsm, conv1x1N1C16K40H1W10S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N5C16K40H3W6InReluReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1593,10 +1705,12 @@ var shapeWinograd3x3N9C40K24H4W4Res = WinogradShape{
 }
 
 // Winograd3x3N9C40K24H4W4Res is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C40K24H1W9S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C40K24H1W9S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N9C40K24H4W4Res(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N9C40K24H4W4Res, &winoTransformsAsm, Conv1x1N1C40K24H1W9S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N9C40K24H4W4Res, &winoTransformsAsm, conv1x1N1C40K24H1W9S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N9C40K24H4W4ResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1621,10 +1735,12 @@ var shapeWinograd3x3N2C16K16H13W7BiasRelu = WinogradShape{
 }
 
 // Winograd3x3N2C16K16H13W7BiasRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C16K16H1W16S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C16K16H1W16S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N2C16K16H13W7BiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C16K16H13W7BiasRelu, &winoTransformsAsm, Conv1x1N1C16K16H1W16S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C16K16H13W7BiasRelu, &winoTransformsAsm, conv1x1N1C16K16H1W16S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C16K16H13W7BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1650,10 +1766,12 @@ var shapeWinograd3x3N3C16K16H12W20InAffineReluBiasRes = WinogradShape{
 }
 
 // Winograd3x3N3C16K16H12W20InAffineReluBiasRes is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C16K16H1W45S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C16K16H1W45S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N3C16K16H12W20InAffineReluBiasRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C16K16H12W20InAffineReluBiasRes, &winoTransformsAsm, Conv1x1N1C16K16H1W45S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C16K16H12W20InAffineReluBiasRes, &winoTransformsAsm, conv1x1N1C16K16H1W45S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C16K16H12W20InAffineReluBiasResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)

@@ -19,10 +19,12 @@ var shapeWinograd3x3N128C16K16H32W32BiasRelu = WinogradShape{
 }
 
 // Winograd3x3N128C16K16H32W32BiasRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C16K16H1W64S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C16K16H1W64S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N128C16K16H32W32BiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C16K16H32W32BiasRelu, &winoTransformsAsm, Conv1x1N1C16K16H1W64S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C16K16H32W32BiasRelu, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C16K16H32W32BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -46,10 +48,12 @@ var shapeWinograd3x3N128C16K16H32W32Res = WinogradShape{
 }
 
 // Winograd3x3N128C16K16H32W32Res is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C16K16H1W64S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C16K16H1W64S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N128C16K16H32W32Res(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C16K16H32W32Res, &winoTransformsAsm, Conv1x1N1C16K16H1W64S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C16K16H32W32Res, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C16K16H32W32ResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -75,10 +79,12 @@ var shapeWinograd3x3N128C16K16H32W32InAffineReluBiasRelu = WinogradShape{
 }
 
 // Winograd3x3N128C16K16H32W32InAffineReluBiasRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C16K16H1W64S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C16K16H1W64S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N128C16K16H32W32InAffineReluBiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C16K16H32W32InAffineReluBiasRelu, &winoTransformsAsm, Conv1x1N1C16K16H1W64S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C16K16H32W32InAffineReluBiasRelu, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C16K16H32W32InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -102,10 +108,12 @@ var shapeWinograd3x3N128C32K32H16W16Res = WinogradShape{
 }
 
 // Winograd3x3N128C32K32H16W16Res is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C32K32H1W32S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C32K32H1W32S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N128C32K32H16W16Res(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C32K32H16W16Res, &winoTransformsAsm, Conv1x1N1C32K32H1W32S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C32K32H16W16Res, &winoTransformsAsm, conv1x1N1C32K32H1W32S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C32K32H16W16ResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -131,10 +139,12 @@ var shapeWinograd3x3N128C32K32H16W16InAffineReluBiasRelu = WinogradShape{
 }
 
 // Winograd3x3N128C32K32H16W16InAffineReluBiasRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C32K32H1W32S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C32K32H1W32S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N128C32K32H16W16InAffineReluBiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C32K32H16W16InAffineReluBiasRelu, &winoTransformsAsm, Conv1x1N1C32K32H1W32S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C32K32H16W16InAffineReluBiasRelu, &winoTransformsAsm, conv1x1N1C32K32H1W32S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C32K32H16W16InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -158,10 +168,12 @@ var shapeWinograd3x3N128C64K64H8W8Res = WinogradShape{
 }
 
 // Winograd3x3N128C64K64H8W8Res is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C64K64H1W32S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C64K64H1W32S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N128C64K64H8W8Res(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C64K64H8W8Res, &winoTransformsAsm, Conv1x1N1C64K64H1W32S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C64K64H8W8Res, &winoTransformsAsm, conv1x1N1C64K64H1W32S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C64K64H8W8ResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -187,10 +199,12 @@ var shapeWinograd3x3N128C64K64H8W8InAffineReluBiasRelu = WinogradShape{
 }
 
 // Winograd3x3N128C64K64H8W8InAffineReluBiasRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C64K64H1W32S1, its transforms assembly when useAsm.
+// products are 36 GEMMs of Conv1x1N1C64K64H1W32S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
 func Winograd3x3N128C64K64H8W8InAffineReluBiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C64K64H8W8InAffineReluBiasRelu, &winoTransformsAsm, Conv1x1N1C64K64H1W32S1, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C64K64H8W8InAffineReluBiasRelu, &winoTransformsAsm, conv1x1N1C64K64H1W32S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C64K64H8W8InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
