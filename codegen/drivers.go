@@ -542,14 +542,18 @@ func (m *Model) conv1x1Dw(fn Conv1x1DwFunc, scratch, n, cin, cout int, dw, dy, x
 // packages that have them.
 const winogradDriverSource = `
 // winograd3x3 runs a Winograd kernel of n images, cin to cout channels,
-// over the workers. packed keeps the 36 transformed matrices of the
-// weights w between calls of Infer: they are computed only when the
-// weights changed (m.refold).
-func (m *Model) winograd3x3(fn Conv3x3Func, scratch, n, cin, cout int, x, w, packed, bias, scale, shift, res, y []float32) {
-	if m.refold {
+// over the workers, and reduces its statistics like conv3x3. packed, when
+// not nil, keeps the 36 transformed matrices of the weights w between
+// calls of Infer: they are computed only when the weights changed
+// (m.refold); when nil (training), into the shared buffer on every call.
+func (m *Model) winograd3x3(fn Conv3x3Func, scratch, n, cin, cout int, x, w, packed, bias, scale, shift, res, y, sum, sumsq []float32) {
+	if packed == nil || m.refold {
+		if packed == nil {
+			packed = m.k.packed[:36*cout*cin]
+		}
 		check(PackWinogradWeights(packed, w, cout, cin))
 	}
-	m.conv(fn, scratch, n, cout, packed, x, bias, scale, shift, res, y, nil, nil)
+	m.conv(fn, scratch, n, cout, packed, x, bias, scale, shift, res, y, sum, sumsq)
 }
 `
 
@@ -572,10 +576,9 @@ func newKernelPlan(noWinograd bool) *kernelPlan {
 
 // winograd returns the Winograd kernel that computes op, when one does:
 // a 3x3 convolution of at least two images with stride 1 and pad 1,
-// blocked activations and whole channel blocks, without the statistics
-// of training (an inference convolution, whose weights are packed once
-// per change). Batches of one image keep the direct kernel, whose output
-// channels are split over the workers.
+// blocked activations and whole channel blocks, in inference or in
+// training (with the statistics epilogue). Batches of one image keep the
+// direct kernel, whose output channels are split over the workers.
 func (k *kernelPlan) winograd(op *ir.Op) (kernels.Winograd, bool) {
 	if k.noWinograd || op.Kind != ir.Conv2D && op.Kind != ir.Conv2DFused {
 		return kernels.Winograd{}, false
@@ -586,10 +589,7 @@ func (k *kernelPlan) winograd(op *ir.Op) (kernels.Winograd, bool) {
 	if op.Kind == ir.Conv2D {
 		wk.Bias = len(op.Args) == 3
 	} else {
-		if op.Bool("stats") {
-			return kernels.Winograd{}, false
-		}
-		wk.Bias, wk.Residual, wk.ReLU = op.Bool("bias"), op.Bool("residual"), op.Bool("relu")
+		wk.Bias, wk.Residual, wk.ReLU, wk.Stats = op.Bool("bias"), op.Bool("residual"), op.Bool("relu"), op.Bool("stats")
 		i := 2
 		if wk.Bias {
 			i++
@@ -622,6 +622,7 @@ func (k *kernelPlan) addWinograd(c kernels.Winograd) {
 	}
 	k.add1x1(c.GEMM())
 	k.scratchLen = max(k.scratchLen, c.ScratchLen())
+	k.packedLen = max(k.packedLen, c.WLen())
 }
 
 // is1x1 reports whether op's weight w is a 1x1 kernel from cin to cout
@@ -751,10 +752,13 @@ func (k *kernelPlan) special(c *OpCall) jen.Code {
 		if code := k.padded(op, kc, c, packed, bias, sum, sumsq); code != nil {
 			return code
 		}
-		if wk, ok := k.winograd(op); ok && c.Packed != nil {
+		if wk, ok := k.winograd(op); ok {
 			k.addWinograd(wk)
+			if wk.Stats {
+				k.statsLen = max(k.statsLen, wk.N*2*wk.Cout)
+			}
 			return jen.Id("m").Dot("winograd3x3").Call(jen.Id(wk.Name()), jen.Lit(wk.ScratchLen()), jen.Lit(wk.N), jen.Lit(wk.Cin), jen.Lit(wk.Cout),
-				c.Args[0], c.Args[1], packed, bias, scale, shift, res, c.Results[0])
+				c.Args[0], c.Args[1], packed, bias, scale, shift, res, c.Results[0], sum, sumsq)
 		}
 		cout, cin, stride, ok := is3x3(op, w, acts...)
 		if !ok {

@@ -12,8 +12,7 @@ import (
 
 // Winograd describes one shape-specialized Winograd F(4x4, 3x3) kernel: a
 // 3x3 convolution with stride 1 and pad 1 on NCHW8c activations, with the
-// forward 3x3 kernel's prologue and epilogue but no statistics, for
-// inference. Its weights are packed by PackWinogradWeights (the 36
+// forward 3x3 kernel's prologue and epilogue. Its weights are packed by PackWinogradWeights (the 36
 // transformed matrices, each in the 1x1 layout); its products are 36
 // GEMMs run by the forward 1x1 kernel GEMM() describes, which the
 // package must hold too; its input and output transforms are the
@@ -26,6 +25,7 @@ type Winograd struct {
 	Bias     bool
 	Residual bool
 	ReLU     bool
+	Stats    bool // per-image Σy and Σy² for the next BatchNorm, as the direct kernel's
 }
 
 //go:embed gosrc/winograd.go
@@ -105,7 +105,7 @@ func (c Winograd) GEMM() Conv1x1 {
 // needs (gosrc's WinogradShape.ScratchLen).
 func (c Winograd) ScratchLen() int {
 	th, tw := c.tiles()
-	return c.Group()*c.Cin*(4*th+2)*(4*tw+2) + 36*(c.Tiles()*(c.Cin+c.Cout)+2*winoXiPad)
+	return c.Group()*c.Cin*(4*th+2)*(4*tw+2) + 36*(c.Tiles()*(c.Cin+c.Cout)+2*winoXiPad) + 16
 }
 
 // WLen is the float32 length of the packed weights: 36 matrices.
@@ -131,7 +131,7 @@ func (c Winograd) Name() string {
 	for _, f := range []struct {
 		on   bool
 		name string
-	}{{c.Bias, "Bias"}, {c.Residual, "Res"}, {c.ReLU, "Relu"}} {
+	}{{c.Bias, "Bias"}, {c.Residual, "Res"}, {c.ReLU, "Relu"}, {c.Stats, "Stats"}} {
 		if f.on {
 			b.WriteString(f.name)
 		}
@@ -184,7 +184,7 @@ func EmitWinogradGo(f *jen.File, ws []Winograd) error {
 		for _, fl := range []struct {
 			on   bool
 			name string
-		}{{c.Bias, "Bias"}, {c.Residual, "Residual"}, {c.ReLU, "ReLU"}} {
+		}{{c.Bias, "Bias"}, {c.Residual, "Residual"}, {c.ReLU, "ReLU"}, {c.Stats, "Stats"}} {
 			if fl.on {
 				d[jen.Id(fl.name)] = jen.True()
 			}
@@ -201,7 +201,7 @@ func EmitWinogradGo(f *jen.File, ws []Winograd) error {
 			jen.If(jen.Id("useAsm")).Block(
 				jen.Id("winograd").Call(jen.Op("&").Id(c.shapeVar()), jen.Op("&").Id("winoTransformsAsm"), jen.Id(g.asmName()),
 					jen.Id("x"), jen.Id("w"), jen.Id("bias"), jen.Id("scale"), jen.Id("shift"), jen.Id("res"), jen.Id("y"),
-					jen.Id("scratch"), jen.Id("n0"), jen.Id("n1")),
+					jen.Id("stats"), jen.Id("scratch"), jen.Id("n0"), jen.Id("n1")),
 				jen.Return(),
 			),
 			jen.Id(c.goName()).Call(convArgs()...),
@@ -210,7 +210,7 @@ func EmitWinogradGo(f *jen.File, ws []Winograd) error {
 		f.Func().Id(c.goName()).Params(convParams()...).Block(
 			jen.Id("winograd").Call(jen.Op("&").Id(c.shapeVar()), jen.Op("&").Id("winoTransformsGo"), jen.Id(g.goName()),
 				jen.Id("x"), jen.Id("w"), jen.Id("bias"), jen.Id("scale"), jen.Id("shift"), jen.Id("res"), jen.Id("y"),
-				jen.Id("scratch"), jen.Id("n0"), jen.Id("n1")),
+				jen.Id("stats"), jen.Id("scratch"), jen.Id("n0"), jen.Id("n1")),
 		)
 		table = append(table, jen.Values(jen.Dict{
 			jen.Id("WinogradShape"): jen.Id(c.shapeVar()),
@@ -230,6 +230,6 @@ func EmitWinogradAsmAbsent(f *jen.File) {
 	f.Var().Defs(
 		jen.Id(winoAsmCopyRow).Func().Params(jen.List(jen.Id("dst"), jen.Id("src"), jen.Id("scale"), jen.Id("shift")).Index().Float32(), jen.Id("mode").Int()),
 		jen.Id(winoAsmInRow).Func().Params(jen.List(jen.Id("src"), jen.Id("dst")).Index().Float32(), jen.List(jen.Id("tiles"), jen.Id("rowStride"), jen.Id("xiStride")).Int()),
-		jen.Id(winoAsmOutRow).Func().Params(jen.List(jen.Id("m"), jen.Id("y"), jen.Id("bias"), jen.Id("res")).Index().Float32(), jen.List(jen.Id("tiles"), jen.Id("xiStride"), jen.Id("rowStride"), jen.Id("flags")).Int()),
+		jen.Id(winoAsmOutRow).Func().Params(jen.List(jen.Id("m"), jen.Id("y"), jen.Id("bias"), jen.Id("res"), jen.Id("sums")).Index().Float32(), jen.List(jen.Id("tiles"), jen.Id("xiStride"), jen.Id("rowStride"), jen.Id("flags")).Int()),
 	)
 }

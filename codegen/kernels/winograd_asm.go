@@ -24,8 +24,8 @@ const (
 // scratch, the input transform Bᵀ d B of a row of tiles and the output
 // transform Aᵀ m A with the epilogue. They compute what their twins do,
 // in the same order; the output transform's multiplications are by
-// powers of two, so its fused multiply-adds round as the twin's
-// multiply-then-add does.
+// powers of two, done as doublings, so it rounds as the twin does but for
+// the statistics' fused multiply-adds.
 func BuildWinogradTransforms(ctx *build.Context) {
 	w := &winoAsm{ctx: ctx}
 	w.copyRow()
@@ -144,9 +144,10 @@ func (w *winoAsm) bt(d []reg.VecVirtual, c4, c5 reg.VecVirtual) {
 }
 
 // at applies the output transform Aᵀ to the line m (six vectors) and
-// returns its four values, as gosrc's winoAt does; c4 and c8 hold 4
-// and 8.
-func (w *winoAsm) at(m []reg.VecVirtual, c4, c8 reg.VecVirtual) [4]reg.VecVirtual {
+// returns its four values, as gosrc's winoAt does. Its multiplications
+// by 2, 4 and 8 are exact, done as doublings, so that no register holds
+// a constant.
+func (w *winoAsm) at(m []reg.VecVirtual) [4]reg.VecVirtual {
 	ctx := w.ctx
 	a, b, c, d := ctx.YMM(), ctx.YMM(), ctx.YMM(), ctx.YMM()
 	ctx.VADDPS(m[2], m[1], a) // a = m1 + m2
@@ -154,13 +155,17 @@ func (w *winoAsm) at(m []reg.VecVirtual, c4, c8 reg.VecVirtual) [4]reg.VecVirtua
 	ctx.VADDPS(m[4], m[3], c) // c = m3 + m4
 	ctx.VSUBPS(m[4], m[3], d) // d = m3 - m4
 	o0, o1 := m[0], ctx.YMM()
-	ctx.VADDPS(a, o0, o0)     // o0 = m0 + a
-	ctx.VADDPS(c, o0, o0)     // o0 += c
-	ctx.VADDPS(d, d, o1)      // o1 = 2*d
-	ctx.VADDPS(o1, b, o1)     // o1 = b + 2*d
-	ctx.VFMADD231PS(c, c4, a) // o2 = a + 4*c
-	ctx.VFMADD231PS(d, c8, b) // b + 8*d
-	ctx.VADDPS(m[5], b, b)    // o3 = (b + 8*d) + m5
+	ctx.VADDPS(a, o0, o0) // o0 = m0 + a
+	ctx.VADDPS(c, o0, o0) // o0 += c
+	ctx.VADDPS(d, d, d)   // d = 2*(m3 - m4)
+	ctx.VADDPS(d, b, o1)  // o1 = b + 2*(m3 - m4)
+	ctx.VADDPS(c, c, c)
+	ctx.VADDPS(c, c, c) // c = 4*(m3 + m4)
+	ctx.VADDPS(c, a, a) // o2 = a + 4*(m3 + m4)
+	ctx.VADDPS(d, d, d)
+	ctx.VADDPS(d, d, d)    // d = 8*(m3 - m4)
+	ctx.VADDPS(d, b, b)    // b + 8*(m3 - m4)
+	ctx.VADDPS(m[5], b, b) // o3 = (b + 8*(m3 - m4)) + m5
 	return [4]reg.VecVirtual{o0, o1, a, b}
 }
 
@@ -248,18 +253,19 @@ func (w *winoAsm) inRow() {
 	ctx.RET()
 }
 
-// outRow builds winoOutRowAVX2(m, y, bias, res []float32, tiles,
+// outRow builds winoOutRowAVX2(m, y, bias, res, sums []float32, tiles,
 // xiStride, rowStride, flags int), the twin of gosrc's winoOutRowGo: for
 // each tile, the rows of its 36 points are transformed in place into
 // points 6i .. 6i+3, then the four columns, each giving a column of the
 // 4x4 output, to which the epilogue the flags select (1 bias, 2
-// residual, 4 ReLU) is applied as it is stored. The loop over the tiles
-// is built once per combination of flags.
+// residual, 4 ReLU, 8 statistics: Σy and Σy² over the call into sums)
+// is applied as it is stored. The loop over the tiles is built once per
+// combination of flags.
 func (w *winoAsm) outRow() {
 	ctx := w.ctx
 	ctx.Function(winoAsmOutRow)
 	ctx.Attributes(attr.NOSPLIT)
-	ctx.SignatureExpr("func(m, y, bias, res []float32, tiles, xiStride, rowStride, flags int)")
+	ctx.SignatureExpr("func(m, y, bias, res, sums []float32, tiles, xiStride, rowStride, flags int)")
 	ctx.Pragma("noescape")
 	ctx.Doc(winoAsmOutRow + " is the Winograd output transform, with its epilogue, of a row of tiles of one channel block.")
 	mp, yp, rsp, cnt, xs, rs, flags := ctx.GP64(), ctx.GP64(), ctx.GP64(), ctx.GP64(), ctx.GP64(), ctx.GP64(), ctx.GP64()
@@ -275,22 +281,31 @@ func (w *winoAsm) outRow() {
 	xs6 := ctx.GP64()
 	ctx.LEAQ(operand.Mem{Base: xs, Index: xs, Scale: 2}, xs6)
 	ctx.ADDQ(xs6, xs6)
-	done := w.label("outdone")
+	done, empty := w.label("outdone"), w.label("outempty")
 	ctx.TESTQ(cnt, cnt)
-	ctx.JZ(operand.LabelRef(done))
+	ctx.JZ(operand.LabelRef(empty))
 	var entries []string
-	for f := range 8 {
+	for f := range 16 {
 		entries = append(entries, w.label(fmt.Sprintf("outflags%d_", f)))
 	}
-	for f := 1; f < 8; f++ {
+	for f := 1; f < 16; f++ {
 		ctx.CMPQ(flags, imm(f))
 		ctx.JEQ(operand.LabelRef(entries[f]))
 	}
-	for f := range 8 {
+	for f := range 16 {
 		ctx.Label(entries[f])
 		w.outTiles(f, mp, yp, rsp, cnt, xs, xs6, rs)
 		ctx.JMP(operand.LabelRef(done))
 	}
+	// No tiles: the statistics are zero.
+	ctx.Label(empty)
+	ctx.TESTQ(imm(8), flags)
+	ctx.JZ(operand.LabelRef(done))
+	sp, z := ctx.GP64(), ctx.YMM()
+	ctx.Load(ctx.Param("sums").Base(), sp)
+	ctx.VXORPS(z, z, z)
+	ctx.VMOVUPS(z, mem(sp, 0))
+	ctx.VMOVUPS(z, mem(sp, 32))
 	ctx.Label(done)
 	ctx.VZEROUPPER()
 	ctx.RET()
@@ -299,9 +314,13 @@ func (w *winoAsm) outRow() {
 // outTiles is outRow's loop over the tiles for one combination of flags.
 func (w *winoAsm) outTiles(flags int, mp, yp, rsp, cnt, xs, xs6, rs reg.GPVirtual) {
 	ctx := w.ctx
-	bias, relu, residual := flags&1 != 0, flags&4 != 0, flags&2 != 0
-	c4, c8 := w.broadcast(4), w.broadcast(8)
-	var bv, zero reg.VecVirtual
+	bias, relu, residual, stats := flags&1 != 0, flags&4 != 0, flags&2 != 0, flags&8 != 0
+	var bv, zero, sum, sumsq reg.VecVirtual
+	if stats {
+		sum, sumsq = ctx.YMM(), ctx.YMM()
+		ctx.VXORPS(sum, sum, sum)
+		ctx.VXORPS(sumsq, sumsq, sumsq)
+	}
 	if bias {
 		bp := ctx.GP64()
 		ctx.Load(ctx.Param("bias").Base(), bp)
@@ -329,7 +348,7 @@ func (w *winoAsm) outTiles(flags int, mp, yp, rsp, cnt, xs, xs6, rs reg.GPVirtua
 			v[j] = ctx.YMM()
 			ctx.VMOVUPS(addr[j], v[j])
 		}
-		o := w.at(v, c4, c8)
+		o := w.at(v)
 		for j := range o {
 			ctx.VMOVUPS(o[j], addr[j])
 		}
@@ -377,7 +396,7 @@ func (w *winoAsm) outTiles(flags int, mp, yp, rsp, cnt, xs, xs6, rs reg.GPVirtua
 			v[i] = ctx.YMM()
 			ctx.VMOVUPS(addr(i), v[i])
 		}
-		o := w.at(v, c4, c8)
+		o := w.at(v)
 		for r, x := range o {
 			if bias {
 				ctx.VADDPS(bv, x, x)
@@ -389,6 +408,10 @@ func (w *winoAsm) outTiles(flags int, mp, yp, rsp, cnt, xs, xs6, rs reg.GPVirtua
 				ctx.VMAXPS(x, zero, x) // (0 > v) ? 0 : v, NaN kept
 			}
 			ctx.VMOVUPS(x, rowAddr(yp, y3, r, j))
+			if stats {
+				ctx.VADDPS(x, sum, sum)
+				ctx.VFMADD231PS(x, x, sumsq)
+			}
 		}
 		ctx.ADDQ(xs, cp)
 	}
@@ -399,4 +422,10 @@ func (w *winoAsm) outTiles(flags int, mp, yp, rsp, cnt, xs, xs6, rs reg.GPVirtua
 	}
 	ctx.DECQ(cnt)
 	ctx.JNZ(operand.LabelRef(loop))
+	if stats {
+		sp := ctx.GP64()
+		ctx.Load(ctx.Param("sums").Base(), sp)
+		ctx.VMOVUPS(sum, mem(sp, 0))
+		ctx.VMOVUPS(sumsq, mem(sp, 32))
+	}
 }

@@ -257,5 +257,5 @@ var (
 var (
 	winoCopyRowAVX2 func(dst, src, scale, shift []float32, mode int)
 	winoInRowAVX2   func(src, dst []float32, tiles, rowStride, xiStride int)
-	winoOutRowAVX2  func(m, y, bias, res []float32, tiles, xiStride, rowStride, flags int)
+	winoOutRowAVX2  func(m, y, bias, res, sums []float32, tiles, xiStride, rowStride, flags int)
 )

@@ -86,7 +86,7 @@ func BenchmarkWinograd(b *testing.B) {
 			s := &k.WinogradShape
 			r := rand.New(rand.NewPCG(seedOf(s.Name), 2))
 			x, w := AlignedFloats(s.XLen()), AlignedFloats(s.WLen())
-			y, res := AlignedFloats(s.YLen()), AlignedFloats(s.YLen())
+			y, res, stats := AlignedFloats(s.YLen()), AlignedFloats(s.YLen()), AlignedFloats(s.StatsLen())
 			bias, scale, shift := AlignedFloats(s.Cout), AlignedFloats(s.Cin), AlignedFloats(s.Cin)
 			scratch := AlignedFloats(s.ScratchLen())
 			for _, v := range [][]float32{x, w, res, bias, scale, shift} {
@@ -95,7 +95,7 @@ func BenchmarkWinograd(b *testing.B) {
 				}
 			}
 			for b.Loop() {
-				k.Run(x, w, bias, scale, shift, res, y, nil, scratch, 0, s.N)
+				k.Run(x, w, bias, scale, shift, res, y, stats, scratch, 0, s.N)
 			}
 			reportRate(b, s.FLOPs(), peak)
 		})

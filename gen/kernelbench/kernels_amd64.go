@@ -1185,4 +1185,4 @@ func winoInRowAVX2(src []float32, dst []float32, tiles int, rowStride int, xiStr
 // winoOutRowAVX2 is the Winograd output transform, with its epilogue, of a row of tiles of one channel block.
 //
 //go:noescape
-func winoOutRowAVX2(m []float32, y []float32, bias []float32, res []float32, tiles int, xiStride int, rowStride int, flags int)
+func winoOutRowAVX2(m []float32, y []float32, bias []float32, res []float32, sums []float32, tiles int, xiStride int, rowStride int, flags int)

@@ -24,7 +24,7 @@ var shapeWinograd3x3N128C16K16H32W32BiasRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N128C16K16H32W32BiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C16K16H32W32BiasRelu, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C16K16H32W32BiasRelu, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C16K16H32W32BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -32,7 +32,7 @@ func Winograd3x3N128C16K16H32W32BiasRelu(x, w, bias, scale, shift, res, y, stats
 
 // winograd3x3N128C16K16H32W32BiasReluGo runs Winograd3x3N128C16K16H32W32BiasRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N128C16K16H32W32BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N128C16K16H32W32BiasRelu, &winoTransformsGo, conv1x1N1C16K16H1W64S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N128C16K16H32W32BiasRelu, &winoTransformsGo, conv1x1N1C16K16H1W64S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N128C16K16H32W32InAffineReluRes is the shape of Winograd3x3N128C16K16H32W32InAffineReluRes: 1 images of 8x8 tiles per group, GEMMs of 64 columns.
@@ -54,7 +54,7 @@ var shapeWinograd3x3N128C16K16H32W32InAffineReluRes = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N128C16K16H32W32InAffineReluRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C16K16H32W32InAffineReluRes, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C16K16H32W32InAffineReluRes, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C16K16H32W32InAffineReluResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -62,7 +62,37 @@ func Winograd3x3N128C16K16H32W32InAffineReluRes(x, w, bias, scale, shift, res, y
 
 // winograd3x3N128C16K16H32W32InAffineReluResGo runs Winograd3x3N128C16K16H32W32InAffineReluRes on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N128C16K16H32W32InAffineReluResGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N128C16K16H32W32InAffineReluRes, &winoTransformsGo, conv1x1N1C16K16H1W64S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N128C16K16H32W32InAffineReluRes, &winoTransformsGo, conv1x1N1C16K16H1W64S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N128C16K16H32W32InAffineReluStats is the shape of Winograd3x3N128C16K16H32W32InAffineReluStats: 1 images of 8x8 tiles per group, GEMMs of 64 columns.
+var shapeWinograd3x3N128C16K16H32W32InAffineReluStats = WinogradShape{
+	Cin:      16,
+	Cout:     16,
+	Group:    1,
+	H:        32,
+	N:        128,
+	Name:     "Winograd3x3N128C16K16H32W32InAffineReluStats",
+	Prologue: "affine_relu",
+	Stats:    true,
+	W:        32,
+}
+
+// Winograd3x3N128C16K16H32W32InAffineReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C16K16H1W64S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N128C16K16H32W32InAffineReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N128C16K16H32W32InAffineReluStats, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N128C16K16H32W32InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N128C16K16H32W32InAffineReluStatsGo runs Winograd3x3N128C16K16H32W32InAffineReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N128C16K16H32W32InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N128C16K16H32W32InAffineReluStats, &winoTransformsGo, conv1x1N1C16K16H1W64S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N128C32K32H16W16BiasRelu is the shape of Winograd3x3N128C32K32H16W16BiasRelu: 2 images of 4x4 tiles per group, GEMMs of 32 columns.
@@ -84,7 +114,7 @@ var shapeWinograd3x3N128C32K32H16W16BiasRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N128C32K32H16W16BiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C32K32H16W16BiasRelu, &winoTransformsAsm, conv1x1N1C32K32H1W32S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C32K32H16W16BiasRelu, &winoTransformsAsm, conv1x1N1C32K32H1W32S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C32K32H16W16BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -92,7 +122,7 @@ func Winograd3x3N128C32K32H16W16BiasRelu(x, w, bias, scale, shift, res, y, stats
 
 // winograd3x3N128C32K32H16W16BiasReluGo runs Winograd3x3N128C32K32H16W16BiasRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N128C32K32H16W16BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N128C32K32H16W16BiasRelu, &winoTransformsGo, conv1x1N1C32K32H1W32S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N128C32K32H16W16BiasRelu, &winoTransformsGo, conv1x1N1C32K32H1W32S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N128C32K32H16W16InAffineReluRes is the shape of Winograd3x3N128C32K32H16W16InAffineReluRes: 2 images of 4x4 tiles per group, GEMMs of 32 columns.
@@ -114,7 +144,7 @@ var shapeWinograd3x3N128C32K32H16W16InAffineReluRes = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N128C32K32H16W16InAffineReluRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C32K32H16W16InAffineReluRes, &winoTransformsAsm, conv1x1N1C32K32H1W32S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C32K32H16W16InAffineReluRes, &winoTransformsAsm, conv1x1N1C32K32H1W32S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C32K32H16W16InAffineReluResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -122,7 +152,37 @@ func Winograd3x3N128C32K32H16W16InAffineReluRes(x, w, bias, scale, shift, res, y
 
 // winograd3x3N128C32K32H16W16InAffineReluResGo runs Winograd3x3N128C32K32H16W16InAffineReluRes on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N128C32K32H16W16InAffineReluResGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N128C32K32H16W16InAffineReluRes, &winoTransformsGo, conv1x1N1C32K32H1W32S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N128C32K32H16W16InAffineReluRes, &winoTransformsGo, conv1x1N1C32K32H1W32S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N128C32K32H16W16InAffineReluStats is the shape of Winograd3x3N128C32K32H16W16InAffineReluStats: 2 images of 4x4 tiles per group, GEMMs of 32 columns.
+var shapeWinograd3x3N128C32K32H16W16InAffineReluStats = WinogradShape{
+	Cin:      32,
+	Cout:     32,
+	Group:    2,
+	H:        16,
+	N:        128,
+	Name:     "Winograd3x3N128C32K32H16W16InAffineReluStats",
+	Prologue: "affine_relu",
+	Stats:    true,
+	W:        16,
+}
+
+// Winograd3x3N128C32K32H16W16InAffineReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C32K32H1W32S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N128C32K32H16W16InAffineReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N128C32K32H16W16InAffineReluStats, &winoTransformsAsm, conv1x1N1C32K32H1W32S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N128C32K32H16W16InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N128C32K32H16W16InAffineReluStatsGo runs Winograd3x3N128C32K32H16W16InAffineReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N128C32K32H16W16InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N128C32K32H16W16InAffineReluStats, &winoTransformsGo, conv1x1N1C32K32H1W32S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N128C64K64H8W8BiasRelu is the shape of Winograd3x3N128C64K64H8W8BiasRelu: 8 images of 2x2 tiles per group, GEMMs of 32 columns.
@@ -144,7 +204,7 @@ var shapeWinograd3x3N128C64K64H8W8BiasRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N128C64K64H8W8BiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C64K64H8W8BiasRelu, &winoTransformsAsm, conv1x1N1C64K64H1W32S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C64K64H8W8BiasRelu, &winoTransformsAsm, conv1x1N1C64K64H1W32S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C64K64H8W8BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -152,7 +212,7 @@ func Winograd3x3N128C64K64H8W8BiasRelu(x, w, bias, scale, shift, res, y, stats, 
 
 // winograd3x3N128C64K64H8W8BiasReluGo runs Winograd3x3N128C64K64H8W8BiasRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N128C64K64H8W8BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N128C64K64H8W8BiasRelu, &winoTransformsGo, conv1x1N1C64K64H1W32S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N128C64K64H8W8BiasRelu, &winoTransformsGo, conv1x1N1C64K64H1W32S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N128C64K64H8W8InAffineReluRes is the shape of Winograd3x3N128C64K64H8W8InAffineReluRes: 8 images of 2x2 tiles per group, GEMMs of 32 columns.
@@ -174,7 +234,7 @@ var shapeWinograd3x3N128C64K64H8W8InAffineReluRes = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N128C64K64H8W8InAffineReluRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C64K64H8W8InAffineReluRes, &winoTransformsAsm, conv1x1N1C64K64H1W32S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C64K64H8W8InAffineReluRes, &winoTransformsAsm, conv1x1N1C64K64H1W32S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C64K64H8W8InAffineReluResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -182,7 +242,37 @@ func Winograd3x3N128C64K64H8W8InAffineReluRes(x, w, bias, scale, shift, res, y, 
 
 // winograd3x3N128C64K64H8W8InAffineReluResGo runs Winograd3x3N128C64K64H8W8InAffineReluRes on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N128C64K64H8W8InAffineReluResGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N128C64K64H8W8InAffineReluRes, &winoTransformsGo, conv1x1N1C64K64H1W32S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N128C64K64H8W8InAffineReluRes, &winoTransformsGo, conv1x1N1C64K64H1W32S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N128C64K64H8W8InAffineReluStats is the shape of Winograd3x3N128C64K64H8W8InAffineReluStats: 8 images of 2x2 tiles per group, GEMMs of 32 columns.
+var shapeWinograd3x3N128C64K64H8W8InAffineReluStats = WinogradShape{
+	Cin:      64,
+	Cout:     64,
+	Group:    8,
+	H:        8,
+	N:        128,
+	Name:     "Winograd3x3N128C64K64H8W8InAffineReluStats",
+	Prologue: "affine_relu",
+	Stats:    true,
+	W:        8,
+}
+
+// Winograd3x3N128C64K64H8W8InAffineReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C64K64H1W32S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N128C64K64H8W8InAffineReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N128C64K64H8W8InAffineReluStats, &winoTransformsAsm, conv1x1N1C64K64H1W32S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N128C64K64H8W8InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N128C64K64H8W8InAffineReluStatsGo runs Winograd3x3N128C64K64H8W8InAffineReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N128C64K64H8W8InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N128C64K64H8W8InAffineReluStats, &winoTransformsGo, conv1x1N1C64K64H1W32S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N3C8K16H5W9 is the shape of Winograd3x3N3C8K16H5W9: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
@@ -202,7 +292,7 @@ var shapeWinograd3x3N3C8K16H5W9 = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N3C8K16H5W9(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9Go(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -210,7 +300,7 @@ func Winograd3x3N3C8K16H5W9(x, w, bias, scale, shift, res, y, stats, scratch []f
 
 // winograd3x3N3C8K16H5W9Go runs Winograd3x3N3C8K16H5W9 on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N3C8K16H5W9Go(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N3C8K16H5W9, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N3C8K16H5W9, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N3C8K16H5W9Bias is the shape of Winograd3x3N3C8K16H5W9Bias: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
@@ -231,7 +321,7 @@ var shapeWinograd3x3N3C8K16H5W9Bias = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N3C8K16H5W9Bias(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9Bias, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9Bias, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9BiasGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -239,7 +329,7 @@ func Winograd3x3N3C8K16H5W9Bias(x, w, bias, scale, shift, res, y, stats, scratch
 
 // winograd3x3N3C8K16H5W9BiasGo runs Winograd3x3N3C8K16H5W9Bias on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N3C8K16H5W9BiasGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N3C8K16H5W9Bias, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N3C8K16H5W9Bias, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N3C8K16H5W9Res is the shape of Winograd3x3N3C8K16H5W9Res: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
@@ -260,7 +350,7 @@ var shapeWinograd3x3N3C8K16H5W9Res = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N3C8K16H5W9Res(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9Res, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9Res, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9ResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -268,7 +358,7 @@ func Winograd3x3N3C8K16H5W9Res(x, w, bias, scale, shift, res, y, stats, scratch 
 
 // winograd3x3N3C8K16H5W9ResGo runs Winograd3x3N3C8K16H5W9Res on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N3C8K16H5W9ResGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N3C8K16H5W9Res, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N3C8K16H5W9Res, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N3C8K16H5W9BiasRes is the shape of Winograd3x3N3C8K16H5W9BiasRes: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
@@ -290,7 +380,7 @@ var shapeWinograd3x3N3C8K16H5W9BiasRes = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N3C8K16H5W9BiasRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9BiasRes, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9BiasRes, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9BiasResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -298,7 +388,7 @@ func Winograd3x3N3C8K16H5W9BiasRes(x, w, bias, scale, shift, res, y, stats, scra
 
 // winograd3x3N3C8K16H5W9BiasResGo runs Winograd3x3N3C8K16H5W9BiasRes on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N3C8K16H5W9BiasResGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N3C8K16H5W9BiasRes, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N3C8K16H5W9BiasRes, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N3C8K16H5W9Relu is the shape of Winograd3x3N3C8K16H5W9Relu: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
@@ -319,7 +409,7 @@ var shapeWinograd3x3N3C8K16H5W9Relu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N3C8K16H5W9Relu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9Relu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9Relu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9ReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -327,7 +417,7 @@ func Winograd3x3N3C8K16H5W9Relu(x, w, bias, scale, shift, res, y, stats, scratch
 
 // winograd3x3N3C8K16H5W9ReluGo runs Winograd3x3N3C8K16H5W9Relu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N3C8K16H5W9ReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N3C8K16H5W9Relu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N3C8K16H5W9Relu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N3C8K16H5W9BiasRelu is the shape of Winograd3x3N3C8K16H5W9BiasRelu: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
@@ -349,7 +439,7 @@ var shapeWinograd3x3N3C8K16H5W9BiasRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N3C8K16H5W9BiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9BiasRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9BiasRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -357,7 +447,7 @@ func Winograd3x3N3C8K16H5W9BiasRelu(x, w, bias, scale, shift, res, y, stats, scr
 
 // winograd3x3N3C8K16H5W9BiasReluGo runs Winograd3x3N3C8K16H5W9BiasRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N3C8K16H5W9BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N3C8K16H5W9BiasRelu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N3C8K16H5W9BiasRelu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N3C8K16H5W9ResRelu is the shape of Winograd3x3N3C8K16H5W9ResRelu: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
@@ -379,7 +469,7 @@ var shapeWinograd3x3N3C8K16H5W9ResRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N3C8K16H5W9ResRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9ResRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9ResRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9ResReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -387,7 +477,7 @@ func Winograd3x3N3C8K16H5W9ResRelu(x, w, bias, scale, shift, res, y, stats, scra
 
 // winograd3x3N3C8K16H5W9ResReluGo runs Winograd3x3N3C8K16H5W9ResRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N3C8K16H5W9ResReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N3C8K16H5W9ResRelu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N3C8K16H5W9ResRelu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N3C8K16H5W9BiasResRelu is the shape of Winograd3x3N3C8K16H5W9BiasResRelu: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
@@ -410,7 +500,7 @@ var shapeWinograd3x3N3C8K16H5W9BiasResRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N3C8K16H5W9BiasResRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9BiasResRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9BiasResRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9BiasResReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -418,7 +508,251 @@ func Winograd3x3N3C8K16H5W9BiasResRelu(x, w, bias, scale, shift, res, y, stats, 
 
 // winograd3x3N3C8K16H5W9BiasResReluGo runs Winograd3x3N3C8K16H5W9BiasResRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N3C8K16H5W9BiasResReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N3C8K16H5W9BiasResRelu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N3C8K16H5W9BiasResRelu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N3C8K16H5W9Stats is the shape of Winograd3x3N3C8K16H5W9Stats: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
+var shapeWinograd3x3N3C8K16H5W9Stats = WinogradShape{
+	Cin:   8,
+	Cout:  16,
+	Group: 3,
+	H:     5,
+	N:     3,
+	Name:  "Winograd3x3N3C8K16H5W9Stats",
+	Stats: true,
+	W:     9,
+}
+
+// Winograd3x3N3C8K16H5W9Stats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N3C8K16H5W9Stats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N3C8K16H5W9Stats, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N3C8K16H5W9StatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N3C8K16H5W9StatsGo runs Winograd3x3N3C8K16H5W9Stats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N3C8K16H5W9StatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N3C8K16H5W9Stats, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N3C8K16H5W9BiasStats is the shape of Winograd3x3N3C8K16H5W9BiasStats: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
+var shapeWinograd3x3N3C8K16H5W9BiasStats = WinogradShape{
+	Bias:  true,
+	Cin:   8,
+	Cout:  16,
+	Group: 3,
+	H:     5,
+	N:     3,
+	Name:  "Winograd3x3N3C8K16H5W9BiasStats",
+	Stats: true,
+	W:     9,
+}
+
+// Winograd3x3N3C8K16H5W9BiasStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N3C8K16H5W9BiasStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N3C8K16H5W9BiasStats, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N3C8K16H5W9BiasStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N3C8K16H5W9BiasStatsGo runs Winograd3x3N3C8K16H5W9BiasStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N3C8K16H5W9BiasStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N3C8K16H5W9BiasStats, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N3C8K16H5W9ResStats is the shape of Winograd3x3N3C8K16H5W9ResStats: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
+var shapeWinograd3x3N3C8K16H5W9ResStats = WinogradShape{
+	Cin:      8,
+	Cout:     16,
+	Group:    3,
+	H:        5,
+	N:        3,
+	Name:     "Winograd3x3N3C8K16H5W9ResStats",
+	Residual: true,
+	Stats:    true,
+	W:        9,
+}
+
+// Winograd3x3N3C8K16H5W9ResStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N3C8K16H5W9ResStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N3C8K16H5W9ResStats, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N3C8K16H5W9ResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N3C8K16H5W9ResStatsGo runs Winograd3x3N3C8K16H5W9ResStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N3C8K16H5W9ResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N3C8K16H5W9ResStats, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N3C8K16H5W9BiasResStats is the shape of Winograd3x3N3C8K16H5W9BiasResStats: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
+var shapeWinograd3x3N3C8K16H5W9BiasResStats = WinogradShape{
+	Bias:     true,
+	Cin:      8,
+	Cout:     16,
+	Group:    3,
+	H:        5,
+	N:        3,
+	Name:     "Winograd3x3N3C8K16H5W9BiasResStats",
+	Residual: true,
+	Stats:    true,
+	W:        9,
+}
+
+// Winograd3x3N3C8K16H5W9BiasResStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N3C8K16H5W9BiasResStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N3C8K16H5W9BiasResStats, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N3C8K16H5W9BiasResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N3C8K16H5W9BiasResStatsGo runs Winograd3x3N3C8K16H5W9BiasResStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N3C8K16H5W9BiasResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N3C8K16H5W9BiasResStats, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N3C8K16H5W9ReluStats is the shape of Winograd3x3N3C8K16H5W9ReluStats: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
+var shapeWinograd3x3N3C8K16H5W9ReluStats = WinogradShape{
+	Cin:   8,
+	Cout:  16,
+	Group: 3,
+	H:     5,
+	N:     3,
+	Name:  "Winograd3x3N3C8K16H5W9ReluStats",
+	ReLU:  true,
+	Stats: true,
+	W:     9,
+}
+
+// Winograd3x3N3C8K16H5W9ReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N3C8K16H5W9ReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N3C8K16H5W9ReluStats, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N3C8K16H5W9ReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N3C8K16H5W9ReluStatsGo runs Winograd3x3N3C8K16H5W9ReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N3C8K16H5W9ReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N3C8K16H5W9ReluStats, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N3C8K16H5W9BiasReluStats is the shape of Winograd3x3N3C8K16H5W9BiasReluStats: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
+var shapeWinograd3x3N3C8K16H5W9BiasReluStats = WinogradShape{
+	Bias:  true,
+	Cin:   8,
+	Cout:  16,
+	Group: 3,
+	H:     5,
+	N:     3,
+	Name:  "Winograd3x3N3C8K16H5W9BiasReluStats",
+	ReLU:  true,
+	Stats: true,
+	W:     9,
+}
+
+// Winograd3x3N3C8K16H5W9BiasReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N3C8K16H5W9BiasReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N3C8K16H5W9BiasReluStats, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N3C8K16H5W9BiasReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N3C8K16H5W9BiasReluStatsGo runs Winograd3x3N3C8K16H5W9BiasReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N3C8K16H5W9BiasReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N3C8K16H5W9BiasReluStats, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N3C8K16H5W9ResReluStats is the shape of Winograd3x3N3C8K16H5W9ResReluStats: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
+var shapeWinograd3x3N3C8K16H5W9ResReluStats = WinogradShape{
+	Cin:      8,
+	Cout:     16,
+	Group:    3,
+	H:        5,
+	N:        3,
+	Name:     "Winograd3x3N3C8K16H5W9ResReluStats",
+	ReLU:     true,
+	Residual: true,
+	Stats:    true,
+	W:        9,
+}
+
+// Winograd3x3N3C8K16H5W9ResReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N3C8K16H5W9ResReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N3C8K16H5W9ResReluStats, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N3C8K16H5W9ResReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N3C8K16H5W9ResReluStatsGo runs Winograd3x3N3C8K16H5W9ResReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N3C8K16H5W9ResReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N3C8K16H5W9ResReluStats, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N3C8K16H5W9BiasResReluStats is the shape of Winograd3x3N3C8K16H5W9BiasResReluStats: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
+var shapeWinograd3x3N3C8K16H5W9BiasResReluStats = WinogradShape{
+	Bias:     true,
+	Cin:      8,
+	Cout:     16,
+	Group:    3,
+	H:        5,
+	N:        3,
+	Name:     "Winograd3x3N3C8K16H5W9BiasResReluStats",
+	ReLU:     true,
+	Residual: true,
+	Stats:    true,
+	W:        9,
+}
+
+// Winograd3x3N3C8K16H5W9BiasResReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N3C8K16H5W9BiasResReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N3C8K16H5W9BiasResReluStats, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N3C8K16H5W9BiasResReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N3C8K16H5W9BiasResReluStatsGo runs Winograd3x3N3C8K16H5W9BiasResReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N3C8K16H5W9BiasResReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N3C8K16H5W9BiasResReluStats, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N3C8K16H5W9InRelu is the shape of Winograd3x3N3C8K16H5W9InRelu: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
@@ -439,7 +773,7 @@ var shapeWinograd3x3N3C8K16H5W9InRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N3C8K16H5W9InRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -447,7 +781,7 @@ func Winograd3x3N3C8K16H5W9InRelu(x, w, bias, scale, shift, res, y, stats, scrat
 
 // winograd3x3N3C8K16H5W9InReluGo runs Winograd3x3N3C8K16H5W9InRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N3C8K16H5W9InReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N3C8K16H5W9InRelu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N3C8K16H5W9InRelu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N3C8K16H5W9InReluBias is the shape of Winograd3x3N3C8K16H5W9InReluBias: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
@@ -469,7 +803,7 @@ var shapeWinograd3x3N3C8K16H5W9InReluBias = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N3C8K16H5W9InReluBias(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InReluBias, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InReluBias, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InReluBiasGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -477,7 +811,7 @@ func Winograd3x3N3C8K16H5W9InReluBias(x, w, bias, scale, shift, res, y, stats, s
 
 // winograd3x3N3C8K16H5W9InReluBiasGo runs Winograd3x3N3C8K16H5W9InReluBias on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N3C8K16H5W9InReluBiasGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N3C8K16H5W9InReluBias, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N3C8K16H5W9InReluBias, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N3C8K16H5W9InReluRes is the shape of Winograd3x3N3C8K16H5W9InReluRes: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
@@ -499,7 +833,7 @@ var shapeWinograd3x3N3C8K16H5W9InReluRes = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N3C8K16H5W9InReluRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InReluRes, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InReluRes, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InReluResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -507,7 +841,7 @@ func Winograd3x3N3C8K16H5W9InReluRes(x, w, bias, scale, shift, res, y, stats, sc
 
 // winograd3x3N3C8K16H5W9InReluResGo runs Winograd3x3N3C8K16H5W9InReluRes on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N3C8K16H5W9InReluResGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N3C8K16H5W9InReluRes, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N3C8K16H5W9InReluRes, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N3C8K16H5W9InReluBiasRes is the shape of Winograd3x3N3C8K16H5W9InReluBiasRes: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
@@ -530,7 +864,7 @@ var shapeWinograd3x3N3C8K16H5W9InReluBiasRes = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N3C8K16H5W9InReluBiasRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InReluBiasRes, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InReluBiasRes, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InReluBiasResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -538,7 +872,7 @@ func Winograd3x3N3C8K16H5W9InReluBiasRes(x, w, bias, scale, shift, res, y, stats
 
 // winograd3x3N3C8K16H5W9InReluBiasResGo runs Winograd3x3N3C8K16H5W9InReluBiasRes on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N3C8K16H5W9InReluBiasResGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N3C8K16H5W9InReluBiasRes, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N3C8K16H5W9InReluBiasRes, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N3C8K16H5W9InReluRelu is the shape of Winograd3x3N3C8K16H5W9InReluRelu: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
@@ -560,7 +894,7 @@ var shapeWinograd3x3N3C8K16H5W9InReluRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N3C8K16H5W9InReluRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InReluRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InReluRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InReluReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -568,7 +902,7 @@ func Winograd3x3N3C8K16H5W9InReluRelu(x, w, bias, scale, shift, res, y, stats, s
 
 // winograd3x3N3C8K16H5W9InReluReluGo runs Winograd3x3N3C8K16H5W9InReluRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N3C8K16H5W9InReluReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N3C8K16H5W9InReluRelu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N3C8K16H5W9InReluRelu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N3C8K16H5W9InReluBiasRelu is the shape of Winograd3x3N3C8K16H5W9InReluBiasRelu: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
@@ -591,7 +925,7 @@ var shapeWinograd3x3N3C8K16H5W9InReluBiasRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N3C8K16H5W9InReluBiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InReluBiasRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InReluBiasRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -599,7 +933,7 @@ func Winograd3x3N3C8K16H5W9InReluBiasRelu(x, w, bias, scale, shift, res, y, stat
 
 // winograd3x3N3C8K16H5W9InReluBiasReluGo runs Winograd3x3N3C8K16H5W9InReluBiasRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N3C8K16H5W9InReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N3C8K16H5W9InReluBiasRelu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N3C8K16H5W9InReluBiasRelu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N3C8K16H5W9InReluResRelu is the shape of Winograd3x3N3C8K16H5W9InReluResRelu: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
@@ -622,7 +956,7 @@ var shapeWinograd3x3N3C8K16H5W9InReluResRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N3C8K16H5W9InReluResRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InReluResRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InReluResRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InReluResReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -630,7 +964,7 @@ func Winograd3x3N3C8K16H5W9InReluResRelu(x, w, bias, scale, shift, res, y, stats
 
 // winograd3x3N3C8K16H5W9InReluResReluGo runs Winograd3x3N3C8K16H5W9InReluResRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N3C8K16H5W9InReluResReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N3C8K16H5W9InReluResRelu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N3C8K16H5W9InReluResRelu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N3C8K16H5W9InReluBiasResRelu is the shape of Winograd3x3N3C8K16H5W9InReluBiasResRelu: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
@@ -654,7 +988,7 @@ var shapeWinograd3x3N3C8K16H5W9InReluBiasResRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N3C8K16H5W9InReluBiasResRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InReluBiasResRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InReluBiasResRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InReluBiasResReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -662,7 +996,259 @@ func Winograd3x3N3C8K16H5W9InReluBiasResRelu(x, w, bias, scale, shift, res, y, s
 
 // winograd3x3N3C8K16H5W9InReluBiasResReluGo runs Winograd3x3N3C8K16H5W9InReluBiasResRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N3C8K16H5W9InReluBiasResReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N3C8K16H5W9InReluBiasResRelu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N3C8K16H5W9InReluBiasResRelu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N3C8K16H5W9InReluStats is the shape of Winograd3x3N3C8K16H5W9InReluStats: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
+var shapeWinograd3x3N3C8K16H5W9InReluStats = WinogradShape{
+	Cin:      8,
+	Cout:     16,
+	Group:    3,
+	H:        5,
+	N:        3,
+	Name:     "Winograd3x3N3C8K16H5W9InReluStats",
+	Prologue: "relu",
+	Stats:    true,
+	W:        9,
+}
+
+// Winograd3x3N3C8K16H5W9InReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N3C8K16H5W9InReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N3C8K16H5W9InReluStats, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N3C8K16H5W9InReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N3C8K16H5W9InReluStatsGo runs Winograd3x3N3C8K16H5W9InReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N3C8K16H5W9InReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N3C8K16H5W9InReluStats, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N3C8K16H5W9InReluBiasStats is the shape of Winograd3x3N3C8K16H5W9InReluBiasStats: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
+var shapeWinograd3x3N3C8K16H5W9InReluBiasStats = WinogradShape{
+	Bias:     true,
+	Cin:      8,
+	Cout:     16,
+	Group:    3,
+	H:        5,
+	N:        3,
+	Name:     "Winograd3x3N3C8K16H5W9InReluBiasStats",
+	Prologue: "relu",
+	Stats:    true,
+	W:        9,
+}
+
+// Winograd3x3N3C8K16H5W9InReluBiasStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N3C8K16H5W9InReluBiasStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N3C8K16H5W9InReluBiasStats, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N3C8K16H5W9InReluBiasStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N3C8K16H5W9InReluBiasStatsGo runs Winograd3x3N3C8K16H5W9InReluBiasStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N3C8K16H5W9InReluBiasStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N3C8K16H5W9InReluBiasStats, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N3C8K16H5W9InReluResStats is the shape of Winograd3x3N3C8K16H5W9InReluResStats: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
+var shapeWinograd3x3N3C8K16H5W9InReluResStats = WinogradShape{
+	Cin:      8,
+	Cout:     16,
+	Group:    3,
+	H:        5,
+	N:        3,
+	Name:     "Winograd3x3N3C8K16H5W9InReluResStats",
+	Prologue: "relu",
+	Residual: true,
+	Stats:    true,
+	W:        9,
+}
+
+// Winograd3x3N3C8K16H5W9InReluResStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N3C8K16H5W9InReluResStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N3C8K16H5W9InReluResStats, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N3C8K16H5W9InReluResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N3C8K16H5W9InReluResStatsGo runs Winograd3x3N3C8K16H5W9InReluResStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N3C8K16H5W9InReluResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N3C8K16H5W9InReluResStats, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N3C8K16H5W9InReluBiasResStats is the shape of Winograd3x3N3C8K16H5W9InReluBiasResStats: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
+var shapeWinograd3x3N3C8K16H5W9InReluBiasResStats = WinogradShape{
+	Bias:     true,
+	Cin:      8,
+	Cout:     16,
+	Group:    3,
+	H:        5,
+	N:        3,
+	Name:     "Winograd3x3N3C8K16H5W9InReluBiasResStats",
+	Prologue: "relu",
+	Residual: true,
+	Stats:    true,
+	W:        9,
+}
+
+// Winograd3x3N3C8K16H5W9InReluBiasResStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N3C8K16H5W9InReluBiasResStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N3C8K16H5W9InReluBiasResStats, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N3C8K16H5W9InReluBiasResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N3C8K16H5W9InReluBiasResStatsGo runs Winograd3x3N3C8K16H5W9InReluBiasResStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N3C8K16H5W9InReluBiasResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N3C8K16H5W9InReluBiasResStats, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N3C8K16H5W9InReluReluStats is the shape of Winograd3x3N3C8K16H5W9InReluReluStats: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
+var shapeWinograd3x3N3C8K16H5W9InReluReluStats = WinogradShape{
+	Cin:      8,
+	Cout:     16,
+	Group:    3,
+	H:        5,
+	N:        3,
+	Name:     "Winograd3x3N3C8K16H5W9InReluReluStats",
+	Prologue: "relu",
+	ReLU:     true,
+	Stats:    true,
+	W:        9,
+}
+
+// Winograd3x3N3C8K16H5W9InReluReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N3C8K16H5W9InReluReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N3C8K16H5W9InReluReluStats, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N3C8K16H5W9InReluReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N3C8K16H5W9InReluReluStatsGo runs Winograd3x3N3C8K16H5W9InReluReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N3C8K16H5W9InReluReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N3C8K16H5W9InReluReluStats, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N3C8K16H5W9InReluBiasReluStats is the shape of Winograd3x3N3C8K16H5W9InReluBiasReluStats: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
+var shapeWinograd3x3N3C8K16H5W9InReluBiasReluStats = WinogradShape{
+	Bias:     true,
+	Cin:      8,
+	Cout:     16,
+	Group:    3,
+	H:        5,
+	N:        3,
+	Name:     "Winograd3x3N3C8K16H5W9InReluBiasReluStats",
+	Prologue: "relu",
+	ReLU:     true,
+	Stats:    true,
+	W:        9,
+}
+
+// Winograd3x3N3C8K16H5W9InReluBiasReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N3C8K16H5W9InReluBiasReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N3C8K16H5W9InReluBiasReluStats, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N3C8K16H5W9InReluBiasReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N3C8K16H5W9InReluBiasReluStatsGo runs Winograd3x3N3C8K16H5W9InReluBiasReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N3C8K16H5W9InReluBiasReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N3C8K16H5W9InReluBiasReluStats, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N3C8K16H5W9InReluResReluStats is the shape of Winograd3x3N3C8K16H5W9InReluResReluStats: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
+var shapeWinograd3x3N3C8K16H5W9InReluResReluStats = WinogradShape{
+	Cin:      8,
+	Cout:     16,
+	Group:    3,
+	H:        5,
+	N:        3,
+	Name:     "Winograd3x3N3C8K16H5W9InReluResReluStats",
+	Prologue: "relu",
+	ReLU:     true,
+	Residual: true,
+	Stats:    true,
+	W:        9,
+}
+
+// Winograd3x3N3C8K16H5W9InReluResReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N3C8K16H5W9InReluResReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N3C8K16H5W9InReluResReluStats, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N3C8K16H5W9InReluResReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N3C8K16H5W9InReluResReluStatsGo runs Winograd3x3N3C8K16H5W9InReluResReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N3C8K16H5W9InReluResReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N3C8K16H5W9InReluResReluStats, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N3C8K16H5W9InReluBiasResReluStats is the shape of Winograd3x3N3C8K16H5W9InReluBiasResReluStats: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
+var shapeWinograd3x3N3C8K16H5W9InReluBiasResReluStats = WinogradShape{
+	Bias:     true,
+	Cin:      8,
+	Cout:     16,
+	Group:    3,
+	H:        5,
+	N:        3,
+	Name:     "Winograd3x3N3C8K16H5W9InReluBiasResReluStats",
+	Prologue: "relu",
+	ReLU:     true,
+	Residual: true,
+	Stats:    true,
+	W:        9,
+}
+
+// Winograd3x3N3C8K16H5W9InReluBiasResReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N3C8K16H5W9InReluBiasResReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N3C8K16H5W9InReluBiasResReluStats, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N3C8K16H5W9InReluBiasResReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N3C8K16H5W9InReluBiasResReluStatsGo runs Winograd3x3N3C8K16H5W9InReluBiasResReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N3C8K16H5W9InReluBiasResReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N3C8K16H5W9InReluBiasResReluStats, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N3C8K16H5W9InAffineRelu is the shape of Winograd3x3N3C8K16H5W9InAffineRelu: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
@@ -683,7 +1269,7 @@ var shapeWinograd3x3N3C8K16H5W9InAffineRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N3C8K16H5W9InAffineRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InAffineReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -691,7 +1277,7 @@ func Winograd3x3N3C8K16H5W9InAffineRelu(x, w, bias, scale, shift, res, y, stats,
 
 // winograd3x3N3C8K16H5W9InAffineReluGo runs Winograd3x3N3C8K16H5W9InAffineRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N3C8K16H5W9InAffineReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N3C8K16H5W9InAffineRelu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N3C8K16H5W9InAffineRelu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N3C8K16H5W9InAffineReluBias is the shape of Winograd3x3N3C8K16H5W9InAffineReluBias: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
@@ -713,7 +1299,7 @@ var shapeWinograd3x3N3C8K16H5W9InAffineReluBias = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N3C8K16H5W9InAffineReluBias(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBias, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBias, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InAffineReluBiasGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -721,7 +1307,7 @@ func Winograd3x3N3C8K16H5W9InAffineReluBias(x, w, bias, scale, shift, res, y, st
 
 // winograd3x3N3C8K16H5W9InAffineReluBiasGo runs Winograd3x3N3C8K16H5W9InAffineReluBias on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N3C8K16H5W9InAffineReluBiasGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBias, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBias, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N3C8K16H5W9InAffineReluRes is the shape of Winograd3x3N3C8K16H5W9InAffineReluRes: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
@@ -743,7 +1329,7 @@ var shapeWinograd3x3N3C8K16H5W9InAffineReluRes = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N3C8K16H5W9InAffineReluRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluRes, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluRes, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InAffineReluResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -751,7 +1337,7 @@ func Winograd3x3N3C8K16H5W9InAffineReluRes(x, w, bias, scale, shift, res, y, sta
 
 // winograd3x3N3C8K16H5W9InAffineReluResGo runs Winograd3x3N3C8K16H5W9InAffineReluRes on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N3C8K16H5W9InAffineReluResGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluRes, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluRes, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N3C8K16H5W9InAffineReluBiasRes is the shape of Winograd3x3N3C8K16H5W9InAffineReluBiasRes: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
@@ -774,7 +1360,7 @@ var shapeWinograd3x3N3C8K16H5W9InAffineReluBiasRes = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N3C8K16H5W9InAffineReluBiasRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBiasRes, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBiasRes, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InAffineReluBiasResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -782,7 +1368,7 @@ func Winograd3x3N3C8K16H5W9InAffineReluBiasRes(x, w, bias, scale, shift, res, y,
 
 // winograd3x3N3C8K16H5W9InAffineReluBiasResGo runs Winograd3x3N3C8K16H5W9InAffineReluBiasRes on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N3C8K16H5W9InAffineReluBiasResGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBiasRes, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBiasRes, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N3C8K16H5W9InAffineReluRelu is the shape of Winograd3x3N3C8K16H5W9InAffineReluRelu: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
@@ -804,7 +1390,7 @@ var shapeWinograd3x3N3C8K16H5W9InAffineReluRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N3C8K16H5W9InAffineReluRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InAffineReluReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -812,7 +1398,7 @@ func Winograd3x3N3C8K16H5W9InAffineReluRelu(x, w, bias, scale, shift, res, y, st
 
 // winograd3x3N3C8K16H5W9InAffineReluReluGo runs Winograd3x3N3C8K16H5W9InAffineReluRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N3C8K16H5W9InAffineReluReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluRelu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluRelu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N3C8K16H5W9InAffineReluBiasRelu is the shape of Winograd3x3N3C8K16H5W9InAffineReluBiasRelu: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
@@ -835,7 +1421,7 @@ var shapeWinograd3x3N3C8K16H5W9InAffineReluBiasRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N3C8K16H5W9InAffineReluBiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBiasRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBiasRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -843,7 +1429,7 @@ func Winograd3x3N3C8K16H5W9InAffineReluBiasRelu(x, w, bias, scale, shift, res, y
 
 // winograd3x3N3C8K16H5W9InAffineReluBiasReluGo runs Winograd3x3N3C8K16H5W9InAffineReluBiasRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N3C8K16H5W9InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBiasRelu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBiasRelu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N3C8K16H5W9InAffineReluResRelu is the shape of Winograd3x3N3C8K16H5W9InAffineReluResRelu: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
@@ -866,7 +1452,7 @@ var shapeWinograd3x3N3C8K16H5W9InAffineReluResRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N3C8K16H5W9InAffineReluResRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluResRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluResRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InAffineReluResReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -874,7 +1460,7 @@ func Winograd3x3N3C8K16H5W9InAffineReluResRelu(x, w, bias, scale, shift, res, y,
 
 // winograd3x3N3C8K16H5W9InAffineReluResReluGo runs Winograd3x3N3C8K16H5W9InAffineReluResRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N3C8K16H5W9InAffineReluResReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluResRelu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluResRelu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N3C8K16H5W9InAffineReluBiasResRelu is the shape of Winograd3x3N3C8K16H5W9InAffineReluBiasResRelu: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
@@ -898,7 +1484,7 @@ var shapeWinograd3x3N3C8K16H5W9InAffineReluBiasResRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N3C8K16H5W9InAffineReluBiasResRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBiasResRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBiasResRelu, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C8K16H5W9InAffineReluBiasResReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -906,7 +1492,259 @@ func Winograd3x3N3C8K16H5W9InAffineReluBiasResRelu(x, w, bias, scale, shift, res
 
 // winograd3x3N3C8K16H5W9InAffineReluBiasResReluGo runs Winograd3x3N3C8K16H5W9InAffineReluBiasResRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N3C8K16H5W9InAffineReluBiasResReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBiasResRelu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBiasResRelu, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N3C8K16H5W9InAffineReluStats is the shape of Winograd3x3N3C8K16H5W9InAffineReluStats: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
+var shapeWinograd3x3N3C8K16H5W9InAffineReluStats = WinogradShape{
+	Cin:      8,
+	Cout:     16,
+	Group:    3,
+	H:        5,
+	N:        3,
+	Name:     "Winograd3x3N3C8K16H5W9InAffineReluStats",
+	Prologue: "affine_relu",
+	Stats:    true,
+	W:        9,
+}
+
+// Winograd3x3N3C8K16H5W9InAffineReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N3C8K16H5W9InAffineReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluStats, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N3C8K16H5W9InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N3C8K16H5W9InAffineReluStatsGo runs Winograd3x3N3C8K16H5W9InAffineReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N3C8K16H5W9InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluStats, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N3C8K16H5W9InAffineReluBiasStats is the shape of Winograd3x3N3C8K16H5W9InAffineReluBiasStats: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
+var shapeWinograd3x3N3C8K16H5W9InAffineReluBiasStats = WinogradShape{
+	Bias:     true,
+	Cin:      8,
+	Cout:     16,
+	Group:    3,
+	H:        5,
+	N:        3,
+	Name:     "Winograd3x3N3C8K16H5W9InAffineReluBiasStats",
+	Prologue: "affine_relu",
+	Stats:    true,
+	W:        9,
+}
+
+// Winograd3x3N3C8K16H5W9InAffineReluBiasStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N3C8K16H5W9InAffineReluBiasStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBiasStats, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N3C8K16H5W9InAffineReluBiasStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N3C8K16H5W9InAffineReluBiasStatsGo runs Winograd3x3N3C8K16H5W9InAffineReluBiasStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N3C8K16H5W9InAffineReluBiasStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBiasStats, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N3C8K16H5W9InAffineReluResStats is the shape of Winograd3x3N3C8K16H5W9InAffineReluResStats: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
+var shapeWinograd3x3N3C8K16H5W9InAffineReluResStats = WinogradShape{
+	Cin:      8,
+	Cout:     16,
+	Group:    3,
+	H:        5,
+	N:        3,
+	Name:     "Winograd3x3N3C8K16H5W9InAffineReluResStats",
+	Prologue: "affine_relu",
+	Residual: true,
+	Stats:    true,
+	W:        9,
+}
+
+// Winograd3x3N3C8K16H5W9InAffineReluResStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N3C8K16H5W9InAffineReluResStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluResStats, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N3C8K16H5W9InAffineReluResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N3C8K16H5W9InAffineReluResStatsGo runs Winograd3x3N3C8K16H5W9InAffineReluResStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N3C8K16H5W9InAffineReluResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluResStats, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N3C8K16H5W9InAffineReluBiasResStats is the shape of Winograd3x3N3C8K16H5W9InAffineReluBiasResStats: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
+var shapeWinograd3x3N3C8K16H5W9InAffineReluBiasResStats = WinogradShape{
+	Bias:     true,
+	Cin:      8,
+	Cout:     16,
+	Group:    3,
+	H:        5,
+	N:        3,
+	Name:     "Winograd3x3N3C8K16H5W9InAffineReluBiasResStats",
+	Prologue: "affine_relu",
+	Residual: true,
+	Stats:    true,
+	W:        9,
+}
+
+// Winograd3x3N3C8K16H5W9InAffineReluBiasResStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N3C8K16H5W9InAffineReluBiasResStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBiasResStats, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N3C8K16H5W9InAffineReluBiasResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N3C8K16H5W9InAffineReluBiasResStatsGo runs Winograd3x3N3C8K16H5W9InAffineReluBiasResStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N3C8K16H5W9InAffineReluBiasResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBiasResStats, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N3C8K16H5W9InAffineReluReluStats is the shape of Winograd3x3N3C8K16H5W9InAffineReluReluStats: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
+var shapeWinograd3x3N3C8K16H5W9InAffineReluReluStats = WinogradShape{
+	Cin:      8,
+	Cout:     16,
+	Group:    3,
+	H:        5,
+	N:        3,
+	Name:     "Winograd3x3N3C8K16H5W9InAffineReluReluStats",
+	Prologue: "affine_relu",
+	ReLU:     true,
+	Stats:    true,
+	W:        9,
+}
+
+// Winograd3x3N3C8K16H5W9InAffineReluReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N3C8K16H5W9InAffineReluReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluReluStats, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N3C8K16H5W9InAffineReluReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N3C8K16H5W9InAffineReluReluStatsGo runs Winograd3x3N3C8K16H5W9InAffineReluReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N3C8K16H5W9InAffineReluReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluReluStats, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N3C8K16H5W9InAffineReluBiasReluStats is the shape of Winograd3x3N3C8K16H5W9InAffineReluBiasReluStats: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
+var shapeWinograd3x3N3C8K16H5W9InAffineReluBiasReluStats = WinogradShape{
+	Bias:     true,
+	Cin:      8,
+	Cout:     16,
+	Group:    3,
+	H:        5,
+	N:        3,
+	Name:     "Winograd3x3N3C8K16H5W9InAffineReluBiasReluStats",
+	Prologue: "affine_relu",
+	ReLU:     true,
+	Stats:    true,
+	W:        9,
+}
+
+// Winograd3x3N3C8K16H5W9InAffineReluBiasReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N3C8K16H5W9InAffineReluBiasReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBiasReluStats, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N3C8K16H5W9InAffineReluBiasReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N3C8K16H5W9InAffineReluBiasReluStatsGo runs Winograd3x3N3C8K16H5W9InAffineReluBiasReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N3C8K16H5W9InAffineReluBiasReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBiasReluStats, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N3C8K16H5W9InAffineReluResReluStats is the shape of Winograd3x3N3C8K16H5W9InAffineReluResReluStats: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
+var shapeWinograd3x3N3C8K16H5W9InAffineReluResReluStats = WinogradShape{
+	Cin:      8,
+	Cout:     16,
+	Group:    3,
+	H:        5,
+	N:        3,
+	Name:     "Winograd3x3N3C8K16H5W9InAffineReluResReluStats",
+	Prologue: "affine_relu",
+	ReLU:     true,
+	Residual: true,
+	Stats:    true,
+	W:        9,
+}
+
+// Winograd3x3N3C8K16H5W9InAffineReluResReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N3C8K16H5W9InAffineReluResReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluResReluStats, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N3C8K16H5W9InAffineReluResReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N3C8K16H5W9InAffineReluResReluStatsGo runs Winograd3x3N3C8K16H5W9InAffineReluResReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N3C8K16H5W9InAffineReluResReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluResReluStats, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N3C8K16H5W9InAffineReluBiasResReluStats is the shape of Winograd3x3N3C8K16H5W9InAffineReluBiasResReluStats: 3 images of 2x3 tiles per group, GEMMs of 18 columns.
+var shapeWinograd3x3N3C8K16H5W9InAffineReluBiasResReluStats = WinogradShape{
+	Bias:     true,
+	Cin:      8,
+	Cout:     16,
+	Group:    3,
+	H:        5,
+	N:        3,
+	Name:     "Winograd3x3N3C8K16H5W9InAffineReluBiasResReluStats",
+	Prologue: "affine_relu",
+	ReLU:     true,
+	Residual: true,
+	Stats:    true,
+	W:        9,
+}
+
+// Winograd3x3N3C8K16H5W9InAffineReluBiasResReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C8K16H1W18S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N3C8K16H5W9InAffineReluBiasResReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBiasResReluStats, &winoTransformsAsm, conv1x1N1C8K16H1W18S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N3C8K16H5W9InAffineReluBiasResReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N3C8K16H5W9InAffineReluBiasResReluStatsGo runs Winograd3x3N3C8K16H5W9InAffineReluBiasResReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N3C8K16H5W9InAffineReluBiasResReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N3C8K16H5W9InAffineReluBiasResReluStats, &winoTransformsGo, conv1x1N1C8K16H1W18S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N2C24K8H8W8 is the shape of Winograd3x3N2C24K8H8W8: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
@@ -926,7 +1764,7 @@ var shapeWinograd3x3N2C24K8H8W8 = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N2C24K8H8W8(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8Go(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -934,7 +1772,7 @@ func Winograd3x3N2C24K8H8W8(x, w, bias, scale, shift, res, y, stats, scratch []f
 
 // winograd3x3N2C24K8H8W8Go runs Winograd3x3N2C24K8H8W8 on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N2C24K8H8W8Go(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N2C24K8H8W8, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N2C24K8H8W8, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N2C24K8H8W8Bias is the shape of Winograd3x3N2C24K8H8W8Bias: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
@@ -955,7 +1793,7 @@ var shapeWinograd3x3N2C24K8H8W8Bias = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N2C24K8H8W8Bias(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8Bias, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8Bias, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8BiasGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -963,7 +1801,7 @@ func Winograd3x3N2C24K8H8W8Bias(x, w, bias, scale, shift, res, y, stats, scratch
 
 // winograd3x3N2C24K8H8W8BiasGo runs Winograd3x3N2C24K8H8W8Bias on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N2C24K8H8W8BiasGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N2C24K8H8W8Bias, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N2C24K8H8W8Bias, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N2C24K8H8W8Res is the shape of Winograd3x3N2C24K8H8W8Res: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
@@ -984,7 +1822,7 @@ var shapeWinograd3x3N2C24K8H8W8Res = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N2C24K8H8W8Res(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8Res, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8Res, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8ResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -992,7 +1830,7 @@ func Winograd3x3N2C24K8H8W8Res(x, w, bias, scale, shift, res, y, stats, scratch 
 
 // winograd3x3N2C24K8H8W8ResGo runs Winograd3x3N2C24K8H8W8Res on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N2C24K8H8W8ResGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N2C24K8H8W8Res, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N2C24K8H8W8Res, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N2C24K8H8W8BiasRes is the shape of Winograd3x3N2C24K8H8W8BiasRes: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
@@ -1014,7 +1852,7 @@ var shapeWinograd3x3N2C24K8H8W8BiasRes = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N2C24K8H8W8BiasRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8BiasRes, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8BiasRes, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8BiasResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1022,7 +1860,7 @@ func Winograd3x3N2C24K8H8W8BiasRes(x, w, bias, scale, shift, res, y, stats, scra
 
 // winograd3x3N2C24K8H8W8BiasResGo runs Winograd3x3N2C24K8H8W8BiasRes on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N2C24K8H8W8BiasResGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N2C24K8H8W8BiasRes, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N2C24K8H8W8BiasRes, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N2C24K8H8W8Relu is the shape of Winograd3x3N2C24K8H8W8Relu: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
@@ -1043,7 +1881,7 @@ var shapeWinograd3x3N2C24K8H8W8Relu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N2C24K8H8W8Relu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8Relu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8Relu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8ReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1051,7 +1889,7 @@ func Winograd3x3N2C24K8H8W8Relu(x, w, bias, scale, shift, res, y, stats, scratch
 
 // winograd3x3N2C24K8H8W8ReluGo runs Winograd3x3N2C24K8H8W8Relu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N2C24K8H8W8ReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N2C24K8H8W8Relu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N2C24K8H8W8Relu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N2C24K8H8W8BiasRelu is the shape of Winograd3x3N2C24K8H8W8BiasRelu: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
@@ -1073,7 +1911,7 @@ var shapeWinograd3x3N2C24K8H8W8BiasRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N2C24K8H8W8BiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8BiasRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8BiasRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1081,7 +1919,7 @@ func Winograd3x3N2C24K8H8W8BiasRelu(x, w, bias, scale, shift, res, y, stats, scr
 
 // winograd3x3N2C24K8H8W8BiasReluGo runs Winograd3x3N2C24K8H8W8BiasRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N2C24K8H8W8BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N2C24K8H8W8BiasRelu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N2C24K8H8W8BiasRelu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N2C24K8H8W8ResRelu is the shape of Winograd3x3N2C24K8H8W8ResRelu: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
@@ -1103,7 +1941,7 @@ var shapeWinograd3x3N2C24K8H8W8ResRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N2C24K8H8W8ResRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8ResRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8ResRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8ResReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1111,7 +1949,7 @@ func Winograd3x3N2C24K8H8W8ResRelu(x, w, bias, scale, shift, res, y, stats, scra
 
 // winograd3x3N2C24K8H8W8ResReluGo runs Winograd3x3N2C24K8H8W8ResRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N2C24K8H8W8ResReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N2C24K8H8W8ResRelu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N2C24K8H8W8ResRelu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N2C24K8H8W8BiasResRelu is the shape of Winograd3x3N2C24K8H8W8BiasResRelu: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
@@ -1134,7 +1972,7 @@ var shapeWinograd3x3N2C24K8H8W8BiasResRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N2C24K8H8W8BiasResRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8BiasResRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8BiasResRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8BiasResReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1142,7 +1980,251 @@ func Winograd3x3N2C24K8H8W8BiasResRelu(x, w, bias, scale, shift, res, y, stats, 
 
 // winograd3x3N2C24K8H8W8BiasResReluGo runs Winograd3x3N2C24K8H8W8BiasResRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N2C24K8H8W8BiasResReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N2C24K8H8W8BiasResRelu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N2C24K8H8W8BiasResRelu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N2C24K8H8W8Stats is the shape of Winograd3x3N2C24K8H8W8Stats: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
+var shapeWinograd3x3N2C24K8H8W8Stats = WinogradShape{
+	Cin:   24,
+	Cout:  8,
+	Group: 2,
+	H:     8,
+	N:     2,
+	Name:  "Winograd3x3N2C24K8H8W8Stats",
+	Stats: true,
+	W:     8,
+}
+
+// Winograd3x3N2C24K8H8W8Stats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N2C24K8H8W8Stats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N2C24K8H8W8Stats, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N2C24K8H8W8StatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N2C24K8H8W8StatsGo runs Winograd3x3N2C24K8H8W8Stats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N2C24K8H8W8StatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N2C24K8H8W8Stats, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N2C24K8H8W8BiasStats is the shape of Winograd3x3N2C24K8H8W8BiasStats: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
+var shapeWinograd3x3N2C24K8H8W8BiasStats = WinogradShape{
+	Bias:  true,
+	Cin:   24,
+	Cout:  8,
+	Group: 2,
+	H:     8,
+	N:     2,
+	Name:  "Winograd3x3N2C24K8H8W8BiasStats",
+	Stats: true,
+	W:     8,
+}
+
+// Winograd3x3N2C24K8H8W8BiasStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N2C24K8H8W8BiasStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N2C24K8H8W8BiasStats, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N2C24K8H8W8BiasStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N2C24K8H8W8BiasStatsGo runs Winograd3x3N2C24K8H8W8BiasStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N2C24K8H8W8BiasStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N2C24K8H8W8BiasStats, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N2C24K8H8W8ResStats is the shape of Winograd3x3N2C24K8H8W8ResStats: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
+var shapeWinograd3x3N2C24K8H8W8ResStats = WinogradShape{
+	Cin:      24,
+	Cout:     8,
+	Group:    2,
+	H:        8,
+	N:        2,
+	Name:     "Winograd3x3N2C24K8H8W8ResStats",
+	Residual: true,
+	Stats:    true,
+	W:        8,
+}
+
+// Winograd3x3N2C24K8H8W8ResStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N2C24K8H8W8ResStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N2C24K8H8W8ResStats, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N2C24K8H8W8ResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N2C24K8H8W8ResStatsGo runs Winograd3x3N2C24K8H8W8ResStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N2C24K8H8W8ResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N2C24K8H8W8ResStats, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N2C24K8H8W8BiasResStats is the shape of Winograd3x3N2C24K8H8W8BiasResStats: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
+var shapeWinograd3x3N2C24K8H8W8BiasResStats = WinogradShape{
+	Bias:     true,
+	Cin:      24,
+	Cout:     8,
+	Group:    2,
+	H:        8,
+	N:        2,
+	Name:     "Winograd3x3N2C24K8H8W8BiasResStats",
+	Residual: true,
+	Stats:    true,
+	W:        8,
+}
+
+// Winograd3x3N2C24K8H8W8BiasResStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N2C24K8H8W8BiasResStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N2C24K8H8W8BiasResStats, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N2C24K8H8W8BiasResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N2C24K8H8W8BiasResStatsGo runs Winograd3x3N2C24K8H8W8BiasResStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N2C24K8H8W8BiasResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N2C24K8H8W8BiasResStats, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N2C24K8H8W8ReluStats is the shape of Winograd3x3N2C24K8H8W8ReluStats: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
+var shapeWinograd3x3N2C24K8H8W8ReluStats = WinogradShape{
+	Cin:   24,
+	Cout:  8,
+	Group: 2,
+	H:     8,
+	N:     2,
+	Name:  "Winograd3x3N2C24K8H8W8ReluStats",
+	ReLU:  true,
+	Stats: true,
+	W:     8,
+}
+
+// Winograd3x3N2C24K8H8W8ReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N2C24K8H8W8ReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N2C24K8H8W8ReluStats, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N2C24K8H8W8ReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N2C24K8H8W8ReluStatsGo runs Winograd3x3N2C24K8H8W8ReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N2C24K8H8W8ReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N2C24K8H8W8ReluStats, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N2C24K8H8W8BiasReluStats is the shape of Winograd3x3N2C24K8H8W8BiasReluStats: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
+var shapeWinograd3x3N2C24K8H8W8BiasReluStats = WinogradShape{
+	Bias:  true,
+	Cin:   24,
+	Cout:  8,
+	Group: 2,
+	H:     8,
+	N:     2,
+	Name:  "Winograd3x3N2C24K8H8W8BiasReluStats",
+	ReLU:  true,
+	Stats: true,
+	W:     8,
+}
+
+// Winograd3x3N2C24K8H8W8BiasReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N2C24K8H8W8BiasReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N2C24K8H8W8BiasReluStats, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N2C24K8H8W8BiasReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N2C24K8H8W8BiasReluStatsGo runs Winograd3x3N2C24K8H8W8BiasReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N2C24K8H8W8BiasReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N2C24K8H8W8BiasReluStats, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N2C24K8H8W8ResReluStats is the shape of Winograd3x3N2C24K8H8W8ResReluStats: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
+var shapeWinograd3x3N2C24K8H8W8ResReluStats = WinogradShape{
+	Cin:      24,
+	Cout:     8,
+	Group:    2,
+	H:        8,
+	N:        2,
+	Name:     "Winograd3x3N2C24K8H8W8ResReluStats",
+	ReLU:     true,
+	Residual: true,
+	Stats:    true,
+	W:        8,
+}
+
+// Winograd3x3N2C24K8H8W8ResReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N2C24K8H8W8ResReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N2C24K8H8W8ResReluStats, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N2C24K8H8W8ResReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N2C24K8H8W8ResReluStatsGo runs Winograd3x3N2C24K8H8W8ResReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N2C24K8H8W8ResReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N2C24K8H8W8ResReluStats, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N2C24K8H8W8BiasResReluStats is the shape of Winograd3x3N2C24K8H8W8BiasResReluStats: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
+var shapeWinograd3x3N2C24K8H8W8BiasResReluStats = WinogradShape{
+	Bias:     true,
+	Cin:      24,
+	Cout:     8,
+	Group:    2,
+	H:        8,
+	N:        2,
+	Name:     "Winograd3x3N2C24K8H8W8BiasResReluStats",
+	ReLU:     true,
+	Residual: true,
+	Stats:    true,
+	W:        8,
+}
+
+// Winograd3x3N2C24K8H8W8BiasResReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N2C24K8H8W8BiasResReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N2C24K8H8W8BiasResReluStats, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N2C24K8H8W8BiasResReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N2C24K8H8W8BiasResReluStatsGo runs Winograd3x3N2C24K8H8W8BiasResReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N2C24K8H8W8BiasResReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N2C24K8H8W8BiasResReluStats, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N2C24K8H8W8InRelu is the shape of Winograd3x3N2C24K8H8W8InRelu: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
@@ -1163,7 +2245,7 @@ var shapeWinograd3x3N2C24K8H8W8InRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N2C24K8H8W8InRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1171,7 +2253,7 @@ func Winograd3x3N2C24K8H8W8InRelu(x, w, bias, scale, shift, res, y, stats, scrat
 
 // winograd3x3N2C24K8H8W8InReluGo runs Winograd3x3N2C24K8H8W8InRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N2C24K8H8W8InReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N2C24K8H8W8InRelu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N2C24K8H8W8InRelu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N2C24K8H8W8InReluBias is the shape of Winograd3x3N2C24K8H8W8InReluBias: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
@@ -1193,7 +2275,7 @@ var shapeWinograd3x3N2C24K8H8W8InReluBias = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N2C24K8H8W8InReluBias(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InReluBias, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InReluBias, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InReluBiasGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1201,7 +2283,7 @@ func Winograd3x3N2C24K8H8W8InReluBias(x, w, bias, scale, shift, res, y, stats, s
 
 // winograd3x3N2C24K8H8W8InReluBiasGo runs Winograd3x3N2C24K8H8W8InReluBias on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N2C24K8H8W8InReluBiasGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N2C24K8H8W8InReluBias, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N2C24K8H8W8InReluBias, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N2C24K8H8W8InReluRes is the shape of Winograd3x3N2C24K8H8W8InReluRes: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
@@ -1223,7 +2305,7 @@ var shapeWinograd3x3N2C24K8H8W8InReluRes = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N2C24K8H8W8InReluRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InReluRes, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InReluRes, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InReluResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1231,7 +2313,7 @@ func Winograd3x3N2C24K8H8W8InReluRes(x, w, bias, scale, shift, res, y, stats, sc
 
 // winograd3x3N2C24K8H8W8InReluResGo runs Winograd3x3N2C24K8H8W8InReluRes on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N2C24K8H8W8InReluResGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N2C24K8H8W8InReluRes, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N2C24K8H8W8InReluRes, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N2C24K8H8W8InReluBiasRes is the shape of Winograd3x3N2C24K8H8W8InReluBiasRes: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
@@ -1254,7 +2336,7 @@ var shapeWinograd3x3N2C24K8H8W8InReluBiasRes = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N2C24K8H8W8InReluBiasRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InReluBiasRes, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InReluBiasRes, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InReluBiasResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1262,7 +2344,7 @@ func Winograd3x3N2C24K8H8W8InReluBiasRes(x, w, bias, scale, shift, res, y, stats
 
 // winograd3x3N2C24K8H8W8InReluBiasResGo runs Winograd3x3N2C24K8H8W8InReluBiasRes on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N2C24K8H8W8InReluBiasResGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N2C24K8H8W8InReluBiasRes, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N2C24K8H8W8InReluBiasRes, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N2C24K8H8W8InReluRelu is the shape of Winograd3x3N2C24K8H8W8InReluRelu: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
@@ -1284,7 +2366,7 @@ var shapeWinograd3x3N2C24K8H8W8InReluRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N2C24K8H8W8InReluRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InReluRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InReluRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InReluReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1292,7 +2374,7 @@ func Winograd3x3N2C24K8H8W8InReluRelu(x, w, bias, scale, shift, res, y, stats, s
 
 // winograd3x3N2C24K8H8W8InReluReluGo runs Winograd3x3N2C24K8H8W8InReluRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N2C24K8H8W8InReluReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N2C24K8H8W8InReluRelu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N2C24K8H8W8InReluRelu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N2C24K8H8W8InReluBiasRelu is the shape of Winograd3x3N2C24K8H8W8InReluBiasRelu: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
@@ -1315,7 +2397,7 @@ var shapeWinograd3x3N2C24K8H8W8InReluBiasRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N2C24K8H8W8InReluBiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InReluBiasRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InReluBiasRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1323,7 +2405,7 @@ func Winograd3x3N2C24K8H8W8InReluBiasRelu(x, w, bias, scale, shift, res, y, stat
 
 // winograd3x3N2C24K8H8W8InReluBiasReluGo runs Winograd3x3N2C24K8H8W8InReluBiasRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N2C24K8H8W8InReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N2C24K8H8W8InReluBiasRelu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N2C24K8H8W8InReluBiasRelu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N2C24K8H8W8InReluResRelu is the shape of Winograd3x3N2C24K8H8W8InReluResRelu: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
@@ -1346,7 +2428,7 @@ var shapeWinograd3x3N2C24K8H8W8InReluResRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N2C24K8H8W8InReluResRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InReluResRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InReluResRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InReluResReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1354,7 +2436,7 @@ func Winograd3x3N2C24K8H8W8InReluResRelu(x, w, bias, scale, shift, res, y, stats
 
 // winograd3x3N2C24K8H8W8InReluResReluGo runs Winograd3x3N2C24K8H8W8InReluResRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N2C24K8H8W8InReluResReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N2C24K8H8W8InReluResRelu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N2C24K8H8W8InReluResRelu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N2C24K8H8W8InReluBiasResRelu is the shape of Winograd3x3N2C24K8H8W8InReluBiasResRelu: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
@@ -1378,7 +2460,7 @@ var shapeWinograd3x3N2C24K8H8W8InReluBiasResRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N2C24K8H8W8InReluBiasResRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InReluBiasResRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InReluBiasResRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InReluBiasResReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1386,7 +2468,259 @@ func Winograd3x3N2C24K8H8W8InReluBiasResRelu(x, w, bias, scale, shift, res, y, s
 
 // winograd3x3N2C24K8H8W8InReluBiasResReluGo runs Winograd3x3N2C24K8H8W8InReluBiasResRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N2C24K8H8W8InReluBiasResReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N2C24K8H8W8InReluBiasResRelu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N2C24K8H8W8InReluBiasResRelu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N2C24K8H8W8InReluStats is the shape of Winograd3x3N2C24K8H8W8InReluStats: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
+var shapeWinograd3x3N2C24K8H8W8InReluStats = WinogradShape{
+	Cin:      24,
+	Cout:     8,
+	Group:    2,
+	H:        8,
+	N:        2,
+	Name:     "Winograd3x3N2C24K8H8W8InReluStats",
+	Prologue: "relu",
+	Stats:    true,
+	W:        8,
+}
+
+// Winograd3x3N2C24K8H8W8InReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N2C24K8H8W8InReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N2C24K8H8W8InReluStats, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N2C24K8H8W8InReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N2C24K8H8W8InReluStatsGo runs Winograd3x3N2C24K8H8W8InReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N2C24K8H8W8InReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N2C24K8H8W8InReluStats, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N2C24K8H8W8InReluBiasStats is the shape of Winograd3x3N2C24K8H8W8InReluBiasStats: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
+var shapeWinograd3x3N2C24K8H8W8InReluBiasStats = WinogradShape{
+	Bias:     true,
+	Cin:      24,
+	Cout:     8,
+	Group:    2,
+	H:        8,
+	N:        2,
+	Name:     "Winograd3x3N2C24K8H8W8InReluBiasStats",
+	Prologue: "relu",
+	Stats:    true,
+	W:        8,
+}
+
+// Winograd3x3N2C24K8H8W8InReluBiasStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N2C24K8H8W8InReluBiasStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N2C24K8H8W8InReluBiasStats, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N2C24K8H8W8InReluBiasStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N2C24K8H8W8InReluBiasStatsGo runs Winograd3x3N2C24K8H8W8InReluBiasStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N2C24K8H8W8InReluBiasStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N2C24K8H8W8InReluBiasStats, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N2C24K8H8W8InReluResStats is the shape of Winograd3x3N2C24K8H8W8InReluResStats: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
+var shapeWinograd3x3N2C24K8H8W8InReluResStats = WinogradShape{
+	Cin:      24,
+	Cout:     8,
+	Group:    2,
+	H:        8,
+	N:        2,
+	Name:     "Winograd3x3N2C24K8H8W8InReluResStats",
+	Prologue: "relu",
+	Residual: true,
+	Stats:    true,
+	W:        8,
+}
+
+// Winograd3x3N2C24K8H8W8InReluResStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N2C24K8H8W8InReluResStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N2C24K8H8W8InReluResStats, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N2C24K8H8W8InReluResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N2C24K8H8W8InReluResStatsGo runs Winograd3x3N2C24K8H8W8InReluResStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N2C24K8H8W8InReluResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N2C24K8H8W8InReluResStats, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N2C24K8H8W8InReluBiasResStats is the shape of Winograd3x3N2C24K8H8W8InReluBiasResStats: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
+var shapeWinograd3x3N2C24K8H8W8InReluBiasResStats = WinogradShape{
+	Bias:     true,
+	Cin:      24,
+	Cout:     8,
+	Group:    2,
+	H:        8,
+	N:        2,
+	Name:     "Winograd3x3N2C24K8H8W8InReluBiasResStats",
+	Prologue: "relu",
+	Residual: true,
+	Stats:    true,
+	W:        8,
+}
+
+// Winograd3x3N2C24K8H8W8InReluBiasResStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N2C24K8H8W8InReluBiasResStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N2C24K8H8W8InReluBiasResStats, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N2C24K8H8W8InReluBiasResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N2C24K8H8W8InReluBiasResStatsGo runs Winograd3x3N2C24K8H8W8InReluBiasResStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N2C24K8H8W8InReluBiasResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N2C24K8H8W8InReluBiasResStats, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N2C24K8H8W8InReluReluStats is the shape of Winograd3x3N2C24K8H8W8InReluReluStats: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
+var shapeWinograd3x3N2C24K8H8W8InReluReluStats = WinogradShape{
+	Cin:      24,
+	Cout:     8,
+	Group:    2,
+	H:        8,
+	N:        2,
+	Name:     "Winograd3x3N2C24K8H8W8InReluReluStats",
+	Prologue: "relu",
+	ReLU:     true,
+	Stats:    true,
+	W:        8,
+}
+
+// Winograd3x3N2C24K8H8W8InReluReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N2C24K8H8W8InReluReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N2C24K8H8W8InReluReluStats, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N2C24K8H8W8InReluReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N2C24K8H8W8InReluReluStatsGo runs Winograd3x3N2C24K8H8W8InReluReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N2C24K8H8W8InReluReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N2C24K8H8W8InReluReluStats, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N2C24K8H8W8InReluBiasReluStats is the shape of Winograd3x3N2C24K8H8W8InReluBiasReluStats: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
+var shapeWinograd3x3N2C24K8H8W8InReluBiasReluStats = WinogradShape{
+	Bias:     true,
+	Cin:      24,
+	Cout:     8,
+	Group:    2,
+	H:        8,
+	N:        2,
+	Name:     "Winograd3x3N2C24K8H8W8InReluBiasReluStats",
+	Prologue: "relu",
+	ReLU:     true,
+	Stats:    true,
+	W:        8,
+}
+
+// Winograd3x3N2C24K8H8W8InReluBiasReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N2C24K8H8W8InReluBiasReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N2C24K8H8W8InReluBiasReluStats, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N2C24K8H8W8InReluBiasReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N2C24K8H8W8InReluBiasReluStatsGo runs Winograd3x3N2C24K8H8W8InReluBiasReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N2C24K8H8W8InReluBiasReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N2C24K8H8W8InReluBiasReluStats, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N2C24K8H8W8InReluResReluStats is the shape of Winograd3x3N2C24K8H8W8InReluResReluStats: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
+var shapeWinograd3x3N2C24K8H8W8InReluResReluStats = WinogradShape{
+	Cin:      24,
+	Cout:     8,
+	Group:    2,
+	H:        8,
+	N:        2,
+	Name:     "Winograd3x3N2C24K8H8W8InReluResReluStats",
+	Prologue: "relu",
+	ReLU:     true,
+	Residual: true,
+	Stats:    true,
+	W:        8,
+}
+
+// Winograd3x3N2C24K8H8W8InReluResReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N2C24K8H8W8InReluResReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N2C24K8H8W8InReluResReluStats, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N2C24K8H8W8InReluResReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N2C24K8H8W8InReluResReluStatsGo runs Winograd3x3N2C24K8H8W8InReluResReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N2C24K8H8W8InReluResReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N2C24K8H8W8InReluResReluStats, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N2C24K8H8W8InReluBiasResReluStats is the shape of Winograd3x3N2C24K8H8W8InReluBiasResReluStats: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
+var shapeWinograd3x3N2C24K8H8W8InReluBiasResReluStats = WinogradShape{
+	Bias:     true,
+	Cin:      24,
+	Cout:     8,
+	Group:    2,
+	H:        8,
+	N:        2,
+	Name:     "Winograd3x3N2C24K8H8W8InReluBiasResReluStats",
+	Prologue: "relu",
+	ReLU:     true,
+	Residual: true,
+	Stats:    true,
+	W:        8,
+}
+
+// Winograd3x3N2C24K8H8W8InReluBiasResReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N2C24K8H8W8InReluBiasResReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N2C24K8H8W8InReluBiasResReluStats, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N2C24K8H8W8InReluBiasResReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N2C24K8H8W8InReluBiasResReluStatsGo runs Winograd3x3N2C24K8H8W8InReluBiasResReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N2C24K8H8W8InReluBiasResReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N2C24K8H8W8InReluBiasResReluStats, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N2C24K8H8W8InAffineRelu is the shape of Winograd3x3N2C24K8H8W8InAffineRelu: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
@@ -1407,7 +2741,7 @@ var shapeWinograd3x3N2C24K8H8W8InAffineRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N2C24K8H8W8InAffineRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InAffineReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1415,7 +2749,7 @@ func Winograd3x3N2C24K8H8W8InAffineRelu(x, w, bias, scale, shift, res, y, stats,
 
 // winograd3x3N2C24K8H8W8InAffineReluGo runs Winograd3x3N2C24K8H8W8InAffineRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N2C24K8H8W8InAffineReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N2C24K8H8W8InAffineRelu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N2C24K8H8W8InAffineRelu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N2C24K8H8W8InAffineReluBias is the shape of Winograd3x3N2C24K8H8W8InAffineReluBias: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
@@ -1437,7 +2771,7 @@ var shapeWinograd3x3N2C24K8H8W8InAffineReluBias = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N2C24K8H8W8InAffineReluBias(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBias, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBias, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InAffineReluBiasGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1445,7 +2779,7 @@ func Winograd3x3N2C24K8H8W8InAffineReluBias(x, w, bias, scale, shift, res, y, st
 
 // winograd3x3N2C24K8H8W8InAffineReluBiasGo runs Winograd3x3N2C24K8H8W8InAffineReluBias on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N2C24K8H8W8InAffineReluBiasGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBias, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBias, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N2C24K8H8W8InAffineReluRes is the shape of Winograd3x3N2C24K8H8W8InAffineReluRes: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
@@ -1467,7 +2801,7 @@ var shapeWinograd3x3N2C24K8H8W8InAffineReluRes = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N2C24K8H8W8InAffineReluRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluRes, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluRes, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InAffineReluResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1475,7 +2809,7 @@ func Winograd3x3N2C24K8H8W8InAffineReluRes(x, w, bias, scale, shift, res, y, sta
 
 // winograd3x3N2C24K8H8W8InAffineReluResGo runs Winograd3x3N2C24K8H8W8InAffineReluRes on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N2C24K8H8W8InAffineReluResGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluRes, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluRes, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N2C24K8H8W8InAffineReluBiasRes is the shape of Winograd3x3N2C24K8H8W8InAffineReluBiasRes: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
@@ -1498,7 +2832,7 @@ var shapeWinograd3x3N2C24K8H8W8InAffineReluBiasRes = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N2C24K8H8W8InAffineReluBiasRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBiasRes, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBiasRes, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InAffineReluBiasResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1506,7 +2840,7 @@ func Winograd3x3N2C24K8H8W8InAffineReluBiasRes(x, w, bias, scale, shift, res, y,
 
 // winograd3x3N2C24K8H8W8InAffineReluBiasResGo runs Winograd3x3N2C24K8H8W8InAffineReluBiasRes on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N2C24K8H8W8InAffineReluBiasResGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBiasRes, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBiasRes, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N2C24K8H8W8InAffineReluRelu is the shape of Winograd3x3N2C24K8H8W8InAffineReluRelu: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
@@ -1528,7 +2862,7 @@ var shapeWinograd3x3N2C24K8H8W8InAffineReluRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N2C24K8H8W8InAffineReluRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InAffineReluReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1536,7 +2870,7 @@ func Winograd3x3N2C24K8H8W8InAffineReluRelu(x, w, bias, scale, shift, res, y, st
 
 // winograd3x3N2C24K8H8W8InAffineReluReluGo runs Winograd3x3N2C24K8H8W8InAffineReluRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N2C24K8H8W8InAffineReluReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluRelu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluRelu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N2C24K8H8W8InAffineReluBiasRelu is the shape of Winograd3x3N2C24K8H8W8InAffineReluBiasRelu: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
@@ -1559,7 +2893,7 @@ var shapeWinograd3x3N2C24K8H8W8InAffineReluBiasRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N2C24K8H8W8InAffineReluBiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBiasRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBiasRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1567,7 +2901,7 @@ func Winograd3x3N2C24K8H8W8InAffineReluBiasRelu(x, w, bias, scale, shift, res, y
 
 // winograd3x3N2C24K8H8W8InAffineReluBiasReluGo runs Winograd3x3N2C24K8H8W8InAffineReluBiasRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N2C24K8H8W8InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBiasRelu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBiasRelu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N2C24K8H8W8InAffineReluResRelu is the shape of Winograd3x3N2C24K8H8W8InAffineReluResRelu: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
@@ -1590,7 +2924,7 @@ var shapeWinograd3x3N2C24K8H8W8InAffineReluResRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N2C24K8H8W8InAffineReluResRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluResRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluResRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InAffineReluResReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1598,7 +2932,7 @@ func Winograd3x3N2C24K8H8W8InAffineReluResRelu(x, w, bias, scale, shift, res, y,
 
 // winograd3x3N2C24K8H8W8InAffineReluResReluGo runs Winograd3x3N2C24K8H8W8InAffineReluResRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N2C24K8H8W8InAffineReluResReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluResRelu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluResRelu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N2C24K8H8W8InAffineReluBiasResRelu is the shape of Winograd3x3N2C24K8H8W8InAffineReluBiasResRelu: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
@@ -1622,7 +2956,7 @@ var shapeWinograd3x3N2C24K8H8W8InAffineReluBiasResRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N2C24K8H8W8InAffineReluBiasResRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBiasResRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBiasResRelu, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N2C24K8H8W8InAffineReluBiasResReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1630,7 +2964,259 @@ func Winograd3x3N2C24K8H8W8InAffineReluBiasResRelu(x, w, bias, scale, shift, res
 
 // winograd3x3N2C24K8H8W8InAffineReluBiasResReluGo runs Winograd3x3N2C24K8H8W8InAffineReluBiasResRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N2C24K8H8W8InAffineReluBiasResReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBiasResRelu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBiasResRelu, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N2C24K8H8W8InAffineReluStats is the shape of Winograd3x3N2C24K8H8W8InAffineReluStats: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
+var shapeWinograd3x3N2C24K8H8W8InAffineReluStats = WinogradShape{
+	Cin:      24,
+	Cout:     8,
+	Group:    2,
+	H:        8,
+	N:        2,
+	Name:     "Winograd3x3N2C24K8H8W8InAffineReluStats",
+	Prologue: "affine_relu",
+	Stats:    true,
+	W:        8,
+}
+
+// Winograd3x3N2C24K8H8W8InAffineReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N2C24K8H8W8InAffineReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluStats, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N2C24K8H8W8InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N2C24K8H8W8InAffineReluStatsGo runs Winograd3x3N2C24K8H8W8InAffineReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N2C24K8H8W8InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluStats, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N2C24K8H8W8InAffineReluBiasStats is the shape of Winograd3x3N2C24K8H8W8InAffineReluBiasStats: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
+var shapeWinograd3x3N2C24K8H8W8InAffineReluBiasStats = WinogradShape{
+	Bias:     true,
+	Cin:      24,
+	Cout:     8,
+	Group:    2,
+	H:        8,
+	N:        2,
+	Name:     "Winograd3x3N2C24K8H8W8InAffineReluBiasStats",
+	Prologue: "affine_relu",
+	Stats:    true,
+	W:        8,
+}
+
+// Winograd3x3N2C24K8H8W8InAffineReluBiasStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N2C24K8H8W8InAffineReluBiasStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBiasStats, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N2C24K8H8W8InAffineReluBiasStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N2C24K8H8W8InAffineReluBiasStatsGo runs Winograd3x3N2C24K8H8W8InAffineReluBiasStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N2C24K8H8W8InAffineReluBiasStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBiasStats, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N2C24K8H8W8InAffineReluResStats is the shape of Winograd3x3N2C24K8H8W8InAffineReluResStats: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
+var shapeWinograd3x3N2C24K8H8W8InAffineReluResStats = WinogradShape{
+	Cin:      24,
+	Cout:     8,
+	Group:    2,
+	H:        8,
+	N:        2,
+	Name:     "Winograd3x3N2C24K8H8W8InAffineReluResStats",
+	Prologue: "affine_relu",
+	Residual: true,
+	Stats:    true,
+	W:        8,
+}
+
+// Winograd3x3N2C24K8H8W8InAffineReluResStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N2C24K8H8W8InAffineReluResStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluResStats, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N2C24K8H8W8InAffineReluResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N2C24K8H8W8InAffineReluResStatsGo runs Winograd3x3N2C24K8H8W8InAffineReluResStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N2C24K8H8W8InAffineReluResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluResStats, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N2C24K8H8W8InAffineReluBiasResStats is the shape of Winograd3x3N2C24K8H8W8InAffineReluBiasResStats: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
+var shapeWinograd3x3N2C24K8H8W8InAffineReluBiasResStats = WinogradShape{
+	Bias:     true,
+	Cin:      24,
+	Cout:     8,
+	Group:    2,
+	H:        8,
+	N:        2,
+	Name:     "Winograd3x3N2C24K8H8W8InAffineReluBiasResStats",
+	Prologue: "affine_relu",
+	Residual: true,
+	Stats:    true,
+	W:        8,
+}
+
+// Winograd3x3N2C24K8H8W8InAffineReluBiasResStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N2C24K8H8W8InAffineReluBiasResStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBiasResStats, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N2C24K8H8W8InAffineReluBiasResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N2C24K8H8W8InAffineReluBiasResStatsGo runs Winograd3x3N2C24K8H8W8InAffineReluBiasResStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N2C24K8H8W8InAffineReluBiasResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBiasResStats, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N2C24K8H8W8InAffineReluReluStats is the shape of Winograd3x3N2C24K8H8W8InAffineReluReluStats: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
+var shapeWinograd3x3N2C24K8H8W8InAffineReluReluStats = WinogradShape{
+	Cin:      24,
+	Cout:     8,
+	Group:    2,
+	H:        8,
+	N:        2,
+	Name:     "Winograd3x3N2C24K8H8W8InAffineReluReluStats",
+	Prologue: "affine_relu",
+	ReLU:     true,
+	Stats:    true,
+	W:        8,
+}
+
+// Winograd3x3N2C24K8H8W8InAffineReluReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N2C24K8H8W8InAffineReluReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluReluStats, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N2C24K8H8W8InAffineReluReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N2C24K8H8W8InAffineReluReluStatsGo runs Winograd3x3N2C24K8H8W8InAffineReluReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N2C24K8H8W8InAffineReluReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluReluStats, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N2C24K8H8W8InAffineReluBiasReluStats is the shape of Winograd3x3N2C24K8H8W8InAffineReluBiasReluStats: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
+var shapeWinograd3x3N2C24K8H8W8InAffineReluBiasReluStats = WinogradShape{
+	Bias:     true,
+	Cin:      24,
+	Cout:     8,
+	Group:    2,
+	H:        8,
+	N:        2,
+	Name:     "Winograd3x3N2C24K8H8W8InAffineReluBiasReluStats",
+	Prologue: "affine_relu",
+	ReLU:     true,
+	Stats:    true,
+	W:        8,
+}
+
+// Winograd3x3N2C24K8H8W8InAffineReluBiasReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N2C24K8H8W8InAffineReluBiasReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBiasReluStats, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N2C24K8H8W8InAffineReluBiasReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N2C24K8H8W8InAffineReluBiasReluStatsGo runs Winograd3x3N2C24K8H8W8InAffineReluBiasReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N2C24K8H8W8InAffineReluBiasReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBiasReluStats, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N2C24K8H8W8InAffineReluResReluStats is the shape of Winograd3x3N2C24K8H8W8InAffineReluResReluStats: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
+var shapeWinograd3x3N2C24K8H8W8InAffineReluResReluStats = WinogradShape{
+	Cin:      24,
+	Cout:     8,
+	Group:    2,
+	H:        8,
+	N:        2,
+	Name:     "Winograd3x3N2C24K8H8W8InAffineReluResReluStats",
+	Prologue: "affine_relu",
+	ReLU:     true,
+	Residual: true,
+	Stats:    true,
+	W:        8,
+}
+
+// Winograd3x3N2C24K8H8W8InAffineReluResReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N2C24K8H8W8InAffineReluResReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluResReluStats, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N2C24K8H8W8InAffineReluResReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N2C24K8H8W8InAffineReluResReluStatsGo runs Winograd3x3N2C24K8H8W8InAffineReluResReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N2C24K8H8W8InAffineReluResReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluResReluStats, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N2C24K8H8W8InAffineReluBiasResReluStats is the shape of Winograd3x3N2C24K8H8W8InAffineReluBiasResReluStats: 2 images of 2x2 tiles per group, GEMMs of 8 columns.
+var shapeWinograd3x3N2C24K8H8W8InAffineReluBiasResReluStats = WinogradShape{
+	Bias:     true,
+	Cin:      24,
+	Cout:     8,
+	Group:    2,
+	H:        8,
+	N:        2,
+	Name:     "Winograd3x3N2C24K8H8W8InAffineReluBiasResReluStats",
+	Prologue: "affine_relu",
+	ReLU:     true,
+	Residual: true,
+	Stats:    true,
+	W:        8,
+}
+
+// Winograd3x3N2C24K8H8W8InAffineReluBiasResReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C24K8H1W8S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N2C24K8H8W8InAffineReluBiasResReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBiasResReluStats, &winoTransformsAsm, conv1x1N1C24K8H1W8S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N2C24K8H8W8InAffineReluBiasResReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N2C24K8H8W8InAffineReluBiasResReluStatsGo runs Winograd3x3N2C24K8H8W8InAffineReluBiasResReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N2C24K8H8W8InAffineReluBiasResReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N2C24K8H8W8InAffineReluBiasResReluStats, &winoTransformsGo, conv1x1N1C24K8H1W8S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N1C8K8H1W1Bias is the shape of Winograd3x3N1C8K8H1W1Bias: 1 images of 1x1 tiles per group, GEMMs of 1 columns.
@@ -1651,7 +3237,7 @@ var shapeWinograd3x3N1C8K8H1W1Bias = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N1C8K8H1W1Bias(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N1C8K8H1W1Bias, &winoTransformsAsm, conv1x1N1C8K8H1W1S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N1C8K8H1W1Bias, &winoTransformsAsm, conv1x1N1C8K8H1W1S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N1C8K8H1W1BiasGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1659,7 +3245,7 @@ func Winograd3x3N1C8K8H1W1Bias(x, w, bias, scale, shift, res, y, stats, scratch 
 
 // winograd3x3N1C8K8H1W1BiasGo runs Winograd3x3N1C8K8H1W1Bias on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N1C8K8H1W1BiasGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N1C8K8H1W1Bias, &winoTransformsGo, conv1x1N1C8K8H1W1S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N1C8K8H1W1Bias, &winoTransformsGo, conv1x1N1C8K8H1W1S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N5C16K40H3W6InReluRelu is the shape of Winograd3x3N5C16K40H3W6InReluRelu: 5 images of 1x2 tiles per group, GEMMs of 10 columns.
@@ -1681,7 +3267,7 @@ var shapeWinograd3x3N5C16K40H3W6InReluRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N5C16K40H3W6InReluRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N5C16K40H3W6InReluRelu, &winoTransformsAsm, conv1x1N1C16K40H1W10S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N5C16K40H3W6InReluRelu, &winoTransformsAsm, conv1x1N1C16K40H1W10S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N5C16K40H3W6InReluReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1689,7 +3275,7 @@ func Winograd3x3N5C16K40H3W6InReluRelu(x, w, bias, scale, shift, res, y, stats, 
 
 // winograd3x3N5C16K40H3W6InReluReluGo runs Winograd3x3N5C16K40H3W6InReluRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N5C16K40H3W6InReluReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N5C16K40H3W6InReluRelu, &winoTransformsGo, conv1x1N1C16K40H1W10S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N5C16K40H3W6InReluRelu, &winoTransformsGo, conv1x1N1C16K40H1W10S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N9C40K24H4W4Res is the shape of Winograd3x3N9C40K24H4W4Res: 9 images of 1x1 tiles per group, GEMMs of 9 columns.
@@ -1710,7 +3296,7 @@ var shapeWinograd3x3N9C40K24H4W4Res = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N9C40K24H4W4Res(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N9C40K24H4W4Res, &winoTransformsAsm, conv1x1N1C40K24H1W9S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N9C40K24H4W4Res, &winoTransformsAsm, conv1x1N1C40K24H1W9S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N9C40K24H4W4ResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1718,37 +3304,38 @@ func Winograd3x3N9C40K24H4W4Res(x, w, bias, scale, shift, res, y, stats, scratch
 
 // winograd3x3N9C40K24H4W4ResGo runs Winograd3x3N9C40K24H4W4Res on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N9C40K24H4W4ResGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N9C40K24H4W4Res, &winoTransformsGo, conv1x1N1C40K24H1W9S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N9C40K24H4W4Res, &winoTransformsGo, conv1x1N1C40K24H1W9S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
-// shapeWinograd3x3N2C16K16H13W7BiasRelu is the shape of Winograd3x3N2C16K16H13W7BiasRelu: 2 images of 4x2 tiles per group, GEMMs of 16 columns.
-var shapeWinograd3x3N2C16K16H13W7BiasRelu = WinogradShape{
+// shapeWinograd3x3N2C16K16H13W7BiasReluStats is the shape of Winograd3x3N2C16K16H13W7BiasReluStats: 2 images of 4x2 tiles per group, GEMMs of 16 columns.
+var shapeWinograd3x3N2C16K16H13W7BiasReluStats = WinogradShape{
 	Bias:  true,
 	Cin:   16,
 	Cout:  16,
 	Group: 2,
 	H:     13,
 	N:     2,
-	Name:  "Winograd3x3N2C16K16H13W7BiasRelu",
+	Name:  "Winograd3x3N2C16K16H13W7BiasReluStats",
 	ReLU:  true,
+	Stats: true,
 	W:     7,
 }
 
-// Winograd3x3N2C16K16H13W7BiasRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// Winograd3x3N2C16K16H13W7BiasReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
 // products are 36 GEMMs of Conv1x1N1C16K16H1W16S1, which with its transforms runs its
 // assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
 // the exported function's checks).
-func Winograd3x3N2C16K16H13W7BiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+func Winograd3x3N2C16K16H13W7BiasReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N2C16K16H13W7BiasRelu, &winoTransformsAsm, conv1x1N1C16K16H1W16S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N2C16K16H13W7BiasReluStats, &winoTransformsAsm, conv1x1N1C16K16H1W16S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
-	winograd3x3N2C16K16H13W7BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+	winograd3x3N2C16K16H13W7BiasReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
-// winograd3x3N2C16K16H13W7BiasReluGo runs Winograd3x3N2C16K16H13W7BiasRelu on the pure-Go twins of its transforms and GEMM.
-func winograd3x3N2C16K16H13W7BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N2C16K16H13W7BiasRelu, &winoTransformsGo, conv1x1N1C16K16H1W16S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+// winograd3x3N2C16K16H13W7BiasReluStatsGo runs Winograd3x3N2C16K16H13W7BiasReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N2C16K16H13W7BiasReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N2C16K16H13W7BiasReluStats, &winoTransformsGo, conv1x1N1C16K16H1W16S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N3C16K16H12W20InAffineReluBiasRes is the shape of Winograd3x3N3C16K16H12W20InAffineReluBiasRes: 3 images of 3x5 tiles per group, GEMMs of 45 columns.
@@ -1771,7 +3358,7 @@ var shapeWinograd3x3N3C16K16H12W20InAffineReluBiasRes = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N3C16K16H12W20InAffineReluBiasRes(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N3C16K16H12W20InAffineReluBiasRes, &winoTransformsAsm, conv1x1N1C16K16H1W45S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N3C16K16H12W20InAffineReluBiasRes, &winoTransformsAsm, conv1x1N1C16K16H1W45S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N3C16K16H12W20InAffineReluBiasResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -1779,7 +3366,7 @@ func Winograd3x3N3C16K16H12W20InAffineReluBiasRes(x, w, bias, scale, shift, res,
 
 // winograd3x3N3C16K16H12W20InAffineReluBiasResGo runs Winograd3x3N3C16K16H12W20InAffineReluBiasRes on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N3C16K16H12W20InAffineReluBiasResGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N3C16K16H12W20InAffineReluBiasRes, &winoTransformsGo, conv1x1N1C16K16H1W45S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N3C16K16H12W20InAffineReluBiasRes, &winoTransformsGo, conv1x1N1C16K16H1W45S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // WinogradKernels lists the package's Winograd kernels, for tests and benchmarks.
@@ -1792,6 +3379,10 @@ var WinogradKernels = []WinogradKernel{{
 	Run:           Winograd3x3N128C16K16H32W32InAffineReluRes,
 	WinogradShape: shapeWinograd3x3N128C16K16H32W32InAffineReluRes,
 }, {
+	Go:            winograd3x3N128C16K16H32W32InAffineReluStatsGo,
+	Run:           Winograd3x3N128C16K16H32W32InAffineReluStats,
+	WinogradShape: shapeWinograd3x3N128C16K16H32W32InAffineReluStats,
+}, {
 	Go:            winograd3x3N128C32K32H16W16BiasReluGo,
 	Run:           Winograd3x3N128C32K32H16W16BiasRelu,
 	WinogradShape: shapeWinograd3x3N128C32K32H16W16BiasRelu,
@@ -1800,6 +3391,10 @@ var WinogradKernels = []WinogradKernel{{
 	Run:           Winograd3x3N128C32K32H16W16InAffineReluRes,
 	WinogradShape: shapeWinograd3x3N128C32K32H16W16InAffineReluRes,
 }, {
+	Go:            winograd3x3N128C32K32H16W16InAffineReluStatsGo,
+	Run:           Winograd3x3N128C32K32H16W16InAffineReluStats,
+	WinogradShape: shapeWinograd3x3N128C32K32H16W16InAffineReluStats,
+}, {
 	Go:            winograd3x3N128C64K64H8W8BiasReluGo,
 	Run:           Winograd3x3N128C64K64H8W8BiasRelu,
 	WinogradShape: shapeWinograd3x3N128C64K64H8W8BiasRelu,
@@ -1807,6 +3402,10 @@ var WinogradKernels = []WinogradKernel{{
 	Go:            winograd3x3N128C64K64H8W8InAffineReluResGo,
 	Run:           Winograd3x3N128C64K64H8W8InAffineReluRes,
 	WinogradShape: shapeWinograd3x3N128C64K64H8W8InAffineReluRes,
+}, {
+	Go:            winograd3x3N128C64K64H8W8InAffineReluStatsGo,
+	Run:           Winograd3x3N128C64K64H8W8InAffineReluStats,
+	WinogradShape: shapeWinograd3x3N128C64K64H8W8InAffineReluStats,
 }, {
 	Go:            winograd3x3N3C8K16H5W9Go,
 	Run:           Winograd3x3N3C8K16H5W9,
@@ -1840,6 +3439,38 @@ var WinogradKernels = []WinogradKernel{{
 	Run:           Winograd3x3N3C8K16H5W9BiasResRelu,
 	WinogradShape: shapeWinograd3x3N3C8K16H5W9BiasResRelu,
 }, {
+	Go:            winograd3x3N3C8K16H5W9StatsGo,
+	Run:           Winograd3x3N3C8K16H5W9Stats,
+	WinogradShape: shapeWinograd3x3N3C8K16H5W9Stats,
+}, {
+	Go:            winograd3x3N3C8K16H5W9BiasStatsGo,
+	Run:           Winograd3x3N3C8K16H5W9BiasStats,
+	WinogradShape: shapeWinograd3x3N3C8K16H5W9BiasStats,
+}, {
+	Go:            winograd3x3N3C8K16H5W9ResStatsGo,
+	Run:           Winograd3x3N3C8K16H5W9ResStats,
+	WinogradShape: shapeWinograd3x3N3C8K16H5W9ResStats,
+}, {
+	Go:            winograd3x3N3C8K16H5W9BiasResStatsGo,
+	Run:           Winograd3x3N3C8K16H5W9BiasResStats,
+	WinogradShape: shapeWinograd3x3N3C8K16H5W9BiasResStats,
+}, {
+	Go:            winograd3x3N3C8K16H5W9ReluStatsGo,
+	Run:           Winograd3x3N3C8K16H5W9ReluStats,
+	WinogradShape: shapeWinograd3x3N3C8K16H5W9ReluStats,
+}, {
+	Go:            winograd3x3N3C8K16H5W9BiasReluStatsGo,
+	Run:           Winograd3x3N3C8K16H5W9BiasReluStats,
+	WinogradShape: shapeWinograd3x3N3C8K16H5W9BiasReluStats,
+}, {
+	Go:            winograd3x3N3C8K16H5W9ResReluStatsGo,
+	Run:           Winograd3x3N3C8K16H5W9ResReluStats,
+	WinogradShape: shapeWinograd3x3N3C8K16H5W9ResReluStats,
+}, {
+	Go:            winograd3x3N3C8K16H5W9BiasResReluStatsGo,
+	Run:           Winograd3x3N3C8K16H5W9BiasResReluStats,
+	WinogradShape: shapeWinograd3x3N3C8K16H5W9BiasResReluStats,
+}, {
 	Go:            winograd3x3N3C8K16H5W9InReluGo,
 	Run:           Winograd3x3N3C8K16H5W9InRelu,
 	WinogradShape: shapeWinograd3x3N3C8K16H5W9InRelu,
@@ -1871,6 +3502,38 @@ var WinogradKernels = []WinogradKernel{{
 	Go:            winograd3x3N3C8K16H5W9InReluBiasResReluGo,
 	Run:           Winograd3x3N3C8K16H5W9InReluBiasResRelu,
 	WinogradShape: shapeWinograd3x3N3C8K16H5W9InReluBiasResRelu,
+}, {
+	Go:            winograd3x3N3C8K16H5W9InReluStatsGo,
+	Run:           Winograd3x3N3C8K16H5W9InReluStats,
+	WinogradShape: shapeWinograd3x3N3C8K16H5W9InReluStats,
+}, {
+	Go:            winograd3x3N3C8K16H5W9InReluBiasStatsGo,
+	Run:           Winograd3x3N3C8K16H5W9InReluBiasStats,
+	WinogradShape: shapeWinograd3x3N3C8K16H5W9InReluBiasStats,
+}, {
+	Go:            winograd3x3N3C8K16H5W9InReluResStatsGo,
+	Run:           Winograd3x3N3C8K16H5W9InReluResStats,
+	WinogradShape: shapeWinograd3x3N3C8K16H5W9InReluResStats,
+}, {
+	Go:            winograd3x3N3C8K16H5W9InReluBiasResStatsGo,
+	Run:           Winograd3x3N3C8K16H5W9InReluBiasResStats,
+	WinogradShape: shapeWinograd3x3N3C8K16H5W9InReluBiasResStats,
+}, {
+	Go:            winograd3x3N3C8K16H5W9InReluReluStatsGo,
+	Run:           Winograd3x3N3C8K16H5W9InReluReluStats,
+	WinogradShape: shapeWinograd3x3N3C8K16H5W9InReluReluStats,
+}, {
+	Go:            winograd3x3N3C8K16H5W9InReluBiasReluStatsGo,
+	Run:           Winograd3x3N3C8K16H5W9InReluBiasReluStats,
+	WinogradShape: shapeWinograd3x3N3C8K16H5W9InReluBiasReluStats,
+}, {
+	Go:            winograd3x3N3C8K16H5W9InReluResReluStatsGo,
+	Run:           Winograd3x3N3C8K16H5W9InReluResReluStats,
+	WinogradShape: shapeWinograd3x3N3C8K16H5W9InReluResReluStats,
+}, {
+	Go:            winograd3x3N3C8K16H5W9InReluBiasResReluStatsGo,
+	Run:           Winograd3x3N3C8K16H5W9InReluBiasResReluStats,
+	WinogradShape: shapeWinograd3x3N3C8K16H5W9InReluBiasResReluStats,
 }, {
 	Go:            winograd3x3N3C8K16H5W9InAffineReluGo,
 	Run:           Winograd3x3N3C8K16H5W9InAffineRelu,
@@ -1904,6 +3567,38 @@ var WinogradKernels = []WinogradKernel{{
 	Run:           Winograd3x3N3C8K16H5W9InAffineReluBiasResRelu,
 	WinogradShape: shapeWinograd3x3N3C8K16H5W9InAffineReluBiasResRelu,
 }, {
+	Go:            winograd3x3N3C8K16H5W9InAffineReluStatsGo,
+	Run:           Winograd3x3N3C8K16H5W9InAffineReluStats,
+	WinogradShape: shapeWinograd3x3N3C8K16H5W9InAffineReluStats,
+}, {
+	Go:            winograd3x3N3C8K16H5W9InAffineReluBiasStatsGo,
+	Run:           Winograd3x3N3C8K16H5W9InAffineReluBiasStats,
+	WinogradShape: shapeWinograd3x3N3C8K16H5W9InAffineReluBiasStats,
+}, {
+	Go:            winograd3x3N3C8K16H5W9InAffineReluResStatsGo,
+	Run:           Winograd3x3N3C8K16H5W9InAffineReluResStats,
+	WinogradShape: shapeWinograd3x3N3C8K16H5W9InAffineReluResStats,
+}, {
+	Go:            winograd3x3N3C8K16H5W9InAffineReluBiasResStatsGo,
+	Run:           Winograd3x3N3C8K16H5W9InAffineReluBiasResStats,
+	WinogradShape: shapeWinograd3x3N3C8K16H5W9InAffineReluBiasResStats,
+}, {
+	Go:            winograd3x3N3C8K16H5W9InAffineReluReluStatsGo,
+	Run:           Winograd3x3N3C8K16H5W9InAffineReluReluStats,
+	WinogradShape: shapeWinograd3x3N3C8K16H5W9InAffineReluReluStats,
+}, {
+	Go:            winograd3x3N3C8K16H5W9InAffineReluBiasReluStatsGo,
+	Run:           Winograd3x3N3C8K16H5W9InAffineReluBiasReluStats,
+	WinogradShape: shapeWinograd3x3N3C8K16H5W9InAffineReluBiasReluStats,
+}, {
+	Go:            winograd3x3N3C8K16H5W9InAffineReluResReluStatsGo,
+	Run:           Winograd3x3N3C8K16H5W9InAffineReluResReluStats,
+	WinogradShape: shapeWinograd3x3N3C8K16H5W9InAffineReluResReluStats,
+}, {
+	Go:            winograd3x3N3C8K16H5W9InAffineReluBiasResReluStatsGo,
+	Run:           Winograd3x3N3C8K16H5W9InAffineReluBiasResReluStats,
+	WinogradShape: shapeWinograd3x3N3C8K16H5W9InAffineReluBiasResReluStats,
+}, {
 	Go:            winograd3x3N2C24K8H8W8Go,
 	Run:           Winograd3x3N2C24K8H8W8,
 	WinogradShape: shapeWinograd3x3N2C24K8H8W8,
@@ -1935,6 +3630,38 @@ var WinogradKernels = []WinogradKernel{{
 	Go:            winograd3x3N2C24K8H8W8BiasResReluGo,
 	Run:           Winograd3x3N2C24K8H8W8BiasResRelu,
 	WinogradShape: shapeWinograd3x3N2C24K8H8W8BiasResRelu,
+}, {
+	Go:            winograd3x3N2C24K8H8W8StatsGo,
+	Run:           Winograd3x3N2C24K8H8W8Stats,
+	WinogradShape: shapeWinograd3x3N2C24K8H8W8Stats,
+}, {
+	Go:            winograd3x3N2C24K8H8W8BiasStatsGo,
+	Run:           Winograd3x3N2C24K8H8W8BiasStats,
+	WinogradShape: shapeWinograd3x3N2C24K8H8W8BiasStats,
+}, {
+	Go:            winograd3x3N2C24K8H8W8ResStatsGo,
+	Run:           Winograd3x3N2C24K8H8W8ResStats,
+	WinogradShape: shapeWinograd3x3N2C24K8H8W8ResStats,
+}, {
+	Go:            winograd3x3N2C24K8H8W8BiasResStatsGo,
+	Run:           Winograd3x3N2C24K8H8W8BiasResStats,
+	WinogradShape: shapeWinograd3x3N2C24K8H8W8BiasResStats,
+}, {
+	Go:            winograd3x3N2C24K8H8W8ReluStatsGo,
+	Run:           Winograd3x3N2C24K8H8W8ReluStats,
+	WinogradShape: shapeWinograd3x3N2C24K8H8W8ReluStats,
+}, {
+	Go:            winograd3x3N2C24K8H8W8BiasReluStatsGo,
+	Run:           Winograd3x3N2C24K8H8W8BiasReluStats,
+	WinogradShape: shapeWinograd3x3N2C24K8H8W8BiasReluStats,
+}, {
+	Go:            winograd3x3N2C24K8H8W8ResReluStatsGo,
+	Run:           Winograd3x3N2C24K8H8W8ResReluStats,
+	WinogradShape: shapeWinograd3x3N2C24K8H8W8ResReluStats,
+}, {
+	Go:            winograd3x3N2C24K8H8W8BiasResReluStatsGo,
+	Run:           Winograd3x3N2C24K8H8W8BiasResReluStats,
+	WinogradShape: shapeWinograd3x3N2C24K8H8W8BiasResReluStats,
 }, {
 	Go:            winograd3x3N2C24K8H8W8InReluGo,
 	Run:           Winograd3x3N2C24K8H8W8InRelu,
@@ -1968,6 +3695,38 @@ var WinogradKernels = []WinogradKernel{{
 	Run:           Winograd3x3N2C24K8H8W8InReluBiasResRelu,
 	WinogradShape: shapeWinograd3x3N2C24K8H8W8InReluBiasResRelu,
 }, {
+	Go:            winograd3x3N2C24K8H8W8InReluStatsGo,
+	Run:           Winograd3x3N2C24K8H8W8InReluStats,
+	WinogradShape: shapeWinograd3x3N2C24K8H8W8InReluStats,
+}, {
+	Go:            winograd3x3N2C24K8H8W8InReluBiasStatsGo,
+	Run:           Winograd3x3N2C24K8H8W8InReluBiasStats,
+	WinogradShape: shapeWinograd3x3N2C24K8H8W8InReluBiasStats,
+}, {
+	Go:            winograd3x3N2C24K8H8W8InReluResStatsGo,
+	Run:           Winograd3x3N2C24K8H8W8InReluResStats,
+	WinogradShape: shapeWinograd3x3N2C24K8H8W8InReluResStats,
+}, {
+	Go:            winograd3x3N2C24K8H8W8InReluBiasResStatsGo,
+	Run:           Winograd3x3N2C24K8H8W8InReluBiasResStats,
+	WinogradShape: shapeWinograd3x3N2C24K8H8W8InReluBiasResStats,
+}, {
+	Go:            winograd3x3N2C24K8H8W8InReluReluStatsGo,
+	Run:           Winograd3x3N2C24K8H8W8InReluReluStats,
+	WinogradShape: shapeWinograd3x3N2C24K8H8W8InReluReluStats,
+}, {
+	Go:            winograd3x3N2C24K8H8W8InReluBiasReluStatsGo,
+	Run:           Winograd3x3N2C24K8H8W8InReluBiasReluStats,
+	WinogradShape: shapeWinograd3x3N2C24K8H8W8InReluBiasReluStats,
+}, {
+	Go:            winograd3x3N2C24K8H8W8InReluResReluStatsGo,
+	Run:           Winograd3x3N2C24K8H8W8InReluResReluStats,
+	WinogradShape: shapeWinograd3x3N2C24K8H8W8InReluResReluStats,
+}, {
+	Go:            winograd3x3N2C24K8H8W8InReluBiasResReluStatsGo,
+	Run:           Winograd3x3N2C24K8H8W8InReluBiasResReluStats,
+	WinogradShape: shapeWinograd3x3N2C24K8H8W8InReluBiasResReluStats,
+}, {
 	Go:            winograd3x3N2C24K8H8W8InAffineReluGo,
 	Run:           Winograd3x3N2C24K8H8W8InAffineRelu,
 	WinogradShape: shapeWinograd3x3N2C24K8H8W8InAffineRelu,
@@ -2000,6 +3759,38 @@ var WinogradKernels = []WinogradKernel{{
 	Run:           Winograd3x3N2C24K8H8W8InAffineReluBiasResRelu,
 	WinogradShape: shapeWinograd3x3N2C24K8H8W8InAffineReluBiasResRelu,
 }, {
+	Go:            winograd3x3N2C24K8H8W8InAffineReluStatsGo,
+	Run:           Winograd3x3N2C24K8H8W8InAffineReluStats,
+	WinogradShape: shapeWinograd3x3N2C24K8H8W8InAffineReluStats,
+}, {
+	Go:            winograd3x3N2C24K8H8W8InAffineReluBiasStatsGo,
+	Run:           Winograd3x3N2C24K8H8W8InAffineReluBiasStats,
+	WinogradShape: shapeWinograd3x3N2C24K8H8W8InAffineReluBiasStats,
+}, {
+	Go:            winograd3x3N2C24K8H8W8InAffineReluResStatsGo,
+	Run:           Winograd3x3N2C24K8H8W8InAffineReluResStats,
+	WinogradShape: shapeWinograd3x3N2C24K8H8W8InAffineReluResStats,
+}, {
+	Go:            winograd3x3N2C24K8H8W8InAffineReluBiasResStatsGo,
+	Run:           Winograd3x3N2C24K8H8W8InAffineReluBiasResStats,
+	WinogradShape: shapeWinograd3x3N2C24K8H8W8InAffineReluBiasResStats,
+}, {
+	Go:            winograd3x3N2C24K8H8W8InAffineReluReluStatsGo,
+	Run:           Winograd3x3N2C24K8H8W8InAffineReluReluStats,
+	WinogradShape: shapeWinograd3x3N2C24K8H8W8InAffineReluReluStats,
+}, {
+	Go:            winograd3x3N2C24K8H8W8InAffineReluBiasReluStatsGo,
+	Run:           Winograd3x3N2C24K8H8W8InAffineReluBiasReluStats,
+	WinogradShape: shapeWinograd3x3N2C24K8H8W8InAffineReluBiasReluStats,
+}, {
+	Go:            winograd3x3N2C24K8H8W8InAffineReluResReluStatsGo,
+	Run:           Winograd3x3N2C24K8H8W8InAffineReluResReluStats,
+	WinogradShape: shapeWinograd3x3N2C24K8H8W8InAffineReluResReluStats,
+}, {
+	Go:            winograd3x3N2C24K8H8W8InAffineReluBiasResReluStatsGo,
+	Run:           Winograd3x3N2C24K8H8W8InAffineReluBiasResReluStats,
+	WinogradShape: shapeWinograd3x3N2C24K8H8W8InAffineReluBiasResReluStats,
+}, {
 	Go:            winograd3x3N1C8K8H1W1BiasGo,
 	Run:           Winograd3x3N1C8K8H1W1Bias,
 	WinogradShape: shapeWinograd3x3N1C8K8H1W1Bias,
@@ -2012,9 +3803,9 @@ var WinogradKernels = []WinogradKernel{{
 	Run:           Winograd3x3N9C40K24H4W4Res,
 	WinogradShape: shapeWinograd3x3N9C40K24H4W4Res,
 }, {
-	Go:            winograd3x3N2C16K16H13W7BiasReluGo,
-	Run:           Winograd3x3N2C16K16H13W7BiasRelu,
-	WinogradShape: shapeWinograd3x3N2C16K16H13W7BiasRelu,
+	Go:            winograd3x3N2C16K16H13W7BiasReluStatsGo,
+	Run:           Winograd3x3N2C16K16H13W7BiasReluStats,
+	WinogradShape: shapeWinograd3x3N2C16K16H13W7BiasReluStats,
 }, {
 	Go:            winograd3x3N3C16K16H12W20InAffineReluBiasResGo,
 	Run:           Winograd3x3N3C16K16H12W20InAffineReluBiasRes,

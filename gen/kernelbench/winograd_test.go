@@ -1,10 +1,8 @@
 package kernelbench
 
 import (
-	"fmt"
 	"math"
 	"math/rand/v2"
-	"strings"
 	"testing"
 )
 
@@ -19,7 +17,7 @@ type winoCase struct {
 func newWinoCase(t testing.TB, k *WinogradKernel) *winoCase {
 	s := &k.WinogradShape
 	direct := &Conv3x3Shape{Name: s.Name, N: s.N, Cin: s.Cin, Cout: s.Cout, H: s.H, W: s.W, Stride: 1, OutH: s.H, OutW: s.W,
-		Prologue: s.Prologue, Bias: s.Bias, Residual: s.Residual, ReLU: s.ReLU}
+		Prologue: s.Prologue, Bias: s.Bias, Residual: s.Residual, ReLU: s.ReLU, Stats: s.Stats}
 	if direct.Prologue == "" {
 		direct.Prologue = "none"
 	}
@@ -28,15 +26,17 @@ func newWinoCase(t testing.TB, k *WinogradKernel) *winoCase {
 	return c
 }
 
-// run calls f on the ranges of images with the output preset to
-// sentinel and the scratch to NaN, as convCase.run does.
-func (c *winoCase) run(f Conv3x3Func, ranges ...[2]int) []float32 {
+// run calls f on the ranges of images with the outputs preset to
+// sentinel and the scratch to NaN, as convCase.run does, but with the
+// Winograd weights and scratch.
+func (c *winoCase) run(f Conv3x3Func, ranges ...[2]int) result {
 	s := &c.k.WinogradShape
-	y := make([]float32, s.YLen())
-	fill(y, sentinel)
+	r := result{y: make([]float32, s.YLen()), stats: make([]float32, s.StatsLen())}
+	fill(r.y, sentinel)
+	fill(r.stats, sentinel)
 	scratch := make([]float32, s.ScratchLen())
 	fill(scratch, float32(math.NaN()))
-	bias, scale, shift, res := c.bias, c.scale, c.shift, c.bres
+	bias, scale, shift, res, stats := c.bias, c.scale, c.shift, c.bres, r.stats
 	if !s.Bias {
 		bias = nil
 	}
@@ -46,43 +46,18 @@ func (c *winoCase) run(f Conv3x3Func, ranges ...[2]int) []float32 {
 	if !s.Residual {
 		res = nil
 	}
-	for _, rg := range ranges {
-		f(c.bx, c.bw, bias, scale, shift, res, y, nil, scratch, rg[0], rg[1])
+	if !s.Stats {
+		stats = nil
 	}
-	return y
+	for _, rg := range ranges {
+		f(c.bx, c.bw, bias, scale, shift, res, r.y, stats, scratch, rg[0], rg[1])
+	}
+	return r
 }
 
-// check compares y with the reference inside [n0, n1) within rtol, as
-// for the direct kernels, and requires the sentinel outside. F(4x4, 3x3)
-// rounds more than a direct sum (its transforms scale by up to 5 and 8,
-// and the weights' by 1/24), but on these inputs its worst error is
-// 2e-6 of the terms' magnitude.
-func (c *winoCase) check(t *testing.T, what string, y []float32, ref *refResult) {
-	t.Helper()
-	per := len(y) / c.s.N
-	n0, n1 := ref.images[0], ref.images[1]
-	var b strings.Builder
-	bad := 0
-	for i, v := range y {
-		if n := i / per; n < n0 || n >= n1 {
-			if v != sentinel {
-				t.Fatalf("%s: y%s of an image outside [%d, %d) was written", what, c.yIndex(i), n0, n1)
-			}
-			continue
-		}
-		d := math.Abs(float64(v) - ref.y[i])
-		if d <= rtol*ref.mag[i] {
-			continue
-		}
-		if bad < 6 {
-			fmt.Fprintf(&b, "\n  y[%d] %s: got %.9g, want %.9g, |diff| %.3g > %.3g", i, c.yIndex(i), v, ref.y[i], d, rtol*ref.mag[i])
-		}
-		bad++
-	}
-	if bad > 0 {
-		t.Errorf("%s: %d of %d elements differ:%s", what, bad, per*(n1-n0), b.String())
-	}
-}
+// F(4x4, 3x3) rounds more than a direct sum (its transforms scale by up
+// to 5 and 8, and the weights' by 1/24), but on these inputs its worst
+// error is 2e-6 of the terms' magnitude: convCase.check's rtol holds.
 
 // winoRanges are the calls a test makes: a small batch in two uneven
 // calls (so a group is cut short), the first and last images of a large
@@ -116,12 +91,7 @@ func TestWinograd(t *testing.T) {
 				c.check(t, "exported", run, ref)
 				// The assembly and the twins compute the same sums in
 				// the same order, but for the fused multiply-adds.
-				tr := *ref
-				tr.y = make([]float64, len(twin))
-				for j, v := range twin {
-					tr.y[j] = float64(v)
-				}
-				c.check(t, "exported against twin", run, &tr)
+				c.check(t, "exported against twin", run, twinReference(c.convCase, twin, ref))
 			}
 		})
 	}
@@ -130,7 +100,8 @@ func TestWinograd(t *testing.T) {
 // TestWinogradTransforms compares the transforms' assembly with their
 // twins directly, on random data with strides wider than a row: the
 // output transform bitwise (its multiplications are by powers of two),
-// the input transform and the prologue copy up to FMA rounding.
+// its statistics, the input transform and the prologue copy up to FMA
+// rounding.
 func TestWinogradTransforms(t *testing.T) {
 	requireAsm(t)
 	if !asmRunnable {
@@ -153,17 +124,26 @@ func TestWinogradTransforms(t *testing.T) {
 	m := uniform(r, 36*xiStride, -1, 1)
 	bias := uniform(r, 8, -1, 1)
 	res := uniform(r, 4*rowStride, -1, 1)
-	for flags := range 8 {
-		out := func(f func(m, y, bias, res []float32, tiles, xiStride, rowStride, flags int)) []float32 {
+	for flags := range 16 {
+		out := func(f func(m, y, bias, res, sums []float32, tiles, xiStride, rowStride, flags int)) ([]float32, []float32) {
 			mm := append([]float32(nil), m...)
 			y := make([]float32, 4*rowStride)
-			f(mm, y, bias, res, 4, xiStride, rowStride, flags)
-			return y
+			sums := uniform(r, 16, 5, 6) // set, not added to
+			f(mm, y, bias, res, sums, 4, xiStride, rowStride, flags)
+			return y, sums
 		}
-		got, want := out(winoOutRowAVX2), out(winoOutRowGo)
+		got, gotSums := out(winoOutRowAVX2)
+		want, wantSums := out(winoOutRowGo)
 		for i := range want {
 			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
 				t.Fatalf("output transform, flags %d, [%d]: asm %v, twin %v", flags, i, got[i], want[i])
+			}
+		}
+		if flags&8 != 0 {
+			for i := range wantSums {
+				if d := math.Abs(float64(gotSums[i] - wantSums[i])); d > 1e-5*(1+math.Abs(float64(wantSums[i]))) {
+					t.Fatalf("output transform, flags %d, sums[%d]: asm %v, twin %v", flags, i, gotSums[i], wantSums[i])
+				}
 			}
 		}
 	}

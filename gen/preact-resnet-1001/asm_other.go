@@ -9,12 +9,9 @@ const haveAsm = false
 
 // The assembly kernels' names, nil in this build.
 var (
-	peakFMAAVX2                                    func(n int, a, b float32) float32
-	conv3x3N1C8K16H32W32S1StatsAVX2                Conv3x3Func
-	conv3x3N128C16K16H32W32S1InAffineReluStatsAVX2 Conv3x3Func
-	conv3x3N128C32K32H16W16S1InAffineReluStatsAVX2 Conv3x3Func
-	conv3x3N128C64K64H8W8S1InAffineReluStatsAVX2   Conv3x3Func
-	conv3x3N1C8K16H32W32S1BiasReluAVX2             Conv3x3Func
+	peakFMAAVX2                        func(n int, a, b float32) float32
+	conv3x3N1C8K16H32W32S1StatsAVX2    Conv3x3Func
+	conv3x3N1C8K16H32W32S1BiasReluAVX2 Conv3x3Func
 )
 
 // The backward kernels' assembly, nil in this build.
@@ -31,16 +28,19 @@ var (
 // The 1x1 assembly kernels' names, nil in this build.
 var (
 	conv1x1N128C16K16H32W32S1StatsAVX2                 Conv1x1Func
+	conv1x1N1C16K16H1W64S1AVX2                         Conv1x1Func
 	conv1x1N128C16K64H32W32S1InAffineReluAVX2          Conv1x1Func
 	conv1x1N128C16K64H32W32S1ResStatsAVX2              Conv1x1Func
 	conv1x1N128C64K16H32W32S1InAffineReluStatsAVX2     Conv1x1Func
 	conv1x1N128C16K64H32W32S1InAffineReluResStatsAVX2  Conv1x1Func
 	conv1x1N128C64K32H32W32S2StatsAVX2                 Conv1x1Func
+	conv1x1N1C32K32H1W32S1AVX2                         Conv1x1Func
 	conv1x1N128C32K128H16W16S1InAffineReluAVX2         Conv1x1Func
 	conv1x1N128C64K128H32W32S2ResStatsAVX2             Conv1x1Func
 	conv1x1N128C128K32H16W16S1InAffineReluStatsAVX2    Conv1x1Func
 	conv1x1N128C32K128H16W16S1InAffineReluResStatsAVX2 Conv1x1Func
 	conv1x1N128C128K64H16W16S2StatsAVX2                Conv1x1Func
+	conv1x1N1C64K64H1W32S1AVX2                         Conv1x1Func
 	conv1x1N128C64K256H8W8S1InAffineReluAVX2           Conv1x1Func
 	conv1x1N128C128K256H16W16S2ResStatsAVX2            Conv1x1Func
 	conv1x1N128C256K64H8W8S1InAffineReluStatsAVX2      Conv1x1Func
@@ -69,18 +69,15 @@ var (
 	conv1x1DwN128C16K16H32W32S1AVX2                    Conv1x1DwFunc
 	conv1x1DxN128C16K16H32W32S1AVX2                    Conv1x1DxFunc
 	conv1x1N128C16K16H32W32S1BiasReluAVX2              Conv1x1Func
-	conv1x1N1C16K16H1W64S1AVX2                         Conv1x1Func
 	conv1x1N128C16K64H32W32S1AVX2                      Conv1x1Func
 	conv1x1N128C16K64H32W32S1ResAVX2                   Conv1x1Func
 	conv1x1N128C64K16H32W32S1InAffineReluBiasReluAVX2  Conv1x1Func
 	conv1x1N128C64K32H32W32S2BiasReluAVX2              Conv1x1Func
-	conv1x1N1C32K32H1W32S1AVX2                         Conv1x1Func
 	conv1x1N128C32K128H16W16S1AVX2                     Conv1x1Func
 	conv1x1N128C64K128H32W32S2ResAVX2                  Conv1x1Func
 	conv1x1N128C128K32H16W16S1InAffineReluBiasReluAVX2 Conv1x1Func
 	conv1x1N128C32K128H16W16S1ResAVX2                  Conv1x1Func
 	conv1x1N128C128K64H16W16S2BiasReluAVX2             Conv1x1Func
-	conv1x1N1C64K64H1W32S1AVX2                         Conv1x1Func
 	conv1x1N128C64K256H8W8S1AVX2                       Conv1x1Func
 	conv1x1N128C128K256H16W16S2ResAVX2                 Conv1x1Func
 	conv1x1N128C256K64H8W8S1InAffineReluBiasReluAVX2   Conv1x1Func
@@ -91,5 +88,5 @@ var (
 var (
 	winoCopyRowAVX2 func(dst, src, scale, shift []float32, mode int)
 	winoInRowAVX2   func(src, dst []float32, tiles, rowStride, xiStride int)
-	winoOutRowAVX2  func(m, y, bias, res []float32, tiles, xiStride, rowStride, flags int)
+	winoOutRowAVX2  func(m, y, bias, res, sums []float32, tiles, xiStride, rowStride, flags int)
 )

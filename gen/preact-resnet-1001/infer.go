@@ -51,7 +51,7 @@ func (m *Model) inferS1Forward(t *[25]int) {
 		nn.BNFold(m.ctx, f[t[15]:t[15]+2304], f[t[16]:t[16]+16], p[t[10]:t[10]+2304], nil, s[t[11]:t[11]+16], s[t[12]:t[12]+16], p[t[13]:t[13]+16], p[t[14]:t[14]+16], 16, 144, 1e-05)
 	}
 	// conv2: conv2d_fused
-	m.winograd3x3(Winograd3x3N128C16K16H32W32BiasRelu, 93376, 128, 16, 16, a[t[8]:t[8]+2097152], f[t[15]:t[15]+2304], f[t[18]:t[18]+9216], f[t[16]:t[16]+16], nil, nil, nil, a[t[17]:t[17]+2097152])
+	m.winograd3x3(Winograd3x3N128C16K16H32W32BiasRelu, 93392, 128, 16, 16, a[t[8]:t[8]+2097152], f[t[15]:t[15]+2304], f[t[18]:t[18]+9216], f[t[16]:t[16]+16], nil, nil, nil, a[t[17]:t[17]+2097152], nil, nil)
 	// conv3: conv2d
 	m.conv1x1(Conv1x1N128C16K64H32W32S1, 0, 128, 16, 64, a[t[17]:t[17]+2097152], p[t[19]:t[19]+1024], f[t[21]:t[21]+1024], nil, nil, nil, nil, a[t[20]:t[20]+8388608], nil, nil)
 	// shortcut.conv: conv2d_fused
@@ -74,7 +74,7 @@ func (m *Model) inferS1Forward2(t *[28]int) {
 		nn.BNFold(m.ctx, f[t[21]:t[21]+2304], f[t[22]:t[22]+16], p[t[16]:t[16]+2304], nil, s[t[17]:t[17]+16], s[t[18]:t[18]+16], p[t[19]:t[19]+16], p[t[20]:t[20]+16], 16, 144, 1e-05)
 	}
 	// conv2: conv2d_fused
-	m.winograd3x3(Winograd3x3N128C16K16H32W32BiasRelu, 93376, 128, 16, 16, a[t[14]:t[14]+2097152], f[t[21]:t[21]+2304], f[t[24]:t[24]+9216], f[t[22]:t[22]+16], nil, nil, nil, a[t[23]:t[23]+2097152])
+	m.winograd3x3(Winograd3x3N128C16K16H32W32BiasRelu, 93392, 128, 16, 16, a[t[14]:t[14]+2097152], f[t[21]:t[21]+2304], f[t[24]:t[24]+9216], f[t[22]:t[22]+16], nil, nil, nil, a[t[23]:t[23]+2097152], nil, nil)
 	// conv3: conv2d_fused
 	m.conv1x1(Conv1x1N128C16K64H32W32S1Res, 0, 128, 16, 64, a[t[23]:t[23]+2097152], p[t[25]:t[25]+1024], f[t[27]:t[27]+1024], nil, nil, nil, a[t[13]:t[13]+8388608], a[t[26]:t[26]+8388608], nil, nil)
 }
@@ -99,7 +99,7 @@ func (m *Model) inferS2Forward(t *[32]int) {
 		nn.BNFold(m.ctx, f[t[22]:t[22]+9216], f[t[23]:t[23]+32], p[t[17]:t[17]+9216], nil, s[t[18]:t[18]+32], s[t[19]:t[19]+32], p[t[20]:t[20]+32], p[t[21]:t[21]+32], 32, 288, 1e-05)
 	}
 	// conv2: conv2d_fused
-	m.winograd3x3(Winograd3x3N128C32K32H16W16BiasRelu, 95616, 128, 32, 32, a[t[15]:t[15]+1048576], f[t[22]:t[22]+9216], f[t[25]:t[25]+36864], f[t[23]:t[23]+32], nil, nil, nil, a[t[24]:t[24]+1048576])
+	m.winograd3x3(Winograd3x3N128C32K32H16W16BiasRelu, 95632, 128, 32, 32, a[t[15]:t[15]+1048576], f[t[22]:t[22]+9216], f[t[25]:t[25]+36864], f[t[23]:t[23]+32], nil, nil, nil, a[t[24]:t[24]+1048576], nil, nil)
 	// conv3: conv2d
 	m.conv1x1(Conv1x1N128C32K128H16W16S1, 0, 128, 32, 128, a[t[24]:t[24]+1048576], p[t[26]:t[26]+4096], f[t[28]:t[28]+4096], nil, nil, nil, nil, a[t[27]:t[27]+4194304], nil, nil)
 	// shortcut.conv: conv2d_fused
@@ -122,7 +122,7 @@ func (m *Model) inferS2Forward2(t *[28]int) {
 		nn.BNFold(m.ctx, f[t[21]:t[21]+9216], f[t[22]:t[22]+32], p[t[16]:t[16]+9216], nil, s[t[17]:t[17]+32], s[t[18]:t[18]+32], p[t[19]:t[19]+32], p[t[20]:t[20]+32], 32, 288, 1e-05)
 	}
 	// conv2: conv2d_fused
-	m.winograd3x3(Winograd3x3N128C32K32H16W16BiasRelu, 95616, 128, 32, 32, a[t[14]:t[14]+1048576], f[t[21]:t[21]+9216], f[t[24]:t[24]+36864], f[t[22]:t[22]+32], nil, nil, nil, a[t[23]:t[23]+1048576])
+	m.winograd3x3(Winograd3x3N128C32K32H16W16BiasRelu, 95632, 128, 32, 32, a[t[14]:t[14]+1048576], f[t[21]:t[21]+9216], f[t[24]:t[24]+36864], f[t[22]:t[22]+32], nil, nil, nil, a[t[23]:t[23]+1048576], nil, nil)
 	// conv3: conv2d_fused
 	m.conv1x1(Conv1x1N128C32K128H16W16S1Res, 0, 128, 32, 128, a[t[23]:t[23]+1048576], p[t[25]:t[25]+4096], f[t[27]:t[27]+4096], nil, nil, nil, a[t[13]:t[13]+4194304], a[t[26]:t[26]+4194304], nil, nil)
 }
@@ -147,7 +147,7 @@ func (m *Model) inferS3Forward(t *[32]int) {
 		nn.BNFold(m.ctx, f[t[22]:t[22]+36864], f[t[23]:t[23]+64], p[t[17]:t[17]+36864], nil, s[t[18]:t[18]+64], s[t[19]:t[19]+64], p[t[20]:t[20]+64], p[t[21]:t[21]+64], 64, 576, 1e-05)
 	}
 	// conv2: conv2d_fused
-	m.winograd3x3(Winograd3x3N128C64K64H8W8BiasRelu, 199808, 128, 64, 64, a[t[15]:t[15]+524288], f[t[22]:t[22]+36864], f[t[25]:t[25]+147456], f[t[23]:t[23]+64], nil, nil, nil, a[t[24]:t[24]+524288])
+	m.winograd3x3(Winograd3x3N128C64K64H8W8BiasRelu, 199824, 128, 64, 64, a[t[15]:t[15]+524288], f[t[22]:t[22]+36864], f[t[25]:t[25]+147456], f[t[23]:t[23]+64], nil, nil, nil, a[t[24]:t[24]+524288], nil, nil)
 	// conv3: conv2d
 	m.conv1x1(Conv1x1N128C64K256H8W8S1, 0, 128, 64, 256, a[t[24]:t[24]+524288], p[t[26]:t[26]+16384], f[t[28]:t[28]+16384], nil, nil, nil, nil, a[t[27]:t[27]+2097152], nil, nil)
 	// shortcut.conv: conv2d_fused
@@ -170,7 +170,7 @@ func (m *Model) inferS3Forward2(t *[28]int) {
 		nn.BNFold(m.ctx, f[t[21]:t[21]+36864], f[t[22]:t[22]+64], p[t[16]:t[16]+36864], nil, s[t[17]:t[17]+64], s[t[18]:t[18]+64], p[t[19]:t[19]+64], p[t[20]:t[20]+64], 64, 576, 1e-05)
 	}
 	// conv2: conv2d_fused
-	m.winograd3x3(Winograd3x3N128C64K64H8W8BiasRelu, 199808, 128, 64, 64, a[t[14]:t[14]+524288], f[t[21]:t[21]+36864], f[t[24]:t[24]+147456], f[t[22]:t[22]+64], nil, nil, nil, a[t[23]:t[23]+524288])
+	m.winograd3x3(Winograd3x3N128C64K64H8W8BiasRelu, 199824, 128, 64, 64, a[t[14]:t[14]+524288], f[t[21]:t[21]+36864], f[t[24]:t[24]+147456], f[t[22]:t[22]+64], nil, nil, nil, a[t[23]:t[23]+524288], nil, nil)
 	// conv3: conv2d_fused
 	m.conv1x1(Conv1x1N128C64K256H8W8S1Res, 0, 128, 64, 256, a[t[23]:t[23]+524288], p[t[25]:t[25]+16384], f[t[27]:t[27]+16384], nil, nil, nil, a[t[13]:t[13]+2097152], a[t[26]:t[26]+2097152], nil, nil)
 }

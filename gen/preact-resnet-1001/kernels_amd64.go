@@ -12,21 +12,6 @@ func peakFMAAVX2(n int, a float32, b float32) float32
 //go:noescape
 func conv3x3N1C8K16H32W32S1StatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
 
-// conv3x3N128C16K16H32W32S1InAffineReluStatsAVX2 is the AVX2+FMA kernel of Conv3x3N128C16K16H32W32S1InAffineReluStats (tiles: 1x2 blocks: row 2x6+4x5).
-//
-//go:noescape
-func conv3x3N128C16K16H32W32S1InAffineReluStatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
-
-// conv3x3N128C32K32H16W16S1InAffineReluStatsAVX2 is the AVX2+FMA kernel of Conv3x3N128C32K32H16W16S1InAffineReluStats (tiles: 2x2 blocks: row 1x6+2x5).
-//
-//go:noescape
-func conv3x3N128C32K32H16W16S1InAffineReluStatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
-
-// conv3x3N128C64K64H8W8S1InAffineReluStatsAVX2 is the AVX2+FMA kernel of Conv3x3N128C64K64H8W8S1InAffineReluStats (tiles: 2x3 blocks: row 2x4; 1x2 blocks: row 2x4).
-//
-//go:noescape
-func conv3x3N128C64K64H8W8S1InAffineReluStatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
-
 // conv3x3N1C8K16H32W32S1BiasReluAVX2 is the AVX2+FMA kernel of Conv3x3N1C8K16H32W32S1BiasRelu (tiles: 1x2 blocks: row 2x6+4x5).
 //
 //go:noescape
@@ -72,6 +57,11 @@ func conv3x3DwN1C8K16H32W32S1AVX2(x []float32, dy []float32, scale []float32, sh
 //go:noescape
 func conv1x1N128C16K16H32W32S1StatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
 
+// conv1x1N1C16K16H1W64S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C16K16H1W64S1 (tiles: 1x2 blocks: 9x6+2x5).
+//
+//go:noescape
+func conv1x1N1C16K16H1W64S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
 // conv1x1N128C16K64H32W32S1InAffineReluAVX2 is the AVX2+FMA kernel of Conv1x1N128C16K64H32W32S1InAffineRelu (tiles: 2x3 blocks: 256x4; 1x2 blocks: 169x6+2x5).
 //
 //go:noescape
@@ -97,6 +87,11 @@ func conv1x1N128C16K64H32W32S1InAffineReluResStatsAVX2(x []float32, w []float32,
 //go:noescape
 func conv1x1N128C64K32H32W32S2StatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
 
+// conv1x1N1C32K32H1W32S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C32K32H1W32S1 (tiles: 2x2 blocks: 2x6+4x5).
+//
+//go:noescape
+func conv1x1N1C32K32H1W32S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
 // conv1x1N128C32K128H16W16S1InAffineReluAVX2 is the AVX2+FMA kernel of Conv1x1N128C32K128H16W16S1InAffineRelu (tiles: 8x2 blocks: 41x6+2x5).
 //
 //go:noescape
@@ -121,6 +116,11 @@ func conv1x1N128C32K128H16W16S1InAffineReluResStatsAVX2(x []float32, w []float32
 //
 //go:noescape
 func conv1x1N128C128K64H16W16S2StatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N1C64K64H1W32S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C64K64H1W32S1 (tiles: 2x3 blocks: 8x4; 1x2 blocks: 2x6+4x5).
+//
+//go:noescape
+func conv1x1N1C64K64H1W32S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
 
 // conv1x1N128C64K256H8W8S1InAffineReluAVX2 is the AVX2+FMA kernel of Conv1x1N128C64K256H8W8S1InAffineRelu (tiles: 10x3 blocks: 16x4; 1x2 blocks: 9x6+2x5).
 //
@@ -262,11 +262,6 @@ func conv1x1DxN128C16K16H32W32S1AVX2(dy []float32, w []float32, dx []float32, sc
 //go:noescape
 func conv1x1N128C16K16H32W32S1BiasReluAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
 
-// conv1x1N1C16K16H1W64S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C16K16H1W64S1 (tiles: 1x2 blocks: 9x6+2x5).
-//
-//go:noescape
-func conv1x1N1C16K16H1W64S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
-
 // conv1x1N128C16K64H32W32S1AVX2 is the AVX2+FMA kernel of Conv1x1N128C16K64H32W32S1 (tiles: 2x3 blocks: 256x4; 1x2 blocks: 169x6+2x5).
 //
 //go:noescape
@@ -286,11 +281,6 @@ func conv1x1N128C64K16H32W32S1InAffineReluBiasReluAVX2(x []float32, w []float32,
 //
 //go:noescape
 func conv1x1N128C64K32H32W32S2BiasReluAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
-
-// conv1x1N1C32K32H1W32S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C32K32H1W32S1 (tiles: 2x2 blocks: 2x6+4x5).
-//
-//go:noescape
-func conv1x1N1C32K32H1W32S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
 
 // conv1x1N128C32K128H16W16S1AVX2 is the AVX2+FMA kernel of Conv1x1N128C32K128H16W16S1 (tiles: 8x2 blocks: 41x6+2x5).
 //
@@ -316,11 +306,6 @@ func conv1x1N128C32K128H16W16S1ResAVX2(x []float32, w []float32, bias []float32,
 //
 //go:noescape
 func conv1x1N128C128K64H16W16S2BiasReluAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
-
-// conv1x1N1C64K64H1W32S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C64K64H1W32S1 (tiles: 2x3 blocks: 8x4; 1x2 blocks: 2x6+4x5).
-//
-//go:noescape
-func conv1x1N1C64K64H1W32S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
 
 // conv1x1N128C64K256H8W8S1AVX2 is the AVX2+FMA kernel of Conv1x1N128C64K256H8W8S1 (tiles: 10x3 blocks: 16x4; 1x2 blocks: 9x6+2x5).
 //
@@ -355,4 +340,4 @@ func winoInRowAVX2(src []float32, dst []float32, tiles int, rowStride int, xiStr
 // winoOutRowAVX2 is the Winograd output transform, with its epilogue, of a row of tiles of one channel block.
 //
 //go:noescape
-func winoOutRowAVX2(m []float32, y []float32, bias []float32, res []float32, tiles int, xiStride int, rowStride int, flags int)
+func winoOutRowAVX2(m []float32, y []float32, bias []float32, res []float32, sums []float32, tiles int, xiStride int, rowStride int, flags int)

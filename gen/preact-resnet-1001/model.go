@@ -47,7 +47,7 @@ const (
 	arenaLen   = 517709040 // 1.9 GiB (2,070,836,160 B): train 2070836160 bytes, infer 54525952
 	paramsLen  = 10327712
 	stateLen   = 10476928
-	scratchLen = 199808   // per worker
+	scratchLen = 199824   // per worker
 	wideLen    = 65536    // float64s per worker
 	foldedLen  = 34159840 // 130.3 MiB (136,639,360 B): Infer's folded and packed weights
 )

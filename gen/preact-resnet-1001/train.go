@@ -201,7 +201,7 @@ func (m *Model) trainS1Forward(t *[48]int) {
 	// bn2: ema
 	nn.EMA(m.ctx, s[t[27]:t[27]+16], s[t[26]:t[26]+16], a[t[19]:t[19]+16], 16, 0.1, 1.0000076294527394)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N128C16K16H32W32S1InAffineReluStats, 18496, 128, 16, 16, a[t[15]:t[15]+2097152], p[t[28]:t[28]+2304], nil, nil, a[t[22]:t[22]+16], a[t[23]:t[23]+16], nil, a[t[29]:t[29]+2097152], a[t[30]:t[30]+16], a[t[31]:t[31]+16])
+	m.winograd3x3(Winograd3x3N128C16K16H32W32InAffineReluStats, 93392, 128, 16, 16, a[t[15]:t[15]+2097152], p[t[28]:t[28]+2304], nil, nil, a[t[22]:t[22]+16], a[t[23]:t[23]+16], nil, a[t[29]:t[29]+2097152], a[t[30]:t[30]+16], a[t[31]:t[31]+16])
 	// bn3: moments
 	nn.Moments(m.ctx, a[t[32]:t[32]+16], a[t[33]:t[33]+16], a[t[30]:t[30]+16], a[t[31]:t[31]+16], 16, 131072)
 	// bn3: bnaffine
@@ -238,7 +238,7 @@ func (m *Model) trainS1Forward2(t *[45]int) {
 	// bn2: ema
 	nn.EMA(m.ctx, s[t[26]:t[26]+16], s[t[25]:t[25]+16], a[t[18]:t[18]+16], 16, 0.1, 1.0000076294527394)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N128C16K16H32W32S1InAffineReluStats, 18496, 128, 16, 16, a[t[14]:t[14]+2097152], p[t[27]:t[27]+2304], nil, nil, a[t[21]:t[21]+16], a[t[22]:t[22]+16], nil, a[t[28]:t[28]+2097152], a[t[29]:t[29]+16], a[t[30]:t[30]+16])
+	m.winograd3x3(Winograd3x3N128C16K16H32W32InAffineReluStats, 93392, 128, 16, 16, a[t[14]:t[14]+2097152], p[t[27]:t[27]+2304], nil, nil, a[t[21]:t[21]+16], a[t[22]:t[22]+16], nil, a[t[28]:t[28]+2097152], a[t[29]:t[29]+16], a[t[30]:t[30]+16])
 	// bn3: moments
 	nn.Moments(m.ctx, a[t[31]:t[31]+16], a[t[32]:t[32]+16], a[t[29]:t[29]+16], a[t[30]:t[30]+16], 16, 131072)
 	// bn3: bnaffine
@@ -275,7 +275,7 @@ func (m *Model) trainS2Forward(t *[48]int) {
 	// bn2: ema
 	nn.EMA(m.ctx, s[t[27]:t[27]+32], s[t[26]:t[26]+32], a[t[19]:t[19]+32], 32, 0.1, 1.000030518509476)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N128C32K32H16W16S1InAffineReluStats, 10368, 128, 32, 32, a[t[15]:t[15]+1048576], p[t[28]:t[28]+9216], nil, nil, a[t[22]:t[22]+32], a[t[23]:t[23]+32], nil, a[t[29]:t[29]+1048576], a[t[30]:t[30]+32], a[t[31]:t[31]+32])
+	m.winograd3x3(Winograd3x3N128C32K32H16W16InAffineReluStats, 95632, 128, 32, 32, a[t[15]:t[15]+1048576], p[t[28]:t[28]+9216], nil, nil, a[t[22]:t[22]+32], a[t[23]:t[23]+32], nil, a[t[29]:t[29]+1048576], a[t[30]:t[30]+32], a[t[31]:t[31]+32])
 	// bn3: moments
 	nn.Moments(m.ctx, a[t[32]:t[32]+32], a[t[33]:t[33]+32], a[t[30]:t[30]+32], a[t[31]:t[31]+32], 32, 32768)
 	// bn3: bnaffine
@@ -312,7 +312,7 @@ func (m *Model) trainS2Forward2(t *[45]int) {
 	// bn2: ema
 	nn.EMA(m.ctx, s[t[26]:t[26]+32], s[t[25]:t[25]+32], a[t[18]:t[18]+32], 32, 0.1, 1.000030518509476)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N128C32K32H16W16S1InAffineReluStats, 10368, 128, 32, 32, a[t[14]:t[14]+1048576], p[t[27]:t[27]+9216], nil, nil, a[t[21]:t[21]+32], a[t[22]:t[22]+32], nil, a[t[28]:t[28]+1048576], a[t[29]:t[29]+32], a[t[30]:t[30]+32])
+	m.winograd3x3(Winograd3x3N128C32K32H16W16InAffineReluStats, 95632, 128, 32, 32, a[t[14]:t[14]+1048576], p[t[27]:t[27]+9216], nil, nil, a[t[21]:t[21]+32], a[t[22]:t[22]+32], nil, a[t[28]:t[28]+1048576], a[t[29]:t[29]+32], a[t[30]:t[30]+32])
 	// bn3: moments
 	nn.Moments(m.ctx, a[t[31]:t[31]+32], a[t[32]:t[32]+32], a[t[29]:t[29]+32], a[t[30]:t[30]+32], 32, 32768)
 	// bn3: bnaffine
@@ -349,7 +349,7 @@ func (m *Model) trainS3Forward(t *[48]int) {
 	// bn2: ema
 	nn.EMA(m.ctx, s[t[27]:t[27]+64], s[t[26]:t[26]+64], a[t[19]:t[19]+64], 64, 0.1, 1.0001220852154804)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N128C64K64H8W8S1InAffineReluStats, 6400, 128, 64, 64, a[t[15]:t[15]+524288], p[t[28]:t[28]+36864], nil, nil, a[t[22]:t[22]+64], a[t[23]:t[23]+64], nil, a[t[29]:t[29]+524288], a[t[30]:t[30]+64], a[t[31]:t[31]+64])
+	m.winograd3x3(Winograd3x3N128C64K64H8W8InAffineReluStats, 199824, 128, 64, 64, a[t[15]:t[15]+524288], p[t[28]:t[28]+36864], nil, nil, a[t[22]:t[22]+64], a[t[23]:t[23]+64], nil, a[t[29]:t[29]+524288], a[t[30]:t[30]+64], a[t[31]:t[31]+64])
 	// bn3: moments
 	nn.Moments(m.ctx, a[t[32]:t[32]+64], a[t[33]:t[33]+64], a[t[30]:t[30]+64], a[t[31]:t[31]+64], 64, 8192)
 	// bn3: bnaffine
@@ -386,7 +386,7 @@ func (m *Model) trainS3Forward2(t *[45]int) {
 	// bn2: ema
 	nn.EMA(m.ctx, s[t[26]:t[26]+64], s[t[25]:t[25]+64], a[t[18]:t[18]+64], 64, 0.1, 1.0001220852154804)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N128C64K64H8W8S1InAffineReluStats, 6400, 128, 64, 64, a[t[14]:t[14]+524288], p[t[27]:t[27]+36864], nil, nil, a[t[21]:t[21]+64], a[t[22]:t[22]+64], nil, a[t[28]:t[28]+524288], a[t[29]:t[29]+64], a[t[30]:t[30]+64])
+	m.winograd3x3(Winograd3x3N128C64K64H8W8InAffineReluStats, 199824, 128, 64, 64, a[t[14]:t[14]+524288], p[t[27]:t[27]+36864], nil, nil, a[t[21]:t[21]+64], a[t[22]:t[22]+64], nil, a[t[28]:t[28]+524288], a[t[29]:t[29]+64], a[t[30]:t[30]+64])
 	// bn3: moments
 	nn.Moments(m.ctx, a[t[31]:t[31]+64], a[t[32]:t[32]+64], a[t[29]:t[29]+64], a[t[30]:t[30]+64], 64, 8192)
 	// bn3: bnaffine
@@ -1117,7 +1117,7 @@ func (m *Model) trainS1Recompute2(t *[19]int) {
 	// conv1.remat: conv2d_fused
 	m.conv1x1(Conv1x1N128C64K16H32W32S1InAffineReluStats, 65536, 128, 64, 16, a[t[0]:t[0]+8388608], p[t[1]:t[1]+1024], nil, nil, a[t[2]:t[2]+64], a[t[3]:t[3]+64], nil, a[t[4]:t[4]+2097152], a[t[5]:t[5]+16], a[t[6]:t[6]+16])
 	// conv2.remat: conv2d_fused
-	m.conv3x3(Conv3x3N128C16K16H32W32S1InAffineReluStats, 18496, 128, 16, 16, a[t[4]:t[4]+2097152], p[t[7]:t[7]+2304], nil, nil, a[t[8]:t[8]+16], a[t[9]:t[9]+16], nil, a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16])
+	m.winograd3x3(Winograd3x3N128C16K16H32W32InAffineReluStats, 93392, 128, 16, 16, a[t[4]:t[4]+2097152], p[t[7]:t[7]+2304], nil, nil, a[t[8]:t[8]+16], a[t[9]:t[9]+16], nil, a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16])
 	// conv3.remat: conv2d_fused
 	m.conv1x1(Conv1x1N128C16K64H32W32S1InAffineReluResStats, 16384, 128, 16, 64, a[t[10]:t[10]+2097152], p[t[13]:t[13]+1024], nil, nil, a[t[14]:t[14]+16], a[t[15]:t[15]+16], a[t[0]:t[0]+8388608], a[t[16]:t[16]+8388608], a[t[17]:t[17]+64], a[t[18]:t[18]+64])
 }
@@ -1128,7 +1128,7 @@ func (m *Model) trainS1Recompute3(t *[13]int) {
 	// conv1.remat: conv2d_fused
 	m.conv1x1(Conv1x1N128C64K16H32W32S1InAffineReluStats, 65536, 128, 64, 16, a[t[0]:t[0]+8388608], p[t[1]:t[1]+1024], nil, nil, a[t[2]:t[2]+64], a[t[3]:t[3]+64], nil, a[t[4]:t[4]+2097152], a[t[5]:t[5]+16], a[t[6]:t[6]+16])
 	// conv2.remat: conv2d_fused
-	m.conv3x3(Conv3x3N128C16K16H32W32S1InAffineReluStats, 18496, 128, 16, 16, a[t[4]:t[4]+2097152], p[t[7]:t[7]+2304], nil, nil, a[t[8]:t[8]+16], a[t[9]:t[9]+16], nil, a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16])
+	m.winograd3x3(Winograd3x3N128C16K16H32W32InAffineReluStats, 93392, 128, 16, 16, a[t[4]:t[4]+2097152], p[t[7]:t[7]+2304], nil, nil, a[t[8]:t[8]+16], a[t[9]:t[9]+16], nil, a[t[10]:t[10]+2097152], a[t[11]:t[11]+16], a[t[12]:t[12]+16])
 }
 
 // trainS1Backward3 runs the backward ops of 3 blocks like s1.u102; t is a row of trainS1Backward3Rows.
@@ -1217,7 +1217,7 @@ func (m *Model) trainS1Recompute4(t *[22]int) {
 	// conv1.remat: conv2d_fused
 	m.conv1x1(Conv1x1N128C16K16H32W32S1Stats, 0, 128, 16, 16, a[t[3]:t[3]+2097152], p[t[4]:t[4]+256], nil, nil, nil, nil, nil, a[t[5]:t[5]+2097152], a[t[6]:t[6]+16], a[t[7]:t[7]+16])
 	// conv2.remat: conv2d_fused
-	m.conv3x3(Conv3x3N128C16K16H32W32S1InAffineReluStats, 18496, 128, 16, 16, a[t[5]:t[5]+2097152], p[t[8]:t[8]+2304], nil, nil, a[t[9]:t[9]+16], a[t[10]:t[10]+16], nil, a[t[11]:t[11]+2097152], a[t[12]:t[12]+16], a[t[13]:t[13]+16])
+	m.winograd3x3(Winograd3x3N128C16K16H32W32InAffineReluStats, 93392, 128, 16, 16, a[t[5]:t[5]+2097152], p[t[8]:t[8]+2304], nil, nil, a[t[9]:t[9]+16], a[t[10]:t[10]+16], nil, a[t[11]:t[11]+2097152], a[t[12]:t[12]+16], a[t[13]:t[13]+16])
 	// conv3.remat: conv2d_fused
 	m.conv1x1(Conv1x1N128C16K64H32W32S1InAffineRelu, 16384, 128, 16, 64, a[t[11]:t[11]+2097152], p[t[14]:t[14]+1024], nil, nil, a[t[15]:t[15]+16], a[t[16]:t[16]+16], nil, a[t[17]:t[17]+8388608], nil, nil)
 	// shortcut.conv.remat: conv2d_fused

@@ -520,19 +520,23 @@ func (m *Model) conv1x1Dw(fn Conv1x1DwFunc, scratch, n, cin, cout int, dw, dy, x
 }
 
 // winograd3x3 runs a Winograd kernel of n images, cin to cout channels,
-// over the workers. packed keeps the 36 transformed matrices of the
-// weights w between calls of Infer: they are computed only when the
-// weights changed (m.refold).
-func (m *Model) winograd3x3(fn Conv3x3Func, scratch, n, cin, cout int, x, w, packed, bias, scale, shift, res, y []float32) {
-	if m.refold {
+// over the workers, and reduces its statistics like conv3x3. packed, when
+// not nil, keeps the 36 transformed matrices of the weights w between
+// calls of Infer: they are computed only when the weights changed
+// (m.refold); when nil (training), into the shared buffer on every call.
+func (m *Model) winograd3x3(fn Conv3x3Func, scratch, n, cin, cout int, x, w, packed, bias, scale, shift, res, y, sum, sumsq []float32) {
+	if packed == nil || m.refold {
+		if packed == nil {
+			packed = m.k.packed[:36*cout*cin]
+		}
 		check(PackWinogradWeights(packed, w, cout, cin))
 	}
-	m.conv(fn, scratch, n, cout, packed, x, bias, scale, shift, res, y, nil, nil)
+	m.conv(fn, scratch, n, cout, packed, x, bias, scale, shift, res, y, sum, sumsq)
 }
 
 // Sizes of the kernels' buffers, in float32s (partLen in float64s).
 const (
-	packedLen   = 36864
+	packedLen   = 147456
 	statsLen    = 65536
 	dwPartLen   = 36864
 	dyImageLen  = 65536

@@ -100,114 +100,6 @@ func conv3x3N1C8K16H32W32S1StatsGo(x, w, bias, scale, shift, res, y, stats, scra
 	conv3x3Go(&shapeConv3x3N1C8K16H32W32S1Stats, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
-// shapeConv3x3N128C16K16H32W32S1InAffineReluStats is the shape of Conv3x3N128C16K16H32W32S1InAffineReluStats.
-var shapeConv3x3N128C16K16H32W32S1InAffineReluStats = Conv3x3Shape{
-	Bias:     false,
-	Cin:      16,
-	Cout:     16,
-	H:        32,
-	N:        128,
-	Name:     "Conv3x3N128C16K16H32W32S1InAffineReluStats",
-	OutH:     32,
-	OutW:     32,
-	Prologue: "affine_relu",
-	ReLU:     false,
-	Residual: false,
-	Stats:    true,
-	Stride:   1,
-	Tiles:    "1x2 blocks: row 2x6+4x5",
-	W:        32,
-}
-
-// Conv3x3N128C16K16H32W32S1InAffineReluStats is conv2d_fused{stride=1, pad=1, prologue=affine_relu, stats} of x f32[128,16,32,32]@nchw8c
-// with weights f32[16,16,3,3] packed OIhw8i8o into y f32[128,16,32,32]@nchw8c,
-// for images [n0, n1).
-func Conv3x3N128C16K16H32W32S1InAffineReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	checkConv3x3(&shapeConv3x3N128C16K16H32W32S1InAffineReluStats, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-	if useAsm {
-		conv3x3N128C16K16H32W32S1InAffineReluStatsAVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-		return
-	}
-	conv3x3N128C16K16H32W32S1InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-}
-
-// conv3x3N128C16K16H32W32S1InAffineReluStatsGo is the pure-Go twin of conv3x3N128C16K16H32W32S1InAffineReluStatsAVX2.
-func conv3x3N128C16K16H32W32S1InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	conv3x3Go(&shapeConv3x3N128C16K16H32W32S1InAffineReluStats, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-}
-
-// shapeConv3x3N128C32K32H16W16S1InAffineReluStats is the shape of Conv3x3N128C32K32H16W16S1InAffineReluStats.
-var shapeConv3x3N128C32K32H16W16S1InAffineReluStats = Conv3x3Shape{
-	Bias:     false,
-	Cin:      32,
-	Cout:     32,
-	H:        16,
-	N:        128,
-	Name:     "Conv3x3N128C32K32H16W16S1InAffineReluStats",
-	OutH:     16,
-	OutW:     16,
-	Prologue: "affine_relu",
-	ReLU:     false,
-	Residual: false,
-	Stats:    true,
-	Stride:   1,
-	Tiles:    "2x2 blocks: row 1x6+2x5",
-	W:        16,
-}
-
-// Conv3x3N128C32K32H16W16S1InAffineReluStats is conv2d_fused{stride=1, pad=1, prologue=affine_relu, stats} of x f32[128,32,16,16]@nchw8c
-// with weights f32[32,32,3,3] packed OIhw8i8o into y f32[128,32,16,16]@nchw8c,
-// for images [n0, n1).
-func Conv3x3N128C32K32H16W16S1InAffineReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	checkConv3x3(&shapeConv3x3N128C32K32H16W16S1InAffineReluStats, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-	if useAsm {
-		conv3x3N128C32K32H16W16S1InAffineReluStatsAVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-		return
-	}
-	conv3x3N128C32K32H16W16S1InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-}
-
-// conv3x3N128C32K32H16W16S1InAffineReluStatsGo is the pure-Go twin of conv3x3N128C32K32H16W16S1InAffineReluStatsAVX2.
-func conv3x3N128C32K32H16W16S1InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	conv3x3Go(&shapeConv3x3N128C32K32H16W16S1InAffineReluStats, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-}
-
-// shapeConv3x3N128C64K64H8W8S1InAffineReluStats is the shape of Conv3x3N128C64K64H8W8S1InAffineReluStats.
-var shapeConv3x3N128C64K64H8W8S1InAffineReluStats = Conv3x3Shape{
-	Bias:     false,
-	Cin:      64,
-	Cout:     64,
-	H:        8,
-	N:        128,
-	Name:     "Conv3x3N128C64K64H8W8S1InAffineReluStats",
-	OutH:     8,
-	OutW:     8,
-	Prologue: "affine_relu",
-	ReLU:     false,
-	Residual: false,
-	Stats:    true,
-	Stride:   1,
-	Tiles:    "2x3 blocks: row 2x4; 1x2 blocks: row 2x4",
-	W:        8,
-}
-
-// Conv3x3N128C64K64H8W8S1InAffineReluStats is conv2d_fused{stride=1, pad=1, prologue=affine_relu, stats} of x f32[128,64,8,8]@nchw8c
-// with weights f32[64,64,3,3] packed OIhw8i8o into y f32[128,64,8,8]@nchw8c,
-// for images [n0, n1).
-func Conv3x3N128C64K64H8W8S1InAffineReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	checkConv3x3(&shapeConv3x3N128C64K64H8W8S1InAffineReluStats, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-	if useAsm {
-		conv3x3N128C64K64H8W8S1InAffineReluStatsAVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-		return
-	}
-	conv3x3N128C64K64H8W8S1InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-}
-
-// conv3x3N128C64K64H8W8S1InAffineReluStatsGo is the pure-Go twin of conv3x3N128C64K64H8W8S1InAffineReluStatsAVX2.
-func conv3x3N128C64K64H8W8S1InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	conv3x3Go(&shapeConv3x3N128C64K64H8W8S1InAffineReluStats, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-}
-
 // shapeConv3x3N1C8K16H32W32S1BiasRelu is the shape of Conv3x3N1C8K16H32W32S1BiasRelu.
 var shapeConv3x3N1C8K16H32W32S1BiasRelu = Conv3x3Shape{
 	Bias:     true,
@@ -250,21 +142,6 @@ var Conv3x3Kernels = []Conv3x3Kernel{{
 	Conv3x3Shape: shapeConv3x3N1C8K16H32W32S1Stats,
 	Go:           conv3x3N1C8K16H32W32S1StatsGo,
 	Run:          Conv3x3N1C8K16H32W32S1Stats,
-}, {
-	Asm:          conv3x3N128C16K16H32W32S1InAffineReluStatsAVX2,
-	Conv3x3Shape: shapeConv3x3N128C16K16H32W32S1InAffineReluStats,
-	Go:           conv3x3N128C16K16H32W32S1InAffineReluStatsGo,
-	Run:          Conv3x3N128C16K16H32W32S1InAffineReluStats,
-}, {
-	Asm:          conv3x3N128C32K32H16W16S1InAffineReluStatsAVX2,
-	Conv3x3Shape: shapeConv3x3N128C32K32H16W16S1InAffineReluStats,
-	Go:           conv3x3N128C32K32H16W16S1InAffineReluStatsGo,
-	Run:          Conv3x3N128C32K32H16W16S1InAffineReluStats,
-}, {
-	Asm:          conv3x3N128C64K64H8W8S1InAffineReluStatsAVX2,
-	Conv3x3Shape: shapeConv3x3N128C64K64H8W8S1InAffineReluStats,
-	Go:           conv3x3N128C64K64H8W8S1InAffineReluStatsGo,
-	Run:          Conv3x3N128C64K64H8W8S1InAffineReluStats,
 }, {
 	Asm:          conv3x3N1C8K16H32W32S1BiasReluAVX2,
 	Conv3x3Shape: shapeConv3x3N1C8K16H32W32S1BiasRelu,

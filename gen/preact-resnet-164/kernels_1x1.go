@@ -39,6 +39,43 @@ func conv1x1N128C16K16H32W32S1StatsGo(x, w, bias, scale, shift, res, y, stats, s
 	conv1x1Go(&shapeConv1x1N128C16K16H32W32S1Stats, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
+// shapeConv1x1N1C16K16H1W64S1 is the shape of Conv1x1N1C16K16H1W64S1.
+var shapeConv1x1N1C16K16H1W64S1 = Conv1x1Shape{
+	Bias:     false,
+	Cin:      16,
+	Cout:     16,
+	H:        1,
+	N:        1,
+	Name:     "Conv1x1N1C16K16H1W64S1",
+	Op:       "fwd",
+	OutH:     1,
+	OutW:     64,
+	Prologue: "none",
+	ReLU:     false,
+	Residual: false,
+	Stats:    false,
+	Stride:   1,
+	Tiles:    "1x2 blocks: 9x6+2x5",
+	W:        64,
+}
+
+// Conv1x1N1C16K16H1W64S1 is conv2d_fused{stride=1, pad=0} of x f32[1,16,1,64]@nchw8c
+// with weights f32[16,16,1,1] packed [Cout/8][Cin][8] into y f32[1,16,1,64]@nchw8c,
+// for images [n0, n1).
+func Conv1x1N1C16K16H1W64S1(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	checkConv1x1(&shapeConv1x1N1C16K16H1W64S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+	if useAsm {
+		conv1x1N1C16K16H1W64S1AVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	conv1x1N1C16K16H1W64S1Go(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// conv1x1N1C16K16H1W64S1Go is the pure-Go twin of conv1x1N1C16K16H1W64S1AVX2.
+func conv1x1N1C16K16H1W64S1Go(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	conv1x1Go(&shapeConv1x1N1C16K16H1W64S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
 // shapeConv1x1N128C16K64H32W32S1InAffineRelu is the shape of Conv1x1N128C16K64H32W32S1InAffineRelu.
 var shapeConv1x1N128C16K64H32W32S1InAffineRelu = Conv1x1Shape{
 	Bias:     false,
@@ -224,6 +261,43 @@ func conv1x1N128C64K32H32W32S2StatsGo(x, w, bias, scale, shift, res, y, stats, s
 	conv1x1Go(&shapeConv1x1N128C64K32H32W32S2Stats, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
+// shapeConv1x1N1C32K32H1W32S1 is the shape of Conv1x1N1C32K32H1W32S1.
+var shapeConv1x1N1C32K32H1W32S1 = Conv1x1Shape{
+	Bias:     false,
+	Cin:      32,
+	Cout:     32,
+	H:        1,
+	N:        1,
+	Name:     "Conv1x1N1C32K32H1W32S1",
+	Op:       "fwd",
+	OutH:     1,
+	OutW:     32,
+	Prologue: "none",
+	ReLU:     false,
+	Residual: false,
+	Stats:    false,
+	Stride:   1,
+	Tiles:    "2x2 blocks: 2x6+4x5",
+	W:        32,
+}
+
+// Conv1x1N1C32K32H1W32S1 is conv2d_fused{stride=1, pad=0} of x f32[1,32,1,32]@nchw8c
+// with weights f32[32,32,1,1] packed [Cout/8][Cin][8] into y f32[1,32,1,32]@nchw8c,
+// for images [n0, n1).
+func Conv1x1N1C32K32H1W32S1(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	checkConv1x1(&shapeConv1x1N1C32K32H1W32S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+	if useAsm {
+		conv1x1N1C32K32H1W32S1AVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	conv1x1N1C32K32H1W32S1Go(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// conv1x1N1C32K32H1W32S1Go is the pure-Go twin of conv1x1N1C32K32H1W32S1AVX2.
+func conv1x1N1C32K32H1W32S1Go(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	conv1x1Go(&shapeConv1x1N1C32K32H1W32S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
 // shapeConv1x1N128C32K128H16W16S1InAffineRelu is the shape of Conv1x1N128C32K128H16W16S1InAffineRelu.
 var shapeConv1x1N128C32K128H16W16S1InAffineRelu = Conv1x1Shape{
 	Bias:     false,
@@ -407,6 +481,43 @@ func Conv1x1N128C128K64H16W16S2Stats(x, w, bias, scale, shift, res, y, stats, sc
 // conv1x1N128C128K64H16W16S2StatsGo is the pure-Go twin of conv1x1N128C128K64H16W16S2StatsAVX2.
 func conv1x1N128C128K64H16W16S2StatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	conv1x1Go(&shapeConv1x1N128C128K64H16W16S2Stats, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeConv1x1N1C64K64H1W32S1 is the shape of Conv1x1N1C64K64H1W32S1.
+var shapeConv1x1N1C64K64H1W32S1 = Conv1x1Shape{
+	Bias:     false,
+	Cin:      64,
+	Cout:     64,
+	H:        1,
+	N:        1,
+	Name:     "Conv1x1N1C64K64H1W32S1",
+	Op:       "fwd",
+	OutH:     1,
+	OutW:     32,
+	Prologue: "none",
+	ReLU:     false,
+	Residual: false,
+	Stats:    false,
+	Stride:   1,
+	Tiles:    "2x3 blocks: 8x4; 1x2 blocks: 2x6+4x5",
+	W:        32,
+}
+
+// Conv1x1N1C64K64H1W32S1 is conv2d_fused{stride=1, pad=0} of x f32[1,64,1,32]@nchw8c
+// with weights f32[64,64,1,1] packed [Cout/8][Cin][8] into y f32[1,64,1,32]@nchw8c,
+// for images [n0, n1).
+func Conv1x1N1C64K64H1W32S1(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	checkConv1x1(&shapeConv1x1N1C64K64H1W32S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+	if useAsm {
+		conv1x1N1C64K64H1W32S1AVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	conv1x1N1C64K64H1W32S1Go(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// conv1x1N1C64K64H1W32S1Go is the pure-Go twin of conv1x1N1C64K64H1W32S1AVX2.
+func conv1x1N1C64K64H1W32S1Go(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	conv1x1Go(&shapeConv1x1N1C64K64H1W32S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeConv1x1N128C64K256H8W8S1InAffineRelu is the shape of Conv1x1N128C64K256H8W8S1InAffineRelu.
@@ -1445,43 +1556,6 @@ func conv1x1N128C16K16H32W32S1BiasReluGo(x, w, bias, scale, shift, res, y, stats
 	conv1x1Go(&shapeConv1x1N128C16K16H32W32S1BiasRelu, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
-// shapeConv1x1N1C16K16H1W64S1 is the shape of Conv1x1N1C16K16H1W64S1.
-var shapeConv1x1N1C16K16H1W64S1 = Conv1x1Shape{
-	Bias:     false,
-	Cin:      16,
-	Cout:     16,
-	H:        1,
-	N:        1,
-	Name:     "Conv1x1N1C16K16H1W64S1",
-	Op:       "fwd",
-	OutH:     1,
-	OutW:     64,
-	Prologue: "none",
-	ReLU:     false,
-	Residual: false,
-	Stats:    false,
-	Stride:   1,
-	Tiles:    "1x2 blocks: 9x6+2x5",
-	W:        64,
-}
-
-// Conv1x1N1C16K16H1W64S1 is conv2d_fused{stride=1, pad=0} of x f32[1,16,1,64]@nchw8c
-// with weights f32[16,16,1,1] packed [Cout/8][Cin][8] into y f32[1,16,1,64]@nchw8c,
-// for images [n0, n1).
-func Conv1x1N1C16K16H1W64S1(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	checkConv1x1(&shapeConv1x1N1C16K16H1W64S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-	if useAsm {
-		conv1x1N1C16K16H1W64S1AVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-		return
-	}
-	conv1x1N1C16K16H1W64S1Go(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-}
-
-// conv1x1N1C16K16H1W64S1Go is the pure-Go twin of conv1x1N1C16K16H1W64S1AVX2.
-func conv1x1N1C16K16H1W64S1Go(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	conv1x1Go(&shapeConv1x1N1C16K16H1W64S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-}
-
 // shapeConv1x1N128C16K64H32W32S1 is the shape of Conv1x1N128C16K64H32W32S1.
 var shapeConv1x1N128C16K64H32W32S1 = Conv1x1Shape{
 	Bias:     false,
@@ -1628,43 +1702,6 @@ func Conv1x1N128C64K32H32W32S2BiasRelu(x, w, bias, scale, shift, res, y, stats, 
 // conv1x1N128C64K32H32W32S2BiasReluGo is the pure-Go twin of conv1x1N128C64K32H32W32S2BiasReluAVX2.
 func conv1x1N128C64K32H32W32S2BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	conv1x1Go(&shapeConv1x1N128C64K32H32W32S2BiasRelu, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-}
-
-// shapeConv1x1N1C32K32H1W32S1 is the shape of Conv1x1N1C32K32H1W32S1.
-var shapeConv1x1N1C32K32H1W32S1 = Conv1x1Shape{
-	Bias:     false,
-	Cin:      32,
-	Cout:     32,
-	H:        1,
-	N:        1,
-	Name:     "Conv1x1N1C32K32H1W32S1",
-	Op:       "fwd",
-	OutH:     1,
-	OutW:     32,
-	Prologue: "none",
-	ReLU:     false,
-	Residual: false,
-	Stats:    false,
-	Stride:   1,
-	Tiles:    "2x2 blocks: 2x6+4x5",
-	W:        32,
-}
-
-// Conv1x1N1C32K32H1W32S1 is conv2d_fused{stride=1, pad=0} of x f32[1,32,1,32]@nchw8c
-// with weights f32[32,32,1,1] packed [Cout/8][Cin][8] into y f32[1,32,1,32]@nchw8c,
-// for images [n0, n1).
-func Conv1x1N1C32K32H1W32S1(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	checkConv1x1(&shapeConv1x1N1C32K32H1W32S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-	if useAsm {
-		conv1x1N1C32K32H1W32S1AVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-		return
-	}
-	conv1x1N1C32K32H1W32S1Go(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-}
-
-// conv1x1N1C32K32H1W32S1Go is the pure-Go twin of conv1x1N1C32K32H1W32S1AVX2.
-func conv1x1N1C32K32H1W32S1Go(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	conv1x1Go(&shapeConv1x1N1C32K32H1W32S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeConv1x1N128C32K128H16W16S1 is the shape of Conv1x1N128C32K128H16W16S1.
@@ -1852,43 +1889,6 @@ func conv1x1N128C128K64H16W16S2BiasReluGo(x, w, bias, scale, shift, res, y, stat
 	conv1x1Go(&shapeConv1x1N128C128K64H16W16S2BiasRelu, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
-// shapeConv1x1N1C64K64H1W32S1 is the shape of Conv1x1N1C64K64H1W32S1.
-var shapeConv1x1N1C64K64H1W32S1 = Conv1x1Shape{
-	Bias:     false,
-	Cin:      64,
-	Cout:     64,
-	H:        1,
-	N:        1,
-	Name:     "Conv1x1N1C64K64H1W32S1",
-	Op:       "fwd",
-	OutH:     1,
-	OutW:     32,
-	Prologue: "none",
-	ReLU:     false,
-	Residual: false,
-	Stats:    false,
-	Stride:   1,
-	Tiles:    "2x3 blocks: 8x4; 1x2 blocks: 2x6+4x5",
-	W:        32,
-}
-
-// Conv1x1N1C64K64H1W32S1 is conv2d_fused{stride=1, pad=0} of x f32[1,64,1,32]@nchw8c
-// with weights f32[64,64,1,1] packed [Cout/8][Cin][8] into y f32[1,64,1,32]@nchw8c,
-// for images [n0, n1).
-func Conv1x1N1C64K64H1W32S1(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	checkConv1x1(&shapeConv1x1N1C64K64H1W32S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-	if useAsm {
-		conv1x1N1C64K64H1W32S1AVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-		return
-	}
-	conv1x1N1C64K64H1W32S1Go(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-}
-
-// conv1x1N1C64K64H1W32S1Go is the pure-Go twin of conv1x1N1C64K64H1W32S1AVX2.
-func conv1x1N1C64K64H1W32S1Go(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	conv1x1Go(&shapeConv1x1N1C64K64H1W32S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
-}
-
 // shapeConv1x1N128C64K256H8W8S1 is the shape of Conv1x1N128C64K256H8W8S1.
 var shapeConv1x1N128C64K256H8W8S1 = Conv1x1Shape{
 	Bias:     false,
@@ -2044,6 +2044,11 @@ var Conv1x1Kernels = []Conv1x1Kernel{{
 	Go:           conv1x1N128C16K16H32W32S1StatsGo,
 	Run:          Conv1x1N128C16K16H32W32S1Stats,
 }, {
+	Asm:          conv1x1N1C16K16H1W64S1AVX2,
+	Conv1x1Shape: shapeConv1x1N1C16K16H1W64S1,
+	Go:           conv1x1N1C16K16H1W64S1Go,
+	Run:          Conv1x1N1C16K16H1W64S1,
+}, {
 	Asm:          conv1x1N128C16K64H32W32S1InAffineReluAVX2,
 	Conv1x1Shape: shapeConv1x1N128C16K64H32W32S1InAffineRelu,
 	Go:           conv1x1N128C16K64H32W32S1InAffineReluGo,
@@ -2068,6 +2073,11 @@ var Conv1x1Kernels = []Conv1x1Kernel{{
 	Conv1x1Shape: shapeConv1x1N128C64K32H32W32S2Stats,
 	Go:           conv1x1N128C64K32H32W32S2StatsGo,
 	Run:          Conv1x1N128C64K32H32W32S2Stats,
+}, {
+	Asm:          conv1x1N1C32K32H1W32S1AVX2,
+	Conv1x1Shape: shapeConv1x1N1C32K32H1W32S1,
+	Go:           conv1x1N1C32K32H1W32S1Go,
+	Run:          Conv1x1N1C32K32H1W32S1,
 }, {
 	Asm:          conv1x1N128C32K128H16W16S1InAffineReluAVX2,
 	Conv1x1Shape: shapeConv1x1N128C32K128H16W16S1InAffineRelu,
@@ -2094,6 +2104,11 @@ var Conv1x1Kernels = []Conv1x1Kernel{{
 	Go:           conv1x1N128C128K64H16W16S2StatsGo,
 	Run:          Conv1x1N128C128K64H16W16S2Stats,
 }, {
+	Asm:          conv1x1N1C64K64H1W32S1AVX2,
+	Conv1x1Shape: shapeConv1x1N1C64K64H1W32S1,
+	Go:           conv1x1N1C64K64H1W32S1Go,
+	Run:          Conv1x1N1C64K64H1W32S1,
+}, {
 	Asm:          conv1x1N128C64K256H8W8S1InAffineReluAVX2,
 	Conv1x1Shape: shapeConv1x1N128C64K256H8W8S1InAffineRelu,
 	Go:           conv1x1N128C64K256H8W8S1InAffineReluGo,
@@ -2119,11 +2134,6 @@ var Conv1x1Kernels = []Conv1x1Kernel{{
 	Go:           conv1x1N128C16K16H32W32S1BiasReluGo,
 	Run:          Conv1x1N128C16K16H32W32S1BiasRelu,
 }, {
-	Asm:          conv1x1N1C16K16H1W64S1AVX2,
-	Conv1x1Shape: shapeConv1x1N1C16K16H1W64S1,
-	Go:           conv1x1N1C16K16H1W64S1Go,
-	Run:          Conv1x1N1C16K16H1W64S1,
-}, {
 	Asm:          conv1x1N128C16K64H32W32S1AVX2,
 	Conv1x1Shape: shapeConv1x1N128C16K64H32W32S1,
 	Go:           conv1x1N128C16K64H32W32S1Go,
@@ -2143,11 +2153,6 @@ var Conv1x1Kernels = []Conv1x1Kernel{{
 	Conv1x1Shape: shapeConv1x1N128C64K32H32W32S2BiasRelu,
 	Go:           conv1x1N128C64K32H32W32S2BiasReluGo,
 	Run:          Conv1x1N128C64K32H32W32S2BiasRelu,
-}, {
-	Asm:          conv1x1N1C32K32H1W32S1AVX2,
-	Conv1x1Shape: shapeConv1x1N1C32K32H1W32S1,
-	Go:           conv1x1N1C32K32H1W32S1Go,
-	Run:          Conv1x1N1C32K32H1W32S1,
 }, {
 	Asm:          conv1x1N128C32K128H16W16S1AVX2,
 	Conv1x1Shape: shapeConv1x1N128C32K128H16W16S1,
@@ -2173,11 +2178,6 @@ var Conv1x1Kernels = []Conv1x1Kernel{{
 	Conv1x1Shape: shapeConv1x1N128C128K64H16W16S2BiasRelu,
 	Go:           conv1x1N128C128K64H16W16S2BiasReluGo,
 	Run:          Conv1x1N128C128K64H16W16S2BiasRelu,
-}, {
-	Asm:          conv1x1N1C64K64H1W32S1AVX2,
-	Conv1x1Shape: shapeConv1x1N1C64K64H1W32S1,
-	Go:           conv1x1N1C64K64H1W32S1Go,
-	Run:          Conv1x1N1C64K64H1W32S1,
 }, {
 	Asm:          conv1x1N128C64K256H8W8S1AVX2,
 	Conv1x1Shape: shapeConv1x1N128C64K256H8W8S1,

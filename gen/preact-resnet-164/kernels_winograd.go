@@ -5,6 +5,96 @@ package preactresnet164
 // winoTransformsAsm are the assembly transforms of the Winograd kernels.
 var winoTransformsAsm = winoTransforms{winoCopyRowAVX2, winoInRowAVX2, winoOutRowAVX2}
 
+// shapeWinograd3x3N128C16K16H32W32InAffineReluStats is the shape of Winograd3x3N128C16K16H32W32InAffineReluStats: 1 images of 8x8 tiles per group, GEMMs of 64 columns.
+var shapeWinograd3x3N128C16K16H32W32InAffineReluStats = WinogradShape{
+	Cin:      16,
+	Cout:     16,
+	Group:    1,
+	H:        32,
+	N:        128,
+	Name:     "Winograd3x3N128C16K16H32W32InAffineReluStats",
+	Prologue: "affine_relu",
+	Stats:    true,
+	W:        32,
+}
+
+// Winograd3x3N128C16K16H32W32InAffineReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C16K16H1W64S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N128C16K16H32W32InAffineReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N128C16K16H32W32InAffineReluStats, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N128C16K16H32W32InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N128C16K16H32W32InAffineReluStatsGo runs Winograd3x3N128C16K16H32W32InAffineReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N128C16K16H32W32InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N128C16K16H32W32InAffineReluStats, &winoTransformsGo, conv1x1N1C16K16H1W64S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N128C32K32H16W16InAffineReluStats is the shape of Winograd3x3N128C32K32H16W16InAffineReluStats: 2 images of 4x4 tiles per group, GEMMs of 32 columns.
+var shapeWinograd3x3N128C32K32H16W16InAffineReluStats = WinogradShape{
+	Cin:      32,
+	Cout:     32,
+	Group:    2,
+	H:        16,
+	N:        128,
+	Name:     "Winograd3x3N128C32K32H16W16InAffineReluStats",
+	Prologue: "affine_relu",
+	Stats:    true,
+	W:        16,
+}
+
+// Winograd3x3N128C32K32H16W16InAffineReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C32K32H1W32S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N128C32K32H16W16InAffineReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N128C32K32H16W16InAffineReluStats, &winoTransformsAsm, conv1x1N1C32K32H1W32S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N128C32K32H16W16InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N128C32K32H16W16InAffineReluStatsGo runs Winograd3x3N128C32K32H16W16InAffineReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N128C32K32H16W16InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N128C32K32H16W16InAffineReluStats, &winoTransformsGo, conv1x1N1C32K32H1W32S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N128C64K64H8W8InAffineReluStats is the shape of Winograd3x3N128C64K64H8W8InAffineReluStats: 8 images of 2x2 tiles per group, GEMMs of 32 columns.
+var shapeWinograd3x3N128C64K64H8W8InAffineReluStats = WinogradShape{
+	Cin:      64,
+	Cout:     64,
+	Group:    8,
+	H:        8,
+	N:        128,
+	Name:     "Winograd3x3N128C64K64H8W8InAffineReluStats",
+	Prologue: "affine_relu",
+	Stats:    true,
+	W:        8,
+}
+
+// Winograd3x3N128C64K64H8W8InAffineReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C64K64H1W32S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N128C64K64H8W8InAffineReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N128C64K64H8W8InAffineReluStats, &winoTransformsAsm, conv1x1N1C64K64H1W32S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N128C64K64H8W8InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N128C64K64H8W8InAffineReluStatsGo runs Winograd3x3N128C64K64H8W8InAffineReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N128C64K64H8W8InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N128C64K64H8W8InAffineReluStats, &winoTransformsGo, conv1x1N1C64K64H1W32S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
 // shapeWinograd3x3N128C16K16H32W32BiasRelu is the shape of Winograd3x3N128C16K16H32W32BiasRelu: 1 images of 8x8 tiles per group, GEMMs of 64 columns.
 var shapeWinograd3x3N128C16K16H32W32BiasRelu = WinogradShape{
 	Bias:  true,
@@ -24,7 +114,7 @@ var shapeWinograd3x3N128C16K16H32W32BiasRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N128C16K16H32W32BiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C16K16H32W32BiasRelu, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C16K16H32W32BiasRelu, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C16K16H32W32BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -32,7 +122,7 @@ func Winograd3x3N128C16K16H32W32BiasRelu(x, w, bias, scale, shift, res, y, stats
 
 // winograd3x3N128C16K16H32W32BiasReluGo runs Winograd3x3N128C16K16H32W32BiasRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N128C16K16H32W32BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N128C16K16H32W32BiasRelu, &winoTransformsGo, conv1x1N1C16K16H1W64S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N128C16K16H32W32BiasRelu, &winoTransformsGo, conv1x1N1C16K16H1W64S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N128C32K32H16W16BiasRelu is the shape of Winograd3x3N128C32K32H16W16BiasRelu: 2 images of 4x4 tiles per group, GEMMs of 32 columns.
@@ -54,7 +144,7 @@ var shapeWinograd3x3N128C32K32H16W16BiasRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N128C32K32H16W16BiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C32K32H16W16BiasRelu, &winoTransformsAsm, conv1x1N1C32K32H1W32S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C32K32H16W16BiasRelu, &winoTransformsAsm, conv1x1N1C32K32H1W32S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C32K32H16W16BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -62,7 +152,7 @@ func Winograd3x3N128C32K32H16W16BiasRelu(x, w, bias, scale, shift, res, y, stats
 
 // winograd3x3N128C32K32H16W16BiasReluGo runs Winograd3x3N128C32K32H16W16BiasRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N128C32K32H16W16BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N128C32K32H16W16BiasRelu, &winoTransformsGo, conv1x1N1C32K32H1W32S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N128C32K32H16W16BiasRelu, &winoTransformsGo, conv1x1N1C32K32H1W32S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N128C64K64H8W8BiasRelu is the shape of Winograd3x3N128C64K64H8W8BiasRelu: 8 images of 2x2 tiles per group, GEMMs of 32 columns.
@@ -84,7 +174,7 @@ var shapeWinograd3x3N128C64K64H8W8BiasRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N128C64K64H8W8BiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C64K64H8W8BiasRelu, &winoTransformsAsm, conv1x1N1C64K64H1W32S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C64K64H8W8BiasRelu, &winoTransformsAsm, conv1x1N1C64K64H1W32S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C64K64H8W8BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -92,11 +182,23 @@ func Winograd3x3N128C64K64H8W8BiasRelu(x, w, bias, scale, shift, res, y, stats, 
 
 // winograd3x3N128C64K64H8W8BiasReluGo runs Winograd3x3N128C64K64H8W8BiasRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N128C64K64H8W8BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N128C64K64H8W8BiasRelu, &winoTransformsGo, conv1x1N1C64K64H1W32S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N128C64K64H8W8BiasRelu, &winoTransformsGo, conv1x1N1C64K64H1W32S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // WinogradKernels lists the package's Winograd kernels, for tests and benchmarks.
 var WinogradKernels = []WinogradKernel{{
+	Go:            winograd3x3N128C16K16H32W32InAffineReluStatsGo,
+	Run:           Winograd3x3N128C16K16H32W32InAffineReluStats,
+	WinogradShape: shapeWinograd3x3N128C16K16H32W32InAffineReluStats,
+}, {
+	Go:            winograd3x3N128C32K32H16W16InAffineReluStatsGo,
+	Run:           Winograd3x3N128C32K32H16W16InAffineReluStats,
+	WinogradShape: shapeWinograd3x3N128C32K32H16W16InAffineReluStats,
+}, {
+	Go:            winograd3x3N128C64K64H8W8InAffineReluStatsGo,
+	Run:           Winograd3x3N128C64K64H8W8InAffineReluStats,
+	WinogradShape: shapeWinograd3x3N128C64K64H8W8InAffineReluStats,
+}, {
 	Go:            winograd3x3N128C16K16H32W32BiasReluGo,
 	Run:           Winograd3x3N128C16K16H32W32BiasRelu,
 	WinogradShape: shapeWinograd3x3N128C16K16H32W32BiasRelu,

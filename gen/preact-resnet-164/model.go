@@ -47,7 +47,7 @@ const (
 	arenaLen   = 415747184 // 1.5 GiB (1,662,988,736 B): train 1662988736 bytes, infer 54525952
 	paramsLen  = 1703264
 	stateLen   = 1727488
-	scratchLen = 199808  // per worker
+	scratchLen = 199824  // per worker
 	wideLen    = 65536   // float64s per worker
 	foldedLen  = 5557504 // 21.2 MiB (22,230,016 B): Infer's folded and packed weights
 )

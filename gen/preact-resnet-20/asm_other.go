@@ -9,20 +9,13 @@ const haveAsm = false
 
 // The assembly kernels' names, nil in this build.
 var (
-	peakFMAAVX2                                       func(n int, a, b float32) float32
-	conv3x3N1C8K16H32W32S1StatsAVX2                   Conv3x3Func
-	conv3x3N128C16K16H32W32S1StatsAVX2                Conv3x3Func
-	conv3x3N128C16K16H32W32S1InAffineReluResStatsAVX2 Conv3x3Func
-	conv3x3N128C16K16H32W32S1InAffineReluStatsAVX2    Conv3x3Func
-	conv3x3N128C16K32H32W32S2StatsAVX2                Conv3x3Func
-	conv3x3N128C32K32H16W16S1InAffineReluResStatsAVX2 Conv3x3Func
-	conv3x3N128C32K32H16W16S1InAffineReluStatsAVX2    Conv3x3Func
-	conv3x3N128C32K64H16W16S2StatsAVX2                Conv3x3Func
-	conv3x3N128C64K64H8W8S1InAffineReluResStatsAVX2   Conv3x3Func
-	conv3x3N128C64K64H8W8S1InAffineReluStatsAVX2      Conv3x3Func
-	conv3x3N1C8K16H32W32S1BiasReluAVX2                Conv3x3Func
-	conv3x3N128C16K32H32W32S2BiasReluAVX2             Conv3x3Func
-	conv3x3N128C32K64H16W16S2BiasReluAVX2             Conv3x3Func
+	peakFMAAVX2                           func(n int, a, b float32) float32
+	conv3x3N1C8K16H32W32S1StatsAVX2       Conv3x3Func
+	conv3x3N128C16K32H32W32S2StatsAVX2    Conv3x3Func
+	conv3x3N128C32K64H16W16S2StatsAVX2    Conv3x3Func
+	conv3x3N1C8K16H32W32S1BiasReluAVX2    Conv3x3Func
+	conv3x3N128C16K32H32W32S2BiasReluAVX2 Conv3x3Func
+	conv3x3N128C32K64H16W16S2BiasReluAVX2 Conv3x3Func
 )
 
 // The backward kernels' assembly, nil in this build.
@@ -52,5 +45,5 @@ var (
 var (
 	winoCopyRowAVX2 func(dst, src, scale, shift []float32, mode int)
 	winoInRowAVX2   func(src, dst []float32, tiles, rowStride, xiStride int)
-	winoOutRowAVX2  func(m, y, bias, res []float32, tiles, xiStride, rowStride, flags int)
+	winoOutRowAVX2  func(m, y, bias, res, sums []float32, tiles, xiStride, rowStride, flags int)
 )

@@ -12,50 +12,15 @@ func peakFMAAVX2(n int, a float32, b float32) float32
 //go:noescape
 func conv3x3N1C8K16H32W32S1StatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
 
-// conv3x3N128C16K16H32W32S1StatsAVX2 is the AVX2+FMA kernel of Conv3x3N128C16K16H32W32S1Stats (tiles: 1x2 blocks: row 2x6+4x5).
-//
-//go:noescape
-func conv3x3N128C16K16H32W32S1StatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
-
-// conv3x3N128C16K16H32W32S1InAffineReluResStatsAVX2 is the AVX2+FMA kernel of Conv3x3N128C16K16H32W32S1InAffineReluResStats (tiles: 1x2 blocks: row 2x6+4x5).
-//
-//go:noescape
-func conv3x3N128C16K16H32W32S1InAffineReluResStatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
-
-// conv3x3N128C16K16H32W32S1InAffineReluStatsAVX2 is the AVX2+FMA kernel of Conv3x3N128C16K16H32W32S1InAffineReluStats (tiles: 1x2 blocks: row 2x6+4x5).
-//
-//go:noescape
-func conv3x3N128C16K16H32W32S1InAffineReluStatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
-
 // conv3x3N128C16K32H32W32S2StatsAVX2 is the AVX2+FMA kernel of Conv3x3N128C16K32H32W32S2Stats (tiles: 2x2 blocks: row 1x6+2x5).
 //
 //go:noescape
 func conv3x3N128C16K32H32W32S2StatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
 
-// conv3x3N128C32K32H16W16S1InAffineReluResStatsAVX2 is the AVX2+FMA kernel of Conv3x3N128C32K32H16W16S1InAffineReluResStats (tiles: 2x2 blocks: row 1x6+2x5).
-//
-//go:noescape
-func conv3x3N128C32K32H16W16S1InAffineReluResStatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
-
-// conv3x3N128C32K32H16W16S1InAffineReluStatsAVX2 is the AVX2+FMA kernel of Conv3x3N128C32K32H16W16S1InAffineReluStats (tiles: 2x2 blocks: row 1x6+2x5).
-//
-//go:noescape
-func conv3x3N128C32K32H16W16S1InAffineReluStatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
-
 // conv3x3N128C32K64H16W16S2StatsAVX2 is the AVX2+FMA kernel of Conv3x3N128C32K64H16W16S2Stats (tiles: 2x3 blocks: row 2x4; 1x2 blocks: row 2x4).
 //
 //go:noescape
 func conv3x3N128C32K64H16W16S2StatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
-
-// conv3x3N128C64K64H8W8S1InAffineReluResStatsAVX2 is the AVX2+FMA kernel of Conv3x3N128C64K64H8W8S1InAffineReluResStats (tiles: 2x3 blocks: row 2x4; 1x2 blocks: row 2x4).
-//
-//go:noescape
-func conv3x3N128C64K64H8W8S1InAffineReluResStatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
-
-// conv3x3N128C64K64H8W8S1InAffineReluStatsAVX2 is the AVX2+FMA kernel of Conv3x3N128C64K64H8W8S1InAffineReluStats (tiles: 2x3 blocks: row 2x4; 1x2 blocks: row 2x4).
-//
-//go:noescape
-func conv3x3N128C64K64H8W8S1InAffineReluStatsAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
 
 // conv3x3N1C8K16H32W32S1BiasReluAVX2 is the AVX2+FMA kernel of Conv3x3N1C8K16H32W32S1BiasRelu (tiles: 1x2 blocks: row 2x6+4x5).
 //
@@ -160,4 +125,4 @@ func winoInRowAVX2(src []float32, dst []float32, tiles int, rowStride int, xiStr
 // winoOutRowAVX2 is the Winograd output transform, with its epilogue, of a row of tiles of one channel block.
 //
 //go:noescape
-func winoOutRowAVX2(m []float32, y []float32, bias []float32, res []float32, tiles int, xiStride int, rowStride int, flags int)
+func winoOutRowAVX2(m []float32, y []float32, bias []float32, res []float32, sums []float32, tiles int, xiStride int, rowStride int, flags int)

@@ -5,6 +5,218 @@ package preactresnet20
 // winoTransformsAsm are the assembly transforms of the Winograd kernels.
 var winoTransformsAsm = winoTransforms{winoCopyRowAVX2, winoInRowAVX2, winoOutRowAVX2}
 
+// shapeWinograd3x3N128C16K16H32W32Stats is the shape of Winograd3x3N128C16K16H32W32Stats: 1 images of 8x8 tiles per group, GEMMs of 64 columns.
+var shapeWinograd3x3N128C16K16H32W32Stats = WinogradShape{
+	Cin:   16,
+	Cout:  16,
+	Group: 1,
+	H:     32,
+	N:     128,
+	Name:  "Winograd3x3N128C16K16H32W32Stats",
+	Stats: true,
+	W:     32,
+}
+
+// Winograd3x3N128C16K16H32W32Stats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C16K16H1W64S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N128C16K16H32W32Stats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N128C16K16H32W32Stats, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N128C16K16H32W32StatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N128C16K16H32W32StatsGo runs Winograd3x3N128C16K16H32W32Stats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N128C16K16H32W32StatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N128C16K16H32W32Stats, &winoTransformsGo, conv1x1N1C16K16H1W64S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N128C16K16H32W32InAffineReluResStats is the shape of Winograd3x3N128C16K16H32W32InAffineReluResStats: 1 images of 8x8 tiles per group, GEMMs of 64 columns.
+var shapeWinograd3x3N128C16K16H32W32InAffineReluResStats = WinogradShape{
+	Cin:      16,
+	Cout:     16,
+	Group:    1,
+	H:        32,
+	N:        128,
+	Name:     "Winograd3x3N128C16K16H32W32InAffineReluResStats",
+	Prologue: "affine_relu",
+	Residual: true,
+	Stats:    true,
+	W:        32,
+}
+
+// Winograd3x3N128C16K16H32W32InAffineReluResStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C16K16H1W64S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N128C16K16H32W32InAffineReluResStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N128C16K16H32W32InAffineReluResStats, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N128C16K16H32W32InAffineReluResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N128C16K16H32W32InAffineReluResStatsGo runs Winograd3x3N128C16K16H32W32InAffineReluResStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N128C16K16H32W32InAffineReluResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N128C16K16H32W32InAffineReluResStats, &winoTransformsGo, conv1x1N1C16K16H1W64S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N128C16K16H32W32InAffineReluStats is the shape of Winograd3x3N128C16K16H32W32InAffineReluStats: 1 images of 8x8 tiles per group, GEMMs of 64 columns.
+var shapeWinograd3x3N128C16K16H32W32InAffineReluStats = WinogradShape{
+	Cin:      16,
+	Cout:     16,
+	Group:    1,
+	H:        32,
+	N:        128,
+	Name:     "Winograd3x3N128C16K16H32W32InAffineReluStats",
+	Prologue: "affine_relu",
+	Stats:    true,
+	W:        32,
+}
+
+// Winograd3x3N128C16K16H32W32InAffineReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C16K16H1W64S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N128C16K16H32W32InAffineReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N128C16K16H32W32InAffineReluStats, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N128C16K16H32W32InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N128C16K16H32W32InAffineReluStatsGo runs Winograd3x3N128C16K16H32W32InAffineReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N128C16K16H32W32InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N128C16K16H32W32InAffineReluStats, &winoTransformsGo, conv1x1N1C16K16H1W64S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N128C32K32H16W16InAffineReluResStats is the shape of Winograd3x3N128C32K32H16W16InAffineReluResStats: 2 images of 4x4 tiles per group, GEMMs of 32 columns.
+var shapeWinograd3x3N128C32K32H16W16InAffineReluResStats = WinogradShape{
+	Cin:      32,
+	Cout:     32,
+	Group:    2,
+	H:        16,
+	N:        128,
+	Name:     "Winograd3x3N128C32K32H16W16InAffineReluResStats",
+	Prologue: "affine_relu",
+	Residual: true,
+	Stats:    true,
+	W:        16,
+}
+
+// Winograd3x3N128C32K32H16W16InAffineReluResStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C32K32H1W32S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N128C32K32H16W16InAffineReluResStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N128C32K32H16W16InAffineReluResStats, &winoTransformsAsm, conv1x1N1C32K32H1W32S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N128C32K32H16W16InAffineReluResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N128C32K32H16W16InAffineReluResStatsGo runs Winograd3x3N128C32K32H16W16InAffineReluResStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N128C32K32H16W16InAffineReluResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N128C32K32H16W16InAffineReluResStats, &winoTransformsGo, conv1x1N1C32K32H1W32S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N128C32K32H16W16InAffineReluStats is the shape of Winograd3x3N128C32K32H16W16InAffineReluStats: 2 images of 4x4 tiles per group, GEMMs of 32 columns.
+var shapeWinograd3x3N128C32K32H16W16InAffineReluStats = WinogradShape{
+	Cin:      32,
+	Cout:     32,
+	Group:    2,
+	H:        16,
+	N:        128,
+	Name:     "Winograd3x3N128C32K32H16W16InAffineReluStats",
+	Prologue: "affine_relu",
+	Stats:    true,
+	W:        16,
+}
+
+// Winograd3x3N128C32K32H16W16InAffineReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C32K32H1W32S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N128C32K32H16W16InAffineReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N128C32K32H16W16InAffineReluStats, &winoTransformsAsm, conv1x1N1C32K32H1W32S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N128C32K32H16W16InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N128C32K32H16W16InAffineReluStatsGo runs Winograd3x3N128C32K32H16W16InAffineReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N128C32K32H16W16InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N128C32K32H16W16InAffineReluStats, &winoTransformsGo, conv1x1N1C32K32H1W32S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N128C64K64H8W8InAffineReluResStats is the shape of Winograd3x3N128C64K64H8W8InAffineReluResStats: 8 images of 2x2 tiles per group, GEMMs of 32 columns.
+var shapeWinograd3x3N128C64K64H8W8InAffineReluResStats = WinogradShape{
+	Cin:      64,
+	Cout:     64,
+	Group:    8,
+	H:        8,
+	N:        128,
+	Name:     "Winograd3x3N128C64K64H8W8InAffineReluResStats",
+	Prologue: "affine_relu",
+	Residual: true,
+	Stats:    true,
+	W:        8,
+}
+
+// Winograd3x3N128C64K64H8W8InAffineReluResStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C64K64H1W32S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N128C64K64H8W8InAffineReluResStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N128C64K64H8W8InAffineReluResStats, &winoTransformsAsm, conv1x1N1C64K64H1W32S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N128C64K64H8W8InAffineReluResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N128C64K64H8W8InAffineReluResStatsGo runs Winograd3x3N128C64K64H8W8InAffineReluResStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N128C64K64H8W8InAffineReluResStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N128C64K64H8W8InAffineReluResStats, &winoTransformsGo, conv1x1N1C64K64H1W32S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N128C64K64H8W8InAffineReluStats is the shape of Winograd3x3N128C64K64H8W8InAffineReluStats: 8 images of 2x2 tiles per group, GEMMs of 32 columns.
+var shapeWinograd3x3N128C64K64H8W8InAffineReluStats = WinogradShape{
+	Cin:      64,
+	Cout:     64,
+	Group:    8,
+	H:        8,
+	N:        128,
+	Name:     "Winograd3x3N128C64K64H8W8InAffineReluStats",
+	Prologue: "affine_relu",
+	Stats:    true,
+	W:        8,
+}
+
+// Winograd3x3N128C64K64H8W8InAffineReluStats is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C64K64H1W32S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N128C64K64H8W8InAffineReluStats(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N128C64K64H8W8InAffineReluStats, &winoTransformsAsm, conv1x1N1C64K64H1W32S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N128C64K64H8W8InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N128C64K64H8W8InAffineReluStatsGo runs Winograd3x3N128C64K64H8W8InAffineReluStats on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N128C64K64H8W8InAffineReluStatsGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N128C64K64H8W8InAffineReluStats, &winoTransformsGo, conv1x1N1C64K64H1W32S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
 // shapeWinograd3x3N128C16K16H32W32BiasRelu is the shape of Winograd3x3N128C16K16H32W32BiasRelu: 1 images of 8x8 tiles per group, GEMMs of 64 columns.
 var shapeWinograd3x3N128C16K16H32W32BiasRelu = WinogradShape{
 	Bias:  true,
@@ -24,7 +236,7 @@ var shapeWinograd3x3N128C16K16H32W32BiasRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N128C16K16H32W32BiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C16K16H32W32BiasRelu, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C16K16H32W32BiasRelu, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C16K16H32W32BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -32,7 +244,7 @@ func Winograd3x3N128C16K16H32W32BiasRelu(x, w, bias, scale, shift, res, y, stats
 
 // winograd3x3N128C16K16H32W32BiasReluGo runs Winograd3x3N128C16K16H32W32BiasRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N128C16K16H32W32BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N128C16K16H32W32BiasRelu, &winoTransformsGo, conv1x1N1C16K16H1W64S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N128C16K16H32W32BiasRelu, &winoTransformsGo, conv1x1N1C16K16H1W64S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N128C16K16H32W32Res is the shape of Winograd3x3N128C16K16H32W32Res: 1 images of 8x8 tiles per group, GEMMs of 64 columns.
@@ -53,7 +265,7 @@ var shapeWinograd3x3N128C16K16H32W32Res = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N128C16K16H32W32Res(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C16K16H32W32Res, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C16K16H32W32Res, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C16K16H32W32ResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -61,7 +273,7 @@ func Winograd3x3N128C16K16H32W32Res(x, w, bias, scale, shift, res, y, stats, scr
 
 // winograd3x3N128C16K16H32W32ResGo runs Winograd3x3N128C16K16H32W32Res on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N128C16K16H32W32ResGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N128C16K16H32W32Res, &winoTransformsGo, conv1x1N1C16K16H1W64S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N128C16K16H32W32Res, &winoTransformsGo, conv1x1N1C16K16H1W64S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N128C16K16H32W32InAffineReluBiasRelu is the shape of Winograd3x3N128C16K16H32W32InAffineReluBiasRelu: 1 images of 8x8 tiles per group, GEMMs of 64 columns.
@@ -84,7 +296,7 @@ var shapeWinograd3x3N128C16K16H32W32InAffineReluBiasRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N128C16K16H32W32InAffineReluBiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C16K16H32W32InAffineReluBiasRelu, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C16K16H32W32InAffineReluBiasRelu, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C16K16H32W32InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -92,7 +304,7 @@ func Winograd3x3N128C16K16H32W32InAffineReluBiasRelu(x, w, bias, scale, shift, r
 
 // winograd3x3N128C16K16H32W32InAffineReluBiasReluGo runs Winograd3x3N128C16K16H32W32InAffineReluBiasRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N128C16K16H32W32InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N128C16K16H32W32InAffineReluBiasRelu, &winoTransformsGo, conv1x1N1C16K16H1W64S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N128C16K16H32W32InAffineReluBiasRelu, &winoTransformsGo, conv1x1N1C16K16H1W64S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N128C32K32H16W16Res is the shape of Winograd3x3N128C32K32H16W16Res: 2 images of 4x4 tiles per group, GEMMs of 32 columns.
@@ -113,7 +325,7 @@ var shapeWinograd3x3N128C32K32H16W16Res = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N128C32K32H16W16Res(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C32K32H16W16Res, &winoTransformsAsm, conv1x1N1C32K32H1W32S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C32K32H16W16Res, &winoTransformsAsm, conv1x1N1C32K32H1W32S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C32K32H16W16ResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -121,7 +333,7 @@ func Winograd3x3N128C32K32H16W16Res(x, w, bias, scale, shift, res, y, stats, scr
 
 // winograd3x3N128C32K32H16W16ResGo runs Winograd3x3N128C32K32H16W16Res on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N128C32K32H16W16ResGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N128C32K32H16W16Res, &winoTransformsGo, conv1x1N1C32K32H1W32S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N128C32K32H16W16Res, &winoTransformsGo, conv1x1N1C32K32H1W32S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N128C32K32H16W16InAffineReluBiasRelu is the shape of Winograd3x3N128C32K32H16W16InAffineReluBiasRelu: 2 images of 4x4 tiles per group, GEMMs of 32 columns.
@@ -144,7 +356,7 @@ var shapeWinograd3x3N128C32K32H16W16InAffineReluBiasRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N128C32K32H16W16InAffineReluBiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C32K32H16W16InAffineReluBiasRelu, &winoTransformsAsm, conv1x1N1C32K32H1W32S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C32K32H16W16InAffineReluBiasRelu, &winoTransformsAsm, conv1x1N1C32K32H1W32S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C32K32H16W16InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -152,7 +364,7 @@ func Winograd3x3N128C32K32H16W16InAffineReluBiasRelu(x, w, bias, scale, shift, r
 
 // winograd3x3N128C32K32H16W16InAffineReluBiasReluGo runs Winograd3x3N128C32K32H16W16InAffineReluBiasRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N128C32K32H16W16InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N128C32K32H16W16InAffineReluBiasRelu, &winoTransformsGo, conv1x1N1C32K32H1W32S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N128C32K32H16W16InAffineReluBiasRelu, &winoTransformsGo, conv1x1N1C32K32H1W32S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N128C64K64H8W8Res is the shape of Winograd3x3N128C64K64H8W8Res: 8 images of 2x2 tiles per group, GEMMs of 32 columns.
@@ -173,7 +385,7 @@ var shapeWinograd3x3N128C64K64H8W8Res = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N128C64K64H8W8Res(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C64K64H8W8Res, &winoTransformsAsm, conv1x1N1C64K64H1W32S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C64K64H8W8Res, &winoTransformsAsm, conv1x1N1C64K64H1W32S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C64K64H8W8ResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -181,7 +393,7 @@ func Winograd3x3N128C64K64H8W8Res(x, w, bias, scale, shift, res, y, stats, scrat
 
 // winograd3x3N128C64K64H8W8ResGo runs Winograd3x3N128C64K64H8W8Res on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N128C64K64H8W8ResGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N128C64K64H8W8Res, &winoTransformsGo, conv1x1N1C64K64H1W32S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N128C64K64H8W8Res, &winoTransformsGo, conv1x1N1C64K64H1W32S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N128C64K64H8W8InAffineReluBiasRelu is the shape of Winograd3x3N128C64K64H8W8InAffineReluBiasRelu: 8 images of 2x2 tiles per group, GEMMs of 32 columns.
@@ -204,7 +416,7 @@ var shapeWinograd3x3N128C64K64H8W8InAffineReluBiasRelu = WinogradShape{
 // the exported function's checks).
 func Winograd3x3N128C64K64H8W8InAffineReluBiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C64K64H8W8InAffineReluBiasRelu, &winoTransformsAsm, conv1x1N1C64K64H1W32S1AVX2, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N128C64K64H8W8InAffineReluBiasRelu, &winoTransformsAsm, conv1x1N1C64K64H1W32S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
 	winograd3x3N128C64K64H8W8InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
@@ -212,11 +424,39 @@ func Winograd3x3N128C64K64H8W8InAffineReluBiasRelu(x, w, bias, scale, shift, res
 
 // winograd3x3N128C64K64H8W8InAffineReluBiasReluGo runs Winograd3x3N128C64K64H8W8InAffineReluBiasRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N128C64K64H8W8InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N128C64K64H8W8InAffineReluBiasRelu, &winoTransformsGo, conv1x1N1C64K64H1W32S1Go, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+	winograd(&shapeWinograd3x3N128C64K64H8W8InAffineReluBiasRelu, &winoTransformsGo, conv1x1N1C64K64H1W32S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // WinogradKernels lists the package's Winograd kernels, for tests and benchmarks.
 var WinogradKernels = []WinogradKernel{{
+	Go:            winograd3x3N128C16K16H32W32StatsGo,
+	Run:           Winograd3x3N128C16K16H32W32Stats,
+	WinogradShape: shapeWinograd3x3N128C16K16H32W32Stats,
+}, {
+	Go:            winograd3x3N128C16K16H32W32InAffineReluResStatsGo,
+	Run:           Winograd3x3N128C16K16H32W32InAffineReluResStats,
+	WinogradShape: shapeWinograd3x3N128C16K16H32W32InAffineReluResStats,
+}, {
+	Go:            winograd3x3N128C16K16H32W32InAffineReluStatsGo,
+	Run:           Winograd3x3N128C16K16H32W32InAffineReluStats,
+	WinogradShape: shapeWinograd3x3N128C16K16H32W32InAffineReluStats,
+}, {
+	Go:            winograd3x3N128C32K32H16W16InAffineReluResStatsGo,
+	Run:           Winograd3x3N128C32K32H16W16InAffineReluResStats,
+	WinogradShape: shapeWinograd3x3N128C32K32H16W16InAffineReluResStats,
+}, {
+	Go:            winograd3x3N128C32K32H16W16InAffineReluStatsGo,
+	Run:           Winograd3x3N128C32K32H16W16InAffineReluStats,
+	WinogradShape: shapeWinograd3x3N128C32K32H16W16InAffineReluStats,
+}, {
+	Go:            winograd3x3N128C64K64H8W8InAffineReluResStatsGo,
+	Run:           Winograd3x3N128C64K64H8W8InAffineReluResStats,
+	WinogradShape: shapeWinograd3x3N128C64K64H8W8InAffineReluResStats,
+}, {
+	Go:            winograd3x3N128C64K64H8W8InAffineReluStatsGo,
+	Run:           Winograd3x3N128C64K64H8W8InAffineReluStats,
+	WinogradShape: shapeWinograd3x3N128C64K64H8W8InAffineReluStats,
+}, {
 	Go:            winograd3x3N128C16K16H32W32BiasReluGo,
 	Run:           Winograd3x3N128C16K16H32W32BiasRelu,
 	WinogradShape: shapeWinograd3x3N128C16K16H32W32BiasRelu,

@@ -47,7 +47,7 @@ const (
 	arenaLen   = 30355824 // 115.8 MiB (121,423,296 B): train 121423296 bytes, infer 16786624
 	paramsLen  = 269728
 	stateLen   = 271104
-	scratchLen = 199808  // per worker
+	scratchLen = 199824  // per worker
 	wideLen    = 36864   // float64s per worker
 	foldedLen  = 1124656 // 4.3 MiB (4,498,624 B): Infer's folded and packed weights
 )

@@ -18,13 +18,12 @@ import "fmt"
 // output transforms run on the blocked layout, eight channels at a time.
 //
 // WinogradShape is the shape and fusion of one generated Winograd
-// kernel: the IR op conv2d_fused with kernel 3, stride 1 and pad 1,
-// without statistics (an inference convolution).
+// kernel: the IR op conv2d_fused with kernel 3, stride 1 and pad 1.
 type WinogradShape struct {
-	Name                 string
-	N, Cin, Cout, H, W   int
-	Prologue             string // none, relu or affine_relu
-	Bias, Residual, ReLU bool
+	Name                        string
+	N, Cin, Cout, H, W          int
+	Prologue                    string // none, relu or affine_relu
+	Bias, Residual, ReLU, Stats bool
 	// Group is the number of images transformed together: their tiles
 	// are the columns of one set of 36 GEMMs (Tiles of them).
 	Group int
@@ -73,12 +72,17 @@ const WinoXiPad = 16
 func (s *WinogradShape) vStride() int { return s.Cin*s.Tiles() + WinoXiPad }
 func (s *WinogradShape) mStride() int { return s.Cout*s.Tiles() + WinoXiPad }
 
+// StatsLen is the length of its per-image statistics, [N][2][Cout]: Σy
+// then Σy² for each image, as the direct kernels write them.
+func (s *WinogradShape) StatsLen() int { return s.N * 2 * s.Cout }
+
 // ScratchLen is the length of the scratch each concurrent call needs: a
 // group of prologue(x) images with their zero borders, then the 36
 // transformed inputs [36][Cin/8][Tiles][8] and the 36 products
-// [36][Cout/8][Tiles][8], each matrix followed by WinoXiPad floats.
+// [36][Cout/8][Tiles][8], each matrix followed by WinoXiPad floats, and
+// the 16 sums of one output transform call.
 func (s *WinogradShape) ScratchLen() int {
-	return s.Group*s.Cin*s.padH()*s.padW() + 36*(s.vStride()+s.mStride())
+	return s.Group*s.Cin*s.padH()*s.padW() + 36*(s.vStride()+s.mStride()) + 16
 }
 
 // FLOPs is the work of the direct convolution the kernel computes, two
@@ -88,7 +92,7 @@ func (s *WinogradShape) FLOPs() float64 {
 }
 
 // checkWinograd panics when a kernel's arguments do not fit its shape.
-func checkWinograd(s *WinogradShape, x, w, bias, scale, shift, res, y, scratch []float32, n0, n1 int) {
+func checkWinograd(s *WinogradShape, x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	need := func(what string, got, want int) {
 		if got < want {
 			panic(fmt.Sprintf("BUG: %s: %s has length %d, want at least %d", s.Name, what, got, want))
@@ -108,6 +112,9 @@ func checkWinograd(s *WinogradShape, x, w, bias, scale, shift, res, y, scratch [
 	if s.Residual {
 		need("res", len(res), s.YLen())
 	}
+	if s.Stats {
+		need("stats", len(stats), s.StatsLen())
+	}
 	if n0 < 0 || n0 > n1 || n1 > s.N {
 		panic(fmt.Sprintf("BUG: %s: images [%d, %d) outside [0, %d)", s.Name, n0, n1, s.N))
 	}
@@ -123,13 +130,14 @@ const (
 	winoOutBias     = 1
 	winoOutResidual = 2
 	winoOutReLU     = 4
+	winoOutStats    = 8
 )
 
 // winoTransforms are the three transforms, in assembly or in Go.
 type winoTransforms struct {
 	copyRow func(dst, src, scale, shift []float32, mode int)
 	inRow   func(src, dst []float32, tiles, rowStride, xiStride int)
-	outRow  func(m, y, bias, res []float32, tiles, xiStride, rowStride, flags int)
+	outRow  func(m, y, bias, res, sums []float32, tiles, xiStride, rowStride, flags int)
 }
 
 // winoTransformsGo are the twins of the transforms.
@@ -138,12 +146,13 @@ var winoTransformsGo = winoTransforms{winoCopyRowGo, winoInRowGo, winoOutRowGo}
 // winograd runs kernel s on images [n0, n1): for each group of images,
 // the prologue into the scratch, the input transform of every tile, the
 // 36 GEMMs of gemm (the 1x1 kernel of Cin to Cout channels over Tiles
-// pixels) and the output transform with the epilogue, the transforms
-// those of tr. The result does not depend on how the images are
+// pixels) and the output transform with the epilogue (with Stats, each
+// image's Σy and Σy² per channel into stats[n], in the order of its tiles),
+// the transforms those of tr. The result does not depend on how the images are
 // split between calls: each image's tiles are computed alike whatever the
 // group holds.
-func winograd(s *WinogradShape, tr *winoTransforms, gemm Conv3x3Func, x, w, bias, scale, shift, res, y, scratch []float32, n0, n1 int) {
-	checkWinograd(s, x, w, bias, scale, shift, res, y, scratch, n0, n1)
+func winograd(s *WinogradShape, tr *winoTransforms, gemm func(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int), x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	checkWinograd(s, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 	cib, cob := s.Cin/8, s.Cout/8
 	th, tw, t := s.TilesH(), s.TilesW(), s.Tiles()
 	ph, pw := s.padH(), s.padW()
@@ -170,6 +179,10 @@ func winograd(s *WinogradShape, tr *winoTransforms, gemm Conv3x3Func, x, w, bias
 	if s.ReLU {
 		flags |= winoOutReLU
 	}
+	if s.Stats {
+		flags |= winoOutStats
+	}
+	sums := scratch[padLen+36*(vs+ms):][:16] // Σy and Σy² of one output transform call
 	for g0 := n0; g0 < n1; g0 += s.Group {
 		g1 := min(g0+s.Group, n1)
 		for g := range g1 - g0 {
@@ -200,6 +213,11 @@ func winograd(s *WinogradShape, tr *winoTransforms, gemm Conv3x3Func, x, w, bias
 		full := s.W / 4
 		for g := range g1 - g0 {
 			n := g0 + g
+			var part []float32
+			if s.Stats {
+				part = stats[n*2*s.Cout:][:2*s.Cout]
+				clear(part)
+			}
 			for ob := range cob {
 				var bi []float32
 				if s.Bias {
@@ -214,7 +232,10 @@ func winograd(s *WinogradShape, tr *winoTransforms, gemm Conv3x3Func, x, w, bias
 						rs = res[at:]
 					}
 					if rows == 4 && full > 0 {
-						tr.outRow(mt, y[at:], bi, rs, full, ms, s.W*8, flags)
+						tr.outRow(mt, y[at:], bi, rs, sums, full, ms, s.W*8, flags)
+						if s.Stats {
+							winoAddSums(part, sums, ob, s.Cout)
+						}
 					}
 					from := full
 					if rows < 4 {
@@ -225,11 +246,24 @@ func winograd(s *WinogradShape, tr *winoTransforms, gemm Conv3x3Func, x, w, bias
 						if s.Residual {
 							r = rs[4*tx*8:]
 						}
-						winoOutTileGo(mt[tx*8:], y[at+4*tx*8:], bi, r, ms, s.W*8, flags, rows, min(4, s.W-4*tx))
+						clear(sums)
+						winoOutTileGo(mt[tx*8:], y[at+4*tx*8:], bi, r, sums, ms, s.W*8, flags, rows, min(4, s.W-4*tx))
+						if s.Stats {
+							winoAddSums(part, sums, ob, s.Cout)
+						}
 					}
 				}
 			}
 		}
+	}
+}
+
+// winoAddSums adds the sums of one output transform call, Σy then Σy²
+// of channel block ob, into an image's statistics [2][cout].
+func winoAddSums(part, sums []float32, ob, cout int) {
+	for l := range 8 {
+		part[ob*8+l] += sums[l]
+		part[cout+ob*8+l] += sums[8+l]
 	}
 }
 
@@ -309,21 +343,24 @@ func winoInRowGo(src, dst []float32, tiles, rowStride, xiStride int) {
 // tiles consecutive whole tiles of one channel block, point ξ of tile i at
 // m[ξ*xiStride + 8i], into the 4x4 pixels of each at y (rows rowStride
 // floats apart), with the epilogue the flags select: bias (eight values),
-// residual (laid out like y), ReLU.
-func winoOutRowGo(m, y, bias, res []float32, tiles, xiStride, rowStride, flags int) {
+// residual (laid out like y), ReLU, and statistics: sums is set to the
+// call's Σy (eight channels) then Σy², summed over its tiles, columns
+// and rows in that order.
+func winoOutRowGo(m, y, bias, res, sums []float32, tiles, xiStride, rowStride, flags int) {
+	clear(sums[:16])
 	for i := range tiles {
 		var r []float32
 		if flags&winoOutResidual != 0 {
 			r = res[4*i*8:]
 		}
-		winoOutTileGo(m[8*i:], y[4*i*8:], bias, r, xiStride, rowStride, flags, 4, 4)
+		winoOutTileGo(m[8*i:], y[4*i*8:], bias, r, sums, xiStride, rowStride, flags, 4, 4)
 	}
 }
 
 // winoOutTileGo transforms one tile as winoOutRowGo does and stores its
-// first rows x cols pixels: the last tiles of an image whose sides are
-// not multiples of 4.
-func winoOutTileGo(m, y, bias, res []float32, xiStride, rowStride, flags, rows, cols int) {
+// first rows x cols pixels (the last tiles of an image whose sides are
+// not multiples of 4), adding their statistics to sums.
+func winoOutTileGo(m, y, bias, res, sums []float32, xiStride, rowStride, flags, rows, cols int) {
 	var t [6][4][8]float32 // [row of the 6x6][column of the output] after the first pass
 	for r := range 6 {
 		var line [6][8]float32
@@ -352,19 +389,21 @@ func winoOutTileGo(m, y, bias, res []float32, xiStride, rowStride, flags, rows, 
 					v = relu32(v)
 				}
 				out[l] = v
+				if flags&winoOutStats != 0 {
+					sums[l] += v
+					sums[8+l] += v * v
+				}
 			}
 		}
 	}
 }
 
-// winoG is the weight transform's G, the 6x3 matrix of F(4x4, 3x3).
-var winoG = [6][3]float64{
-	{1.0 / 4, 0, 0},
-	{-1.0 / 6, -1.0 / 6, -1.0 / 6},
-	{-1.0 / 6, 1.0 / 6, -1.0 / 6},
-	{1.0 / 24, 1.0 / 12, 1.0 / 6},
-	{1.0 / 24, -1.0 / 12, 1.0 / 6},
-	{0, 0, 1},
+// winoG applies the weight transform's G, the 6x3 matrix of F(4x4, 3x3),
+// to three values: rows (1/4, 0, 0), -(1, 1, 1)/6, -(1, -1, 1)/6,
+// (1/4, 1/2, 1)/6, (1/4, -1/2, 1)/6 and (0, 0, 1).
+func winoG(g0, g1, g2 float64) [6]float64 {
+	even, odd := g0/24+g2/6, g1/12
+	return [6]float64{g0 / 4, -(g0 + g1 + g2) / 6, -(g0 - g1 + g2) / 6, even + odd, even - odd, g2}
 }
 
 // PackWinogradWeights transforms plain [cout][cin][3][3] weights into the
@@ -378,24 +417,19 @@ func PackWinogradWeights(dst, src []float32, cout, cin int) error {
 		return fmt.Errorf("PackWinogradWeights: %d plain and %d packed weights, want %d and %d",
 			len(src), len(dst), cout*cin*9, 36*cout*cin)
 	}
+	plane := cout * cin // one point's matrix
 	for o := range cout {
 		for i := range cin {
 			g := src[(o*cin+i)*9:][:9]
-			var gg [6][3]float64 // G g
-			for r := range 6 {
-				for c := range 3 {
-					for k := range 3 {
-						gg[r][c] += winoG[r][k] * float64(g[k*3+c])
-					}
-				}
+			var cols [3][6]float64 // G applied to each column of g
+			for c := range 3 {
+				cols[c] = winoG(float64(g[c]), float64(g[3+c]), float64(g[6+c]))
 			}
+			at := (o/8)*cin*8 + i*8 + o%8
 			for r := range 6 {
-				for c := range 6 {
-					var u float64
-					for k := range 3 {
-						u += gg[r][k] * winoG[c][k]
-					}
-					dst[((r*6+c)*(cout/8)+o/8)*cin*8+i*8+o%8] = float32(u)
+				u := winoG(cols[0][r], cols[1][r], cols[2][r])
+				for c, v := range u {
+					dst[(r*6+c)*plane+at] = float32(v)
 				}
 			}
 		}

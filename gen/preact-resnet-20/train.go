@@ -82,7 +82,7 @@ func (m *Model) trainS1Forward(t *[32]int) {
 	// relu1: affine_relu
 	nn.AffineReLU(m.ctx, a[t[13]:t[13]+2097152], a[t[12]:t[12]+2097152], a[t[6]:t[6]+16], a[t[7]:t[7]+16], nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true})
 	// conv1: conv2d_fused
-	m.conv3x3(Conv3x3N128C16K16H32W32S1Stats, 18496, 128, 16, 16, a[t[13]:t[13]+2097152], p[t[14]:t[14]+2304], nil, nil, nil, nil, nil, a[t[15]:t[15]+2097152], a[t[16]:t[16]+16], a[t[17]:t[17]+16])
+	m.winograd3x3(Winograd3x3N128C16K16H32W32Stats, 93392, 128, 16, 16, a[t[13]:t[13]+2097152], p[t[14]:t[14]+2304], nil, nil, nil, nil, nil, a[t[15]:t[15]+2097152], a[t[16]:t[16]+16], a[t[17]:t[17]+16])
 	// bn2: moments
 	nn.Moments(m.ctx, a[t[18]:t[18]+16], a[t[19]:t[19]+16], a[t[16]:t[16]+16], a[t[17]:t[17]+16], 16, 131072)
 	// bn2: bnaffine
@@ -92,7 +92,7 @@ func (m *Model) trainS1Forward(t *[32]int) {
 	// bn2: ema
 	nn.EMA(m.ctx, s[t[27]:t[27]+16], s[t[26]:t[26]+16], a[t[19]:t[19]+16], 16, 0.1, 1.0000076294527394)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N128C16K16H32W32S1InAffineReluResStats, 18496, 128, 16, 16, a[t[15]:t[15]+2097152], p[t[28]:t[28]+2304], nil, nil, a[t[22]:t[22]+16], a[t[23]:t[23]+16], a[t[13]:t[13]+2097152], a[t[29]:t[29]+2097152], a[t[30]:t[30]+16], a[t[31]:t[31]+16])
+	m.winograd3x3(Winograd3x3N128C16K16H32W32InAffineReluResStats, 93392, 128, 16, 16, a[t[15]:t[15]+2097152], p[t[28]:t[28]+2304], nil, nil, a[t[22]:t[22]+16], a[t[23]:t[23]+16], a[t[13]:t[13]+2097152], a[t[29]:t[29]+2097152], a[t[30]:t[30]+16], a[t[31]:t[31]+16])
 }
 
 // trainS1Forward2 runs the forward ops of 2 blocks like s1.u2; t is a row of trainS1Forward2Rows.
@@ -107,7 +107,7 @@ func (m *Model) trainS1Forward2(t *[31]int) {
 	// bn1: ema
 	nn.EMA(m.ctx, s[t[11]:t[11]+16], s[t[10]:t[10]+16], a[t[3]:t[3]+16], 16, 0.1, 1.0000076294527394)
 	// conv1: conv2d_fused
-	m.conv3x3(Conv3x3N128C16K16H32W32S1InAffineReluStats, 18496, 128, 16, 16, a[t[12]:t[12]+2097152], p[t[13]:t[13]+2304], nil, nil, a[t[6]:t[6]+16], a[t[7]:t[7]+16], nil, a[t[14]:t[14]+2097152], a[t[15]:t[15]+16], a[t[16]:t[16]+16])
+	m.winograd3x3(Winograd3x3N128C16K16H32W32InAffineReluStats, 93392, 128, 16, 16, a[t[12]:t[12]+2097152], p[t[13]:t[13]+2304], nil, nil, a[t[6]:t[6]+16], a[t[7]:t[7]+16], nil, a[t[14]:t[14]+2097152], a[t[15]:t[15]+16], a[t[16]:t[16]+16])
 	// bn2: moments
 	nn.Moments(m.ctx, a[t[17]:t[17]+16], a[t[18]:t[18]+16], a[t[15]:t[15]+16], a[t[16]:t[16]+16], 16, 131072)
 	// bn2: bnaffine
@@ -117,7 +117,7 @@ func (m *Model) trainS1Forward2(t *[31]int) {
 	// bn2: ema
 	nn.EMA(m.ctx, s[t[26]:t[26]+16], s[t[25]:t[25]+16], a[t[18]:t[18]+16], 16, 0.1, 1.0000076294527394)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N128C16K16H32W32S1InAffineReluResStats, 18496, 128, 16, 16, a[t[14]:t[14]+2097152], p[t[27]:t[27]+2304], nil, nil, a[t[21]:t[21]+16], a[t[22]:t[22]+16], a[t[12]:t[12]+2097152], a[t[28]:t[28]+2097152], a[t[29]:t[29]+16], a[t[30]:t[30]+16])
+	m.winograd3x3(Winograd3x3N128C16K16H32W32InAffineReluResStats, 93392, 128, 16, 16, a[t[14]:t[14]+2097152], p[t[27]:t[27]+2304], nil, nil, a[t[21]:t[21]+16], a[t[22]:t[22]+16], a[t[12]:t[12]+2097152], a[t[28]:t[28]+2097152], a[t[29]:t[29]+16], a[t[30]:t[30]+16])
 }
 
 // trainS2Forward runs the forward ops of s2.u1; t is a row of trainS2ForwardRows.
@@ -146,7 +146,7 @@ func (m *Model) trainS2Forward(t *[33]int) {
 	// shortcut: subsample_pad
 	nn.SubsamplePad(m.ctx, a[t[28]:t[28]+1048576], a[t[13]:t[13]+2097152], nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, nn.Act{N: 128, C: 16, H: 32, W: 32, Blocked: true}, 2)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N128C32K32H16W16S1InAffineReluResStats, 10368, 128, 32, 32, a[t[15]:t[15]+1048576], p[t[29]:t[29]+9216], nil, nil, a[t[22]:t[22]+32], a[t[23]:t[23]+32], a[t[28]:t[28]+1048576], a[t[30]:t[30]+1048576], a[t[31]:t[31]+32], a[t[32]:t[32]+32])
+	m.winograd3x3(Winograd3x3N128C32K32H16W16InAffineReluResStats, 95632, 128, 32, 32, a[t[15]:t[15]+1048576], p[t[29]:t[29]+9216], nil, nil, a[t[22]:t[22]+32], a[t[23]:t[23]+32], a[t[28]:t[28]+1048576], a[t[30]:t[30]+1048576], a[t[31]:t[31]+32], a[t[32]:t[32]+32])
 }
 
 // trainS2Forward2 runs the forward ops of 2 blocks like s2.u2; t is a row of trainS2Forward2Rows.
@@ -161,7 +161,7 @@ func (m *Model) trainS2Forward2(t *[31]int) {
 	// bn1: ema
 	nn.EMA(m.ctx, s[t[11]:t[11]+32], s[t[10]:t[10]+32], a[t[3]:t[3]+32], 32, 0.1, 1.000030518509476)
 	// conv1: conv2d_fused
-	m.conv3x3(Conv3x3N128C32K32H16W16S1InAffineReluStats, 10368, 128, 32, 32, a[t[12]:t[12]+1048576], p[t[13]:t[13]+9216], nil, nil, a[t[6]:t[6]+32], a[t[7]:t[7]+32], nil, a[t[14]:t[14]+1048576], a[t[15]:t[15]+32], a[t[16]:t[16]+32])
+	m.winograd3x3(Winograd3x3N128C32K32H16W16InAffineReluStats, 95632, 128, 32, 32, a[t[12]:t[12]+1048576], p[t[13]:t[13]+9216], nil, nil, a[t[6]:t[6]+32], a[t[7]:t[7]+32], nil, a[t[14]:t[14]+1048576], a[t[15]:t[15]+32], a[t[16]:t[16]+32])
 	// bn2: moments
 	nn.Moments(m.ctx, a[t[17]:t[17]+32], a[t[18]:t[18]+32], a[t[15]:t[15]+32], a[t[16]:t[16]+32], 32, 32768)
 	// bn2: bnaffine
@@ -171,7 +171,7 @@ func (m *Model) trainS2Forward2(t *[31]int) {
 	// bn2: ema
 	nn.EMA(m.ctx, s[t[26]:t[26]+32], s[t[25]:t[25]+32], a[t[18]:t[18]+32], 32, 0.1, 1.000030518509476)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N128C32K32H16W16S1InAffineReluResStats, 10368, 128, 32, 32, a[t[14]:t[14]+1048576], p[t[27]:t[27]+9216], nil, nil, a[t[21]:t[21]+32], a[t[22]:t[22]+32], a[t[12]:t[12]+1048576], a[t[28]:t[28]+1048576], a[t[29]:t[29]+32], a[t[30]:t[30]+32])
+	m.winograd3x3(Winograd3x3N128C32K32H16W16InAffineReluResStats, 95632, 128, 32, 32, a[t[14]:t[14]+1048576], p[t[27]:t[27]+9216], nil, nil, a[t[21]:t[21]+32], a[t[22]:t[22]+32], a[t[12]:t[12]+1048576], a[t[28]:t[28]+1048576], a[t[29]:t[29]+32], a[t[30]:t[30]+32])
 }
 
 // trainS3Forward runs the forward ops of s3.u1; t is a row of trainS3ForwardRows.
@@ -200,7 +200,7 @@ func (m *Model) trainS3Forward(t *[33]int) {
 	// shortcut: subsample_pad
 	nn.SubsamplePad(m.ctx, a[t[28]:t[28]+524288], a[t[13]:t[13]+1048576], nn.Act{N: 128, C: 64, H: 8, W: 8, Blocked: true}, nn.Act{N: 128, C: 32, H: 16, W: 16, Blocked: true}, 2)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N128C64K64H8W8S1InAffineReluResStats, 6400, 128, 64, 64, a[t[15]:t[15]+524288], p[t[29]:t[29]+36864], nil, nil, a[t[22]:t[22]+64], a[t[23]:t[23]+64], a[t[28]:t[28]+524288], a[t[30]:t[30]+524288], a[t[31]:t[31]+64], a[t[32]:t[32]+64])
+	m.winograd3x3(Winograd3x3N128C64K64H8W8InAffineReluResStats, 199824, 128, 64, 64, a[t[15]:t[15]+524288], p[t[29]:t[29]+36864], nil, nil, a[t[22]:t[22]+64], a[t[23]:t[23]+64], a[t[28]:t[28]+524288], a[t[30]:t[30]+524288], a[t[31]:t[31]+64], a[t[32]:t[32]+64])
 }
 
 // trainS3Forward2 runs the forward ops of 2 blocks like s3.u2; t is a row of trainS3Forward2Rows.
@@ -215,7 +215,7 @@ func (m *Model) trainS3Forward2(t *[31]int) {
 	// bn1: ema
 	nn.EMA(m.ctx, s[t[11]:t[11]+64], s[t[10]:t[10]+64], a[t[3]:t[3]+64], 64, 0.1, 1.0001220852154804)
 	// conv1: conv2d_fused
-	m.conv3x3(Conv3x3N128C64K64H8W8S1InAffineReluStats, 6400, 128, 64, 64, a[t[12]:t[12]+524288], p[t[13]:t[13]+36864], nil, nil, a[t[6]:t[6]+64], a[t[7]:t[7]+64], nil, a[t[14]:t[14]+524288], a[t[15]:t[15]+64], a[t[16]:t[16]+64])
+	m.winograd3x3(Winograd3x3N128C64K64H8W8InAffineReluStats, 199824, 128, 64, 64, a[t[12]:t[12]+524288], p[t[13]:t[13]+36864], nil, nil, a[t[6]:t[6]+64], a[t[7]:t[7]+64], nil, a[t[14]:t[14]+524288], a[t[15]:t[15]+64], a[t[16]:t[16]+64])
 	// bn2: moments
 	nn.Moments(m.ctx, a[t[17]:t[17]+64], a[t[18]:t[18]+64], a[t[15]:t[15]+64], a[t[16]:t[16]+64], 64, 8192)
 	// bn2: bnaffine
@@ -225,7 +225,7 @@ func (m *Model) trainS3Forward2(t *[31]int) {
 	// bn2: ema
 	nn.EMA(m.ctx, s[t[26]:t[26]+64], s[t[25]:t[25]+64], a[t[18]:t[18]+64], 64, 0.1, 1.0001220852154804)
 	// conv2: conv2d_fused
-	m.conv3x3(Conv3x3N128C64K64H8W8S1InAffineReluResStats, 6400, 128, 64, 64, a[t[14]:t[14]+524288], p[t[27]:t[27]+36864], nil, nil, a[t[21]:t[21]+64], a[t[22]:t[22]+64], a[t[12]:t[12]+524288], a[t[28]:t[28]+524288], a[t[29]:t[29]+64], a[t[30]:t[30]+64])
+	m.winograd3x3(Winograd3x3N128C64K64H8W8InAffineReluResStats, 199824, 128, 64, 64, a[t[14]:t[14]+524288], p[t[27]:t[27]+36864], nil, nil, a[t[21]:t[21]+64], a[t[22]:t[22]+64], a[t[12]:t[12]+524288], a[t[28]:t[28]+524288], a[t[29]:t[29]+64], a[t[30]:t[30]+64])
 }
 
 // trainHeadForward runs the forward ops of head; t is a row of trainHeadForwardRows.

@@ -28,8 +28,9 @@ func benchSet() kernelSet {
 }
 
 // winogradStageShapes are the Winograd kernels of the stride-1 stage
-// convs in inference: as a bottleneck unit's 3x3 conv (folded BN, ReLU)
-// and as a basic unit's second conv (BN-ReLU prologue, residual).
+// convs: in inference as a bottleneck unit's 3x3 conv (folded BN, ReLU)
+// and as a basic unit's second conv (BN-ReLU prologue, residual), and in
+// training (BN-ReLU prologue, statistics for the next BN).
 func winogradStageShapes() []kernels.Winograd {
 	var ws []kernels.Winograd
 	for _, c := range stages {
@@ -38,7 +39,8 @@ func winogradStageShapes() []kernels.Winograd {
 		}
 		w := kernels.Winograd{N: c.N, Cin: c.Cin, Cout: c.Cout, H: c.H, W: c.W, Bias: true, ReLU: true}
 		basic := kernels.Winograd{N: c.N, Cin: c.Cin, Cout: c.Cout, H: c.H, W: c.W, Prologue: kernels.PrologueAffineReLU, Residual: true}
-		ws = append(ws, w, basic)
+		train := kernels.Winograd{N: c.N, Cin: c.Cin, Cout: c.Cout, H: c.H, W: c.W, Prologue: kernels.PrologueAffineReLU, Stats: true}
+		ws = append(ws, w, basic, train)
 	}
 	return ws
 }
@@ -54,10 +56,10 @@ func winogradTestShapes() []kernels.Winograd {
 		{N: 2, Cin: 24, Cout: 8, H: 8, W: 8},
 	} {
 		for _, p := range kernels.Prologues {
-			for e := range 8 {
+			for e := range 16 {
 				w := base
 				w.Prologue = p
-				w.Bias, w.Residual, w.ReLU = e&1 != 0, e&2 != 0, e&4 != 0
+				w.Bias, w.Residual, w.ReLU, w.Stats = e&1 != 0, e&2 != 0, e&4 != 0, e&8 != 0
 				ws = append(ws, w)
 			}
 		}
@@ -66,7 +68,7 @@ func winogradTestShapes() []kernels.Winograd {
 		kernels.Winograd{N: 1, Cin: 8, Cout: 8, H: 1, W: 1, Bias: true},
 		kernels.Winograd{N: 5, Cin: 16, Cout: 40, H: 3, W: 6, Prologue: kernels.PrologueReLU, ReLU: true},
 		kernels.Winograd{N: 9, Cin: 40, Cout: 24, H: 4, W: 4, Residual: true},
-		kernels.Winograd{N: 2, Cin: 16, Cout: 16, H: 13, W: 7, Bias: true, ReLU: true},
+		kernels.Winograd{N: 2, Cin: 16, Cout: 16, H: 13, W: 7, Bias: true, ReLU: true, Stats: true},
 		kernels.Winograd{N: 3, Cin: 16, Cout: 16, H: 12, W: 20, Prologue: kernels.PrologueAffineReLU, Bias: true, Residual: true},
 	)
 }

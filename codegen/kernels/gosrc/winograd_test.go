@@ -88,8 +88,9 @@ func TestWinogradMatchesDirect(t *testing.T) {
 		{N: 2, Cin: 8, Cout: 24, H: 7, W: 7, Group: 1, Prologue: "relu", ReLU: true},
 		{N: 2, Cin: 24, Cout: 16, H: 1, W: 1, Group: 2, Bias: true},
 		{N: 3, Cin: 8, Cout: 8, H: 2, W: 3, Group: 3, Residual: true},
-		{N: 4, Cin: 16, Cout: 16, H: 8, W: 8, Group: 3, Prologue: "affine_relu", Bias: true, ReLU: true},
+		{N: 4, Cin: 16, Cout: 16, H: 8, W: 8, Group: 3, Prologue: "affine_relu", Bias: true, ReLU: true, Stats: true},
 		{N: 1, Cin: 16, Cout: 16, H: 12, W: 6, Group: 1, Residual: true, ReLU: true},
+		{N: 3, Cin: 8, Cout: 16, H: 7, W: 9, Group: 2, Prologue: "relu", Residual: true, Stats: true},
 	}
 	for i := range shapes {
 		s := &shapes[i]
@@ -115,11 +116,12 @@ func TestWinogradMatchesDirect(t *testing.T) {
 				y[j] = float32(math.NaN())
 			}
 			scratch := fill(s.ScratchLen()) // stale data must not matter
+			stats := fill(s.StatsLen())     // overwritten, not added to
 			gemm := gemm1x1(s.Cin, s.Cout, s.Tiles())
 			// Two calls, split unevenly, as two workers would run them.
 			split := s.N / 2
-			winograd(s, &winoTransformsGo, gemm, x, packed, bias, scale, shift, res, y, scratch, 0, split)
-			winograd(s, &winoTransformsGo, gemm, x, packed, bias, scale, shift, res, y, scratch, split, s.N)
+			winograd(s, &winoTransformsGo, gemm, x, packed, bias, scale, shift, res, y, stats, scratch, 0, split)
+			winograd(s, &winoTransformsGo, gemm, x, packed, bias, scale, shift, res, y, stats, scratch, split, s.N)
 			bad := 0
 			for j, v := range y {
 				// F(4x4, 3x3) in float32 loses a few bits to its
@@ -134,6 +136,23 @@ func TestWinogradMatchesDirect(t *testing.T) {
 			}
 			if bad > 0 {
 				t.Errorf("%d of %d outputs differ", bad, len(y))
+			}
+			if !s.Stats {
+				return
+			}
+			hw := s.H * s.W
+			for n := range s.N {
+				for c := range s.Cout {
+					var sum, sumsq, mag float64
+					for p := range hw {
+						v := want[((n*(s.Cout/8)+c/8)*hw+p)*8+c%8]
+						sum, sumsq, mag = sum+v, sumsq+v*v, mag+math.Abs(v)+v*v
+					}
+					got := stats[n*2*s.Cout:]
+					if math.Abs(float64(got[c])-sum) > 1e-4*(mag+1) || math.Abs(float64(got[s.Cout+c])-sumsq) > 1e-4*(mag+1) {
+						t.Errorf("image %d channel %d: sums %v, %v, want %v, %v", n, c, got[c], got[s.Cout+c], sum, sumsq)
+					}
+				}
 			}
 		})
 	}
