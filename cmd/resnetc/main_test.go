@@ -391,8 +391,9 @@ func TestPlan(t *testing.T) {
 }
 
 // TestCompileWinograd compiles preact-resnet-20 with and without
-// -winograd: by default its inference runs Winograd kernels (their Go
-// and the drivers' winograd3x3), with -winograd=false none.
+// -winograd: by default its inference and training step run Winograd
+// kernels (their Go and the drivers' winograd3x3), with -winograd=false
+// none.
 func TestCompileWinograd(t *testing.T) {
 	for _, c := range []struct {
 		flag string
@@ -406,12 +407,14 @@ func TestCompileWinograd(t *testing.T) {
 		if got := err == nil; got != c.want {
 			t.Errorf("%s: kernels_winograd.go written %v, want %v", c.flag, got, c.want)
 		}
-		infer, err := os.ReadFile(filepath.Join(dir, "infer.go"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := strings.Contains(string(infer), "m.winograd3x3(Winograd3x3N4C16K16H32W32"); got != c.want {
-			t.Errorf("%s: infer.go calls winograd3x3: %v, want %v", c.flag, got, c.want)
+		for _, f := range []string{"infer.go", "train.go"} {
+			src, err := os.ReadFile(filepath.Join(dir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Contains(string(src), "m.winograd3x3(Winograd3x3N4C16K16H32W32"); got != c.want {
+				t.Errorf("%s: %s calls winograd3x3: %v, want %v", c.flag, f, got, c.want)
+			}
 		}
 	}
 }

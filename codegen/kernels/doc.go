@@ -29,7 +29,7 @@
 // [Cout/8][Cin/8][3][3][8 co][8 ci], which SumConv3x3Dw adds up in a
 // fixed order into the OIhw8i8o layout of the weights.
 //
-// Inference's stride-1 3x3 convolutions may instead run by Winograd
+// Forward stride-1 3x3 convolutions may instead run by Winograd
 // F(4x4, 3x3) (Winograd, winograd_asm.go, gosrc/winograd.go): a 6x6 input
 // tile is transformed (Bᵀ d B), the 36 points of all tiles of a group of
 // images are multiplied by the transformed weights (G g Gᵀ, computed when
@@ -37,7 +37,7 @@
 // 4x4 output tile is transformed back (Aᵀ m A) with the epilogue: 36
 // multiplications per input and output channel pair where the direct
 // convolution does 144. The transforms are shape-generic assembly with
-// pure-Go twins; the statistics epilogue of training is not supported.
+// pure-Go twins.
 //
 // A generated kernel package holds, besides the assembly (BuildAsm,
 // BuildPeak) and its stubs, the Go written by EmitGo (the dispatch:
