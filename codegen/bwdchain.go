@@ -219,15 +219,25 @@ func (k *kernelPlan) specialBwd(c bwdChain, calls func(i int) *OpCall) jen.Code 
 			return nil
 		}
 	}
-	d, ok := k.dxKernel(x.Op)
-	if !ok {
-		return nil
-	}
+	var d dxCall
+	var kern jen.Dict
 	taps := 9
-	if d.driver == "conv1x1Dx" {
-		taps = 1
+	if wk, ok := k.winogradDx(x.Op); ok {
+		// One image's input gradient by Winograd, in cache after the
+		// stages before it, in place of the direct kernel.
+		d = dxCall{"", wk.Name(), wk.ScratchLen(), x.Op.Results[0].Type.Shape[0], wk.Cout, wk.Cin}
+		kern = jen.Dict{jen.Id("taps"): jen.Lit(taps), jen.Id("wdx"): jen.Id(wk.Name()),
+			jen.Id("pack"): jen.Id("PackWinogradDxWeights"), jen.Id("packLen"): jen.Lit(wk.WLen())}
+	} else {
+		var ok bool
+		if d, ok = k.dxKernel(x.Op); !ok {
+			return nil
+		}
+		if d.driver == "conv1x1Dx" {
+			taps = 1
+		}
+		kern = jen.Dict{jen.Id("dx"): jen.Id(d.name), jen.Id("taps"): jen.Lit(taps)}
 	}
-	kern := jen.Dict{jen.Id("dx"): jen.Id(d.name), jen.Id("taps"): jen.Lit(taps)}
 	scratch := d.scratch
 	if c.dw >= 0 {
 		if (dk.driver == "conv1x1Dw") != (d.driver == "conv1x1Dx") {

@@ -31,9 +31,9 @@ type Options struct {
 	// SGD are the update's hyperparameters, compiled into the training
 	// step; nil means passes.DefaultSGD (momentum 0.9, weight decay 1e-4).
 	SGD *passes.SGDOptions
-	// NoWinograd makes Infer and the training step's forward pass run
-	// their stride-1 3x3 convolutions directly instead of by Winograd
-	// F(4x4, 3x3).
+	// NoWinograd makes Infer and the training step run their stride-1
+	// 3x3 convolutions (forward and backward-data) directly instead of by
+	// Winograd F(4x4, 3x3).
 	NoWinograd bool
 }
 

@@ -23,7 +23,7 @@ func runCompile(args []string, stdout, stderr io.Writer) error {
 	budgetFlag := fs.String("budget", "", "arena budget `SIZE` of the training step, such as 2GiB (default: no budget)")
 	momentum := fs.Float64("momentum", passes.DefaultSGD.Momentum, "SGD momentum compiled into the training step")
 	decay := fs.Float64("weight-decay", passes.DefaultSGD.Decay, "L2 weight decay compiled into the training step")
-	winograd := fs.Bool("winograd", true, "run the stride-1 3x3 convolutions of inference and of the training step's forward pass by Winograd F(4x4, 3x3); false runs them directly")
+	winograd := fs.Bool("winograd", true, "run stride-1 3x3 convolutions (inference, and the training step's forward and backward-data) by Winograd F(4x4, 3x3); false runs them directly")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err

@@ -29,7 +29,8 @@
 // [Cout/8][Cin/8][3][3][8 co][8 ci], which SumConv3x3Dw adds up in a
 // fixed order into the OIhw8i8o layout of the weights.
 //
-// Forward stride-1 3x3 convolutions may instead run by Winograd
+// Stride-1 3x3 convolutions, forward and backward-data (a forward
+// convolution of dy with the rotated kernel), may instead run by Winograd
 // F(4x4, 3x3) (Winograd, winograd_asm.go, gosrc/winograd.go): a 6x6 input
 // tile is transformed (Bᵀ d B), the 36 points of all tiles of a group of
 // images are multiplied by the transformed weights (G g Gᵀ, computed when

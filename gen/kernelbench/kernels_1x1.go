@@ -76,6 +76,43 @@ func conv1x1N1C32K32H1W32S1Go(x, w, bias, scale, shift, res, y, stats, scratch [
 	conv1x1Go(&shapeConv1x1N1C32K32H1W32S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
+// shapeConv1x1N1C32K32H1W16S1 is the shape of Conv1x1N1C32K32H1W16S1.
+var shapeConv1x1N1C32K32H1W16S1 = Conv1x1Shape{
+	Bias:     false,
+	Cin:      32,
+	Cout:     32,
+	H:        1,
+	N:        1,
+	Name:     "Conv1x1N1C32K32H1W16S1",
+	Op:       "fwd",
+	OutH:     1,
+	OutW:     16,
+	Prologue: "none",
+	ReLU:     false,
+	Residual: false,
+	Stats:    false,
+	Stride:   1,
+	Tiles:    "2x2 blocks: 1x6+2x5",
+	W:        16,
+}
+
+// Conv1x1N1C32K32H1W16S1 is conv2d_fused{stride=1, pad=0} of x f32[1,32,1,16]@nchw8c
+// with weights f32[32,32,1,1] packed [Cout/8][Cin][8] into y f32[1,32,1,16]@nchw8c,
+// for images [n0, n1).
+func Conv1x1N1C32K32H1W16S1(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	checkConv1x1(&shapeConv1x1N1C32K32H1W16S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+	if useAsm {
+		conv1x1N1C32K32H1W16S1AVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	conv1x1N1C32K32H1W16S1Go(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// conv1x1N1C32K32H1W16S1Go is the pure-Go twin of conv1x1N1C32K32H1W16S1AVX2.
+func conv1x1N1C32K32H1W16S1Go(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	conv1x1Go(&shapeConv1x1N1C32K32H1W16S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
 // shapeConv1x1N1C64K64H1W32S1 is the shape of Conv1x1N1C64K64H1W32S1.
 var shapeConv1x1N1C64K64H1W32S1 = Conv1x1Shape{
 	Bias:     false,
@@ -111,6 +148,43 @@ func Conv1x1N1C64K64H1W32S1(x, w, bias, scale, shift, res, y, stats, scratch []f
 // conv1x1N1C64K64H1W32S1Go is the pure-Go twin of conv1x1N1C64K64H1W32S1AVX2.
 func conv1x1N1C64K64H1W32S1Go(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	conv1x1Go(&shapeConv1x1N1C64K64H1W32S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeConv1x1N1C64K64H1W4S1 is the shape of Conv1x1N1C64K64H1W4S1.
+var shapeConv1x1N1C64K64H1W4S1 = Conv1x1Shape{
+	Bias:     false,
+	Cin:      64,
+	Cout:     64,
+	H:        1,
+	N:        1,
+	Name:     "Conv1x1N1C64K64H1W4S1",
+	Op:       "fwd",
+	OutH:     1,
+	OutW:     4,
+	Prologue: "none",
+	ReLU:     false,
+	Residual: false,
+	Stats:    false,
+	Stride:   1,
+	Tiles:    "2x3 blocks: 1x4; 1x2 blocks: 1x4",
+	W:        4,
+}
+
+// Conv1x1N1C64K64H1W4S1 is conv2d_fused{stride=1, pad=0} of x f32[1,64,1,4]@nchw8c
+// with weights f32[64,64,1,1] packed [Cout/8][Cin][8] into y f32[1,64,1,4]@nchw8c,
+// for images [n0, n1).
+func Conv1x1N1C64K64H1W4S1(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	checkConv1x1(&shapeConv1x1N1C64K64H1W4S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+	if useAsm {
+		conv1x1N1C64K64H1W4S1AVX2(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	conv1x1N1C64K64H1W4S1Go(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// conv1x1N1C64K64H1W4S1Go is the pure-Go twin of conv1x1N1C64K64H1W4S1AVX2.
+func conv1x1N1C64K64H1W4S1Go(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	conv1x1Go(&shapeConv1x1N1C64K64H1W4S1, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeConv1x1N1C8K16H1W18S1 is the shape of Conv1x1N1C8K16H1W18S1.
@@ -384,10 +458,20 @@ var Conv1x1Kernels = []Conv1x1Kernel{{
 	Go:           conv1x1N1C32K32H1W32S1Go,
 	Run:          Conv1x1N1C32K32H1W32S1,
 }, {
+	Asm:          conv1x1N1C32K32H1W16S1AVX2,
+	Conv1x1Shape: shapeConv1x1N1C32K32H1W16S1,
+	Go:           conv1x1N1C32K32H1W16S1Go,
+	Run:          Conv1x1N1C32K32H1W16S1,
+}, {
 	Asm:          conv1x1N1C64K64H1W32S1AVX2,
 	Conv1x1Shape: shapeConv1x1N1C64K64H1W32S1,
 	Go:           conv1x1N1C64K64H1W32S1Go,
 	Run:          Conv1x1N1C64K64H1W32S1,
+}, {
+	Asm:          conv1x1N1C64K64H1W4S1AVX2,
+	Conv1x1Shape: shapeConv1x1N1C64K64H1W4S1,
+	Go:           conv1x1N1C64K64H1W4S1Go,
+	Run:          Conv1x1N1C64K64H1W4S1,
 }, {
 	Asm:          conv1x1N1C8K16H1W18S1AVX2,
 	Conv1x1Shape: shapeConv1x1N1C8K16H1W18S1,

@@ -1132,10 +1132,20 @@ func conv1x1N1C16K16H1W64S1AVX2(x []float32, w []float32, bias []float32, scale 
 //go:noescape
 func conv1x1N1C32K32H1W32S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
 
+// conv1x1N1C32K32H1W16S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C32K32H1W16S1 (tiles: 2x2 blocks: 1x6+2x5).
+//
+//go:noescape
+func conv1x1N1C32K32H1W16S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
 // conv1x1N1C64K64H1W32S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C64K64H1W32S1 (tiles: 2x3 blocks: 8x4; 1x2 blocks: 2x6+4x5).
 //
 //go:noescape
 func conv1x1N1C64K64H1W32S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N1C64K64H1W4S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C64K64H1W4S1 (tiles: 2x3 blocks: 1x4; 1x2 blocks: 1x4).
+//
+//go:noescape
+func conv1x1N1C64K64H1W4S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
 
 // conv1x1N1C8K16H1W18S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C8K16H1W18S1 (tiles: 1x2 blocks: 3x6).
 //

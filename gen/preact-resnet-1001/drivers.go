@@ -271,6 +271,11 @@ type bwdKernels struct {
 	dx      func(dy, w, dx, scratch []float32, n0, n1 int)
 	taps    int // 9 for 3x3 weights, 1 for 1x1
 	scratch int
+	// A Winograd kernel of one image computes the input gradient instead
+	// of dx when wdx is set, on the weights pack writes (packLen floats).
+	wdx     Conv3x3Func
+	pack    func(dst, src []float32, cout, cin int) error
+	packLen int
 }
 
 // bwdTask runs convBwd's stages on each image of its range in turn, so
@@ -318,12 +323,18 @@ func (t *bwdTask) Run(w, lo, hi int) {
 		if t.k.dw1 != nil {
 			t.k.dw1(dy, at(t.x, n, t.xImage), t.scale, t.shift, k.dwView[w], scratch, 0, 1)
 		}
+		da := at(t.da, n, t.xImage)
+		if t.dz != nil {
+			da = k.daImage[w][:t.xImage]
+		}
+		if t.k.wdx != nil {
+			t.k.wdx(dy, t.packed, nil, nil, nil, nil, da, nil, scratch, 0, 1)
+		} else {
+			t.k.dx(dy, t.packed, da, scratch, 0, 1)
+		}
 		if t.dz == nil {
-			t.k.dx(dy, t.packed, at(t.da, n, t.xImage), scratch, 0, 1)
 			continue
 		}
-		da := k.daImage[w][:t.xImage]
-		t.k.dx(dy, t.packed, da, scratch, 0, 1)
 		nn.AffineReLUGradPart(at(t.dz, n, t.xImage), da, at(t.gx, n, t.xImage), t.gscale, t.gshift, at(t.gacc, n, t.xImage),
 			k.parts[w][:2*t.xAct.C], t.xAct)
 	}
@@ -346,9 +357,13 @@ func (m *Model) convBwd(k bwdKernels, n, cin, cout int, a bwdArgs) {
 	t := &m.k.bwd
 	size := cout * cin * k.taps
 	t.packed = m.k.packed[:size]
-	if k.taps == 9 {
+	switch {
+	case k.pack != nil:
+		t.packed = m.k.packed[:k.packLen]
+		check(k.pack(t.packed, a.w, cout, cin))
+	case k.taps == 9:
 		check(PackConv3x3DxWeights(t.packed, a.w, cout, cin))
-	} else {
+	default:
 		check(PackConv1x1DxWeights(t.packed, a.w, cout, cin))
 	}
 	hasDw := k.dw3 != nil || k.dw1 != nil

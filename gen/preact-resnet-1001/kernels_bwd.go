@@ -2,99 +2,6 @@
 
 package preactresnet1001
 
-// shapeConv3x3DxN128C64K64H8W8S1 is the shape of Conv3x3DxN128C64K64H8W8S1.
-var shapeConv3x3DxN128C64K64H8W8S1 = Conv3x3DxShape{
-	Cin:    64,
-	Cout:   64,
-	H:      8,
-	N:      128,
-	Name:   "Conv3x3DxN128C64K64H8W8S1",
-	OutH:   8,
-	OutW:   8,
-	Stride: 1,
-	Tiles:  "2x3 blocks: row 2x4; 1x2 blocks: row 2x4",
-	W:      8,
-}
-
-// Conv3x3DxN128C64K64H8W8S1 is conv2d_dx{stride=1, pad=1, in_h=8, in_w=8} of dy f32[128,64,8,8]@nchw8c
-// and weights f32[64,64,3,3] packed by PackConv3x3DxWeights into dx f32[128,64,8,8]@nchw8c,
-// for images [n0, n1).
-func Conv3x3DxN128C64K64H8W8S1(dy, w, dx, scratch []float32, n0, n1 int) {
-	checkConv3x3Dx(&shapeConv3x3DxN128C64K64H8W8S1, dy, w, dx, scratch, n0, n1)
-	if useAsm {
-		conv3x3DxN128C64K64H8W8S1AVX2(dy, w, dx, scratch, n0, n1)
-		return
-	}
-	conv3x3DxN128C64K64H8W8S1Go(dy, w, dx, scratch, n0, n1)
-}
-
-// conv3x3DxN128C64K64H8W8S1Go is the pure-Go twin of conv3x3DxN128C64K64H8W8S1AVX2.
-func conv3x3DxN128C64K64H8W8S1Go(dy, w, dx, scratch []float32, n0, n1 int) {
-	conv3x3DxGo(&shapeConv3x3DxN128C64K64H8W8S1, dy, w, dx, scratch, n0, n1)
-}
-
-// shapeConv3x3DxN128C32K32H16W16S1 is the shape of Conv3x3DxN128C32K32H16W16S1.
-var shapeConv3x3DxN128C32K32H16W16S1 = Conv3x3DxShape{
-	Cin:    32,
-	Cout:   32,
-	H:      16,
-	N:      128,
-	Name:   "Conv3x3DxN128C32K32H16W16S1",
-	OutH:   16,
-	OutW:   16,
-	Stride: 1,
-	Tiles:  "2x2 blocks: row 1x6+2x5",
-	W:      16,
-}
-
-// Conv3x3DxN128C32K32H16W16S1 is conv2d_dx{stride=1, pad=1, in_h=16, in_w=16} of dy f32[128,32,16,16]@nchw8c
-// and weights f32[32,32,3,3] packed by PackConv3x3DxWeights into dx f32[128,32,16,16]@nchw8c,
-// for images [n0, n1).
-func Conv3x3DxN128C32K32H16W16S1(dy, w, dx, scratch []float32, n0, n1 int) {
-	checkConv3x3Dx(&shapeConv3x3DxN128C32K32H16W16S1, dy, w, dx, scratch, n0, n1)
-	if useAsm {
-		conv3x3DxN128C32K32H16W16S1AVX2(dy, w, dx, scratch, n0, n1)
-		return
-	}
-	conv3x3DxN128C32K32H16W16S1Go(dy, w, dx, scratch, n0, n1)
-}
-
-// conv3x3DxN128C32K32H16W16S1Go is the pure-Go twin of conv3x3DxN128C32K32H16W16S1AVX2.
-func conv3x3DxN128C32K32H16W16S1Go(dy, w, dx, scratch []float32, n0, n1 int) {
-	conv3x3DxGo(&shapeConv3x3DxN128C32K32H16W16S1, dy, w, dx, scratch, n0, n1)
-}
-
-// shapeConv3x3DxN128C16K16H32W32S1 is the shape of Conv3x3DxN128C16K16H32W32S1.
-var shapeConv3x3DxN128C16K16H32W32S1 = Conv3x3DxShape{
-	Cin:    16,
-	Cout:   16,
-	H:      32,
-	N:      128,
-	Name:   "Conv3x3DxN128C16K16H32W32S1",
-	OutH:   32,
-	OutW:   32,
-	Stride: 1,
-	Tiles:  "1x2 blocks: row 2x6+4x5",
-	W:      32,
-}
-
-// Conv3x3DxN128C16K16H32W32S1 is conv2d_dx{stride=1, pad=1, in_h=32, in_w=32} of dy f32[128,16,32,32]@nchw8c
-// and weights f32[16,16,3,3] packed by PackConv3x3DxWeights into dx f32[128,16,32,32]@nchw8c,
-// for images [n0, n1).
-func Conv3x3DxN128C16K16H32W32S1(dy, w, dx, scratch []float32, n0, n1 int) {
-	checkConv3x3Dx(&shapeConv3x3DxN128C16K16H32W32S1, dy, w, dx, scratch, n0, n1)
-	if useAsm {
-		conv3x3DxN128C16K16H32W32S1AVX2(dy, w, dx, scratch, n0, n1)
-		return
-	}
-	conv3x3DxN128C16K16H32W32S1Go(dy, w, dx, scratch, n0, n1)
-}
-
-// conv3x3DxN128C16K16H32W32S1Go is the pure-Go twin of conv3x3DxN128C16K16H32W32S1AVX2.
-func conv3x3DxN128C16K16H32W32S1Go(dy, w, dx, scratch []float32, n0, n1 int) {
-	conv3x3DxGo(&shapeConv3x3DxN128C16K16H32W32S1, dy, w, dx, scratch, n0, n1)
-}
-
 // shapeConv3x3DwN128C64K64H8W8S1InAffineRelu is the shape of Conv3x3DwN128C64K64H8W8S1InAffineRelu.
 var shapeConv3x3DwN128C64K64H8W8S1InAffineRelu = Conv3x3DwShape{
 	Cin:      64,
@@ -220,22 +127,7 @@ func conv3x3DwN1C8K16H32W32S1Go(x, dy, scale, shift, dw, scratch []float32, n0, 
 }
 
 // Conv3x3DxKernels lists the package's 3x3 backward-data kernels, for tests and benchmarks.
-var Conv3x3DxKernels = []Conv3x3DxKernel{{
-	Asm:            conv3x3DxN128C64K64H8W8S1AVX2,
-	Conv3x3DxShape: shapeConv3x3DxN128C64K64H8W8S1,
-	Go:             conv3x3DxN128C64K64H8W8S1Go,
-	Run:            Conv3x3DxN128C64K64H8W8S1,
-}, {
-	Asm:            conv3x3DxN128C32K32H16W16S1AVX2,
-	Conv3x3DxShape: shapeConv3x3DxN128C32K32H16W16S1,
-	Go:             conv3x3DxN128C32K32H16W16S1Go,
-	Run:            Conv3x3DxN128C32K32H16W16S1,
-}, {
-	Asm:            conv3x3DxN128C16K16H32W32S1AVX2,
-	Conv3x3DxShape: shapeConv3x3DxN128C16K16H32W32S1,
-	Go:             conv3x3DxN128C16K16H32W32S1Go,
-	Run:            Conv3x3DxN128C16K16H32W32S1,
-}}
+var Conv3x3DxKernels = []Conv3x3DxKernel{}
 
 // Conv3x3DwKernels lists the package's 3x3 backward-weights kernels, for tests and benchmarks.
 var Conv3x3DwKernels = []Conv3x3DwKernel{{

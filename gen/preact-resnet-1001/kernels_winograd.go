@@ -95,6 +95,90 @@ func winograd3x3N128C64K64H8W8InAffineReluStatsGo(x, w, bias, scale, shift, res,
 	winograd(&shapeWinograd3x3N128C64K64H8W8InAffineReluStats, &winoTransformsGo, conv1x1N1C64K64H1W32S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
+// shapeWinograd3x3N1C64K64H8W8 is the shape of Winograd3x3N1C64K64H8W8: 1 images of 2x2 tiles per group, GEMMs of 4 columns.
+var shapeWinograd3x3N1C64K64H8W8 = WinogradShape{
+	Cin:   64,
+	Cout:  64,
+	Group: 1,
+	H:     8,
+	N:     1,
+	Name:  "Winograd3x3N1C64K64H8W8",
+	W:     8,
+}
+
+// Winograd3x3N1C64K64H8W8 is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C64K64H1W4S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N1C64K64H8W8(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N1C64K64H8W8, &winoTransformsAsm, conv1x1N1C64K64H1W4S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N1C64K64H8W8Go(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N1C64K64H8W8Go runs Winograd3x3N1C64K64H8W8 on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N1C64K64H8W8Go(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N1C64K64H8W8, &winoTransformsGo, conv1x1N1C64K64H1W4S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N1C32K32H16W16 is the shape of Winograd3x3N1C32K32H16W16: 1 images of 4x4 tiles per group, GEMMs of 16 columns.
+var shapeWinograd3x3N1C32K32H16W16 = WinogradShape{
+	Cin:   32,
+	Cout:  32,
+	Group: 1,
+	H:     16,
+	N:     1,
+	Name:  "Winograd3x3N1C32K32H16W16",
+	W:     16,
+}
+
+// Winograd3x3N1C32K32H16W16 is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C32K32H1W16S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N1C32K32H16W16(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N1C32K32H16W16, &winoTransformsAsm, conv1x1N1C32K32H1W16S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N1C32K32H16W16Go(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N1C32K32H16W16Go runs Winograd3x3N1C32K32H16W16 on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N1C32K32H16W16Go(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N1C32K32H16W16, &winoTransformsGo, conv1x1N1C32K32H1W16S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N1C16K16H32W32 is the shape of Winograd3x3N1C16K16H32W32: 1 images of 8x8 tiles per group, GEMMs of 64 columns.
+var shapeWinograd3x3N1C16K16H32W32 = WinogradShape{
+	Cin:   16,
+	Cout:  16,
+	Group: 1,
+	H:     32,
+	N:     1,
+	Name:  "Winograd3x3N1C16K16H32W32",
+	W:     32,
+}
+
+// Winograd3x3N1C16K16H32W32 is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C16K16H1W64S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N1C16K16H32W32(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N1C16K16H32W32, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N1C16K16H32W32Go(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N1C16K16H32W32Go runs Winograd3x3N1C16K16H32W32 on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N1C16K16H32W32Go(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N1C16K16H32W32, &winoTransformsGo, conv1x1N1C16K16H1W64S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
 // shapeWinograd3x3N128C16K16H32W32BiasRelu is the shape of Winograd3x3N128C16K16H32W32BiasRelu: 1 images of 8x8 tiles per group, GEMMs of 64 columns.
 var shapeWinograd3x3N128C16K16H32W32BiasRelu = WinogradShape{
 	Bias:  true,
@@ -198,6 +282,18 @@ var WinogradKernels = []WinogradKernel{{
 	Go:            winograd3x3N128C64K64H8W8InAffineReluStatsGo,
 	Run:           Winograd3x3N128C64K64H8W8InAffineReluStats,
 	WinogradShape: shapeWinograd3x3N128C64K64H8W8InAffineReluStats,
+}, {
+	Go:            winograd3x3N1C64K64H8W8Go,
+	Run:           Winograd3x3N1C64K64H8W8,
+	WinogradShape: shapeWinograd3x3N1C64K64H8W8,
+}, {
+	Go:            winograd3x3N1C32K32H16W16Go,
+	Run:           Winograd3x3N1C32K32H16W16,
+	WinogradShape: shapeWinograd3x3N1C32K32H16W16,
+}, {
+	Go:            winograd3x3N1C16K16H32W32Go,
+	Run:           Winograd3x3N1C16K16H32W32,
+	WinogradShape: shapeWinograd3x3N1C16K16H32W32,
 }, {
 	Go:            winograd3x3N128C16K16H32W32BiasReluGo,
 	Run:           Winograd3x3N128C16K16H32W32BiasRelu,

@@ -479,9 +479,11 @@ func (m *Model) trainS3Backward(t *[56]int) {
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C64K64H8W8S1InAffineRelu,
-		dx:      Conv3x3DxN128C64K64H8W8S1,
-		scratch: 6400,
+		pack:    PackWinogradDxWeights,
+		packLen: 147456,
+		scratch: 26000,
 		taps:    9,
+		wdx:     Winograd3x3N1C64K64H8W8,
 	}, 128, 64, 64, bwdArgs{
 		w:      p[t[27] : t[27]+36864],
 		dw:     a[t[26] : t[26]+36864],
@@ -559,9 +561,11 @@ func (m *Model) trainS3Backward2(t *[40]int) {
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C64K64H8W8S1InAffineRelu,
-		dx:      Conv3x3DxN128C64K64H8W8S1,
-		scratch: 6400,
+		pack:    PackWinogradDxWeights,
+		packLen: 147456,
+		scratch: 26000,
 		taps:    9,
+		wdx:     Winograd3x3N1C64K64H8W8,
 	}, 128, 64, 64, bwdArgs{
 		w:      p[t[27] : t[27]+36864],
 		dw:     a[t[26] : t[26]+36864],
@@ -692,9 +696,11 @@ func (m *Model) trainS3Backward5(t *[56]int) {
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C64K64H8W8S1InAffineRelu,
-		dx:      Conv3x3DxN128C64K64H8W8S1,
-		scratch: 6400,
+		pack:    PackWinogradDxWeights,
+		packLen: 147456,
+		scratch: 26000,
 		taps:    9,
+		wdx:     Winograd3x3N1C64K64H8W8,
 	}, 128, 64, 64, bwdArgs{
 		w:      p[t[26] : t[26]+36864],
 		dw:     a[t[25] : t[25]+36864],
@@ -770,9 +776,11 @@ func (m *Model) trainS2Backward(t *[56]int) {
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C32K32H16W16S1InAffineRelu,
-		dx:      Conv3x3DxN128C32K32H16W16S1,
-		scratch: 10368,
+		pack:    PackWinogradDxWeights,
+		packLen: 36864,
+		scratch: 48400,
 		taps:    9,
+		wdx:     Winograd3x3N1C32K32H16W16,
 	}, 128, 32, 32, bwdArgs{
 		w:      p[t[27] : t[27]+9216],
 		dw:     a[t[26] : t[26]+9216],
@@ -850,9 +858,11 @@ func (m *Model) trainS2Backward2(t *[40]int) {
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C32K32H16W16S1InAffineRelu,
-		dx:      Conv3x3DxN128C32K32H16W16S1,
-		scratch: 10368,
+		pack:    PackWinogradDxWeights,
+		packLen: 36864,
+		scratch: 48400,
 		taps:    9,
+		wdx:     Winograd3x3N1C32K32H16W16,
 	}, 128, 32, 32, bwdArgs{
 		w:      p[t[27] : t[27]+9216],
 		dw:     a[t[26] : t[26]+9216],
@@ -976,9 +986,11 @@ func (m *Model) trainS2Backward5(t *[56]int) {
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C32K32H16W16S1InAffineRelu,
-		dx:      Conv3x3DxN128C32K32H16W16S1,
-		scratch: 10368,
+		pack:    PackWinogradDxWeights,
+		packLen: 36864,
+		scratch: 48400,
 		taps:    9,
+		wdx:     Winograd3x3N1C32K32H16W16,
 	}, 128, 32, 32, bwdArgs{
 		w:      p[t[26] : t[26]+9216],
 		dw:     a[t[25] : t[25]+9216],
@@ -1054,9 +1066,11 @@ func (m *Model) trainS1Backward(t *[56]int) {
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C16K16H32W32S1InAffineRelu,
-		dx:      Conv3x3DxN128C16K16H32W32S1,
-		scratch: 18496,
+		pack:    PackWinogradDxWeights,
+		packLen: 9216,
+		scratch: 93392,
 		taps:    9,
+		wdx:     Winograd3x3N1C16K16H32W32,
 	}, 128, 16, 16, bwdArgs{
 		w:      p[t[27] : t[27]+2304],
 		dw:     a[t[26] : t[26]+2304],
@@ -1159,9 +1173,11 @@ func (m *Model) trainS1Backward3(t *[51]int) {
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C16K16H32W32S1InAffineRelu,
-		dx:      Conv3x3DxN128C16K16H32W32S1,
-		scratch: 18496,
+		pack:    PackWinogradDxWeights,
+		packLen: 9216,
+		scratch: 93392,
 		taps:    9,
+		wdx:     Winograd3x3N1C16K16H32W32,
 	}, 128, 16, 16, bwdArgs{
 		w:      p[t[22] : t[22]+2304],
 		dw:     a[t[21] : t[21]+2304],
@@ -1267,9 +1283,11 @@ func (m *Model) trainS1Backward4(t *[61]int) {
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C16K16H32W32S1InAffineRelu,
-		dx:      Conv3x3DxN128C16K16H32W32S1,
-		scratch: 18496,
+		pack:    PackWinogradDxWeights,
+		packLen: 9216,
+		scratch: 93392,
 		taps:    9,
+		wdx:     Winograd3x3N1C16K16H32W32,
 	}, 128, 16, 16, bwdArgs{
 		w:      p[t[31] : t[31]+2304],
 		dw:     a[t[30] : t[30]+2304],

@@ -22,9 +22,6 @@ var (
 
 // The backward kernels' assembly, nil in this build.
 var (
-	conv3x3DxN1C64K64H8W8S1AVX2               Conv3x3DxFunc
-	conv3x3DxN1C32K32H16W16S1AVX2             Conv3x3DxFunc
-	conv3x3DxN1C16K16H32W32S1AVX2             Conv3x3DxFunc
 	conv3x3DwN1C64K64H8W8S1InAffineReluAVX2   Conv3x3DwFunc
 	conv3x3DwN1C32K32H16W16S1InAffineReluAVX2 Conv3x3DwFunc
 	conv3x3DwN1C16K16H32W32S1InAffineReluAVX2 Conv3x3DwFunc
@@ -50,6 +47,7 @@ var (
 	conv1x1N1C64K256H8W8S1InAffineReluResStatsAVX2   Conv1x1Func
 	conv1x1DwN1C64K256H8W8S1InAffineReluAVX2         Conv1x1DwFunc
 	conv1x1DxN1C64K256H8W8S1AVX2                     Conv1x1DxFunc
+	conv1x1N1C64K64H1W4S1AVX2                        Conv1x1Func
 	conv1x1DwN1C256K64H8W8S1InAffineReluAVX2         Conv1x1DwFunc
 	conv1x1DxN1C256K64H8W8S1AVX2                     Conv1x1DxFunc
 	conv1x1DwN1C128K256H16W16S2AVX2                  Conv1x1DwFunc
@@ -58,6 +56,7 @@ var (
 	conv1x1DxN1C128K64H16W16S2AVX2                   Conv1x1DxFunc
 	conv1x1DwN1C32K128H16W16S1InAffineReluAVX2       Conv1x1DwFunc
 	conv1x1DxN1C32K128H16W16S1AVX2                   Conv1x1DxFunc
+	conv1x1N1C32K32H1W16S1AVX2                       Conv1x1Func
 	conv1x1DwN1C128K32H16W16S1InAffineReluAVX2       Conv1x1DwFunc
 	conv1x1DxN1C128K32H16W16S1AVX2                   Conv1x1DxFunc
 	conv1x1DwN1C64K128H32W32S2AVX2                   Conv1x1DwFunc
@@ -66,6 +65,7 @@ var (
 	conv1x1DxN1C64K32H32W32S2AVX2                    Conv1x1DxFunc
 	conv1x1DwN1C16K64H32W32S1InAffineReluAVX2        Conv1x1DwFunc
 	conv1x1DxN1C16K64H32W32S1AVX2                    Conv1x1DxFunc
+	conv1x1N1C16K16H1W64S1AVX2                       Conv1x1Func
 	conv1x1DwN1C64K16H32W32S1InAffineReluAVX2        Conv1x1DwFunc
 	conv1x1DxN1C64K16H32W32S1AVX2                    Conv1x1DxFunc
 	conv1x1DwN1C16K64H32W32S1AVX2                    Conv1x1DwFunc
@@ -85,4 +85,11 @@ var (
 	conv1x1N1C128K128H16W16S2ResAVX2                 Conv1x1Func
 	conv1x1N1C256K32H8W8S1InAffineReluBiasReluAVX2   Conv1x1Func
 	conv1x1N1C64K128H8W8S1ResAVX2                    Conv1x1Func
+)
+
+// The Winograd transforms' assembly, nil in this build.
+var (
+	winoCopyRowAVX2 func(dst, src, scale, shift []float32, mode int)
+	winoInRowAVX2   func(src, dst []float32, tiles, rowStride, xiStride int)
+	winoOutRowAVX2  func(m, y, bias, res, sums []float32, tiles, xiStride, rowStride, flags int)
 )

@@ -47,21 +47,6 @@ func conv3x3N1C32K16H16W16S1BiasReluAVX2(x []float32, w []float32, bias []float3
 //go:noescape
 func conv3x3N1C64K32H8W8S1BiasReluAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
 
-// conv3x3DxN1C64K64H8W8S1AVX2 is the AVX2+FMA kernel of Conv3x3DxN1C64K64H8W8S1 (tiles: 2x3 blocks: row 2x4; 1x2 blocks: row 2x4).
-//
-//go:noescape
-func conv3x3DxN1C64K64H8W8S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
-
-// conv3x3DxN1C32K32H16W16S1AVX2 is the AVX2+FMA kernel of Conv3x3DxN1C32K32H16W16S1 (tiles: 2x2 blocks: row 1x6+2x5).
-//
-//go:noescape
-func conv3x3DxN1C32K32H16W16S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
-
-// conv3x3DxN1C16K16H32W32S1AVX2 is the AVX2+FMA kernel of Conv3x3DxN1C16K16H32W32S1 (tiles: 1x2 blocks: row 2x6+4x5).
-//
-//go:noescape
-func conv3x3DxN1C16K16H32W32S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
-
 // conv3x3DwN1C64K64H8W8S1InAffineReluAVX2 is the AVX2+FMA kernel of Conv3x3DwN1C64K64H8W8S1InAffineRelu.
 //
 //go:noescape
@@ -167,6 +152,11 @@ func conv1x1DwN1C64K256H8W8S1InAffineReluAVX2(dy []float32, x []float32, scale [
 //go:noescape
 func conv1x1DxN1C64K256H8W8S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 
+// conv1x1N1C64K64H1W4S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C64K64H1W4S1 (tiles: 2x3 blocks: 1x4; 1x2 blocks: 1x4).
+//
+//go:noescape
+func conv1x1N1C64K64H1W4S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
 // conv1x1DwN1C256K64H8W8S1InAffineReluAVX2 is the AVX2+FMA kernel of Conv1x1DwN1C256K64H8W8S1InAffineRelu (tiles: 2x3 blocks: 64x4; 1x2 blocks: 64x4).
 //
 //go:noescape
@@ -207,6 +197,11 @@ func conv1x1DwN1C32K128H16W16S1InAffineReluAVX2(dy []float32, x []float32, scale
 //go:noescape
 func conv1x1DxN1C32K128H16W16S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 
+// conv1x1N1C32K32H1W16S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C32K32H1W16S1 (tiles: 2x2 blocks: 1x6+2x5).
+//
+//go:noescape
+func conv1x1N1C32K32H1W16S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
 // conv1x1DwN1C128K32H16W16S1InAffineReluAVX2 is the AVX2+FMA kernel of Conv1x1DwN1C128K32H16W16S1InAffineRelu (tiles: 1x3 blocks: 32x4; 1x1 blocks: 16x8 over chunks of 128 pixels).
 //
 //go:noescape
@@ -246,6 +241,11 @@ func conv1x1DwN1C16K64H32W32S1InAffineReluAVX2(dy []float32, x []float32, scale 
 //
 //go:noescape
 func conv1x1DxN1C16K64H32W32S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N1C16K16H1W64S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C16K16H1W64S1 (tiles: 1x2 blocks: 9x6+2x5).
+//
+//go:noescape
+func conv1x1N1C16K16H1W64S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
 
 // conv1x1DwN1C64K16H32W32S1InAffineReluAVX2 is the AVX2+FMA kernel of Conv1x1DwN1C64K16H32W32S1InAffineRelu (tiles: 1x2 blocks: 16x4 over chunks of 256 pixels).
 //
@@ -341,3 +341,18 @@ func conv1x1N1C256K32H8W8S1InAffineReluBiasReluAVX2(x []float32, w []float32, bi
 //
 //go:noescape
 func conv1x1N1C64K128H8W8S1ResAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// winoCopyRowAVX2 writes the prologue of the vectors of src to dst.
+//
+//go:noescape
+func winoCopyRowAVX2(dst []float32, src []float32, scale []float32, shift []float32, mode int)
+
+// winoInRowAVX2 is the Winograd input transform of a row of tiles of one channel block.
+//
+//go:noescape
+func winoInRowAVX2(src []float32, dst []float32, tiles int, rowStride int, xiStride int)
+
+// winoOutRowAVX2 is the Winograd output transform, with its epilogue, of a row of tiles of one channel block.
+//
+//go:noescape
+func winoOutRowAVX2(m []float32, y []float32, bias []float32, res []float32, sums []float32, tiles int, xiStride int, rowStride int, flags int)

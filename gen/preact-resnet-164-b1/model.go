@@ -47,7 +47,7 @@ const (
 	arenaLen   = 4140544 // 15.8 MiB (16,562,176 B): train 16562176 bytes, infer 425984
 	paramsLen  = 1703264
 	stateLen   = 1727488
-	scratchLen = 66048   // per worker
+	scratchLen = 93392   // per worker
 	wideLen    = 36864   // float64s per worker
 	foldedLen  = 2944768 // 11.2 MiB (11,779,072 B): Infer's folded and packed weights
 )

@@ -371,9 +371,11 @@ func (m *Model) trainS3Backward(t *[56]int) {
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN1C64K64H8W8S1InAffineRelu,
-		dx:      Conv3x3DxN1C64K64H8W8S1,
-		scratch: 6400,
+		pack:    PackWinogradDxWeights,
+		packLen: 147456,
+		scratch: 26000,
 		taps:    9,
+		wdx:     Winograd3x3N1C64K64H8W8,
 	}, 1, 64, 64, bwdArgs{
 		w:      p[t[27] : t[27]+36864],
 		dw:     a[t[26] : t[26]+36864],
@@ -467,9 +469,11 @@ func (m *Model) trainS3Backward2(t *[61]int) {
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN1C64K64H8W8S1InAffineRelu,
-		dx:      Conv3x3DxN1C64K64H8W8S1,
-		scratch: 6400,
+		pack:    PackWinogradDxWeights,
+		packLen: 147456,
+		scratch: 26000,
 		taps:    9,
+		wdx:     Winograd3x3N1C64K64H8W8,
 	}, 1, 64, 64, bwdArgs{
 		w:      p[t[31] : t[31]+36864],
 		dw:     a[t[30] : t[30]+36864],
@@ -548,9 +552,11 @@ func (m *Model) trainS2Backward(t *[56]int) {
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN1C32K32H16W16S1InAffineRelu,
-		dx:      Conv3x3DxN1C32K32H16W16S1,
-		scratch: 10368,
+		pack:    PackWinogradDxWeights,
+		packLen: 36864,
+		scratch: 48400,
 		taps:    9,
+		wdx:     Winograd3x3N1C32K32H16W16,
 	}, 1, 32, 32, bwdArgs{
 		w:      p[t[27] : t[27]+9216],
 		dw:     a[t[26] : t[26]+9216],
@@ -641,9 +647,11 @@ func (m *Model) trainS2Backward2(t *[61]int) {
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN1C32K32H16W16S1InAffineRelu,
-		dx:      Conv3x3DxN1C32K32H16W16S1,
-		scratch: 10368,
+		pack:    PackWinogradDxWeights,
+		packLen: 36864,
+		scratch: 48400,
 		taps:    9,
+		wdx:     Winograd3x3N1C32K32H16W16,
 	}, 1, 32, 32, bwdArgs{
 		w:      p[t[31] : t[31]+9216],
 		dw:     a[t[30] : t[30]+9216],
@@ -722,9 +730,11 @@ func (m *Model) trainS1Backward(t *[56]int) {
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN1C16K16H32W32S1InAffineRelu,
-		dx:      Conv3x3DxN1C16K16H32W32S1,
-		scratch: 18496,
+		pack:    PackWinogradDxWeights,
+		packLen: 9216,
+		scratch: 93392,
 		taps:    9,
+		wdx:     Winograd3x3N1C16K16H32W32,
 	}, 1, 16, 16, bwdArgs{
 		w:      p[t[27] : t[27]+2304],
 		dw:     a[t[26] : t[26]+2304],
@@ -818,9 +828,11 @@ func (m *Model) trainS1Backward2(t *[61]int) {
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN1C16K16H32W32S1InAffineRelu,
-		dx:      Conv3x3DxN1C16K16H32W32S1,
-		scratch: 18496,
+		pack:    PackWinogradDxWeights,
+		packLen: 9216,
+		scratch: 93392,
 		taps:    9,
+		wdx:     Winograd3x3N1C16K16H32W32,
 	}, 1, 16, 16, bwdArgs{
 		w:      p[t[31] : t[31]+2304],
 		dw:     a[t[30] : t[30]+2304],

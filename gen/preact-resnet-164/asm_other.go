@@ -16,9 +16,6 @@ var (
 
 // The backward kernels' assembly, nil in this build.
 var (
-	conv3x3DxN128C64K64H8W8S1AVX2               Conv3x3DxFunc
-	conv3x3DxN128C32K32H16W16S1AVX2             Conv3x3DxFunc
-	conv3x3DxN128C16K16H32W32S1AVX2             Conv3x3DxFunc
 	conv3x3DwN128C64K64H8W8S1InAffineReluAVX2   Conv3x3DwFunc
 	conv3x3DwN128C32K32H16W16S1InAffineReluAVX2 Conv3x3DwFunc
 	conv3x3DwN128C16K16H32W32S1InAffineReluAVX2 Conv3x3DwFunc
@@ -47,6 +44,7 @@ var (
 	conv1x1N128C64K256H8W8S1InAffineReluResStatsAVX2   Conv1x1Func
 	conv1x1DwN128C64K256H8W8S1InAffineReluAVX2         Conv1x1DwFunc
 	conv1x1DxN128C64K256H8W8S1AVX2                     Conv1x1DxFunc
+	conv1x1N1C64K64H1W4S1AVX2                          Conv1x1Func
 	conv1x1DwN128C256K64H8W8S1InAffineReluAVX2         Conv1x1DwFunc
 	conv1x1DxN128C256K64H8W8S1AVX2                     Conv1x1DxFunc
 	conv1x1DwN128C128K256H16W16S2AVX2                  Conv1x1DwFunc
@@ -55,6 +53,7 @@ var (
 	conv1x1DxN128C128K64H16W16S2AVX2                   Conv1x1DxFunc
 	conv1x1DwN128C32K128H16W16S1InAffineReluAVX2       Conv1x1DwFunc
 	conv1x1DxN128C32K128H16W16S1AVX2                   Conv1x1DxFunc
+	conv1x1N1C32K32H1W16S1AVX2                         Conv1x1Func
 	conv1x1DwN128C128K32H16W16S1InAffineReluAVX2       Conv1x1DwFunc
 	conv1x1DxN128C128K32H16W16S1AVX2                   Conv1x1DxFunc
 	conv1x1DwN128C64K128H32W32S2AVX2                   Conv1x1DwFunc

@@ -17,21 +17,6 @@ func conv3x3N1C8K16H32W32S1StatsAVX2(x []float32, w []float32, bias []float32, s
 //go:noescape
 func conv3x3N1C8K16H32W32S1BiasReluAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
 
-// conv3x3DxN128C64K64H8W8S1AVX2 is the AVX2+FMA kernel of Conv3x3DxN128C64K64H8W8S1 (tiles: 2x3 blocks: row 2x4; 1x2 blocks: row 2x4).
-//
-//go:noescape
-func conv3x3DxN128C64K64H8W8S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
-
-// conv3x3DxN128C32K32H16W16S1AVX2 is the AVX2+FMA kernel of Conv3x3DxN128C32K32H16W16S1 (tiles: 2x2 blocks: row 1x6+2x5).
-//
-//go:noescape
-func conv3x3DxN128C32K32H16W16S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
-
-// conv3x3DxN128C16K16H32W32S1AVX2 is the AVX2+FMA kernel of Conv3x3DxN128C16K16H32W32S1 (tiles: 1x2 blocks: row 2x6+4x5).
-//
-//go:noescape
-func conv3x3DxN128C16K16H32W32S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
-
 // conv3x3DwN128C64K64H8W8S1InAffineReluAVX2 is the AVX2+FMA kernel of Conv3x3DwN128C64K64H8W8S1InAffineRelu.
 //
 //go:noescape
@@ -152,6 +137,11 @@ func conv1x1DwN128C64K256H8W8S1InAffineReluAVX2(dy []float32, x []float32, scale
 //go:noescape
 func conv1x1DxN128C64K256H8W8S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 
+// conv1x1N1C64K64H1W4S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C64K64H1W4S1 (tiles: 2x3 blocks: 1x4; 1x2 blocks: 1x4).
+//
+//go:noescape
+func conv1x1N1C64K64H1W4S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
 // conv1x1DwN128C256K64H8W8S1InAffineReluAVX2 is the AVX2+FMA kernel of Conv1x1DwN128C256K64H8W8S1InAffineRelu (tiles: 2x3 blocks: 64x4; 1x2 blocks: 64x4).
 //
 //go:noescape
@@ -191,6 +181,11 @@ func conv1x1DwN128C32K128H16W16S1InAffineReluAVX2(dy []float32, x []float32, sca
 //
 //go:noescape
 func conv1x1DxN128C32K128H16W16S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N1C32K32H1W16S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C32K32H1W16S1 (tiles: 2x2 blocks: 1x6+2x5).
+//
+//go:noescape
+func conv1x1N1C32K32H1W16S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
 
 // conv1x1DwN128C128K32H16W16S1InAffineReluAVX2 is the AVX2+FMA kernel of Conv1x1DwN128C128K32H16W16S1InAffineRelu (tiles: 1x3 blocks: 32x4; 1x1 blocks: 16x8 over chunks of 128 pixels).
 //

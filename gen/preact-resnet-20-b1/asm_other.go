@@ -34,11 +34,8 @@ var (
 
 // The backward kernels' assembly, nil in this build.
 var (
-	conv3x3DxN1C64K64H8W8S1AVX2               Conv3x3DxFunc
 	conv3x3DxN1C32K64H16W16S2AVX2             Conv3x3DxFunc
-	conv3x3DxN1C32K32H16W16S1AVX2             Conv3x3DxFunc
 	conv3x3DxN1C16K32H32W32S2AVX2             Conv3x3DxFunc
-	conv3x3DxN1C16K16H32W32S1AVX2             Conv3x3DxFunc
 	conv3x3DwN1C64K64H8W8S1InAffineReluAVX2   Conv3x3DwFunc
 	conv3x3DwN1C32K64H16W16S2AVX2             Conv3x3DwFunc
 	conv3x3DwN1C32K32H16W16S1InAffineReluAVX2 Conv3x3DwFunc
@@ -46,4 +43,18 @@ var (
 	conv3x3DwN1C16K16H32W32S1InAffineReluAVX2 Conv3x3DwFunc
 	conv3x3DwN1C16K16H32W32S1AVX2             Conv3x3DwFunc
 	conv3x3DwN1C8K16H32W32S1AVX2              Conv3x3DwFunc
+)
+
+// The 1x1 assembly kernels' names, nil in this build.
+var (
+	conv1x1N1C64K64H1W4S1AVX2  Conv1x1Func
+	conv1x1N1C32K32H1W16S1AVX2 Conv1x1Func
+	conv1x1N1C16K16H1W64S1AVX2 Conv1x1Func
+)
+
+// The Winograd transforms' assembly, nil in this build.
+var (
+	winoCopyRowAVX2 func(dst, src, scale, shift []float32, mode int)
+	winoInRowAVX2   func(src, dst []float32, tiles, rowStride, xiStride int)
+	winoOutRowAVX2  func(m, y, bias, res, sums []float32, tiles, xiStride, rowStride, flags int)
 )

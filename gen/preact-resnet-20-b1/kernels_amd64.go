@@ -107,30 +107,15 @@ func conv3x3N1C64K32H8W8S1ResAVX2(x []float32, w []float32, bias []float32, scal
 //go:noescape
 func conv3x3N1C64K32H8W8S1InAffineReluBiasReluAVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
 
-// conv3x3DxN1C64K64H8W8S1AVX2 is the AVX2+FMA kernel of Conv3x3DxN1C64K64H8W8S1 (tiles: 2x3 blocks: row 2x4; 1x2 blocks: row 2x4).
-//
-//go:noescape
-func conv3x3DxN1C64K64H8W8S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
-
 // conv3x3DxN1C32K64H16W16S2AVX2 is the AVX2+FMA kernel of Conv3x3DxN1C32K64H16W16S2 (tiles: phase 00 1x3 blocks: row 2x4; 1x1 blocks: row 1x8 | phase 01 1x3 blocks: row 2x4; 1x1 blocks: row 1x8 | phase 10 1x3 blocks: row 2x4; 1x1 blocks: row 1x8 | phase 11 1x3 blocks: row 2x4; 1x1 blocks: row 1x8).
 //
 //go:noescape
 func conv3x3DxN1C32K64H16W16S2AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 
-// conv3x3DxN1C32K32H16W16S1AVX2 is the AVX2+FMA kernel of Conv3x3DxN1C32K32H16W16S1 (tiles: 2x2 blocks: row 1x6+2x5).
-//
-//go:noescape
-func conv3x3DxN1C32K32H16W16S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
-
 // conv3x3DxN1C16K32H32W32S2AVX2 is the AVX2+FMA kernel of Conv3x3DxN1C16K32H32W32S2 (tiles: phase 00 1x2 blocks: row 1x6+2x5 | phase 01 1x2 blocks: row 1x6+2x5 | phase 10 1x2 blocks: row 1x6+2x5 | phase 11 1x2 blocks: row 1x6+2x5).
 //
 //go:noescape
 func conv3x3DxN1C16K32H32W32S2AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
-
-// conv3x3DxN1C16K16H32W32S1AVX2 is the AVX2+FMA kernel of Conv3x3DxN1C16K16H32W32S1 (tiles: 1x2 blocks: row 2x6+4x5).
-//
-//go:noescape
-func conv3x3DxN1C16K16H32W32S1AVX2(dy []float32, w []float32, dx []float32, scratch []float32, n0 int, n1 int)
 
 // conv3x3DwN1C64K64H8W8S1InAffineReluAVX2 is the AVX2+FMA kernel of Conv3x3DwN1C64K64H8W8S1InAffineRelu.
 //
@@ -166,3 +151,33 @@ func conv3x3DwN1C16K16H32W32S1AVX2(x []float32, dy []float32, scale []float32, s
 //
 //go:noescape
 func conv3x3DwN1C8K16H32W32S1AVX2(x []float32, dy []float32, scale []float32, shift []float32, dw []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N1C64K64H1W4S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C64K64H1W4S1 (tiles: 2x3 blocks: 1x4; 1x2 blocks: 1x4).
+//
+//go:noescape
+func conv1x1N1C64K64H1W4S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N1C32K32H1W16S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C32K32H1W16S1 (tiles: 2x2 blocks: 1x6+2x5).
+//
+//go:noescape
+func conv1x1N1C32K32H1W16S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// conv1x1N1C16K16H1W64S1AVX2 is the AVX2+FMA kernel of Conv1x1N1C16K16H1W64S1 (tiles: 1x2 blocks: 9x6+2x5).
+//
+//go:noescape
+func conv1x1N1C16K16H1W64S1AVX2(x []float32, w []float32, bias []float32, scale []float32, shift []float32, res []float32, y []float32, stats []float32, scratch []float32, n0 int, n1 int)
+
+// winoCopyRowAVX2 writes the prologue of the vectors of src to dst.
+//
+//go:noescape
+func winoCopyRowAVX2(dst []float32, src []float32, scale []float32, shift []float32, mode int)
+
+// winoInRowAVX2 is the Winograd input transform of a row of tiles of one channel block.
+//
+//go:noescape
+func winoInRowAVX2(src []float32, dst []float32, tiles int, rowStride int, xiStride int)
+
+// winoOutRowAVX2 is the Winograd output transform, with its epilogue, of a row of tiles of one channel block.
+//
+//go:noescape
+func winoOutRowAVX2(m []float32, y []float32, bias []float32, res []float32, sums []float32, tiles int, xiStride int, rowStride int, flags int)

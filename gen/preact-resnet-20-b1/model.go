@@ -47,7 +47,7 @@ const (
 	arenaLen   = 442752 // 1.7 MiB (1,771,008 B): train 1771008 bytes, infer 180992
 	paramsLen  = 269728
 	stateLen   = 271104
-	scratchLen = 20752  // per worker
+	scratchLen = 93392  // per worker
 	wideLen    = 36864  // float64s per worker
 	foldedLen  = 391984 // 1.5 MiB (1,567,936 B): Infer's folded and packed weights
 )

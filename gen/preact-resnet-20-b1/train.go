@@ -284,9 +284,11 @@ func (m *Model) trainS3Backward(t *[39]int) {
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN1C64K64H8W8S1InAffineRelu,
-		dx:      Conv3x3DxN1C64K64H8W8S1,
-		scratch: 6400,
+		pack:    PackWinogradDxWeights,
+		packLen: 147456,
+		scratch: 26000,
 		taps:    9,
+		wdx:     Winograd3x3N1C64K64H8W8,
 	}, 1, 64, 64, bwdArgs{
 		w:      p[t[10] : t[10]+36864],
 		dw:     a[t[9] : t[9]+36864],
@@ -311,9 +313,11 @@ func (m *Model) trainS3Backward(t *[39]int) {
 	// conv1.stats.dy, conv1.dw, conv1.da, conv1.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN1C64K64H8W8S1InAffineRelu,
-		dx:      Conv3x3DxN1C64K64H8W8S1,
-		scratch: 6400,
+		pack:    PackWinogradDxWeights,
+		packLen: 147456,
+		scratch: 26000,
 		taps:    9,
+		wdx:     Winograd3x3N1C64K64H8W8,
 	}, 1, 64, 64, bwdArgs{
 		w:      p[t[27] : t[27]+36864],
 		dw:     a[t[26] : t[26]+36864],
@@ -343,9 +347,11 @@ func (m *Model) trainS3Backward2(t *[42]int) {
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN1C64K64H8W8S1InAffineRelu,
-		dx:      Conv3x3DxN1C64K64H8W8S1,
-		scratch: 6400,
+		pack:    PackWinogradDxWeights,
+		packLen: 147456,
+		scratch: 26000,
 		taps:    9,
+		wdx:     Winograd3x3N1C64K64H8W8,
 	}, 1, 64, 64, bwdArgs{
 		w:      p[t[10] : t[10]+36864],
 		dw:     a[t[9] : t[9]+36864],
@@ -402,9 +408,11 @@ func (m *Model) trainS2Backward(t *[39]int) {
 	// conv2.dw, conv2.da, conv2.prologue.grad: conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN1C32K32H16W16S1InAffineRelu,
-		dx:      Conv3x3DxN1C32K32H16W16S1,
-		scratch: 10368,
+		pack:    PackWinogradDxWeights,
+		packLen: 36864,
+		scratch: 48400,
 		taps:    9,
+		wdx:     Winograd3x3N1C32K32H16W16,
 	}, 1, 32, 32, bwdArgs{
 		w:      p[t[10] : t[10]+9216],
 		dw:     a[t[9] : t[9]+9216],
@@ -424,9 +432,11 @@ func (m *Model) trainS2Backward(t *[39]int) {
 	// conv1.stats.dy, conv1.dw, conv1.da, conv1.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN1C32K32H16W16S1InAffineRelu,
-		dx:      Conv3x3DxN1C32K32H16W16S1,
-		scratch: 10368,
+		pack:    PackWinogradDxWeights,
+		packLen: 36864,
+		scratch: 48400,
 		taps:    9,
+		wdx:     Winograd3x3N1C32K32H16W16,
 	}, 1, 32, 32, bwdArgs{
 		w:      p[t[27] : t[27]+9216],
 		dw:     a[t[26] : t[26]+9216],
@@ -456,9 +466,11 @@ func (m *Model) trainS2Backward2(t *[42]int) {
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN1C32K32H16W16S1InAffineRelu,
-		dx:      Conv3x3DxN1C32K32H16W16S1,
-		scratch: 10368,
+		pack:    PackWinogradDxWeights,
+		packLen: 36864,
+		scratch: 48400,
 		taps:    9,
+		wdx:     Winograd3x3N1C32K32H16W16,
 	}, 1, 32, 32, bwdArgs{
 		w:      p[t[10] : t[10]+9216],
 		dw:     a[t[9] : t[9]+9216],
@@ -513,9 +525,11 @@ func (m *Model) trainS1Backward(t *[39]int) {
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN1C16K16H32W32S1InAffineRelu,
-		dx:      Conv3x3DxN1C16K16H32W32S1,
-		scratch: 18496,
+		pack:    PackWinogradDxWeights,
+		packLen: 9216,
+		scratch: 93392,
 		taps:    9,
+		wdx:     Winograd3x3N1C16K16H32W32,
 	}, 1, 16, 16, bwdArgs{
 		w:      p[t[10] : t[10]+2304],
 		dw:     a[t[9] : t[9]+2304],
@@ -540,9 +554,11 @@ func (m *Model) trainS1Backward(t *[39]int) {
 	// conv1.stats.dy, conv1.dw, conv1.da, conv1.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN1C16K16H32W32S1InAffineRelu,
-		dx:      Conv3x3DxN1C16K16H32W32S1,
-		scratch: 18496,
+		pack:    PackWinogradDxWeights,
+		packLen: 9216,
+		scratch: 93392,
 		taps:    9,
+		wdx:     Winograd3x3N1C16K16H32W32,
 	}, 1, 16, 16, bwdArgs{
 		w:      p[t[27] : t[27]+2304],
 		dw:     a[t[26] : t[26]+2304],
@@ -572,9 +588,11 @@ func (m *Model) trainS1Backward2(t *[41]int) {
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN1C16K16H32W32S1InAffineRelu,
-		dx:      Conv3x3DxN1C16K16H32W32S1,
-		scratch: 18496,
+		pack:    PackWinogradDxWeights,
+		packLen: 9216,
+		scratch: 93392,
 		taps:    9,
+		wdx:     Winograd3x3N1C16K16H32W32,
 	}, 1, 16, 16, bwdArgs{
 		w:      p[t[10] : t[10]+2304],
 		dw:     a[t[9] : t[9]+2304],
@@ -599,9 +617,11 @@ func (m *Model) trainS1Backward2(t *[41]int) {
 	// conv1.stats.dy, conv1.dw, conv1.dx: bnstats_grad, conv2d_dw, conv2d_dx
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN1C16K16H32W32S1,
-		dx:      Conv3x3DxN1C16K16H32W32S1,
-		scratch: 18496,
+		pack:    PackWinogradDxWeights,
+		packLen: 9216,
+		scratch: 93392,
 		taps:    9,
+		wdx:     Winograd3x3N1C16K16H32W32,
 	}, 1, 16, 16, bwdArgs{
 		w:     p[t[25] : t[25]+2304],
 		dw:    a[t[24] : t[24]+2304],

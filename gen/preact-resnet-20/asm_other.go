@@ -20,11 +20,8 @@ var (
 
 // The backward kernels' assembly, nil in this build.
 var (
-	conv3x3DxN128C64K64H8W8S1AVX2               Conv3x3DxFunc
 	conv3x3DxN128C32K64H16W16S2AVX2             Conv3x3DxFunc
-	conv3x3DxN128C32K32H16W16S1AVX2             Conv3x3DxFunc
 	conv3x3DxN128C16K32H32W32S2AVX2             Conv3x3DxFunc
-	conv3x3DxN128C16K16H32W32S1AVX2             Conv3x3DxFunc
 	conv3x3DwN128C64K64H8W8S1InAffineReluAVX2   Conv3x3DwFunc
 	conv3x3DwN128C32K64H16W16S2AVX2             Conv3x3DwFunc
 	conv3x3DwN128C32K32H16W16S1InAffineReluAVX2 Conv3x3DwFunc
@@ -39,6 +36,8 @@ var (
 	conv1x1N1C16K16H1W64S1AVX2 Conv1x1Func
 	conv1x1N1C32K32H1W32S1AVX2 Conv1x1Func
 	conv1x1N1C64K64H1W32S1AVX2 Conv1x1Func
+	conv1x1N1C64K64H1W4S1AVX2  Conv1x1Func
+	conv1x1N1C32K32H1W16S1AVX2 Conv1x1Func
 )
 
 // The Winograd transforms' assembly, nil in this build.

@@ -436,3 +436,37 @@ func PackWinogradWeights(dst, src []float32, cout, cin int) error {
 	}
 	return nil
 }
+
+// PackWinogradDxWeights packs the weights of the backward-data
+// convolution of a stride-1 3x3 convolution from cin to cout channels,
+// whose plain weights [cout][cin][3][3] src holds: dx is the forward
+// convolution of dy (cout channels) with the kernel rotated by 180° and
+// its channels swapped, [cin][cout][2-kh][2-kw], which this transforms
+// as PackWinogradWeights does, into dst[ξ][cin/8][cout][8].
+func PackWinogradDxWeights(dst, src []float32, cout, cin int) error {
+	if cout%8 != 0 || cin%8 != 0 || cout < 8 || cin < 8 {
+		return fmt.Errorf("PackWinogradDxWeights: %d to %d channels, want multiples of 8", cin, cout)
+	}
+	if len(src) != cout*cin*9 || len(dst) != 36*cout*cin {
+		return fmt.Errorf("PackWinogradDxWeights: %d plain and %d packed weights, want %d and %d",
+			len(src), len(dst), cout*cin*9, 36*cout*cin)
+	}
+	plane := cout * cin
+	for i := range cin { // the output channel of dx's convolution
+		for o := range cout { // its input channel
+			g := src[(o*cin+i)*9:][:9]
+			var cols [3][6]float64
+			for c := range 3 { // column c of the rotated kernel is column 2-c of g, upside down
+				cols[c] = winoG(float64(g[8-c]), float64(g[5-c]), float64(g[2-c]))
+			}
+			at := (i/8)*cout*8 + o*8 + i%8
+			for r := range 6 {
+				u := winoG(cols[0][r], cols[1][r], cols[2][r])
+				for c, v := range u {
+					dst[(r*6+c)*plane+at] = float32(v)
+				}
+			}
+		}
+	}
+	return nil
+}

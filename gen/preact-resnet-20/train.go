@@ -284,9 +284,11 @@ func (m *Model) trainS3Backward(t *[39]int) {
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C64K64H8W8S1InAffineRelu,
-		dx:      Conv3x3DxN128C64K64H8W8S1,
-		scratch: 6400,
+		pack:    PackWinogradDxWeights,
+		packLen: 147456,
+		scratch: 26000,
 		taps:    9,
+		wdx:     Winograd3x3N1C64K64H8W8,
 	}, 128, 64, 64, bwdArgs{
 		w:      p[t[10] : t[10]+36864],
 		dw:     a[t[9] : t[9]+36864],
@@ -311,9 +313,11 @@ func (m *Model) trainS3Backward(t *[39]int) {
 	// conv1.stats.dy, conv1.dw, conv1.da, conv1.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C64K64H8W8S1InAffineRelu,
-		dx:      Conv3x3DxN128C64K64H8W8S1,
-		scratch: 6400,
+		pack:    PackWinogradDxWeights,
+		packLen: 147456,
+		scratch: 26000,
 		taps:    9,
+		wdx:     Winograd3x3N1C64K64H8W8,
 	}, 128, 64, 64, bwdArgs{
 		w:      p[t[27] : t[27]+36864],
 		dw:     a[t[26] : t[26]+36864],
@@ -343,9 +347,11 @@ func (m *Model) trainS3Backward2(t *[42]int) {
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C64K64H8W8S1InAffineRelu,
-		dx:      Conv3x3DxN128C64K64H8W8S1,
-		scratch: 6400,
+		pack:    PackWinogradDxWeights,
+		packLen: 147456,
+		scratch: 26000,
 		taps:    9,
+		wdx:     Winograd3x3N1C64K64H8W8,
 	}, 128, 64, 64, bwdArgs{
 		w:      p[t[10] : t[10]+36864],
 		dw:     a[t[9] : t[9]+36864],
@@ -400,9 +406,11 @@ func (m *Model) trainS2Backward(t *[39]int) {
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C32K32H16W16S1InAffineRelu,
-		dx:      Conv3x3DxN128C32K32H16W16S1,
-		scratch: 10368,
+		pack:    PackWinogradDxWeights,
+		packLen: 36864,
+		scratch: 48400,
 		taps:    9,
+		wdx:     Winograd3x3N1C32K32H16W16,
 	}, 128, 32, 32, bwdArgs{
 		w:      p[t[10] : t[10]+9216],
 		dw:     a[t[9] : t[9]+9216],
@@ -427,9 +435,11 @@ func (m *Model) trainS2Backward(t *[39]int) {
 	// conv1.stats.dy, conv1.dw, conv1.da, conv1.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C32K32H16W16S1InAffineRelu,
-		dx:      Conv3x3DxN128C32K32H16W16S1,
-		scratch: 10368,
+		pack:    PackWinogradDxWeights,
+		packLen: 36864,
+		scratch: 48400,
 		taps:    9,
+		wdx:     Winograd3x3N1C32K32H16W16,
 	}, 128, 32, 32, bwdArgs{
 		w:      p[t[27] : t[27]+9216],
 		dw:     a[t[26] : t[26]+9216],
@@ -459,9 +469,11 @@ func (m *Model) trainS2Backward2(t *[42]int) {
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C32K32H16W16S1InAffineRelu,
-		dx:      Conv3x3DxN128C32K32H16W16S1,
-		scratch: 10368,
+		pack:    PackWinogradDxWeights,
+		packLen: 36864,
+		scratch: 48400,
 		taps:    9,
+		wdx:     Winograd3x3N1C32K32H16W16,
 	}, 128, 32, 32, bwdArgs{
 		w:      p[t[10] : t[10]+9216],
 		dw:     a[t[9] : t[9]+9216],
@@ -516,9 +528,11 @@ func (m *Model) trainS1Backward(t *[39]int) {
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C16K16H32W32S1InAffineRelu,
-		dx:      Conv3x3DxN128C16K16H32W32S1,
-		scratch: 18496,
+		pack:    PackWinogradDxWeights,
+		packLen: 9216,
+		scratch: 93392,
 		taps:    9,
+		wdx:     Winograd3x3N1C16K16H32W32,
 	}, 128, 16, 16, bwdArgs{
 		w:      p[t[10] : t[10]+2304],
 		dw:     a[t[9] : t[9]+2304],
@@ -543,9 +557,11 @@ func (m *Model) trainS1Backward(t *[39]int) {
 	// conv1.stats.dy, conv1.dw, conv1.da, conv1.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C16K16H32W32S1InAffineRelu,
-		dx:      Conv3x3DxN128C16K16H32W32S1,
-		scratch: 18496,
+		pack:    PackWinogradDxWeights,
+		packLen: 9216,
+		scratch: 93392,
 		taps:    9,
+		wdx:     Winograd3x3N1C16K16H32W32,
 	}, 128, 16, 16, bwdArgs{
 		w:      p[t[27] : t[27]+2304],
 		dw:     a[t[26] : t[26]+2304],
@@ -575,9 +591,11 @@ func (m *Model) trainS1Backward2(t *[41]int) {
 	// conv2.stats.dy, conv2.dw, conv2.da, conv2.prologue.grad: bnstats_grad, conv2d_dw_fused, conv2d_dx, affine_relu_grad
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C16K16H32W32S1InAffineRelu,
-		dx:      Conv3x3DxN128C16K16H32W32S1,
-		scratch: 18496,
+		pack:    PackWinogradDxWeights,
+		packLen: 9216,
+		scratch: 93392,
 		taps:    9,
+		wdx:     Winograd3x3N1C16K16H32W32,
 	}, 128, 16, 16, bwdArgs{
 		w:      p[t[10] : t[10]+2304],
 		dw:     a[t[9] : t[9]+2304],
@@ -602,9 +620,11 @@ func (m *Model) trainS1Backward2(t *[41]int) {
 	// conv1.stats.dy, conv1.dw, conv1.dx: bnstats_grad, conv2d_dw, conv2d_dx
 	m.convBwd(bwdKernels{
 		dw3:     Conv3x3DwN128C16K16H32W32S1,
-		dx:      Conv3x3DxN128C16K16H32W32S1,
-		scratch: 18496,
+		pack:    PackWinogradDxWeights,
+		packLen: 9216,
+		scratch: 93392,
 		taps:    9,
+		wdx:     Winograd3x3N1C16K16H32W32,
 	}, 128, 16, 16, bwdArgs{
 		w:     p[t[25] : t[25]+2304],
 		dw:    a[t[24] : t[24]+2304],

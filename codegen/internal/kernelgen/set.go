@@ -40,7 +40,10 @@ func winogradStageShapes() []kernels.Winograd {
 		w := kernels.Winograd{N: c.N, Cin: c.Cin, Cout: c.Cout, H: c.H, W: c.W, Bias: true, ReLU: true}
 		basic := kernels.Winograd{N: c.N, Cin: c.Cin, Cout: c.Cout, H: c.H, W: c.W, Prologue: kernels.PrologueAffineReLU, Residual: true}
 		train := kernels.Winograd{N: c.N, Cin: c.Cin, Cout: c.Cout, H: c.H, W: c.W, Prologue: kernels.PrologueAffineReLU, Stats: true}
-		ws = append(ws, w, basic, train)
+		// The backward-data convolution of one image, as the training
+		// step's backward chains run it.
+		dx := kernels.Winograd{N: 1, Cin: c.Cout, Cout: c.Cin, H: c.H, W: c.W}
+		ws = append(ws, w, basic, train, dx)
 	}
 	return ws
 }

@@ -173,3 +173,40 @@ func TestPackWinogradWeightsErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestPackWinogradDxWeights checks the backward-data packing against
+// PackWinogradWeights of the kernel rotated by 180° with its channels
+// swapped, written out index by index.
+func TestPackWinogradDxWeights(t *testing.T) {
+	const cout, cin = 16, 24
+	r := rand.New(rand.NewPCG(3, 3))
+	w := make([]float32, cout*cin*9)
+	for i := range w {
+		w[i] = float32(r.Float64()*2 - 1)
+	}
+	rot := make([]float32, len(w)) // [cin][cout][3][3]
+	for o := range cout {
+		for i := range cin {
+			for kh := range 3 {
+				for kw := range 3 {
+					rot[((i*cout+o)*3+kh)*3+kw] = w[((o*cin+i)*3+2-kh)*3+2-kw]
+				}
+			}
+		}
+	}
+	want, got := make([]float32, 36*cout*cin), make([]float32, 36*cout*cin)
+	if err := PackWinogradWeights(want, rot, cin, cout); err != nil {
+		t.Fatal(err)
+	}
+	if err := PackWinogradDxWeights(got, w, cout, cin); err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("[%d] = %v, want %v", i, got[i], want[i])
+		}
+	}
+	if err := PackWinogradDxWeights(got[1:], w, cout, cin); err == nil {
+		t.Error("short dst: no error")
+	}
+}
