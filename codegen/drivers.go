@@ -578,6 +578,7 @@ type kernelPlan struct {
 	set                             kernels.Set
 	seen                            map[string]bool
 	noWinograd                      bool // Options.NoWinograd
+	unitChains                      bool // some block runs unitFwd
 	packedLen, statsLen, dwPartLen  int
 	dyImageLen, daImageLen, partLen int // buffers of convBwd
 	vecLen                          int
@@ -1002,6 +1003,10 @@ func (k *kernelPlan) driverFile(pkg string) []byte {
 	src := strings.Replace(driversSource, "package PKG", header+"\n\npackage "+pkg, 1)
 	if len(k.set.Winograds) > 0 {
 		src += winogradDriverSource
+	}
+	if k.unitChains {
+		src = strings.Replace(src, "\tdwPad   dwPadTask\n", "\tdwPad   dwPadTask\n\tunit    unitTask\n", 1)
+		src += unitDriverSource
 	}
 	src += fmt.Sprintf("\n// Sizes of the kernels' buffers, in float32s (partLen in float64s).\nconst (\n\tpackedLen = %d\n\tstatsLen = %d\n\tdwPartLen = %d\n\tdyImageLen = %d\n\tdaImageLen = %d\n\tpartLen = %d\n\tvecLen = %d\n\tpadImageLen = %d\n)\n",
 		max(k.packedLen, 1), max(k.statsLen, 1), max(k.dwPartLen, 1), max(k.dyImageLen, 1), max(k.daImageLen, 1), max(k.partLen, 1), max(k.vecLen, 1), max(k.padImageLen, 1))

@@ -283,7 +283,7 @@ func TestGeneratedMatchesInterpreter(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	type pkgRef struct{ Pkg, Path string }
 	var refs []pkgRef
-	winograd := 0
+	winograd, units := 0, 0
 	for i, c := range nets {
 		name := fmt.Sprintf("net%d", i)
 		p, err := Compile(c.Arch, Options{Package: name, Batch: c.Batch, Budget: c.Budget})
@@ -292,6 +292,9 @@ func TestGeneratedMatchesInterpreter(t *testing.T) {
 		}
 		if p.Files["kernels_winograd.go"] != nil {
 			winograd++
+		}
+		if bytes.Contains(p.Files["infer.go"], []byte("m.unitFwd(")) {
+			units++
 		}
 		if err := p.WriteDir(filepath.Join(dir, name)); err != nil {
 			t.Fatal(err)
@@ -302,6 +305,10 @@ func TestGeneratedMatchesInterpreter(t *testing.T) {
 	// batch has two images or more: the comparison covers it.
 	if winograd == 0 {
 		t.Fatal("no generated package has Winograd kernels")
+	}
+	// Inference runs bottleneck units image by image where it can.
+	if units == 0 {
+		t.Fatal("no generated package runs a unit's convolutions image by image")
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "driver"), 0o755); err != nil {
 		t.Fatal(err)

@@ -444,10 +444,10 @@ func (e *emitter) emitStep(f *jen.File, s *stepCode) error {
 	f.Comment(fmt.Sprintf("%s runs %s: the schedule of %q after the passes (%d ops in", s.name, what, s.g.Name, len(s.g.Ops)))
 	f.Comment(fmt.Sprintf("%d blocks of %d functions), on the arena laid out by the memory plan.", len(s.blocks), len(s.fns)))
 	f.Func().Params(jen.Id("m").Op("*").Id("Model")).Id(s.name).Params().Block(body...)
-	chains := bwdChains(s)
+	chains, units := bwdChains(s), fwdChains(s, e.k)
 	for _, fn := range s.fns {
 		f.Line()
-		code, err := e.blockFunc(s.l, fn, chains[fn])
+		code, err := e.blockFunc(s.l, fn, chains[fn], units[fn])
 		if err != nil {
 			return err
 		}
@@ -510,7 +510,7 @@ func bufField(b bufKind) string {
 // blockFunc writes one block function: each op of its first block, its
 // storage taken from the row t of its table; the chains that start at an
 // op index run as one call.
-func (e *emitter) blockFunc(l *layout, fn *blockFn, chains map[int]bwdChain) (jen.Code, error) {
+func (e *emitter) blockFunc(l *layout, fn *blockFn, chains map[int]bwdChain, units map[int]fwdChain) (jen.Code, error) {
 	b := fn.proto
 	used := map[bufKind]bool{}
 	for _, c := range b.cols {
@@ -554,6 +554,28 @@ func (e *emitter) blockFunc(l *layout, fn *blockFn, chains map[int]bwdChain) (je
 	for i := 0; i < len(b.ops); i++ {
 		op := b.ops[i]
 		c := call(op)
+		if u, ok := units[i]; ok {
+			if code := e.k.specialFwd(u, func(j int) *OpCall { return call(b.ops[j]) }); code != nil {
+				// The hoisted ops between the convolutions run first.
+				for j := i + 1; j < u.c; j++ {
+					if hop := b.ops[j]; l.hoisted[hop] {
+						hc, err := e.opCode(call(hop))
+						if err != nil {
+							return nil, err
+						}
+						refold = append(refold, jen.Comment(localName(hop, b.group)+": "+string(hop.Kind)), hc)
+					}
+				}
+				flush()
+				var names []string
+				for _, j := range []int{u.a, u.b, u.c} {
+					names = append(names, localName(b.ops[j], b.group))
+				}
+				body = append(body, jen.Comment(strings.Join(names, ", ")+": a unit's convolutions, image by image"), code)
+				i = u.c
+				continue
+			}
+		}
 		if ch, ok := chains[i]; ok {
 			if code := e.k.specialBwd(ch, func(j int) *OpCall { return call(b.ops[j]) }); code != nil {
 				var names, kinds []string
@@ -567,12 +589,9 @@ func (e *emitter) blockFunc(l *layout, fn *blockFn, chains map[int]bwdChain) (je
 				continue
 			}
 		}
-		code := e.k.special(c)
-		if code == nil {
-			var err error
-			if code, err = emitOp(c); err != nil {
-				return nil, err
-			}
+		code, err := e.opCode(c)
+		if err != nil {
+			return nil, err
 		}
 		if l.hoisted[op] {
 			refold = append(refold, jen.Comment(localName(op, b.group)+": "+string(op.Kind)), code)
@@ -589,6 +608,15 @@ func (e *emitter) blockFunc(l *layout, fn *blockFn, chains map[int]bwdChain) (je
 	s := jen.Commentf("%s runs the %s ops of %s; t is a row of %sRows.", fn.name, strings.ToLower(b.phase), groups, fn.name).Line()
 	s.Func().Params(jen.Id("m").Op("*").Id("Model")).Id(fn.name).Params(jen.Id("t").Op("*").Index(jen.Lit(len(b.cols))).Int()).Block(body...)
 	return s, nil
+}
+
+// opCode is the call of c's specialized kernel, or of its runtime
+// function.
+func (e *emitter) opCode(c *OpCall) (jen.Code, error) {
+	if code := e.k.special(c); code != nil {
+		return code, nil
+	}
+	return emitOp(c)
 }
 
 // emitTables writes each block function's table: a row per block, a

@@ -209,6 +209,36 @@ func winograd3x3N128C16K16H32W32BiasReluGo(x, w, bias, scale, shift, res, y, sta
 	winograd(&shapeWinograd3x3N128C16K16H32W32BiasRelu, &winoTransformsGo, conv1x1N1C16K16H1W64S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
+// shapeWinograd3x3N1C16K16H32W32BiasRelu is the shape of Winograd3x3N1C16K16H32W32BiasRelu: 1 images of 8x8 tiles per group, GEMMs of 64 columns.
+var shapeWinograd3x3N1C16K16H32W32BiasRelu = WinogradShape{
+	Bias:  true,
+	Cin:   16,
+	Cout:  16,
+	Group: 1,
+	H:     32,
+	N:     1,
+	Name:  "Winograd3x3N1C16K16H32W32BiasRelu",
+	ReLU:  true,
+	W:     32,
+}
+
+// Winograd3x3N1C16K16H32W32BiasRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C16K16H1W64S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N1C16K16H32W32BiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N1C16K16H32W32BiasRelu, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N1C16K16H32W32BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N1C16K16H32W32BiasReluGo runs Winograd3x3N1C16K16H32W32BiasRelu on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N1C16K16H32W32BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N1C16K16H32W32BiasRelu, &winoTransformsGo, conv1x1N1C16K16H1W64S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
 // shapeWinograd3x3N128C32K32H16W16BiasRelu is the shape of Winograd3x3N128C32K32H16W16BiasRelu: 2 images of 4x4 tiles per group, GEMMs of 32 columns.
 var shapeWinograd3x3N128C32K32H16W16BiasRelu = WinogradShape{
 	Bias:  true,
@@ -237,6 +267,36 @@ func Winograd3x3N128C32K32H16W16BiasRelu(x, w, bias, scale, shift, res, y, stats
 // winograd3x3N128C32K32H16W16BiasReluGo runs Winograd3x3N128C32K32H16W16BiasRelu on the pure-Go twins of its transforms and GEMM.
 func winograd3x3N128C32K32H16W16BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	winograd(&shapeWinograd3x3N128C32K32H16W16BiasRelu, &winoTransformsGo, conv1x1N1C32K32H1W32S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N1C32K32H16W16BiasRelu is the shape of Winograd3x3N1C32K32H16W16BiasRelu: 1 images of 4x4 tiles per group, GEMMs of 16 columns.
+var shapeWinograd3x3N1C32K32H16W16BiasRelu = WinogradShape{
+	Bias:  true,
+	Cin:   32,
+	Cout:  32,
+	Group: 1,
+	H:     16,
+	N:     1,
+	Name:  "Winograd3x3N1C32K32H16W16BiasRelu",
+	ReLU:  true,
+	W:     16,
+}
+
+// Winograd3x3N1C32K32H16W16BiasRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C32K32H1W16S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N1C32K32H16W16BiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N1C32K32H16W16BiasRelu, &winoTransformsAsm, conv1x1N1C32K32H1W16S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N1C32K32H16W16BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N1C32K32H16W16BiasReluGo runs Winograd3x3N1C32K32H16W16BiasRelu on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N1C32K32H16W16BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N1C32K32H16W16BiasRelu, &winoTransformsGo, conv1x1N1C32K32H1W16S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N128C64K64H8W8BiasRelu is the shape of Winograd3x3N128C64K64H8W8BiasRelu: 8 images of 2x2 tiles per group, GEMMs of 32 columns.
@@ -269,6 +329,36 @@ func winograd3x3N128C64K64H8W8BiasReluGo(x, w, bias, scale, shift, res, y, stats
 	winograd(&shapeWinograd3x3N128C64K64H8W8BiasRelu, &winoTransformsGo, conv1x1N1C64K64H1W32S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
+// shapeWinograd3x3N1C64K64H8W8BiasRelu is the shape of Winograd3x3N1C64K64H8W8BiasRelu: 1 images of 2x2 tiles per group, GEMMs of 4 columns.
+var shapeWinograd3x3N1C64K64H8W8BiasRelu = WinogradShape{
+	Bias:  true,
+	Cin:   64,
+	Cout:  64,
+	Group: 1,
+	H:     8,
+	N:     1,
+	Name:  "Winograd3x3N1C64K64H8W8BiasRelu",
+	ReLU:  true,
+	W:     8,
+}
+
+// Winograd3x3N1C64K64H8W8BiasRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C64K64H1W4S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N1C64K64H8W8BiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N1C64K64H8W8BiasRelu, &winoTransformsAsm, conv1x1N1C64K64H1W4S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N1C64K64H8W8BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N1C64K64H8W8BiasReluGo runs Winograd3x3N1C64K64H8W8BiasRelu on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N1C64K64H8W8BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N1C64K64H8W8BiasRelu, &winoTransformsGo, conv1x1N1C64K64H1W4S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
 // WinogradKernels lists the package's Winograd kernels, for tests and benchmarks.
 var WinogradKernels = []WinogradKernel{{
 	Go:            winograd3x3N128C16K16H32W32InAffineReluStatsGo,
@@ -299,11 +389,23 @@ var WinogradKernels = []WinogradKernel{{
 	Run:           Winograd3x3N128C16K16H32W32BiasRelu,
 	WinogradShape: shapeWinograd3x3N128C16K16H32W32BiasRelu,
 }, {
+	Go:            winograd3x3N1C16K16H32W32BiasReluGo,
+	Run:           Winograd3x3N1C16K16H32W32BiasRelu,
+	WinogradShape: shapeWinograd3x3N1C16K16H32W32BiasRelu,
+}, {
 	Go:            winograd3x3N128C32K32H16W16BiasReluGo,
 	Run:           Winograd3x3N128C32K32H16W16BiasRelu,
 	WinogradShape: shapeWinograd3x3N128C32K32H16W16BiasRelu,
 }, {
+	Go:            winograd3x3N1C32K32H16W16BiasReluGo,
+	Run:           Winograd3x3N1C32K32H16W16BiasRelu,
+	WinogradShape: shapeWinograd3x3N1C32K32H16W16BiasRelu,
+}, {
 	Go:            winograd3x3N128C64K64H8W8BiasReluGo,
 	Run:           Winograd3x3N128C64K64H8W8BiasRelu,
 	WinogradShape: shapeWinograd3x3N128C64K64H8W8BiasRelu,
+}, {
+	Go:            winograd3x3N1C64K64H8W8BiasReluGo,
+	Run:           Winograd3x3N1C64K64H8W8BiasRelu,
+	WinogradShape: shapeWinograd3x3N1C64K64H8W8BiasRelu,
 }}

@@ -66,17 +66,53 @@ func (m *Model) inferS1Forward2(t *[28]int) {
 		nn.BNAffine(m.ctx, f[t[4]:t[4]+64], f[t[5]:t[5]+64], s[t[0]:t[0]+64], s[t[1]:t[1]+64], p[t[2]:t[2]+64], p[t[3]:t[3]+64], 64, 1e-05)
 		// conv1.fold: bnfold
 		nn.BNFold(m.ctx, f[t[11]:t[11]+1024], f[t[12]:t[12]+16], p[t[6]:t[6]+1024], nil, s[t[7]:t[7]+16], s[t[8]:t[8]+16], p[t[9]:t[9]+16], p[t[10]:t[10]+16], 16, 64, 1e-05)
-	}
-	// conv1: conv2d_fused
-	m.conv1x1(Conv1x1N128C64K16H32W32S1InAffineReluBiasRelu, 65536, 128, 64, 16, a[t[13]:t[13]+8388608], f[t[11]:t[11]+1024], f[t[15]:t[15]+1024], f[t[12]:t[12]+16], f[t[4]:t[4]+64], f[t[5]:t[5]+64], nil, a[t[14]:t[14]+2097152], nil, nil)
-	if m.refold {
 		// conv2.fold: bnfold
 		nn.BNFold(m.ctx, f[t[21]:t[21]+2304], f[t[22]:t[22]+16], p[t[16]:t[16]+2304], nil, s[t[17]:t[17]+16], s[t[18]:t[18]+16], p[t[19]:t[19]+16], p[t[20]:t[20]+16], 16, 144, 1e-05)
 	}
-	// conv2: conv2d_fused
-	m.winograd3x3(Winograd3x3N128C16K16H32W32BiasRelu, 93392, 128, 16, 16, a[t[14]:t[14]+2097152], f[t[21]:t[21]+2304], f[t[24]:t[24]+9216], f[t[22]:t[22]+16], nil, nil, nil, a[t[23]:t[23]+2097152], nil, nil)
-	// conv3: conv2d_fused
-	m.conv1x1(Conv1x1N128C16K64H32W32S1Res, 0, 128, 16, 64, a[t[23]:t[23]+2097152], p[t[25]:t[25]+1024], f[t[27]:t[27]+1024], nil, nil, nil, a[t[13]:t[13]+8388608], a[t[26]:t[26]+8388608], nil, nil)
+	// conv1, conv2, conv3: a unit's convolutions, image by image
+	m.unitFwd(128, 93392, fwdConv{
+		bias:  f[t[12] : t[12]+16],
+		cin:   64,
+		cout:  16,
+		fn:    Conv1x1N128C64K16H32W32S1InAffineReluBiasRelu,
+		image: false,
+		pack:  PackConv1x1Weights,
+		plain: f[t[11] : t[11]+1024],
+		res:   nil,
+		scale: f[t[4] : t[4]+64],
+		shift: f[t[5] : t[5]+64],
+		w:     f[t[15] : t[15]+1024],
+		x:     a[t[13] : t[13]+8388608],
+		y:     a[t[14] : t[14]+2097152],
+	}, fwdConv{
+		bias:  f[t[22] : t[22]+16],
+		cin:   16,
+		cout:  16,
+		fn:    Winograd3x3N1C16K16H32W32BiasRelu,
+		image: true,
+		pack:  PackWinogradWeights,
+		plain: f[t[21] : t[21]+2304],
+		res:   nil,
+		scale: nil,
+		shift: nil,
+		w:     f[t[24] : t[24]+9216],
+		x:     a[t[14] : t[14]+2097152],
+		y:     a[t[23] : t[23]+2097152],
+	}, fwdConv{
+		bias:  nil,
+		cin:   16,
+		cout:  64,
+		fn:    Conv1x1N128C16K64H32W32S1Res,
+		image: false,
+		pack:  PackConv1x1Weights,
+		plain: p[t[25] : t[25]+1024],
+		res:   a[t[13] : t[13]+8388608],
+		scale: nil,
+		shift: nil,
+		w:     f[t[27] : t[27]+1024],
+		x:     a[t[23] : t[23]+2097152],
+		y:     a[t[26] : t[26]+8388608],
+	})
 }
 
 // inferS2Forward runs the forward ops of s2.u1; t is a row of inferS2ForwardRows.
@@ -114,17 +150,53 @@ func (m *Model) inferS2Forward2(t *[28]int) {
 		nn.BNAffine(m.ctx, f[t[4]:t[4]+128], f[t[5]:t[5]+128], s[t[0]:t[0]+128], s[t[1]:t[1]+128], p[t[2]:t[2]+128], p[t[3]:t[3]+128], 128, 1e-05)
 		// conv1.fold: bnfold
 		nn.BNFold(m.ctx, f[t[11]:t[11]+4096], f[t[12]:t[12]+32], p[t[6]:t[6]+4096], nil, s[t[7]:t[7]+32], s[t[8]:t[8]+32], p[t[9]:t[9]+32], p[t[10]:t[10]+32], 32, 128, 1e-05)
-	}
-	// conv1: conv2d_fused
-	m.conv1x1(Conv1x1N128C128K32H16W16S1InAffineReluBiasRelu, 32768, 128, 128, 32, a[t[13]:t[13]+4194304], f[t[11]:t[11]+4096], f[t[15]:t[15]+4096], f[t[12]:t[12]+32], f[t[4]:t[4]+128], f[t[5]:t[5]+128], nil, a[t[14]:t[14]+1048576], nil, nil)
-	if m.refold {
 		// conv2.fold: bnfold
 		nn.BNFold(m.ctx, f[t[21]:t[21]+9216], f[t[22]:t[22]+32], p[t[16]:t[16]+9216], nil, s[t[17]:t[17]+32], s[t[18]:t[18]+32], p[t[19]:t[19]+32], p[t[20]:t[20]+32], 32, 288, 1e-05)
 	}
-	// conv2: conv2d_fused
-	m.winograd3x3(Winograd3x3N128C32K32H16W16BiasRelu, 95632, 128, 32, 32, a[t[14]:t[14]+1048576], f[t[21]:t[21]+9216], f[t[24]:t[24]+36864], f[t[22]:t[22]+32], nil, nil, nil, a[t[23]:t[23]+1048576], nil, nil)
-	// conv3: conv2d_fused
-	m.conv1x1(Conv1x1N128C32K128H16W16S1Res, 0, 128, 32, 128, a[t[23]:t[23]+1048576], p[t[25]:t[25]+4096], f[t[27]:t[27]+4096], nil, nil, nil, a[t[13]:t[13]+4194304], a[t[26]:t[26]+4194304], nil, nil)
+	// conv1, conv2, conv3: a unit's convolutions, image by image
+	m.unitFwd(128, 48400, fwdConv{
+		bias:  f[t[12] : t[12]+32],
+		cin:   128,
+		cout:  32,
+		fn:    Conv1x1N128C128K32H16W16S1InAffineReluBiasRelu,
+		image: false,
+		pack:  PackConv1x1Weights,
+		plain: f[t[11] : t[11]+4096],
+		res:   nil,
+		scale: f[t[4] : t[4]+128],
+		shift: f[t[5] : t[5]+128],
+		w:     f[t[15] : t[15]+4096],
+		x:     a[t[13] : t[13]+4194304],
+		y:     a[t[14] : t[14]+1048576],
+	}, fwdConv{
+		bias:  f[t[22] : t[22]+32],
+		cin:   32,
+		cout:  32,
+		fn:    Winograd3x3N1C32K32H16W16BiasRelu,
+		image: true,
+		pack:  PackWinogradWeights,
+		plain: f[t[21] : t[21]+9216],
+		res:   nil,
+		scale: nil,
+		shift: nil,
+		w:     f[t[24] : t[24]+36864],
+		x:     a[t[14] : t[14]+1048576],
+		y:     a[t[23] : t[23]+1048576],
+	}, fwdConv{
+		bias:  nil,
+		cin:   32,
+		cout:  128,
+		fn:    Conv1x1N128C32K128H16W16S1Res,
+		image: false,
+		pack:  PackConv1x1Weights,
+		plain: p[t[25] : t[25]+4096],
+		res:   a[t[13] : t[13]+4194304],
+		scale: nil,
+		shift: nil,
+		w:     f[t[27] : t[27]+4096],
+		x:     a[t[23] : t[23]+1048576],
+		y:     a[t[26] : t[26]+4194304],
+	})
 }
 
 // inferS3Forward runs the forward ops of s3.u1; t is a row of inferS3ForwardRows.
@@ -162,17 +234,53 @@ func (m *Model) inferS3Forward2(t *[28]int) {
 		nn.BNAffine(m.ctx, f[t[4]:t[4]+256], f[t[5]:t[5]+256], s[t[0]:t[0]+256], s[t[1]:t[1]+256], p[t[2]:t[2]+256], p[t[3]:t[3]+256], 256, 1e-05)
 		// conv1.fold: bnfold
 		nn.BNFold(m.ctx, f[t[11]:t[11]+16384], f[t[12]:t[12]+64], p[t[6]:t[6]+16384], nil, s[t[7]:t[7]+64], s[t[8]:t[8]+64], p[t[9]:t[9]+64], p[t[10]:t[10]+64], 64, 256, 1e-05)
-	}
-	// conv1: conv2d_fused
-	m.conv1x1(Conv1x1N128C256K64H8W8S1InAffineReluBiasRelu, 16384, 128, 256, 64, a[t[13]:t[13]+2097152], f[t[11]:t[11]+16384], f[t[15]:t[15]+16384], f[t[12]:t[12]+64], f[t[4]:t[4]+256], f[t[5]:t[5]+256], nil, a[t[14]:t[14]+524288], nil, nil)
-	if m.refold {
 		// conv2.fold: bnfold
 		nn.BNFold(m.ctx, f[t[21]:t[21]+36864], f[t[22]:t[22]+64], p[t[16]:t[16]+36864], nil, s[t[17]:t[17]+64], s[t[18]:t[18]+64], p[t[19]:t[19]+64], p[t[20]:t[20]+64], 64, 576, 1e-05)
 	}
-	// conv2: conv2d_fused
-	m.winograd3x3(Winograd3x3N128C64K64H8W8BiasRelu, 199824, 128, 64, 64, a[t[14]:t[14]+524288], f[t[21]:t[21]+36864], f[t[24]:t[24]+147456], f[t[22]:t[22]+64], nil, nil, nil, a[t[23]:t[23]+524288], nil, nil)
-	// conv3: conv2d_fused
-	m.conv1x1(Conv1x1N128C64K256H8W8S1Res, 0, 128, 64, 256, a[t[23]:t[23]+524288], p[t[25]:t[25]+16384], f[t[27]:t[27]+16384], nil, nil, nil, a[t[13]:t[13]+2097152], a[t[26]:t[26]+2097152], nil, nil)
+	// conv1, conv2, conv3: a unit's convolutions, image by image
+	m.unitFwd(128, 26000, fwdConv{
+		bias:  f[t[12] : t[12]+64],
+		cin:   256,
+		cout:  64,
+		fn:    Conv1x1N128C256K64H8W8S1InAffineReluBiasRelu,
+		image: false,
+		pack:  PackConv1x1Weights,
+		plain: f[t[11] : t[11]+16384],
+		res:   nil,
+		scale: f[t[4] : t[4]+256],
+		shift: f[t[5] : t[5]+256],
+		w:     f[t[15] : t[15]+16384],
+		x:     a[t[13] : t[13]+2097152],
+		y:     a[t[14] : t[14]+524288],
+	}, fwdConv{
+		bias:  f[t[22] : t[22]+64],
+		cin:   64,
+		cout:  64,
+		fn:    Winograd3x3N1C64K64H8W8BiasRelu,
+		image: true,
+		pack:  PackWinogradWeights,
+		plain: f[t[21] : t[21]+36864],
+		res:   nil,
+		scale: nil,
+		shift: nil,
+		w:     f[t[24] : t[24]+147456],
+		x:     a[t[14] : t[14]+524288],
+		y:     a[t[23] : t[23]+524288],
+	}, fwdConv{
+		bias:  nil,
+		cin:   64,
+		cout:  256,
+		fn:    Conv1x1N128C64K256H8W8S1Res,
+		image: false,
+		pack:  PackConv1x1Weights,
+		plain: p[t[25] : t[25]+16384],
+		res:   a[t[13] : t[13]+2097152],
+		scale: nil,
+		shift: nil,
+		w:     f[t[27] : t[27]+16384],
+		x:     a[t[23] : t[23]+524288],
+		y:     a[t[26] : t[26]+2097152],
+	})
 }
 
 // inferHeadForward runs the forward ops of head; t is a row of inferHeadForwardRows.
