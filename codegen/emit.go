@@ -557,7 +557,7 @@ func (e *emitter) blockFunc(l *layout, fn *blockFn, chains map[int]bwdChain, uni
 		if u, ok := units[i]; ok {
 			if code := e.k.specialFwd(u, func(j int) *OpCall { return call(b.ops[j]) }); code != nil {
 				// The hoisted ops between the convolutions run first.
-				for j := i + 1; j < u.c; j++ {
+				for j := i + 1; j < u.last(); j++ {
 					if hop := b.ops[j]; l.hoisted[hop] {
 						hc, err := e.opCode(call(hop))
 						if err != nil {
@@ -568,11 +568,11 @@ func (e *emitter) blockFunc(l *layout, fn *blockFn, chains map[int]bwdChain, uni
 				}
 				flush()
 				var names []string
-				for _, j := range []int{u.a, u.b, u.c} {
+				for _, j := range u.idx() {
 					names = append(names, localName(b.ops[j], b.group))
 				}
 				body = append(body, jen.Comment(strings.Join(names, ", ")+": a unit's convolutions, image by image"), code)
-				i = u.c
+				i = u.last()
 				continue
 			}
 		}

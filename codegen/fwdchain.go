@@ -7,22 +7,68 @@ import (
 	"github.com/resnetc/resnetc/ir"
 )
 
-// fwdChain is a bottleneck unit's three convolutions in inference, which
-// a generated package runs image by image in one call (unitFwd), so that
-// the two intermediate tensors, and the unit's input that the last one
-// adds back, stay in cache:
+// fwdChain is a residual unit's convolutions in inference, which a
+// generated package runs image by image in one call (unitFwd), so that
+// the intermediate tensors, and the unit's input that the last one adds
+// back, stay in cache: a bottleneck unit's three,
 //
 //	1x1 conv -> t1 -> 3x3 conv (Winograd, one image) -> t2 -> 1x1 conv
 //
-// a, b and c index the block's ops; the ops between them are hoisted
-// (they depend on the weights alone and run before the chain).
+// or a basic unit's two, 3x3 conv -> t1 -> 3x3 conv, both by Winograd.
+// a, b and c (-1 for a basic unit) index the block's ops; the ops between
+// them are hoisted (they depend on the weights alone and run before the
+// chain).
 type fwdChain struct{ a, b, c int }
 
+// idx returns the chain's op indices.
+func (c fwdChain) idx() []int {
+	if c.c < 0 {
+		return []int{c.a, c.b}
+	}
+	return []int{c.a, c.b, c.c}
+}
+
+// last is the index of the chain's last op.
+func (c fwdChain) last() int { return max(c.b, c.c) }
+
 // findFwdChain returns the chain that starts at ops[i], if there is one:
-// each convolution's only reader is the next, the weights of all three
-// are packed once (hoisted), the middle one runs by Winograd and the
-// images can be run one by one without a hazard (fwdHazard).
+// each convolution's only reader is the next, the weights of all of them
+// are packed once (hoisted), the 3x3 ones run by Winograd and the images
+// can be run one by one without a hazard (fwdHazard).
 func findFwdChain(ops []*ir.Op, i int, l *layout, uses map[*ir.Value][]*ir.Op, k *kernelPlan) (fwdChain, bool) {
+	if c, ok := findBottleneck(ops, i, l, uses, k); ok {
+		return c, true
+	}
+	next := func(j int) int {
+		for j++; j < len(ops) && l.hoisted[ops[j]]; j++ {
+		}
+		return j
+	}
+	c := fwdChain{a: i, b: next(i), c: -1}
+	if c.b >= len(ops) {
+		return fwdChain{}, false
+	}
+	a, b := ops[c.a], ops[c.b]
+	for _, op := range []*ir.Op{a, b} {
+		if op.Kind != ir.Conv2D && op.Kind != ir.Conv2DFused || l.packedOf(op) == nil {
+			return fwdChain{}, false
+		}
+		if _, ok := k.winograd(op); !ok {
+			return fwdChain{}, false
+		}
+		if r := residualOf(op); r != nil && r.Type.Layout != ir.NCHW8c {
+			return fwdChain{}, false
+		}
+	}
+	if b.Args[0] != a.Results[0] || len(uses[a.Results[0]]) != 1 || fwdHazard([]*ir.Op{a, b}, l.refs) {
+		return fwdChain{}, false
+	}
+	return c, true
+}
+
+// findBottleneck is findFwdChain for a bottleneck unit's three
+// convolutions.
+func findBottleneck(ops []*ir.Op, i int, l *layout, uses map[*ir.Value][]*ir.Op, k *kernelPlan) (fwdChain, bool) {
 	next := func(j int) int {
 		for j++; j < len(ops) && l.hoisted[ops[j]]; j++ {
 		}
@@ -133,7 +179,7 @@ func fwdChains(s *stepCode, k *kernelPlan) map[*blockFn]map[int]fwdChain {
 			}
 			if ok {
 				found[i] = c
-				i = c.c
+				i = c.last()
 			}
 		}
 		out[fn] = found
@@ -155,7 +201,7 @@ type fwdConv struct {
 func (k *kernelPlan) specialFwd(c fwdChain, calls func(i int) *OpCall) jen.Code {
 	var convs []jen.Code
 	scratch := 0
-	for _, i := range []int{c.a, c.b, c.c} {
+	for _, i := range c.idx() {
 		oc := calls(i)
 		op := oc.Op
 		fc, ok := k.fwdKernel(op)
@@ -202,6 +248,9 @@ func (k *kernelPlan) specialFwd(c fwdChain, calls func(i int) *OpCall) jen.Code 
 	}
 	k.scratchLen = max(k.scratchLen, scratch)
 	k.unitChains = true
+	if len(convs) == 2 {
+		convs = append(convs, jen.Id("fwdConv").Values())
+	}
 	n := calls(c.a).Op.Args[0].Type.Shape[0]
 	return jen.Id("m").Dot("unitFwd").Call(append([]jen.Code{jen.Lit(n), jen.Lit(scratch)}, convs...)...)
 }
@@ -284,21 +333,26 @@ func (t *unitTask) Run(w, lo, hi int) {
 	scratch := t.m.ctx.Scratch(w)[:t.scratch]
 	for n := lo; n < hi; n++ {
 		for i := range t.convs {
-			t.convs[i].run(n, t.n, scratch)
+			if t.convs[i].fn != nil {
+				t.convs[i].run(n, t.n, scratch)
+			}
 		}
 	}
 }
 
-// unitFwd runs three convolutions of n images, a bottleneck unit's, image
-// by image over the workers, as they would run one after the other over
-// the batch. Their weights are packed when they changed (m.refold).
+// unitFwd runs the convolutions of n images of a residual unit, a
+// bottleneck unit's three or a basic unit's two (c is then the zero
+// fwdConv), image by image over the workers, as they would run one after
+// the other over the batch. Their weights are packed when they changed
+// (m.refold).
 func (m *Model) unitFwd(n, scratch int, a, b, c fwdConv) {
 	t := &m.k.unit
 	t.convs, t.n, t.scratch, t.m = [3]fwdConv{a, b, c}, n, scratch, m
 	if m.refold {
 		for i := range t.convs {
-			c := &t.convs[i]
-			check(c.pack(c.w, c.plain, c.cout, c.cin))
+			if c := &t.convs[i]; c.fn != nil {
+				check(c.pack(c.w, c.plain, c.cout, c.cin))
+			}
 		}
 	}
 	m.ctx.Parallel(t, n)

@@ -588,21 +588,26 @@ func (t *unitTask) Run(w, lo, hi int) {
 	scratch := t.m.ctx.Scratch(w)[:t.scratch]
 	for n := lo; n < hi; n++ {
 		for i := range t.convs {
-			t.convs[i].run(n, t.n, scratch)
+			if t.convs[i].fn != nil {
+				t.convs[i].run(n, t.n, scratch)
+			}
 		}
 	}
 }
 
-// unitFwd runs three convolutions of n images, a bottleneck unit's, image
-// by image over the workers, as they would run one after the other over
-// the batch. Their weights are packed when they changed (m.refold).
+// unitFwd runs the convolutions of n images of a residual unit, a
+// bottleneck unit's three or a basic unit's two (c is then the zero
+// fwdConv), image by image over the workers, as they would run one after
+// the other over the batch. Their weights are packed when they changed
+// (m.refold).
 func (m *Model) unitFwd(n, scratch int, a, b, c fwdConv) {
 	t := &m.k.unit
 	t.convs, t.n, t.scratch, t.m = [3]fwdConv{a, b, c}, n, scratch, m
 	if m.refold {
 		for i := range t.convs {
-			c := &t.convs[i]
-			check(c.pack(c.w, c.plain, c.cout, c.cin))
+			if c := &t.convs[i]; c.fn != nil {
+				check(c.pack(c.w, c.plain, c.cout, c.cin))
+			}
 		}
 	}
 	m.ctx.Parallel(t, n)

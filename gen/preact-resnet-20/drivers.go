@@ -26,6 +26,7 @@ type kernelBuffers struct {
 	bwd      bwdTask
 	dw       dwTask
 	dwPad    dwPadTask
+	unit     unitTask
 }
 
 func newKernelBuffers(threads int) kernelBuffers {
@@ -547,6 +548,69 @@ func (m *Model) winograd3x3(fn Conv3x3Func, scratch, n, cin, cout int, x, w, pac
 		check(PackWinogradWeights(packed, w, cout, cin))
 	}
 	m.conv(fn, scratch, n, cout, packed, x, bias, scale, shift, res, y, sum, sumsq)
+}
+
+// fwdConv is one convolution of unitFwd: its kernel, the packing of its
+// plain weights into w, and its tensors over the batch.
+type fwdConv struct {
+	fn                            Conv3x3Func
+	pack                          func(dst, src []float32, cout, cin int) error
+	image                         bool // fn is of one image: call it on views
+	cout, cin                     int
+	plain, w                      []float32
+	x, bias, scale, shift, res, y []float32
+}
+
+// run computes image n of c with the worker's scratch.
+func (c *fwdConv) run(n, batch int, scratch []float32) {
+	if !c.image {
+		c.fn(c.x, c.w, c.bias, c.scale, c.shift, c.res, c.y, nil, scratch, n, n+1)
+		return
+	}
+	xi, yi := len(c.x)/batch, len(c.y)/batch
+	res := c.res
+	if res != nil {
+		res = res[n*yi : (n+1)*yi]
+	}
+	c.fn(c.x[n*xi:(n+1)*xi], c.w, c.bias, c.scale, c.shift, res, c.y[n*yi:(n+1)*yi], nil, scratch, 0, 1)
+}
+
+// unitTask runs unitFwd's convolutions on each image of its range in
+// turn, so that what one writes is in cache when the next reads it.
+type unitTask struct {
+	convs   [3]fwdConv
+	n       int
+	scratch int
+	m       *Model
+}
+
+func (t *unitTask) Run(w, lo, hi int) {
+	scratch := t.m.ctx.Scratch(w)[:t.scratch]
+	for n := lo; n < hi; n++ {
+		for i := range t.convs {
+			if t.convs[i].fn != nil {
+				t.convs[i].run(n, t.n, scratch)
+			}
+		}
+	}
+}
+
+// unitFwd runs the convolutions of n images of a residual unit, a
+// bottleneck unit's three or a basic unit's two (c is then the zero
+// fwdConv), image by image over the workers, as they would run one after
+// the other over the batch. Their weights are packed when they changed
+// (m.refold).
+func (m *Model) unitFwd(n, scratch int, a, b, c fwdConv) {
+	t := &m.k.unit
+	t.convs, t.n, t.scratch, t.m = [3]fwdConv{a, b, c}, n, scratch, m
+	if m.refold {
+		for i := range t.convs {
+			if c := &t.convs[i]; c.fn != nil {
+				check(c.pack(c.w, c.plain, c.cout, c.cin))
+			}
+		}
+	}
+	m.ctx.Parallel(t, n)
 }
 
 // Sizes of the kernels' buffers, in float32s (partLen in float64s).

@@ -44,10 +44,36 @@ func (m *Model) inferS1Forward(t *[13]int) {
 		// conv1.fold: bnfold
 		nn.BNFold(m.ctx, f[t[5]:t[5]+2304], f[t[6]:t[6]+16], p[t[0]:t[0]+2304], nil, s[t[1]:t[1]+16], s[t[2]:t[2]+16], p[t[3]:t[3]+16], p[t[4]:t[4]+16], 16, 144, 1e-05)
 	}
-	// conv1: conv2d_fused
-	m.winograd3x3(Winograd3x3N128C16K16H32W32BiasRelu, 93392, 128, 16, 16, a[t[7]:t[7]+2097152], f[t[5]:t[5]+2304], f[t[9]:t[9]+9216], f[t[6]:t[6]+16], nil, nil, nil, a[t[8]:t[8]+2097152], nil, nil)
-	// conv2: conv2d_fused
-	m.winograd3x3(Winograd3x3N128C16K16H32W32Res, 93392, 128, 16, 16, a[t[8]:t[8]+2097152], p[t[10]:t[10]+2304], f[t[12]:t[12]+9216], nil, nil, nil, a[t[7]:t[7]+2097152], a[t[11]:t[11]+2097152], nil, nil)
+	// conv1, conv2: a unit's convolutions, image by image
+	m.unitFwd(128, 93392, fwdConv{
+		bias:  f[t[6] : t[6]+16],
+		cin:   16,
+		cout:  16,
+		fn:    Winograd3x3N1C16K16H32W32BiasRelu,
+		image: true,
+		pack:  PackWinogradWeights,
+		plain: f[t[5] : t[5]+2304],
+		res:   nil,
+		scale: nil,
+		shift: nil,
+		w:     f[t[9] : t[9]+9216],
+		x:     a[t[7] : t[7]+2097152],
+		y:     a[t[8] : t[8]+2097152],
+	}, fwdConv{
+		bias:  nil,
+		cin:   16,
+		cout:  16,
+		fn:    Winograd3x3N1C16K16H32W32Res,
+		image: true,
+		pack:  PackWinogradWeights,
+		plain: p[t[10] : t[10]+2304],
+		res:   a[t[7] : t[7]+2097152],
+		scale: nil,
+		shift: nil,
+		w:     f[t[12] : t[12]+9216],
+		x:     a[t[8] : t[8]+2097152],
+		y:     a[t[11] : t[11]+2097152],
+	}, fwdConv{})
 }
 
 // inferS1Forward2 runs the forward ops of 2 blocks like s1.u2; t is a row of inferS1Forward2Rows.
@@ -59,10 +85,36 @@ func (m *Model) inferS1Forward2(t *[19]int) {
 		// conv1.fold: bnfold
 		nn.BNFold(m.ctx, f[t[11]:t[11]+2304], f[t[12]:t[12]+16], p[t[6]:t[6]+2304], nil, s[t[7]:t[7]+16], s[t[8]:t[8]+16], p[t[9]:t[9]+16], p[t[10]:t[10]+16], 16, 144, 1e-05)
 	}
-	// conv1: conv2d_fused
-	m.winograd3x3(Winograd3x3N128C16K16H32W32InAffineReluBiasRelu, 93392, 128, 16, 16, a[t[13]:t[13]+2097152], f[t[11]:t[11]+2304], f[t[15]:t[15]+9216], f[t[12]:t[12]+16], f[t[4]:t[4]+16], f[t[5]:t[5]+16], nil, a[t[14]:t[14]+2097152], nil, nil)
-	// conv2: conv2d_fused
-	m.winograd3x3(Winograd3x3N128C16K16H32W32Res, 93392, 128, 16, 16, a[t[14]:t[14]+2097152], p[t[16]:t[16]+2304], f[t[18]:t[18]+9216], nil, nil, nil, a[t[13]:t[13]+2097152], a[t[17]:t[17]+2097152], nil, nil)
+	// conv1, conv2: a unit's convolutions, image by image
+	m.unitFwd(128, 93392, fwdConv{
+		bias:  f[t[12] : t[12]+16],
+		cin:   16,
+		cout:  16,
+		fn:    Winograd3x3N1C16K16H32W32InAffineReluBiasRelu,
+		image: true,
+		pack:  PackWinogradWeights,
+		plain: f[t[11] : t[11]+2304],
+		res:   nil,
+		scale: f[t[4] : t[4]+16],
+		shift: f[t[5] : t[5]+16],
+		w:     f[t[15] : t[15]+9216],
+		x:     a[t[13] : t[13]+2097152],
+		y:     a[t[14] : t[14]+2097152],
+	}, fwdConv{
+		bias:  nil,
+		cin:   16,
+		cout:  16,
+		fn:    Winograd3x3N1C16K16H32W32Res,
+		image: true,
+		pack:  PackWinogradWeights,
+		plain: p[t[16] : t[16]+2304],
+		res:   a[t[13] : t[13]+2097152],
+		scale: nil,
+		shift: nil,
+		w:     f[t[18] : t[18]+9216],
+		x:     a[t[14] : t[14]+2097152],
+		y:     a[t[17] : t[17]+2097152],
+	}, fwdConv{})
 }
 
 // inferS2Forward runs the forward ops of s2.u1; t is a row of inferS2ForwardRows.
@@ -95,10 +147,36 @@ func (m *Model) inferS2Forward2(t *[19]int) {
 		// conv1.fold: bnfold
 		nn.BNFold(m.ctx, f[t[11]:t[11]+9216], f[t[12]:t[12]+32], p[t[6]:t[6]+9216], nil, s[t[7]:t[7]+32], s[t[8]:t[8]+32], p[t[9]:t[9]+32], p[t[10]:t[10]+32], 32, 288, 1e-05)
 	}
-	// conv1: conv2d_fused
-	m.winograd3x3(Winograd3x3N128C32K32H16W16InAffineReluBiasRelu, 95632, 128, 32, 32, a[t[13]:t[13]+1048576], f[t[11]:t[11]+9216], f[t[15]:t[15]+36864], f[t[12]:t[12]+32], f[t[4]:t[4]+32], f[t[5]:t[5]+32], nil, a[t[14]:t[14]+1048576], nil, nil)
-	// conv2: conv2d_fused
-	m.winograd3x3(Winograd3x3N128C32K32H16W16Res, 95632, 128, 32, 32, a[t[14]:t[14]+1048576], p[t[16]:t[16]+9216], f[t[18]:t[18]+36864], nil, nil, nil, a[t[13]:t[13]+1048576], a[t[17]:t[17]+1048576], nil, nil)
+	// conv1, conv2: a unit's convolutions, image by image
+	m.unitFwd(128, 48400, fwdConv{
+		bias:  f[t[12] : t[12]+32],
+		cin:   32,
+		cout:  32,
+		fn:    Winograd3x3N1C32K32H16W16InAffineReluBiasRelu,
+		image: true,
+		pack:  PackWinogradWeights,
+		plain: f[t[11] : t[11]+9216],
+		res:   nil,
+		scale: f[t[4] : t[4]+32],
+		shift: f[t[5] : t[5]+32],
+		w:     f[t[15] : t[15]+36864],
+		x:     a[t[13] : t[13]+1048576],
+		y:     a[t[14] : t[14]+1048576],
+	}, fwdConv{
+		bias:  nil,
+		cin:   32,
+		cout:  32,
+		fn:    Winograd3x3N1C32K32H16W16Res,
+		image: true,
+		pack:  PackWinogradWeights,
+		plain: p[t[16] : t[16]+9216],
+		res:   a[t[13] : t[13]+1048576],
+		scale: nil,
+		shift: nil,
+		w:     f[t[18] : t[18]+36864],
+		x:     a[t[14] : t[14]+1048576],
+		y:     a[t[17] : t[17]+1048576],
+	}, fwdConv{})
 }
 
 // inferS3Forward runs the forward ops of s3.u1; t is a row of inferS3ForwardRows.
@@ -131,10 +209,36 @@ func (m *Model) inferS3Forward2(t *[19]int) {
 		// conv1.fold: bnfold
 		nn.BNFold(m.ctx, f[t[11]:t[11]+36864], f[t[12]:t[12]+64], p[t[6]:t[6]+36864], nil, s[t[7]:t[7]+64], s[t[8]:t[8]+64], p[t[9]:t[9]+64], p[t[10]:t[10]+64], 64, 576, 1e-05)
 	}
-	// conv1: conv2d_fused
-	m.winograd3x3(Winograd3x3N128C64K64H8W8InAffineReluBiasRelu, 199824, 128, 64, 64, a[t[13]:t[13]+524288], f[t[11]:t[11]+36864], f[t[15]:t[15]+147456], f[t[12]:t[12]+64], f[t[4]:t[4]+64], f[t[5]:t[5]+64], nil, a[t[14]:t[14]+524288], nil, nil)
-	// conv2: conv2d_fused
-	m.winograd3x3(Winograd3x3N128C64K64H8W8Res, 199824, 128, 64, 64, a[t[14]:t[14]+524288], p[t[16]:t[16]+36864], f[t[18]:t[18]+147456], nil, nil, nil, a[t[13]:t[13]+524288], a[t[17]:t[17]+524288], nil, nil)
+	// conv1, conv2: a unit's convolutions, image by image
+	m.unitFwd(128, 26000, fwdConv{
+		bias:  f[t[12] : t[12]+64],
+		cin:   64,
+		cout:  64,
+		fn:    Winograd3x3N1C64K64H8W8InAffineReluBiasRelu,
+		image: true,
+		pack:  PackWinogradWeights,
+		plain: f[t[11] : t[11]+36864],
+		res:   nil,
+		scale: f[t[4] : t[4]+64],
+		shift: f[t[5] : t[5]+64],
+		w:     f[t[15] : t[15]+147456],
+		x:     a[t[13] : t[13]+524288],
+		y:     a[t[14] : t[14]+524288],
+	}, fwdConv{
+		bias:  nil,
+		cin:   64,
+		cout:  64,
+		fn:    Winograd3x3N1C64K64H8W8Res,
+		image: true,
+		pack:  PackWinogradWeights,
+		plain: p[t[16] : t[16]+36864],
+		res:   a[t[13] : t[13]+524288],
+		scale: nil,
+		shift: nil,
+		w:     f[t[18] : t[18]+147456],
+		x:     a[t[14] : t[14]+524288],
+		y:     a[t[17] : t[17]+524288],
+	}, fwdConv{})
 }
 
 // inferHeadForward runs the forward ops of head; t is a row of inferHeadForwardRows.

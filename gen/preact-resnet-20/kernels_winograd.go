@@ -301,94 +301,94 @@ func winograd3x3N1C16K16H32W32Go(x, w, bias, scale, shift, res, y, stats, scratc
 	winograd(&shapeWinograd3x3N1C16K16H32W32, &winoTransformsGo, conv1x1N1C16K16H1W64S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
-// shapeWinograd3x3N128C16K16H32W32BiasRelu is the shape of Winograd3x3N128C16K16H32W32BiasRelu: 1 images of 8x8 tiles per group, GEMMs of 64 columns.
-var shapeWinograd3x3N128C16K16H32W32BiasRelu = WinogradShape{
+// shapeWinograd3x3N1C16K16H32W32BiasRelu is the shape of Winograd3x3N1C16K16H32W32BiasRelu: 1 images of 8x8 tiles per group, GEMMs of 64 columns.
+var shapeWinograd3x3N1C16K16H32W32BiasRelu = WinogradShape{
 	Bias:  true,
 	Cin:   16,
 	Cout:  16,
 	Group: 1,
 	H:     32,
-	N:     128,
-	Name:  "Winograd3x3N128C16K16H32W32BiasRelu",
+	N:     1,
+	Name:  "Winograd3x3N1C16K16H32W32BiasRelu",
 	ReLU:  true,
 	W:     32,
 }
 
-// Winograd3x3N128C16K16H32W32BiasRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// Winograd3x3N1C16K16H32W32BiasRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
 // products are 36 GEMMs of Conv1x1N1C16K16H1W64S1, which with its transforms runs its
 // assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
 // the exported function's checks).
-func Winograd3x3N128C16K16H32W32BiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+func Winograd3x3N1C16K16H32W32BiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C16K16H32W32BiasRelu, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N1C16K16H32W32BiasRelu, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
-	winograd3x3N128C16K16H32W32BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+	winograd3x3N1C16K16H32W32BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
-// winograd3x3N128C16K16H32W32BiasReluGo runs Winograd3x3N128C16K16H32W32BiasRelu on the pure-Go twins of its transforms and GEMM.
-func winograd3x3N128C16K16H32W32BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N128C16K16H32W32BiasRelu, &winoTransformsGo, conv1x1N1C16K16H1W64S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+// winograd3x3N1C16K16H32W32BiasReluGo runs Winograd3x3N1C16K16H32W32BiasRelu on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N1C16K16H32W32BiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N1C16K16H32W32BiasRelu, &winoTransformsGo, conv1x1N1C16K16H1W64S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
-// shapeWinograd3x3N128C16K16H32W32Res is the shape of Winograd3x3N128C16K16H32W32Res: 1 images of 8x8 tiles per group, GEMMs of 64 columns.
-var shapeWinograd3x3N128C16K16H32W32Res = WinogradShape{
+// shapeWinograd3x3N1C16K16H32W32Res is the shape of Winograd3x3N1C16K16H32W32Res: 1 images of 8x8 tiles per group, GEMMs of 64 columns.
+var shapeWinograd3x3N1C16K16H32W32Res = WinogradShape{
 	Cin:      16,
 	Cout:     16,
 	Group:    1,
 	H:        32,
-	N:        128,
-	Name:     "Winograd3x3N128C16K16H32W32Res",
+	N:        1,
+	Name:     "Winograd3x3N1C16K16H32W32Res",
 	Residual: true,
 	W:        32,
 }
 
-// Winograd3x3N128C16K16H32W32Res is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// Winograd3x3N1C16K16H32W32Res is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
 // products are 36 GEMMs of Conv1x1N1C16K16H1W64S1, which with its transforms runs its
 // assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
 // the exported function's checks).
-func Winograd3x3N128C16K16H32W32Res(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+func Winograd3x3N1C16K16H32W32Res(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C16K16H32W32Res, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N1C16K16H32W32Res, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
-	winograd3x3N128C16K16H32W32ResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+	winograd3x3N1C16K16H32W32ResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
-// winograd3x3N128C16K16H32W32ResGo runs Winograd3x3N128C16K16H32W32Res on the pure-Go twins of its transforms and GEMM.
-func winograd3x3N128C16K16H32W32ResGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N128C16K16H32W32Res, &winoTransformsGo, conv1x1N1C16K16H1W64S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+// winograd3x3N1C16K16H32W32ResGo runs Winograd3x3N1C16K16H32W32Res on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N1C16K16H32W32ResGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N1C16K16H32W32Res, &winoTransformsGo, conv1x1N1C16K16H1W64S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
-// shapeWinograd3x3N128C16K16H32W32InAffineReluBiasRelu is the shape of Winograd3x3N128C16K16H32W32InAffineReluBiasRelu: 1 images of 8x8 tiles per group, GEMMs of 64 columns.
-var shapeWinograd3x3N128C16K16H32W32InAffineReluBiasRelu = WinogradShape{
+// shapeWinograd3x3N1C16K16H32W32InAffineReluBiasRelu is the shape of Winograd3x3N1C16K16H32W32InAffineReluBiasRelu: 1 images of 8x8 tiles per group, GEMMs of 64 columns.
+var shapeWinograd3x3N1C16K16H32W32InAffineReluBiasRelu = WinogradShape{
 	Bias:     true,
 	Cin:      16,
 	Cout:     16,
 	Group:    1,
 	H:        32,
-	N:        128,
-	Name:     "Winograd3x3N128C16K16H32W32InAffineReluBiasRelu",
+	N:        1,
+	Name:     "Winograd3x3N1C16K16H32W32InAffineReluBiasRelu",
 	Prologue: "affine_relu",
 	ReLU:     true,
 	W:        32,
 }
 
-// Winograd3x3N128C16K16H32W32InAffineReluBiasRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// Winograd3x3N1C16K16H32W32InAffineReluBiasRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
 // products are 36 GEMMs of Conv1x1N1C16K16H1W64S1, which with its transforms runs its
 // assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
 // the exported function's checks).
-func Winograd3x3N128C16K16H32W32InAffineReluBiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+func Winograd3x3N1C16K16H32W32InAffineReluBiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C16K16H32W32InAffineReluBiasRelu, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N1C16K16H32W32InAffineReluBiasRelu, &winoTransformsAsm, conv1x1N1C16K16H1W64S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
-	winograd3x3N128C16K16H32W32InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+	winograd3x3N1C16K16H32W32InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
-// winograd3x3N128C16K16H32W32InAffineReluBiasReluGo runs Winograd3x3N128C16K16H32W32InAffineReluBiasRelu on the pure-Go twins of its transforms and GEMM.
-func winograd3x3N128C16K16H32W32InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N128C16K16H32W32InAffineReluBiasRelu, &winoTransformsGo, conv1x1N1C16K16H1W64S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+// winograd3x3N1C16K16H32W32InAffineReluBiasReluGo runs Winograd3x3N1C16K16H32W32InAffineReluBiasRelu on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N1C16K16H32W32InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N1C16K16H32W32InAffineReluBiasRelu, &winoTransformsGo, conv1x1N1C16K16H1W64S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N128C32K32H16W16Res is the shape of Winograd3x3N128C32K32H16W16Res: 2 images of 4x4 tiles per group, GEMMs of 32 columns.
@@ -420,35 +420,64 @@ func winograd3x3N128C32K32H16W16ResGo(x, w, bias, scale, shift, res, y, stats, s
 	winograd(&shapeWinograd3x3N128C32K32H16W16Res, &winoTransformsGo, conv1x1N1C32K32H1W32S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
-// shapeWinograd3x3N128C32K32H16W16InAffineReluBiasRelu is the shape of Winograd3x3N128C32K32H16W16InAffineReluBiasRelu: 2 images of 4x4 tiles per group, GEMMs of 32 columns.
-var shapeWinograd3x3N128C32K32H16W16InAffineReluBiasRelu = WinogradShape{
+// shapeWinograd3x3N1C32K32H16W16InAffineReluBiasRelu is the shape of Winograd3x3N1C32K32H16W16InAffineReluBiasRelu: 1 images of 4x4 tiles per group, GEMMs of 16 columns.
+var shapeWinograd3x3N1C32K32H16W16InAffineReluBiasRelu = WinogradShape{
 	Bias:     true,
 	Cin:      32,
 	Cout:     32,
-	Group:    2,
+	Group:    1,
 	H:        16,
-	N:        128,
-	Name:     "Winograd3x3N128C32K32H16W16InAffineReluBiasRelu",
+	N:        1,
+	Name:     "Winograd3x3N1C32K32H16W16InAffineReluBiasRelu",
 	Prologue: "affine_relu",
 	ReLU:     true,
 	W:        16,
 }
 
-// Winograd3x3N128C32K32H16W16InAffineReluBiasRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C32K32H1W32S1, which with its transforms runs its
+// Winograd3x3N1C32K32H16W16InAffineReluBiasRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C32K32H1W16S1, which with its transforms runs its
 // assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
 // the exported function's checks).
-func Winograd3x3N128C32K32H16W16InAffineReluBiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+func Winograd3x3N1C32K32H16W16InAffineReluBiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C32K32H16W16InAffineReluBiasRelu, &winoTransformsAsm, conv1x1N1C32K32H1W32S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N1C32K32H16W16InAffineReluBiasRelu, &winoTransformsAsm, conv1x1N1C32K32H1W16S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
-	winograd3x3N128C32K32H16W16InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+	winograd3x3N1C32K32H16W16InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
-// winograd3x3N128C32K32H16W16InAffineReluBiasReluGo runs Winograd3x3N128C32K32H16W16InAffineReluBiasRelu on the pure-Go twins of its transforms and GEMM.
-func winograd3x3N128C32K32H16W16InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N128C32K32H16W16InAffineReluBiasRelu, &winoTransformsGo, conv1x1N1C32K32H1W32S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+// winograd3x3N1C32K32H16W16InAffineReluBiasReluGo runs Winograd3x3N1C32K32H16W16InAffineReluBiasRelu on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N1C32K32H16W16InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N1C32K32H16W16InAffineReluBiasRelu, &winoTransformsGo, conv1x1N1C32K32H1W16S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N1C32K32H16W16Res is the shape of Winograd3x3N1C32K32H16W16Res: 1 images of 4x4 tiles per group, GEMMs of 16 columns.
+var shapeWinograd3x3N1C32K32H16W16Res = WinogradShape{
+	Cin:      32,
+	Cout:     32,
+	Group:    1,
+	H:        16,
+	N:        1,
+	Name:     "Winograd3x3N1C32K32H16W16Res",
+	Residual: true,
+	W:        16,
+}
+
+// Winograd3x3N1C32K32H16W16Res is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C32K32H1W16S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N1C32K32H16W16Res(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N1C32K32H16W16Res, &winoTransformsAsm, conv1x1N1C32K32H1W16S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N1C32K32H16W16ResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N1C32K32H16W16ResGo runs Winograd3x3N1C32K32H16W16Res on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N1C32K32H16W16ResGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N1C32K32H16W16Res, &winoTransformsGo, conv1x1N1C32K32H1W16S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // shapeWinograd3x3N128C64K64H8W8Res is the shape of Winograd3x3N128C64K64H8W8Res: 8 images of 2x2 tiles per group, GEMMs of 32 columns.
@@ -480,35 +509,64 @@ func winograd3x3N128C64K64H8W8ResGo(x, w, bias, scale, shift, res, y, stats, scr
 	winograd(&shapeWinograd3x3N128C64K64H8W8Res, &winoTransformsGo, conv1x1N1C64K64H1W32S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
-// shapeWinograd3x3N128C64K64H8W8InAffineReluBiasRelu is the shape of Winograd3x3N128C64K64H8W8InAffineReluBiasRelu: 8 images of 2x2 tiles per group, GEMMs of 32 columns.
-var shapeWinograd3x3N128C64K64H8W8InAffineReluBiasRelu = WinogradShape{
+// shapeWinograd3x3N1C64K64H8W8InAffineReluBiasRelu is the shape of Winograd3x3N1C64K64H8W8InAffineReluBiasRelu: 1 images of 2x2 tiles per group, GEMMs of 4 columns.
+var shapeWinograd3x3N1C64K64H8W8InAffineReluBiasRelu = WinogradShape{
 	Bias:     true,
 	Cin:      64,
 	Cout:     64,
-	Group:    8,
+	Group:    1,
 	H:        8,
-	N:        128,
-	Name:     "Winograd3x3N128C64K64H8W8InAffineReluBiasRelu",
+	N:        1,
+	Name:     "Winograd3x3N1C64K64H8W8InAffineReluBiasRelu",
 	Prologue: "affine_relu",
 	ReLU:     true,
 	W:        8,
 }
 
-// Winograd3x3N128C64K64H8W8InAffineReluBiasRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
-// products are 36 GEMMs of Conv1x1N1C64K64H1W32S1, which with its transforms runs its
+// Winograd3x3N1C64K64H8W8InAffineReluBiasRelu is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C64K64H1W4S1, which with its transforms runs its
 // assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
 // the exported function's checks).
-func Winograd3x3N128C64K64H8W8InAffineReluBiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+func Winograd3x3N1C64K64H8W8InAffineReluBiasRelu(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
 	if useAsm {
-		winograd(&shapeWinograd3x3N128C64K64H8W8InAffineReluBiasRelu, &winoTransformsAsm, conv1x1N1C64K64H1W32S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		winograd(&shapeWinograd3x3N1C64K64H8W8InAffineReluBiasRelu, &winoTransformsAsm, conv1x1N1C64K64H1W4S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 		return
 	}
-	winograd3x3N128C64K64H8W8InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+	winograd3x3N1C64K64H8W8InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
-// winograd3x3N128C64K64H8W8InAffineReluBiasReluGo runs Winograd3x3N128C64K64H8W8InAffineReluBiasRelu on the pure-Go twins of its transforms and GEMM.
-func winograd3x3N128C64K64H8W8InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
-	winograd(&shapeWinograd3x3N128C64K64H8W8InAffineReluBiasRelu, &winoTransformsGo, conv1x1N1C64K64H1W32S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+// winograd3x3N1C64K64H8W8InAffineReluBiasReluGo runs Winograd3x3N1C64K64H8W8InAffineReluBiasRelu on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N1C64K64H8W8InAffineReluBiasReluGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N1C64K64H8W8InAffineReluBiasRelu, &winoTransformsGo, conv1x1N1C64K64H1W4S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// shapeWinograd3x3N1C64K64H8W8Res is the shape of Winograd3x3N1C64K64H8W8Res: 1 images of 2x2 tiles per group, GEMMs of 4 columns.
+var shapeWinograd3x3N1C64K64H8W8Res = WinogradShape{
+	Cin:      64,
+	Cout:     64,
+	Group:    1,
+	H:        8,
+	N:        1,
+	Name:     "Winograd3x3N1C64K64H8W8Res",
+	Residual: true,
+	W:        8,
+}
+
+// Winograd3x3N1C64K64H8W8Res is a 3x3 convolution (stride 1, pad 1) by Winograd F(4x4, 3x3): its
+// products are 36 GEMMs of Conv1x1N1C64K64H1W4S1, which with its transforms runs its
+// assembly when useAsm (winograd gives the GEMM exactly its operands, so it skips
+// the exported function's checks).
+func Winograd3x3N1C64K64H8W8Res(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	if useAsm {
+		winograd(&shapeWinograd3x3N1C64K64H8W8Res, &winoTransformsAsm, conv1x1N1C64K64H1W4S1AVX2, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+		return
+	}
+	winograd3x3N1C64K64H8W8ResGo(x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
+}
+
+// winograd3x3N1C64K64H8W8ResGo runs Winograd3x3N1C64K64H8W8Res on the pure-Go twins of its transforms and GEMM.
+func winograd3x3N1C64K64H8W8ResGo(x, w, bias, scale, shift, res, y, stats, scratch []float32, n0, n1 int) {
+	winograd(&shapeWinograd3x3N1C64K64H8W8Res, &winoTransformsGo, conv1x1N1C64K64H1W4S1Go, x, w, bias, scale, shift, res, y, stats, scratch, n0, n1)
 }
 
 // WinogradKernels lists the package's Winograd kernels, for tests and benchmarks.
@@ -553,31 +611,39 @@ var WinogradKernels = []WinogradKernel{{
 	Run:           Winograd3x3N1C16K16H32W32,
 	WinogradShape: shapeWinograd3x3N1C16K16H32W32,
 }, {
-	Go:            winograd3x3N128C16K16H32W32BiasReluGo,
-	Run:           Winograd3x3N128C16K16H32W32BiasRelu,
-	WinogradShape: shapeWinograd3x3N128C16K16H32W32BiasRelu,
+	Go:            winograd3x3N1C16K16H32W32BiasReluGo,
+	Run:           Winograd3x3N1C16K16H32W32BiasRelu,
+	WinogradShape: shapeWinograd3x3N1C16K16H32W32BiasRelu,
 }, {
-	Go:            winograd3x3N128C16K16H32W32ResGo,
-	Run:           Winograd3x3N128C16K16H32W32Res,
-	WinogradShape: shapeWinograd3x3N128C16K16H32W32Res,
+	Go:            winograd3x3N1C16K16H32W32ResGo,
+	Run:           Winograd3x3N1C16K16H32W32Res,
+	WinogradShape: shapeWinograd3x3N1C16K16H32W32Res,
 }, {
-	Go:            winograd3x3N128C16K16H32W32InAffineReluBiasReluGo,
-	Run:           Winograd3x3N128C16K16H32W32InAffineReluBiasRelu,
-	WinogradShape: shapeWinograd3x3N128C16K16H32W32InAffineReluBiasRelu,
+	Go:            winograd3x3N1C16K16H32W32InAffineReluBiasReluGo,
+	Run:           Winograd3x3N1C16K16H32W32InAffineReluBiasRelu,
+	WinogradShape: shapeWinograd3x3N1C16K16H32W32InAffineReluBiasRelu,
 }, {
 	Go:            winograd3x3N128C32K32H16W16ResGo,
 	Run:           Winograd3x3N128C32K32H16W16Res,
 	WinogradShape: shapeWinograd3x3N128C32K32H16W16Res,
 }, {
-	Go:            winograd3x3N128C32K32H16W16InAffineReluBiasReluGo,
-	Run:           Winograd3x3N128C32K32H16W16InAffineReluBiasRelu,
-	WinogradShape: shapeWinograd3x3N128C32K32H16W16InAffineReluBiasRelu,
+	Go:            winograd3x3N1C32K32H16W16InAffineReluBiasReluGo,
+	Run:           Winograd3x3N1C32K32H16W16InAffineReluBiasRelu,
+	WinogradShape: shapeWinograd3x3N1C32K32H16W16InAffineReluBiasRelu,
+}, {
+	Go:            winograd3x3N1C32K32H16W16ResGo,
+	Run:           Winograd3x3N1C32K32H16W16Res,
+	WinogradShape: shapeWinograd3x3N1C32K32H16W16Res,
 }, {
 	Go:            winograd3x3N128C64K64H8W8ResGo,
 	Run:           Winograd3x3N128C64K64H8W8Res,
 	WinogradShape: shapeWinograd3x3N128C64K64H8W8Res,
 }, {
-	Go:            winograd3x3N128C64K64H8W8InAffineReluBiasReluGo,
-	Run:           Winograd3x3N128C64K64H8W8InAffineReluBiasRelu,
-	WinogradShape: shapeWinograd3x3N128C64K64H8W8InAffineReluBiasRelu,
+	Go:            winograd3x3N1C64K64H8W8InAffineReluBiasReluGo,
+	Run:           Winograd3x3N1C64K64H8W8InAffineReluBiasRelu,
+	WinogradShape: shapeWinograd3x3N1C64K64H8W8InAffineReluBiasRelu,
+}, {
+	Go:            winograd3x3N1C64K64H8W8ResGo,
+	Run:           Winograd3x3N1C64K64H8W8Res,
+	WinogradShape: shapeWinograd3x3N1C64K64H8W8Res,
 }}
