@@ -601,25 +601,10 @@ func (k *kernelPlan) winograd(op *ir.Op) (kernels.Winograd, bool) {
 	}
 	x, w := op.Args[0], op.Args[1]
 	acts := []*ir.Value{x, op.Results[0]}
-	wk := kernels.Winograd{}
-	if op.Kind == ir.Conv2D {
-		wk.Bias = len(op.Args) == 3
-	} else {
-		wk.Bias, wk.Residual, wk.ReLU, wk.Stats = op.Bool("bias"), op.Bool("residual"), op.Bool("relu"), op.Bool("stats")
-		i := 2
-		if wk.Bias {
-			i++
-		}
-		switch op.Str("prologue") {
-		case "relu":
-			wk.Prologue = kernels.PrologueReLU
-		case "affine_relu":
-			wk.Prologue = kernels.PrologueAffineReLU
-			i += 2
-		}
-		if wk.Residual {
-			acts = append(acts, op.Args[i])
-		}
+	f := fusion(op)
+	wk := kernels.Winograd{Prologue: f.Prologue, Bias: f.Bias, Residual: f.Residual, ReLU: f.ReLU, Stats: f.Stats}
+	if r := residualOf(op); r != nil {
+		acts = append(acts, r)
 	}
 	cout, cin, stride, ok := is3x3(op, w, acts...)
 	if !ok || stride != 1 || x.Type.Shape[0] < 2 {
@@ -628,6 +613,25 @@ func (k *kernelPlan) winograd(op *ir.Op) (kernels.Winograd, bool) {
 	xs := x.Type.Shape
 	wk.N, wk.Cin, wk.Cout, wk.H, wk.W = xs[0], cin, cout, xs[2], xs[3]
 	return wk, wk.Validate() == nil
+}
+
+// fusion returns the prologue and epilogue flags of a forward
+// convolution op (conv2d with or without bias, or conv2d_fused), as a
+// Conv3x3 with no shape.
+func fusion(op *ir.Op) kernels.Conv3x3 {
+	var f kernels.Conv3x3
+	if op.Kind == ir.Conv2D {
+		f.Bias = len(op.Args) == 3
+		return f
+	}
+	f.Bias, f.Residual, f.ReLU, f.Stats = op.Bool("bias"), op.Bool("residual"), op.Bool("relu"), op.Bool("stats")
+	switch op.Str("prologue") {
+	case "relu":
+		f.Prologue = kernels.PrologueReLU
+	case "affine_relu":
+		f.Prologue = kernels.PrologueAffineReLU
+	}
+	return f
 }
 
 // winogradDx returns the Winograd kernel of one image that computes the

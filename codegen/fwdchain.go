@@ -273,18 +273,9 @@ func (k *kernelPlan) fwdKernel(op *ir.Op) (fwdConv, bool) {
 		return fwdConv{}, false
 	}
 	xs := x.Type.Shape
-	k1 := kernels.Conv1x1{Op: kernels.Conv1x1Fwd, N: xs[0], Cin: cin, Cout: cout, H: xs[2], W: xs[3], Stride: stride}
-	if op.Kind == ir.Conv2D {
-		k1.Bias = len(op.Args) == 3
-	} else {
-		k1.Bias, k1.Residual, k1.ReLU = op.Bool("bias"), op.Bool("residual"), op.Bool("relu")
-		switch op.Str("prologue") {
-		case "relu":
-			k1.Prologue = kernels.PrologueReLU
-		case "affine_relu":
-			k1.Prologue = kernels.PrologueAffineReLU
-		}
-	}
+	f := fusion(op)
+	k1 := kernels.Conv1x1{Op: kernels.Conv1x1Fwd, N: xs[0], Cin: cin, Cout: cout, H: xs[2], W: xs[3], Stride: stride,
+		Prologue: f.Prologue, Bias: f.Bias, Residual: f.Residual, ReLU: f.ReLU}
 	if k1.Validate() != nil {
 		return fwdConv{}, false
 	}
