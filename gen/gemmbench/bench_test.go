@@ -151,6 +151,28 @@ func BenchmarkConv1x1(b *testing.B) {
 	}
 }
 
+// BenchmarkConv1x1Image runs every batch-128 forward kernel on its first
+// image only, again and again, so that the image's input and output stay
+// in cache, as in the unit chains of Infer (unitFwd), which run a unit's
+// convolutions image by image. Set against BenchmarkConv1x1, it tells
+// compute from memory traffic.
+func BenchmarkConv1x1Image(b *testing.B) {
+	peak := SingleCorePeakGFLOPS()
+	for i := range Conv1x1Kernels {
+		k := &Conv1x1Kernels[i]
+		if k.N < 128 {
+			continue
+		}
+		b.Run(k.Name, func(b *testing.B) {
+			bb := newBenchBuffers(&k.Conv1x1Shape)
+			for b.Loop() {
+				k.Run(bb.x, bb.w, bb.bias, bb.scale, bb.shift, bb.res, bb.y, bb.stats, bb.scratch, 0, 1)
+			}
+			reportRate(b, k.FLOPs()/float64(k.N), peak)
+		})
+	}
+}
+
 // BenchmarkConv1x1Dx runs every batch-128 backward-data kernel: dy is y,
 // dx is x.
 func BenchmarkConv1x1Dx(b *testing.B) {
