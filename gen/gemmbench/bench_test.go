@@ -130,25 +130,7 @@ func newBenchBuffers(s *Conv1x1Shape) *benchBuffers {
 // BenchmarkConv1x1 runs every batch-128 forward kernel (the ResNet
 // bottleneck and projection shapes) on one core over the whole batch.
 func BenchmarkConv1x1(b *testing.B) {
-	peak := SingleCorePeakGFLOPS()
-	for i := range Conv1x1Kernels {
-		k := &Conv1x1Kernels[i]
-		if k.N < 128 {
-			continue
-		}
-		b.Run(k.Name, func(b *testing.B) {
-			bb := newBenchBuffers(&k.Conv1x1Shape)
-			for b.Loop() {
-				k.Run(bb.x, bb.w, bb.bias, bb.scale, bb.shift, bb.res, bb.y, bb.stats, bb.scratch, 0, k.N)
-			}
-			reportRate(b, k.FLOPs(), peak)
-			x, y := actBytes(&k.Conv1x1Shape)
-			if k.Residual {
-				y *= 2
-			}
-			reportTraffic(b, x+y)
-		})
-	}
+	benchForward(b, false)
 }
 
 // BenchmarkConv1x1Image runs every batch-128 forward kernel on its first
@@ -157,18 +139,37 @@ func BenchmarkConv1x1(b *testing.B) {
 // convolutions image by image. Set against BenchmarkConv1x1, it tells
 // compute from memory traffic.
 func BenchmarkConv1x1Image(b *testing.B) {
+	benchForward(b, true)
+}
+
+// benchForward runs every batch-128 forward kernel over the whole batch,
+// reporting its rate and memory traffic, or over its first image only,
+// reporting its rate.
+func benchForward(b *testing.B, oneImage bool) {
 	peak := SingleCorePeakGFLOPS()
 	for i := range Conv1x1Kernels {
 		k := &Conv1x1Kernels[i]
 		if k.N < 128 {
 			continue
 		}
+		n := k.N
+		if oneImage {
+			n = 1
+		}
 		b.Run(k.Name, func(b *testing.B) {
 			bb := newBenchBuffers(&k.Conv1x1Shape)
 			for b.Loop() {
-				k.Run(bb.x, bb.w, bb.bias, bb.scale, bb.shift, bb.res, bb.y, bb.stats, bb.scratch, 0, 1)
+				k.Run(bb.x, bb.w, bb.bias, bb.scale, bb.shift, bb.res, bb.y, bb.stats, bb.scratch, 0, n)
 			}
-			reportRate(b, k.FLOPs()/float64(k.N), peak)
+			reportRate(b, k.FLOPs()*float64(n)/float64(k.N), peak)
+			if oneImage {
+				return
+			}
+			x, y := actBytes(&k.Conv1x1Shape)
+			if k.Residual {
+				y *= 2
+			}
+			reportTraffic(b, x+y)
 		})
 	}
 }
