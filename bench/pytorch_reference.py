@@ -20,18 +20,16 @@ Run it with the environment of bench/run.sh (see pytorch_train.py), e.g.:
 """
 
 import argparse
-import json
 import math
 import os
 import sys
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pytorch_train import augment, load_cifar10, lr_at, test_error  # noqa: E402
+from pytorch_train import augment, load_cifar10, train  # noqa: E402
 
 
 class Block(nn.Module):
@@ -99,47 +97,20 @@ def main(argv):
     xte = (xte - mean) / std
     ytr, yte = torch.from_numpy(ytr), torch.from_numpy(yte)
     per_epoch = math.ceil(len(xtr) / 128)
-    total = int(round(args.epochs * per_epoch))
-    milestones = [int(m) for m in args.milestones.split(",") if m]
+
+    def batches():
+        """batches yields batches of 128 in a new random order every epoch, the
+        last of each epoch short, as a DataLoader does."""
+        while True:
+            perm = torch.randperm(len(xtr), generator=gen)
+            for b in range(0, len(xtr), 128):
+                idx = perm[b:b + 128]
+                # Padding the 0-255 images pads them with black, as torchvision does.
+                yield (augment(xtr[idx], gen) - mean) / std, ytr[idx]
 
     model = ResNet20()
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
-    log = open(args.json, "a") if args.json else None
-    start, loss_sum, wrong_sum, count, k = time.time(), 0.0, 0, 0, 0
-    while k < total:
-        perm = torch.randperm(len(xtr), generator=gen)
-        for b in range(0, len(xtr), 128):
-            if k == total:
-                break
-            idx = perm[b:b + 128]
-            # Padding the 0-255 images pads them with black, as torchvision does.
-            x = (augment(xtr[idx], gen) - mean) / std
-            y = ytr[idx]
-            lr = lr_at(k, total, args.lr, args.schedule, milestones)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            out = model(x)
-            loss = F.cross_entropy(out, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.item() * len(y)
-            wrong_sum += (out.argmax(1) != y).sum().item()
-            count += len(y)
-            k += 1
-            if k % 100 == 0:
-                print(f"iter {k}/{total} loss {loss.item():.4f} lr {lr:.5f}", file=sys.stderr, flush=True)
-            if k == total or args.eval_every and k % args.eval_every == 0:
-                rec = dict(iter=k, epoch=round(k / per_epoch, 2), train_loss=loss_sum / count,
-                           train_error=100.0 * wrong_sum / count, test_error=test_error(model, xte, yte),
-                           lr=lr, elapsed_s=time.time() - start)
-                print(json.dumps(rec), flush=True)
-                if log:
-                    log.write(json.dumps(rec) + "\n")
-                    log.flush()
-                loss_sum, wrong_sum, count = 0.0, 0, 0
-    if log:
-        log.close()
+    train(model, opt, batches(), int(round(args.epochs * per_epoch)), per_epoch, xte, yte, args)
 
 
 if __name__ == "__main__":

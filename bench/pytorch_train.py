@@ -152,24 +152,34 @@ def main(argv):
     ytr, yte = torch.from_numpy(ytr), torch.from_numpy(yte)
     per_epoch = math.ceil(len(xtr) / args.batch)
     total = args.iters if args.iters is not None else int(round(args.epochs * per_epoch))
-    milestones = [int(m) for m in args.milestones.split(",") if m]
+
+    def batches():
+        perm, pos = None, len(xtr)
+        while True:
+            idx, have = [], 0
+            while have < args.batch:
+                if pos >= len(xtr):
+                    perm, pos = torch.randperm(len(xtr), generator=gen), 0
+                take = min(args.batch - have, len(xtr) - pos)
+                idx.append(perm[pos:pos + take])
+                pos, have = pos + take, have + take
+            idx = torch.cat(idx)
+            yield augment(xtr[idx], gen), ytr[idx]
 
     model = PreActResNet(args.net)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    train(model, opt, batches(), total, per_epoch, xte, yte, args)
+
+
+def train(model, opt, batches, total, per_epoch, xte, yte, args):
+    """train runs total SGD steps of model on the (x, y) batches, the rate set by
+    args.lr, args.schedule and args.milestones. It prints the loss every 100 steps
+    and, every args.eval_every steps and at the end, a JSON line with the test
+    error (also appended to args.json when given)."""
+    milestones = [int(m) for m in args.milestones.split(",") if m]
     log = open(args.json, "a") if args.json else None
-    perm, pos, epoch = None, len(xtr), -1
     start, seen, loss_sum, wrong_sum, count = time.time(), 0, 0.0, 0, 0
-    for k in range(total):
-        idx, have = [], 0
-        while have < args.batch:
-            if pos >= len(xtr):
-                epoch += 1
-                perm, pos = torch.randperm(len(xtr), generator=gen), 0
-            take = min(args.batch - have, len(xtr) - pos)
-            idx.append(perm[pos:pos + take])
-            pos, have = pos + take, have + take
-        idx = torch.cat(idx)
-        x, y = augment(xtr[idx], gen), ytr[idx]
+    for k, (x, y) in zip(range(total), batches):
         lr = lr_at(k, total, args.lr, args.schedule, milestones)
         for group in opt.param_groups:
             group["lr"] = lr
@@ -190,7 +200,7 @@ def main(argv):
             err = test_error(model, xte, yte)
             rec = dict(iter=k + 1, epoch=round((k + 1) / per_epoch, 2), train_loss=loss_sum / count,
                        train_error=100.0 * wrong_sum / count, test_error=err, lr=lr,
-                       images_per_s=seen / (time.time() - start))
+                       images_per_s=seen / (time.time() - start), elapsed_s=time.time() - start)
             print(json.dumps(rec), flush=True)
             if log:
                 log.write(json.dumps(rec) + "\n")
